@@ -1,0 +1,39 @@
+import { z } from "zod";
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+const configSchema = z.object({
+  DATABASE_URL: z
+    .string()
+    .default("postgresql://postgres@127.0.0.1:5432/activation_audiences")
+    .refine((v) => /^postgres(ql)?:\/\//.test(v), "must be a postgresql:// URL"),
+  REDIS_URL: z
+    .string()
+    .default("redis://127.0.0.1:6379")
+    .refine((v) => /^rediss?:\/\//.test(v), "must be a redis:// URL"),
+  /** Prefix of every BullMQ key, so several deployments (or test runs) can share one Redis. */
+  REDIS_PREFIX: z.string().min(1).default("aa"),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: z.string().min(1).default("127.0.0.1"),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+  /** 0 runs the API alone; workers then run elsewhere (`npm run worker`). */
+  WORKERS: z.coerce.number().int().min(0).max(64).default(1),
+  /** Cron of the daily processing of every fact through yesterday (in each fact's timezone). */
+  PROCESS_CRON: z.string().min(1).default("15 0 * * *"),
+  PG_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {}
+
+/** Reads the environment once at boot; a bad variable stops the process with its name and the reason. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = configSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join("\n")}`);
+  }
+  return parsed.data;
+}

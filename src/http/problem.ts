@@ -1,0 +1,139 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
+import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from "fastify-type-provider-zod";
+import { z } from "zod";
+
+export interface ProblemFieldError {
+  path: string;
+  message: string;
+  /** Position of the bad item in a batch (event, line). */
+  index?: number;
+}
+
+const TITLES: Record<number, string> = {
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  406: "Not Acceptable",
+  409: "Conflict",
+  413: "Content Too Large",
+  415: "Unsupported Media Type",
+  422: "Unprocessable Content",
+  429: "Too Many Requests",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
+};
+
+/** An error that becomes an RFC 9457 problem+json answer as it is. */
+export class ProblemError extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: string,
+    readonly extra: { errors?: ProblemFieldError[]; headers?: Record<string, string>; type?: string; [k: string]: unknown } = {},
+  ) {
+    super(detail);
+  }
+}
+
+export const badRequest = (detail: string, errors?: ProblemFieldError[]) => new ProblemError(400, detail, { errors });
+export const notFound = (detail: string) => new ProblemError(404, detail);
+export const conflict = (detail: string, extra: Record<string, unknown> = {}) => new ProblemError(409, detail, extra);
+
+/** Formats a zod/JSON path the way clients write it: `events[3].occurred_at`. */
+export function formatPath(path: ReadonlyArray<PropertyKey>, root?: string): string {
+  let out = root ?? "";
+  for (const part of path) {
+    if (typeof part === "number") out += `[${part}]`;
+    else out += out ? `.${String(part)}` : String(part);
+  }
+  return out;
+}
+
+export const problemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    instance: z.string().optional(),
+    errors: z.array(z.object({ path: z.string(), message: z.string(), index: z.number().int().optional() })).optional(),
+  })
+  .catchall(z.unknown())
+  .meta({ id: "Problem", description: "RFC 9457 problem details" });
+
+function problemBody(status: number, detail: string, instance: string, extra: Record<string, unknown> = {}) {
+  const { headers: _h, type, ...rest } = extra;
+  const body: Record<string, unknown> = {
+    type: (type as string | undefined) ?? "about:blank",
+    title: TITLES[status] ?? "Error",
+    status,
+    detail,
+    instance,
+  };
+  for (const [k, v] of Object.entries(rest)) if (v !== undefined) body[k] = v;
+  return body;
+}
+
+export function sendProblem(reply: FastifyReply, status: number, detail: string, extra: Record<string, unknown> = {}) {
+  const headers = (extra.headers as Record<string, string> | undefined) ?? {};
+  for (const [k, v] of Object.entries(headers)) reply.header(k, v);
+  return reply
+    .code(status)
+    .type("application/problem+json")
+    .serializer((p: unknown) => JSON.stringify(p))
+    .send(problemBody(status, detail, reply.request.url.split("?")[0]!, extra));
+}
+
+/** The one error handler: everything leaves as problem+json, and a 500 never shows internals. */
+export function problemErrorHandler(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) {
+  if (error instanceof ProblemError) {
+    if (error.status >= 500) request.log.error({ err: error }, "request failed");
+    return sendProblem(reply, error.status, error.detail, error.extra);
+  }
+  if (hasZodFastifySchemaValidationErrors(error)) {
+    const context = (error as FastifyError).validationContext ?? "body";
+    const root = context === "body" ? undefined : context === "querystring" ? undefined : undefined;
+    const errors = error.validation.map((v) => {
+      const path = formatPath((v.params.issue.path ?? []) as PropertyKey[], root);
+      return { path: path || context, message: v.params.issue.message ?? v.message };
+    });
+    const where = context === "querystring" ? "query string" : context;
+    return sendProblem(reply, 400, `Invalid ${where}: ${errors.map((e) => `${e.path}: ${e.message}`).slice(0, 5).join("; ")}`, {
+      errors,
+    });
+  }
+  if (isResponseSerializationError(error)) {
+    request.log.error({ err: error, issues: error.cause.issues }, "response did not match its schema");
+    return sendProblem(reply, 500, "An unexpected error occurred; it has been logged.");
+  }
+  const fe = error as FastifyError;
+  const status = fe.statusCode;
+  if (status && status >= 400 && status < 500) {
+    let detail = fe.message;
+    if (fe.code === "FST_ERR_CTP_BODY_TOO_LARGE") detail = "The request body is larger than the limit for this route.";
+    else if (fe.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") detail = `Unsupported Content-Type: ${request.headers["content-type"] ?? "(none)"}.`;
+    else if (fe.code === "FST_ERR_CTP_INVALID_JSON_BODY" || fe.code === "FST_ERR_CTP_EMPTY_JSON_BODY" || error instanceof SyntaxError)
+      detail = `The body is not valid JSON: ${fe.message}`;
+    return sendProblem(reply, status, detail);
+  }
+  if (isUnavailable(error)) {
+    request.log.warn({ err: error }, "dependency unavailable");
+    return sendProblem(reply, 503, "A backing service (PostgreSQL or Redis) is unavailable; retry shortly.", {
+      headers: { "retry-after": "5" },
+    });
+  }
+  request.log.error({ err: error }, "unhandled error");
+  return sendProblem(reply, 500, "An unexpected error occurred; it has been logged.");
+}
+
+const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "57P01", "57P02", "57P03", "53300", "08006", "08001", "08003"]);
+
+export function isUnavailable(error: unknown): boolean {
+  const e = error as { code?: string; message?: string; cause?: unknown };
+  if (!e) return false;
+  if (e.code && UNAVAILABLE_CODES.has(e.code)) return true;
+  if (typeof e.message === "string" && /Connection terminated|connection timeout|Connection is closed|timeout exceeded when trying to connect/i.test(e.message))
+    return true;
+  return e.cause ? isUnavailable(e.cause) : false;
+}

@@ -1,0 +1,84 @@
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
+import type { PrismaClientOrTransaction } from "../db/client.js";
+
+export const SCOPES = ["read", "write", "admin"] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export interface ApiKeySummary {
+  id: string;
+  name: string;
+  prefix: string;
+  scopes: Scope[];
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+const KEY_PREFIX = "aak_";
+
+export function hashApiKey(key: string): string {
+  return createHash("sha256").update(key, "utf8").digest("hex");
+}
+
+function summarize(row: {
+  id: string; name: string; prefix: string; scopes: string[]; createdAt: Date; lastUsedAt: Date | null; revokedAt: Date | null;
+}): ApiKeySummary {
+  return {
+    id: row.id,
+    name: row.name,
+    prefix: row.prefix,
+    scopes: row.scopes as Scope[],
+    created_at: row.createdAt.toISOString(),
+    last_used_at: row.lastUsedAt?.toISOString() ?? null,
+    revoked_at: row.revokedAt?.toISOString() ?? null,
+  };
+}
+
+/** Creates a key; the plain key is returned once and only its sha256 is stored. */
+export async function createApiKey(db: PrismaClientOrTransaction, input: { name: string; scopes: Scope[] }) {
+  const name = input.name.trim();
+  if (!name || name.length > 200) throw new Error("name must be 1–200 characters");
+  const scopes = [...new Set(input.scopes)];
+  if (scopes.length === 0) throw new Error("at least one scope is required");
+  for (const s of scopes) if (!SCOPES.includes(s)) throw new Error(`unknown scope '${s}' (read, write, admin)`);
+  const key = KEY_PREFIX + randomBytes(24).toString("base64url");
+  const row = await db.apiKey.create({
+    data: { id: randomUUID(), name, prefix: key.slice(0, 12), hash: hashApiKey(key), scopes },
+  });
+  return { key, summary: summarize(row) };
+}
+
+export async function listApiKeys(db: PrismaClientOrTransaction): Promise<ApiKeySummary[]> {
+  const rows = await db.apiKey.findMany({ orderBy: { createdAt: "asc" } });
+  return rows.map(summarize);
+}
+
+/** Revokes by id or prefix; returns how many keys it revoked. */
+export async function revokeApiKey(db: PrismaClientOrTransaction, idOrPrefix: string): Promise<number> {
+  const isUuid = /^[0-9a-f-]{36}$/i.test(idOrPrefix);
+  const res = await db.apiKey.updateMany({
+    where: { revokedAt: null, ...(isUuid ? { id: idOrPrefix } : { prefix: idOrPrefix }) },
+    data: { revokedAt: new Date() },
+  });
+  return res.count;
+}
+
+export interface AuthenticatedKey {
+  id: string;
+  name: string;
+  scopes: Scope[];
+}
+
+/** Finds the live key for a presented secret. The lookup is by hash; the final compare is constant-time. */
+export async function authenticateApiKey(db: PrismaClientOrTransaction, presented: string): Promise<AuthenticatedKey | null> {
+  if (!presented.startsWith(KEY_PREFIX) || presented.length > 200) return null;
+  const hash = hashApiKey(presented);
+  const row = await db.apiKey.findUnique({ where: { hash } });
+  if (!row || row.revokedAt) return null;
+  if (!timingSafeEqual(Buffer.from(row.hash, "hex"), Buffer.from(hash, "hex"))) return null;
+  return { id: row.id, name: row.name, scopes: row.scopes as Scope[] };
+}
+
+export function hasScope(key: AuthenticatedKey, needed: Scope): boolean {
+  return key.scopes.includes("admin") || key.scopes.includes(needed);
+}
