@@ -29,13 +29,17 @@ export interface ProcessResult {
 }
 
 export type StatusState = "new" | "retained" | "reactivated" | "inactive";
+export type TransitionSegment =
+  | "new" | "new_to_retained" | "new_to_inactive" | "retained_to_retained" | "retained_to_inactive"
+  | "reactivated_to_retained" | "reactivated_to_inactive" | "inactive_to_reactivated" | "inactive_to_inactive";
+export type GrowthState = "new" | "current" | "reactivated" | "resurrected" | "at_risk_wau" | "at_risk_mau" | "dormant";
 
 export interface StatusRow {
   user_id: string;
   period: string;
   state: StatusState;
   previous_state: StatusState | null;
-  transition_segment: string;
+  transition_segment: TransitionSegment;
   is_active: boolean;
   first_active_period: string;
   last_active_period: string;
@@ -46,7 +50,7 @@ export interface StatusRow {
   last_active_state: Exclude<StatusState, "inactive">;
   active_periods_total: number;
   tenure_periods: number;
-  growth_state?: string;
+  growth_state?: GrowthState;
 }
 
 export interface ActivationRow {
@@ -73,9 +77,22 @@ export interface KeysetPage {
   limit: number;
 }
 
+/** A statement runner inside the engine's transaction, for callers that record alongside it. */
+export interface TxQuery {
+  query(text: string, params?: unknown[]): Promise<unknown>;
+}
+
+export interface ProcessOptions {
+  progress?: ProcessProgress;
+  /** Start date recorded by an earlier attempt of the same run that died: it is never skipped. */
+  resumeFrom?: string | null;
+  /** Called inside the transaction that claims the start date, so a retry can resume from it. */
+  onClaimed?: (from: string | null, tx: TxQuery) => Promise<void>;
+}
+
 export interface LayerEngine {
   ingestEvents(fact: FactRef, events: readonly ValidEvent[]): Promise<IngestResult>;
-  process(fact: FactRef, through: string, progress?: ProcessProgress): Promise<ProcessResult>;
+  process(fact: FactRef, through: string, options?: ProcessOptions): Promise<ProcessResult>;
   deleteFactData(factId: number): Promise<void>;
 }
 export type { Grain };

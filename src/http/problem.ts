@@ -95,8 +95,9 @@ export function problemErrorHandler(error: FastifyError | Error, request: Fastif
     const context = (error as FastifyError).validationContext ?? "body";
     const root = context === "body" ? undefined : context === "querystring" ? undefined : undefined;
     const errors = error.validation.map((v) => {
-      const path = formatPath((v.params.issue.path ?? []) as PropertyKey[], root);
-      return { path: path || context, message: v.params.issue.message ?? v.message };
+      const issue = v.params.issue as { path?: PropertyKey[]; message?: string };
+      const path = formatPath(issue.path ?? [], root);
+      return { path: path || context, message: issue.message ?? v.message ?? "invalid" };
     });
     const where = context === "querystring" ? "query string" : context;
     return sendProblem(reply, 400, `Invalid ${where}: ${errors.map((e) => `${e.path}: ${e.message}`).slice(0, 5).join("; ")}`, {

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { FactRef, ProcessProgress, ProcessResult } from "../engine.js";
+import type { FactRef, ProcessOptions, ProcessResult } from "../engine.js";
 import { GRAINS, GRAIN_CODE, periodOfDate, dayToDate, dateToDay } from "../periods.js";
 import { mergeNewPeriods } from "./islands.js";
 import { recomputeMetrics } from "./metrics.js";
@@ -16,14 +16,6 @@ export class NothingToProcessError extends Error {}
  * Runs of one fact serialise on an advisory lock; a failed run leaves the earlier results and puts
  * its start date back into dirty_from so nothing is forgotten.
  */
-export interface ProcessOptions {
-  progress?: ProcessProgress;
-  /** Start date recorded by an earlier attempt of the same run that died: it is never skipped. */
-  resumeFrom?: string | null;
-  /** Told the start date as soon as the run has claimed it, so a retry can resume from it. */
-  onClaimed?: (from: string | null, client: pg.ClientBase) => Promise<void>;
-}
-
 export async function processFact(pool: pg.Pool, fact: FactRef, through: string, options: ProcessOptions = {}): Promise<ProcessResult> {
   const { progress, resumeFrom, onClaimed } = options;
   const lockClient = await pool.connect();

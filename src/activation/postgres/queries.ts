@@ -24,6 +24,15 @@ export interface StatusFilter {
  * so exactly one island per user with first period <= P qualifies.
  * Parameters: $1 fact id, $2 period; then the filters, then the keyset cursor and limit when paged.
  */
+export const STATUS_COLUMNS = [
+  "user_id", "period", "state", "previous_state", "transition_segment", "is_active", "first_active_period",
+  "last_active_period", "inactivity_periods", "consecutive_active_periods", "last_streak_periods",
+  "return_interval_periods", "last_active_state", "active_periods_total", "tenure_periods",
+] as const;
+export const statusColumnsFor = (g: number): string[] => (g === 0 ? [...STATUS_COLUMNS, "growth_state"] : [...STATUS_COLUMNS]);
+export const ACTIVATION_COLUMNS = ["user_id", "period", "state", "return_interval_periods"] as const;
+export const FIRST_LAST_COLUMNS = ["snapshot_date", "user_id", "first_active_date", "last_active_date", "first_event_at", "last_event_at"] as const;
+
 export function statusQuery(g: number, filter: StatusFilter, page?: { afterUserKey?: number; limit: number }) {
   const params: unknown[] = [];
   const where: string[] = [];
@@ -89,7 +98,8 @@ export function firstLastQuery(opts: { userKey?: number; page?: { afterUserKey?:
   const sql = `SELECT i.user_key, u.external_id AS user_id, DATE '1970-01-01' + $2::int AS snapshot_date,
       DATE '1970-01-01' + i.first_p AS first_active_date,
       DATE '1970-01-01' + LEAST($2::int, i.end_p) AS last_active_date,
-      fa.first_at AS first_event_at, la.last_at AS last_event_at
+      to_char(fa.first_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS first_event_at,
+      to_char(la.last_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS last_event_at
     FROM layer_island i
     JOIN app_user u ON u.user_key = i.user_key
     JOIN activity_day fa ON fa.fact_id = i.fact_id AND fa.activity_date = DATE '1970-01-01' + i.first_p AND fa.user_key = i.user_key

@@ -1,0 +1,174 @@
+import { z } from "zod";
+import type { Readable } from "node:stream";
+import type { AppContext } from "../context.js";
+import type { Fact } from "../generated/prisma/client.js";
+import { conflict, notFound, badRequest } from "../http/problem.js";
+import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
+import { GRAIN_CODE, dateToDay, parseDate, periodEndDay, periodOfDay, periodToDate, type Grain } from "./periods.js";
+import type { ExportFormat } from "./postgres/copy-out.js";
+import { METRIC_COLUMNS } from "./postgres/metrics.js";
+
+export const STATES = ["new", "retained", "reactivated", "inactive"] as const;
+export const ACTIVE_STATES = ["new", "retained", "reactivated"] as const;
+export const TRANSITION_SEGMENTS = [
+  "new", "new_to_retained", "new_to_inactive", "retained_to_retained", "retained_to_inactive",
+  "reactivated_to_retained", "reactivated_to_inactive", "inactive_to_reactivated", "inactive_to_inactive",
+] as const;
+export const GROWTH_STATES = ["new", "current", "reactivated", "resurrected", "at_risk_wau", "at_risk_mau", "dormant"] as const;
+
+const cursorShape = z.tuple([z.number().int()]);
+const day = (d: Date | null) => (d ? d.toISOString().slice(0, 10) : null);
+
+/** The watermark's period; 409 when the fact was never processed or `date` lies beyond it. */
+export function processedPeriod(fact: Fact, grain: Grain): { T: string; tp: number } {
+  const T = day(fact.processedThrough);
+  if (!T) throw conflict(`'${fact.name}' has not been processed yet: start a run (POST /v1/facts/${fact.name}/runs).`, { processed_through: null });
+  return { T, tp: periodOfDay(grain, dateToDay(T)) };
+}
+
+export function periodParam(fact: Fact, grain: Grain, date: string, field: string): number {
+  const d = parseDate(date);
+  if (d === null) throw badRequest(`${field} must be a date (YYYY-MM-DD).`, [{ path: field, message: "invalid date" }]);
+  const { T, tp } = processedPeriod(fact, grain);
+  const p = periodOfDay(grain, d);
+  if (p > tp) throw conflict(`${field} ${date} is beyond what '${fact.name}' is processed through (${T}).`, { processed_through: T });
+  return p;
+}
+
+export function isComplete(fact: Fact, grain: Grain, p: number): boolean {
+  return periodEndDay(grain, p) <= dateToDay(day(fact.processedThrough)!);
+}
+
+function strip<T extends { user_key: number }>(row: T): Omit<T, "user_key"> {
+  const { user_key: _k, ...rest } = row;
+  return rest;
+}
+
+export async function statusOfPeriod(ctx: AppContext, fact: Fact, q: { grain: Grain; period: string; state?: string; transition_segment?: string } & PageQuery) {
+  const p = periodParam(fact, q.grain, q.period, "period");
+  const after = decodeCursor(q.cursor, cursorShape);
+  const rows = await ctx.engine.statusPage(fact.id, GRAIN_CODE[q.grain], p, q, { afterUserKey: after?.[0], limit: q.limit + 1 });
+  return { ...toPage(rows, q.limit, (r) => [r.user_key], strip), period: periodToDate(q.grain, p), period_complete: isComplete(fact, q.grain, p) };
+}
+
+export function exportStatus(ctx: AppContext, fact: Fact, q: { grain: Grain; period: string; state?: string; transition_segment?: string }, format: ExportFormat): Promise<Readable> {
+  const p = periodParam(fact, q.grain, q.period, "period");
+  return ctx.engine.statusExport(fact.id, GRAIN_CODE[q.grain], p, q, format);
+}
+
+export async function activationOfPeriod(ctx: AppContext, fact: Fact, q: { grain: Grain; period: string; state?: string } & PageQuery) {
+  const p = periodParam(fact, q.grain, q.period, "period");
+  const after = decodeCursor(q.cursor, cursorShape);
+  const rows = await ctx.engine.activationPage(fact.id, GRAIN_CODE[q.grain], p, q.state, { afterUserKey: after?.[0], limit: q.limit + 1 });
+  return { ...toPage(rows, q.limit, (r) => [r.user_key], strip), period: periodToDate(q.grain, p), period_complete: isComplete(fact, q.grain, p) };
+}
+
+export function exportActivation(ctx: AppContext, fact: Fact, q: { grain: Grain; period: string; state?: string }, format: ExportFormat) {
+  const p = periodParam(fact, q.grain, q.period, "period");
+  return ctx.engine.activationExport(fact.id, GRAIN_CODE[q.grain], p, q.state, format);
+}
+
+async function userKeyFilter(ctx: AppContext, userId: string | undefined): Promise<number | undefined | null> {
+  if (userId === undefined) return undefined;
+  return ctx.engine.userKeyOf(userId);
+}
+
+export async function firstLastOfDate(ctx: AppContext, fact: Fact, q: { date: string; user_id?: string } & PageQuery) {
+  const d = periodParam(fact, "day", q.date, "date");
+  const key = await userKeyFilter(ctx, q.user_id);
+  if (key === null) return { data: [], next_cursor: null, date: q.date };
+  const after = decodeCursor(q.cursor, cursorShape);
+  const rows = await ctx.engine.firstLastPage(fact.id, d, key, { afterUserKey: after?.[0], limit: q.limit + 1 });
+  return { ...toPage(rows, q.limit, (r) => [r.user_key], strip), date: periodToDate("day", d) };
+}
+
+export async function exportFirstLast(ctx: AppContext, fact: Fact, q: { date: string; user_id?: string }, format: ExportFormat) {
+  const d = periodParam(fact, "day", q.date, "date");
+  const key = await userKeyFilter(ctx, q.user_id);
+  return ctx.engine.firstLastExport(fact.id, d, key === null ? -1 : key, format);
+}
+
+export async function userStatusTimeline(ctx: AppContext, fact: Fact, userId: string, q: { grain: Grain; from?: string; to?: string }) {
+  const { tp } = processedPeriod(fact, q.grain);
+  const key = await ctx.engine.userKeyOf(userId);
+  const to = q.to ? periodParam(fact, q.grain, q.to, "to") : tp;
+  const from = q.from ? periodParam(fact, q.grain, q.from, "from") : Number.MIN_SAFE_INTEGER;
+  if (from > to) throw badRequest("from must not be after to.", [{ path: "from", message: "after to" }]);
+  const rows = key === null ? [] : await ctx.engine.userTimeline(fact.id, GRAIN_CODE[q.grain], key, Math.max(from, -1_000_000), to);
+  if (rows.length === 0) throw notFound(`User '${userId}' has no activity on '${fact.name}' up to ${periodToDate(q.grain, to)}.`);
+  return { user_id: userId, fact: fact.name, grain: q.grain, data: rows.map(strip) };
+}
+
+export type MetricsOut = Record<string, string | number | boolean>;
+
+function metricRow(fact: Fact, grain: Grain, r: Record<string, number | string>): MetricsOut {
+  const out: MetricsOut = { period: r.period as string, period_complete: isComplete(fact, grain, r.p as number) };
+  for (const c of METRIC_COLUMNS) {
+    if (grain !== "day" && (c.startsWith("growth_") || c === "wau" || c === "mau")) continue;
+    out[c.replace(/^seg_/, "segment_")] = r[c] as number;
+  }
+  return out;
+}
+
+export async function metricsOf(ctx: AppContext, fact: Fact, q: { grain: Grain; from?: string; to?: string }) {
+  const { tp, T } = processedPeriod(fact, q.grain);
+  const to = q.to ? periodParam(fact, q.grain, q.to, "to") : tp;
+  const from = q.from ? periodParam(fact, q.grain, q.from, "from") : Number.MIN_SAFE_INTEGER;
+  if (from > to) throw badRequest("from must not be after to.", [{ path: "from", message: "after to" }]);
+  const rows = await ctx.engine.metrics(fact.id, GRAIN_CODE[q.grain], Math.max(from, -1_000_000), to);
+  return { fact: fact.name, grain: q.grain, processed_through: T, data: rows.map((r) => metricRow(fact, q.grain, r)) };
+}
+
+const ENDS_ACTIVE = ["new", "new_to_retained", "retained_to_retained", "reactivated_to_retained", "inactive_to_reactivated"] as const;
+const ENDS_INACTIVE = ["new_to_inactive", "retained_to_inactive", "reactivated_to_inactive", "inactive_to_inactive"] as const;
+
+/** Why active users moved between two periods: the change decomposed by state and by segment. */
+export async function contributionOf(ctx: AppContext, fact: Fact, q: { grain: Grain; base: string; compare: string }) {
+  const b = periodParam(fact, q.grain, q.base, "base");
+  const c = periodParam(fact, q.grain, q.compare, "compare");
+  const g = GRAIN_CODE[q.grain];
+  const rows = await ctx.engine.metrics(fact.id, g, Math.min(b, c), Math.max(b, c));
+  const zero = Object.fromEntries(METRIC_COLUMNS.map((k) => [k, 0])) as Record<string, number>;
+  const at = (p: number) => (rows.find((r) => r.p === p) as Record<string, number> | undefined) ?? zero;
+  const B = at(b), C = at(c);
+  const deltaActive = C.active! - B.active!;
+  const share = (d: number) => (deltaActive === 0 ? null : d / deltaActive);
+  const item = (name: string, col: string) => {
+    const delta = C[col]! - B[col]!;
+    return { name, base: B[col]!, compare: C[col]!, delta, share: share(delta) };
+  };
+  return {
+    fact: fact.name,
+    grain: q.grain,
+    base: { period: periodToDate(q.grain, b), active: B.active!, period_complete: isComplete(fact, q.grain, b) },
+    compare: { period: periodToDate(q.grain, c), active: C.active!, period_complete: isComplete(fact, q.grain, c) },
+    delta_active: deltaActive,
+    by_state: ACTIVE_STATES.map((s) => item(s, s)),
+    by_segment: ENDS_ACTIVE.map((s) => item(s, `seg_${s}`)),
+    outflow: {
+      churned: item("churned", "churned"),
+      segments: ENDS_INACTIVE.map((s) => item(s, `seg_${s}`)),
+    },
+  };
+}
+
+export async function coreActionsOf(ctx: AppContext, service: string, q: { grain: Grain; from?: string; to?: string }) {
+  const facts = await ctx.db.prisma.fact.findMany({ where: { service }, orderBy: { name: "asc" } });
+  if (facts.length === 0) throw notFound(`No fact belongs to service '${service}'.`);
+  const out = [];
+  for (const fact of facts) {
+    if (!fact.processedThrough) {
+      out.push({ fact: fact.name, processed_through: null, data: [] as MetricsOut[] });
+      continue;
+    }
+    const tp = periodOfDay(q.grain, dateToDay(day(fact.processedThrough)!));
+    const from = q.from ? parseDate(q.from) : null;
+    const to = q.to ? parseDate(q.to) : null;
+    if ((q.from && from === null) || (q.to && to === null)) throw badRequest("from and to must be dates (YYYY-MM-DD).");
+    const pFrom = from === null ? -1_000_000 : periodOfDay(q.grain, from);
+    const pTo = Math.min(to === null ? tp : periodOfDay(q.grain, to), tp);
+    const rows = await ctx.engine.metrics(fact.id, GRAIN_CODE[q.grain], pFrom, pTo);
+    out.push({ fact: fact.name, processed_through: day(fact.processedThrough), data: rows.map((r) => metricRow(fact, q.grain, r)) });
+  }
+  return { service, grain: q.grain, facts: out };
+}

@@ -1,0 +1,97 @@
+import type pg from "pg";
+import type { ActivationRow, FactRef, FirstLastRow, IngestResult, LayerEngine, ProcessOptions, ProcessResult, StatusRow } from "../engine.js";
+import type { ValidEvent } from "../../facts/event-validation.js";
+import { ingestEventBatch } from "./ingest.js";
+import { processFact } from "./process.js";
+import { withTransaction } from "./tx.js";
+import {
+  ACTIVATION_COLUMNS, FIRST_LAST_COLUMNS, activationQuery, firstLastQuery, metricsRange, statusColumnsFor, statusQuery,
+  userTimelineQuery, type StatusFilter,
+} from "./queries.js";
+import { copyQueryOut, type ExportFormat } from "./copy-out.js";
+import type { Readable } from "node:stream";
+
+export interface PageRequest {
+  afterUserKey?: number;
+  limit: number;
+}
+type Keyed<T> = T & { user_key: number };
+
+export class PostgresLayerEngine implements LayerEngine {
+  constructor(readonly pool: pg.Pool) {}
+
+  ingestEvents(
+    fact: FactRef,
+    events: readonly ValidEvent[],
+    beforeCommit?: (client: pg.PoolClient, result: IngestResult) => Promise<void>,
+  ): Promise<IngestResult> {
+    return withTransaction(this.pool, async (client) => {
+      const result = await ingestEventBatch(client, fact, events);
+      await beforeCommit?.(client, result);
+      return result;
+    });
+  }
+
+  process(fact: FactRef, through: string, options?: ProcessOptions): Promise<ProcessResult> {
+    return processFact(this.pool, fact, through, options);
+  }
+
+  async deleteFactData(factId: number): Promise<void> {
+    await withTransaction(this.pool, async (c) => {
+      await c.query(`DELETE FROM layer_metric WHERE fact_id = $1`, [factId]);
+      await c.query(`DELETE FROM layer_island WHERE fact_id = $1`, [factId]);
+      await c.query(`DELETE FROM activity_day WHERE fact_id = $1`, [factId]);
+    });
+  }
+
+  async statusPage(factId: number, g: number, period: number, filter: StatusFilter, page: PageRequest): Promise<Keyed<StatusRow>[]> {
+    const q = statusQuery(g, filter, page);
+    return (await this.pool.query(q.sql, [factId, period, ...q.extraParams])).rows;
+  }
+
+  statusExport(factId: number, g: number, period: number, filter: StatusFilter, format: ExportFormat): Promise<Readable> {
+    const q = statusQuery(g, filter);
+    return copyQueryOut(this.pool, q.sql, [factId, period, ...q.extraParams], statusColumnsFor(g), format);
+  }
+
+  async activationPage(factId: number, g: number, period: number, state: string | undefined, page: PageRequest): Promise<Keyed<ActivationRow>[]> {
+    const q = activationQuery(g, state, page);
+    return (await this.pool.query(q.sql, [factId, period, ...q.extraParams])).rows;
+  }
+
+  activationExport(factId: number, g: number, period: number, state: string | undefined, format: ExportFormat): Promise<Readable> {
+    const q = activationQuery(g, state);
+    return copyQueryOut(this.pool, q.sql, [factId, period, ...q.extraParams], ACTIVATION_COLUMNS, format);
+  }
+
+  async firstLastPage(factId: number, day: number, userKey: number | undefined, page: PageRequest): Promise<Keyed<FirstLastRow>[]> {
+    const q = firstLastQuery({ userKey, page });
+    return (await this.pool.query(q.sql, [factId, day, ...q.extraParams])).rows;
+  }
+
+  firstLastExport(factId: number, day: number, userKey: number | undefined, format: ExportFormat): Promise<Readable> {
+    const q = firstLastQuery({ userKey });
+    return copyQueryOut(this.pool, q.sql, [factId, day, ...q.extraParams], FIRST_LAST_COLUMNS, format);
+  }
+
+  async userTimeline(factId: number, g: number, userKey: number, from: number, to: number): Promise<Keyed<StatusRow>[]> {
+    return (await this.pool.query(userTimelineQuery(g), [factId, userKey, from, to])).rows;
+  }
+
+  /** The internal key of a user id, or null when the id was never seen. */
+  async userKeyOf(userId: string): Promise<number | null> {
+    const r = await this.pool.query<{ user_key: number }>(`SELECT user_key FROM app_user WHERE external_id = $1`, [userId]);
+    return r.rows[0]?.user_key ?? null;
+  }
+
+  metrics(factId: number, g: number, from: number, to: number) {
+    return metricsRange(this.pool, factId, g, from, to);
+  }
+
+  /** Metrics of several facts over one range, keyed by fact id (core-action tracking). */
+  async metricsOfFacts(factIds: number[], g: number, from: number, to: number) {
+    const out = new Map<number, Array<Record<string, number | string>>>();
+    for (const id of factIds) out.set(id, await metricsRange(this.pool, id, g, from, to));
+    return out;
+  }
+}

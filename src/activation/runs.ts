@@ -1,0 +1,156 @@
+import { randomUUID } from "node:crypto";
+import { z } from "zod";
+import type { AppContext } from "../context.js";
+import type { ProcessingRun, Fact } from "../generated/prisma/client.js";
+import { conflict, notFound, badRequest } from "../http/problem.js";
+import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
+import { NothingToProcessError } from "./postgres/process.js";
+import { localDate } from "../facts/timezones.js";
+import { dateToDay, dayToDate, parseDate } from "./periods.js";
+import type { ProcessProgress } from "./engine.js";
+
+export const runSchema = z
+  .object({
+    id: z.string().uuid(),
+    fact: z.string(),
+    status: z.enum(["queued", "running", "succeeded", "failed"]),
+    trigger: z.string(),
+    from: z.string().nullable().describe("First date recomputed (earliest changed date or the day after the previous watermark)"),
+    through: z.string(),
+    progress: z.number(),
+    error: z.string().nullable(),
+    timings: z.record(z.string(), z.number()).nullable(),
+    created_at: z.string(),
+    started_at: z.string().nullable(),
+    finished_at: z.string().nullable(),
+    duration_ms: z.number().nullable(),
+  })
+  .meta({ id: "ProcessingRun" });
+export type RunView = z.infer<typeof runSchema>;
+
+const day = (d: Date | null) => (d ? d.toISOString().slice(0, 10) : null);
+
+export function runView(r: ProcessingRun, factName: string): RunView {
+  return {
+    id: r.id,
+    fact: factName,
+    status: r.status as RunView["status"],
+    trigger: r.trigger,
+    from: day(r.fromDate),
+    through: day(r.throughDate)!,
+    progress: r.progress,
+    error: r.error,
+    timings: (r.timings as Record<string, number> | null) ?? null,
+    created_at: r.createdAt.toISOString(),
+    started_at: r.startedAt?.toISOString() ?? null,
+    finished_at: r.finishedAt?.toISOString() ?? null,
+    duration_ms: r.startedAt && r.finishedAt ? r.finishedAt.getTime() - r.startedAt.getTime() : null,
+  };
+}
+
+/**
+ * Asks for a run through `through` (default: the latest activity date). A queued or running run of the
+ * same fact and date is joined rather than duplicated; different runs of one fact queue behind each
+ * other (the engine serialises them).
+ */
+export async function requestRun(ctx: AppContext, fact: Fact, through: string | undefined, trigger = "api"): Promise<{ run: RunView; joined: boolean }> {
+  const latest = fact.latestDate ? day(fact.latestDate)! : null;
+  const target = through ?? latest;
+  if (!target) throw conflict(`'${fact.name}' has no events yet: there is nothing to process.`);
+  if (parseDate(target) === null) throw badRequest("through must be a date (YYYY-MM-DD).", [{ path: "through", message: "invalid date" }]);
+  const processed = day(fact.processedThrough);
+  if (processed && target < processed)
+    throw conflict(`'${fact.name}' is already processed through ${processed}; a run cannot go back to ${target}.`, { processed_through: processed });
+  const existing = await ctx.db.prisma.processingRun.findFirst({
+    where: { factId: fact.id, throughDate: new Date(`${target}T00:00:00Z`), status: { in: ["queued", "running"] } },
+    orderBy: { createdAt: "desc" },
+  });
+  if (existing) return { run: runView(existing, fact.name), joined: true };
+  const run = await ctx.db.prisma.processingRun.create({
+    data: { id: randomUUID(), factId: fact.id, status: "queued", throughDate: new Date(`${target}T00:00:00Z`), trigger },
+  });
+  try {
+    await ctx.queues.enqueueProcessRun({ runId: run.id });
+  } catch (err) {
+    // Without Redis the run would sit queued forever: record why and let the caller see a 503.
+    await ctx.db.prisma.processingRun.update({ where: { id: run.id }, data: { status: "failed", error: "job queue unavailable", finishedAt: new Date() } });
+    throw err;
+  }
+  return { run: runView(run, fact.name), joined: false };
+}
+
+export async function getRun(ctx: AppContext, id: string): Promise<RunView> {
+  const r = await ctx.db.prisma.processingRun.findUnique({ where: { id }, include: { fact: { select: { name: true } } } });
+  if (!r) throw notFound(`No processing run ${id}.`);
+  return runView(r, r.fact.name);
+}
+
+export async function listRuns(ctx: AppContext, fact: Fact, q: PageQuery) {
+  const after = decodeCursor(q.cursor, z.tuple([z.string(), z.string()]));
+  const rows = await ctx.db.prisma.processingRun.findMany({
+    where: {
+      factId: fact.id,
+      ...(after ? { OR: [{ createdAt: { lt: new Date(after[0]) } }, { createdAt: new Date(after[0]), id: { lt: after[1] } }] } : {}),
+    },
+    orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+    take: q.limit + 1,
+  });
+  return toPage(rows, q.limit, (r) => [r.createdAt.toISOString(), r.id], (r) => runView(r, fact.name));
+}
+
+/**
+ * Executes a run record (the job processor and the CLI call this). Idempotent: a finished run is left
+ * as it is, and a run whose worker died resumes from the start date it had claimed.
+ */
+export async function executeRun(ctx: AppContext, runId: string, opts: { finalAttempt: boolean; progress?: ProcessProgress } = { finalAttempt: true }): Promise<RunView> {
+  const run = await ctx.db.prisma.processingRun.findUnique({ where: { id: runId }, include: { fact: true } });
+  if (!run) throw new Error(`run ${runId} not found`);
+  if (run.status === "succeeded" || run.status === "failed") return runView(run, run.fact.name);
+  await ctx.db.prisma.processingRun.update({ where: { id: runId }, data: { status: "running", startedAt: run.startedAt ?? new Date(), error: null } });
+  const fact = { id: run.fact.id, name: run.fact.name, timezone: run.fact.timezone };
+  let lastWrite = 0;
+  try {
+    const result = await ctx.engine.process(fact, day(run.throughDate)!, {
+      resumeFrom: day(run.fromDate),
+      onClaimed: async (from, client) => {
+        await client.query(`UPDATE processing_run SET from_date = $2 WHERE id = $1`, [runId, from]);
+      },
+      progress: async (fraction, step) => {
+        await opts.progress?.(fraction, step);
+        const now = Date.now();
+        if (now - lastWrite > 250 || fraction >= 1) {
+          lastWrite = now;
+          await ctx.db.prisma.processingRun.update({ where: { id: runId }, data: { progress: Math.round(fraction * 1000) / 1000 } });
+        }
+      },
+    });
+    const done = await ctx.db.prisma.processingRun.update({
+      where: { id: runId },
+      data: { status: "succeeded", progress: 1, timings: result.timings, finishedAt: new Date() },
+    });
+    return runView(done, run.fact.name);
+  } catch (err) {
+    const message = err instanceof NothingToProcessError ? err.message : `processing failed: ${(err as Error).message}`;
+    const final = opts.finalAttempt || err instanceof NothingToProcessError;
+    await ctx.db.prisma.processingRun.update({
+      where: { id: runId },
+      data: final ? { status: "failed", error: message, finishedAt: new Date() } : { status: "queued", error: `${message} (will retry)` },
+    });
+    if (err instanceof NothingToProcessError) return getRun(ctx, runId);
+    throw err;
+  }
+}
+
+/** The scheduler's work: every fact through yesterday in its own timezone, when behind or dirty. */
+export async function processAllFactsThroughYesterday(ctx: AppContext, now = new Date()): Promise<RunView[]> {
+  const facts = await ctx.db.prisma.fact.findMany({ where: { earliestDate: { not: null } } });
+  const runs: RunView[] = [];
+  for (const fact of facts) {
+    const yesterday = dayToDate(dateToDay(localDate(fact.timezone, now)) - 1);
+    const processed = day(fact.processedThrough);
+    if (processed && processed > yesterday) continue;
+    if (processed === yesterday && !fact.dirtyFrom) continue;
+    runs.push((await requestRun(ctx, fact, yesterday, "schedule")).run);
+  }
+  return runs;
+}

@@ -1,0 +1,73 @@
+import Fastify, { type FastifyServerOptions } from "fastify";
+import fastifySwagger from "@fastify/swagger";
+import fastifySwaggerUi from "@fastify/swagger-ui";
+import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
+import { contextPlugin, type AppContext } from "./context.js";
+import authPlugin from "./http/auth.js";
+import { problemErrorHandler, sendProblem } from "./http/problem.js";
+import healthRoutes from "./routes/health.js";
+import factRoutes from "./routes/facts.js";
+import eventRoutes from "./routes/events.js";
+import runRoutes from "./routes/runs.js";
+import layerRoutes from "./routes/layer.js";
+
+export const API_VERSION = "0.1.0";
+
+export function openapiDocument() {
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "activation-audiences",
+      version: API_VERSION,
+      description:
+        "The activation layer (FirstLast, Activation, Activation Status and metrics per fact and grain) and the CRM audience API on top. " +
+        "Every /v1 route needs `Authorization: Bearer <api key>`; errors are RFC 9457 problem+json.",
+    },
+    components: {
+      securitySchemes: { apiKey: { type: "http" as const, scheme: "bearer", description: "An API key from `npm run cli -- keys create`" } },
+    },
+    security: [{ apiKey: [] }],
+  };
+}
+
+/** Builds the application (no listen): plugins, routes, error handling. server.ts and the tests call it. */
+export async function buildApp(context: AppContext, options: FastifyServerOptions = {}) {
+  const app = Fastify({
+    logger: { level: context.config.LOG_LEVEL, redact: { paths: ["req.headers.authorization", "headers.authorization"], censor: "[redacted]" } },
+    bodyLimit: 1024 * 1024,
+    // Ids and cursors only; deeper JSON than this is abuse, not data.
+    routerOptions: { maxParamLength: 600 },
+    ...options,
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(problemErrorHandler);
+  app.setNotFoundHandler((req, reply) => sendProblem(reply, 404, `No route ${req.method} ${req.url.split("?")[0]}.`));
+
+  await app.register(contextPlugin, { context });
+  await app.register(fastifySwagger, {
+    openapi: openapiDocument(),
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
+  await app.register(authPlugin);
+
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  await app.register(healthRoutes);
+  await app.register(
+    async (v1) => {
+      await v1.register(factRoutes);
+      await v1.register(eventRoutes);
+      await v1.register(runRoutes);
+      await v1.register(layerRoutes);
+    },
+    { prefix: "/v1" },
+  );
+  await app.ready();
+  // A schema that cannot become OpenAPI fails here, at startup, not when someone opens /docs.
+  app.swagger();
+  return app;
+}
+export type App = Awaited<ReturnType<typeof buildApp>>;

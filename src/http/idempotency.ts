@@ -1,0 +1,78 @@
+import { createHash } from "node:crypto";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import type pg from "pg";
+import { ProblemError } from "./problem.js";
+
+export interface StoredResponse {
+  status: number;
+  body: unknown;
+}
+
+const KEY_RE = /^[\x21-\x7e]{1,255}$/;
+
+/** The Idempotency-Key of a request, checked; undefined when the client sent none. */
+export function idempotencyKeyOf(request: FastifyRequest): string | undefined {
+  const raw = request.headers["idempotency-key"];
+  if (raw === undefined) return undefined;
+  const key = Array.isArray(raw) ? raw[0]! : raw;
+  if (!KEY_RE.test(key)) throw new ProblemError(400, "Idempotency-Key must be 1–255 visible ASCII characters.", { errors: [{ path: "Idempotency-Key", message: "invalid" }] });
+  return key;
+}
+
+export function requestFingerprint(request: FastifyRequest): string {
+  const body = typeof request.body === "string" ? request.body : JSON.stringify(request.body ?? null);
+  return createHash("sha256").update(`${request.method} ${request.routeOptions.url} ${JSON.stringify(request.params)}\n${body}`).digest("hex");
+}
+
+/** A response stored earlier under this key, or null. A different request under the same key is a 422. */
+export async function findStoredResponse(pool: pg.Pool, request: FastifyRequest, key: string): Promise<StoredResponse | null> {
+  const r = await pool.query<{ request_hash: string; status_code: number; response_body: unknown }>(
+    `SELECT request_hash, status_code, response_body FROM idempotency_record WHERE api_key_id = $1 AND key = $2`,
+    [request.apiKey!.id, key],
+  );
+  const row = r.rows[0];
+  if (!row) return null;
+  if (row.request_hash !== requestFingerprint(request))
+    throw new ProblemError(422, "This Idempotency-Key was already used with a different request.", { errors: [{ path: "Idempotency-Key", message: "reused with a different request" }] });
+  return { status: row.status_code, body: row.response_body };
+}
+
+/** Stores the response in the caller's transaction, so the effect and the record commit together. */
+export async function storeResponse(client: pg.ClientBase | pg.Pool, request: FastifyRequest, key: string, response: StoredResponse): Promise<void> {
+  await client.query(
+    `INSERT INTO idempotency_record (api_key_id, key, route, request_hash, status_code, response_body) VALUES ($1, $2, $3, $4, $5, $6)`,
+    [request.apiKey!.id, key, `${request.method} ${request.routeOptions.url}`, requestFingerprint(request), response.status, JSON.stringify(response.body)],
+  );
+}
+
+export function replay(reply: FastifyReply, stored: StoredResponse) {
+  return reply.code(stored.status).header("idempotent-replayed", "true").send(stored.body);
+}
+
+/**
+ * Runs a write at most once per key. `work` gets a `record` callback to call inside its own
+ * transaction; when two requests race with one key, the loser's transaction fails on the primary key
+ * and it answers with the winner's stored response.
+ */
+export async function idempotent(
+  pool: pg.Pool,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  work: (record: ((client: pg.ClientBase, response: StoredResponse) => Promise<void>) | undefined) => Promise<StoredResponse>,
+) {
+  const key = idempotencyKeyOf(request);
+  if (key) {
+    const stored = await findStoredResponse(pool, request, key);
+    if (stored) return replay(reply, stored);
+  }
+  try {
+    const response = await work(key ? (client, res) => storeResponse(client, request, key, res) : undefined);
+    return reply.code(response.status).send(response.body);
+  } catch (err) {
+    if (key && (err as { code?: string; constraint?: string }).code === "23505" && (err as { constraint?: string }).constraint === "idempotency_record_pkey") {
+      const stored = await findStoredResponse(pool, request, key);
+      if (stored) return replay(reply, stored);
+    }
+    throw err;
+  }
+}

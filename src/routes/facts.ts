@@ -1,0 +1,61 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { createFact, createFactSchema, deleteFact, factNameSchema, factSchema, getFact, listFacts, updateFact, updateFactSchema } from "../facts/facts.js";
+import { pageQuerySchema, pageSchema } from "../http/pagination.js";
+import { problemSchema } from "../http/problem.js";
+
+export const factParams = z.object({ name: factNameSchema });
+const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
+
+const factRoutes: FastifyPluginAsyncZod = async (app) => {
+  const ctx = () => app.ctx;
+
+  app.post(
+    "/facts",
+    { schema: { tags: ["facts"], summary: "Define a fact (a core action)", body: createFactSchema, response: { 201: factSchema, ...errors } } },
+    async (req, reply) => reply.code(201).header("location", `/v1/facts/${req.body.name}`).send(await createFact(ctx(), req.body)),
+  );
+
+  app.get(
+    "/facts",
+    {
+      schema: {
+        tags: ["facts"],
+        summary: "List facts",
+        querystring: pageQuerySchema.extend({ service: z.string().max(100).optional() }),
+        response: { 200: pageSchema(factSchema), ...errors },
+      },
+    },
+    async (req) => listFacts(ctx(), req.query),
+  );
+
+  app.get(
+    "/facts/:name",
+    { schema: { tags: ["facts"], summary: "A fact, with its watermark and activity range", params: factParams, response: { 200: factSchema, ...errors } } },
+    async (req) => getFact(ctx(), req.params.name),
+  );
+
+  app.patch(
+    "/facts/:name",
+    {
+      schema: {
+        tags: ["facts"],
+        summary: "Change a fact's description, service or (before any event) timezone",
+        params: factParams,
+        body: updateFactSchema,
+        response: { 200: factSchema, ...errors },
+      },
+    },
+    async (req) => updateFact(ctx(), req.params.name, req.body),
+  );
+
+  app.delete(
+    "/facts/:name",
+    { schema: { tags: ["facts"], summary: "Delete a fact and its data (refused while referenced)", params: factParams, response: { 204: z.null(), ...errors } } },
+    async (req, reply) => {
+      await deleteFact(ctx(), req.params.name);
+      return reply.code(204).send(null);
+    },
+  );
+};
+export default factRoutes;

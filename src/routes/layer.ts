@@ -1,0 +1,208 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import {
+  ACTIVE_STATES, GROWTH_STATES, STATES, TRANSITION_SEGMENTS, activationOfPeriod, contributionOf, coreActionsOf, exportActivation,
+  exportFirstLast, exportStatus, firstLastOfDate, metricsOf, statusOfPeriod, userStatusTimeline,
+} from "../activation/layer-queries.js";
+import { GRAINS } from "../activation/periods.js";
+import { getFactRecord } from "../facts/facts.js";
+import { exportFormatOf, sendExport } from "../http/export.js";
+import { pageQuerySchema } from "../http/pagination.js";
+import { problemSchema } from "../http/problem.js";
+import { factParams } from "./facts.js";
+
+const date = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date YYYY-MM-DD");
+const grain = z.enum(GRAINS).default("day").describe("day, week (ISO, named by its Monday) or month");
+const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
+const streamNote = " Send `Accept: text/csv` or `Accept: application/x-ndjson` to stream every row instead of a page.";
+
+const period = z.string().describe("First day of the period");
+const statusRow = z
+  .object({
+    user_id: z.string(),
+    period,
+    state: z.enum(STATES),
+    previous_state: z.enum(STATES).nullable(),
+    transition_segment: z.enum(TRANSITION_SEGMENTS),
+    is_active: z.boolean(),
+    first_active_period: period,
+    last_active_period: period,
+    inactivity_periods: z.number().int(),
+    consecutive_active_periods: z.number().int(),
+    last_streak_periods: z.number().int(),
+    return_interval_periods: z.number().int().nullable(),
+    last_active_state: z.enum(ACTIVE_STATES),
+    active_periods_total: z.number().int(),
+    tenure_periods: z.number().int(),
+    growth_state: z.enum(GROWTH_STATES).optional().describe("Day grain only"),
+  })
+  .meta({ id: "StatusRow" });
+const activationRow = z
+  .object({ user_id: z.string(), period, state: z.enum(ACTIVE_STATES), return_interval_periods: z.number().int().nullable() })
+  .meta({ id: "ActivationRow" });
+const firstLastRow = z
+  .object({
+    user_id: z.string(),
+    snapshot_date: z.string(),
+    first_active_date: z.string(),
+    last_active_date: z.string(),
+    first_event_at: z.string(),
+    last_event_at: z.string(),
+  })
+  .meta({ id: "FirstLastRow" });
+const metricsRow = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).meta({
+  id: "MetricsRow",
+  description:
+    "period, period_complete, users_total, active, new, retained, reactivated, inactive, churned, segment_<each transition segment>; " +
+    "at day grain also growth_<each growth state>, wau and mau",
+});
+const contributionItem = z.object({ name: z.string(), base: z.number(), compare: z.number(), delta: z.number(), share: z.number().nullable() });
+const contribution = z
+  .object({
+    fact: z.string(),
+    grain: z.enum(GRAINS),
+    base: z.object({ period, active: z.number(), period_complete: z.boolean() }),
+    compare: z.object({ period, active: z.number(), period_complete: z.boolean() }),
+    delta_active: z.number(),
+    by_state: z.array(contributionItem),
+    by_segment: z.array(contributionItem).describe("The five segments that end active: their deltas sum to delta_active"),
+    outflow: z.object({ churned: contributionItem, segments: z.array(contributionItem) }),
+  })
+  .meta({ id: "Contribution" });
+
+const pageOf = <T extends z.ZodType>(row: T, extra: z.ZodRawShape) => z.object({ data: z.array(row), next_cursor: z.string().nullable(), ...extra });
+
+const layerRoutes: FastifyPluginAsyncZod = async (app) => {
+  const fact = (name: string) => getFactRecord(app.ctx, name);
+
+  app.get(
+    "/facts/:name/first-last",
+    {
+      schema: {
+        tags: ["activation layer"],
+        summary: "The FirstLast snapshot of a date",
+        description: "Each user's first and last active date and instants as of `date`." + streamNote,
+        params: factParams,
+        querystring: pageQuerySchema.extend({ date, user_id: z.string().min(1).max(256).optional() }),
+        response: { 200: pageOf(firstLastRow, { date: z.string() }), ...errors },
+      },
+    },
+    async (req, reply) => {
+      const f = await fact(req.params.name);
+      const format = exportFormatOf(req);
+      if (format) return sendExport(reply, format, await exportFirstLast(app.ctx, f, req.query, format), `${f.name}-first-last-${req.query.date}`);
+      return firstLastOfDate(app.ctx, f, req.query);
+    },
+  );
+
+  app.get(
+    "/facts/:name/activation",
+    {
+      schema: {
+        tags: ["activation layer"],
+        summary: "Active users of a period: new, retained or reactivated, with the return interval",
+        description: streamNote.trim(),
+        params: factParams,
+        querystring: pageQuerySchema.extend({ grain, period: date, state: z.enum(ACTIVE_STATES).optional() }),
+        response: { 200: pageOf(activationRow, { period, period_complete: z.boolean() }), ...errors },
+      },
+    },
+    async (req, reply) => {
+      const f = await fact(req.params.name);
+      const format = exportFormatOf(req);
+      if (format) return sendExport(reply, format, await exportActivation(app.ctx, f, req.query, format), `${f.name}-activation-${req.query.grain}-${req.query.period}`);
+      return activationOfPeriod(app.ctx, f, req.query);
+    },
+  );
+
+  app.get(
+    "/facts/:name/status",
+    {
+      schema: {
+        tags: ["activation layer"],
+        summary: "Activation Status of every user in a period, inactive users included",
+        description: "Every user whose first active period is on or before `period`." + streamNote,
+        params: factParams,
+        querystring: pageQuerySchema.extend({
+          grain,
+          period: date,
+          state: z.enum(STATES).optional(),
+          transition_segment: z.enum(TRANSITION_SEGMENTS).optional(),
+        }),
+        response: { 200: pageOf(statusRow, { period, period_complete: z.boolean() }), ...errors },
+      },
+    },
+    async (req, reply) => {
+      const f = await fact(req.params.name);
+      const format = exportFormatOf(req);
+      if (format) return sendExport(reply, format, await exportStatus(app.ctx, f, req.query, format), `${f.name}-status-${req.query.grain}-${req.query.period}`);
+      return statusOfPeriod(app.ctx, f, req.query);
+    },
+  );
+
+  app.get(
+    "/facts/:name/users/:user_id/status",
+    {
+      schema: {
+        tags: ["activation layer"],
+        summary: "One user's status timeline",
+        description: "user_id is URL-encoded (ids may contain `:`, `@`, `/` or spaces).",
+        params: factParams.extend({ user_id: z.string().min(1).max(256) }),
+        querystring: z.object({ grain, from: date.optional(), to: date.optional() }),
+        response: { 200: z.object({ user_id: z.string(), fact: z.string(), grain: z.enum(GRAINS), data: z.array(statusRow) }), ...errors },
+      },
+    },
+    async (req) => userStatusTimeline(app.ctx, await fact(req.params.name), req.params.user_id, req.query),
+  );
+
+  app.get(
+    "/facts/:name/metrics",
+    {
+      schema: {
+        tags: ["metrics"],
+        summary: "Every count of the spec, one row per period",
+        params: factParams,
+        querystring: z.object({ grain, from: date.optional(), to: date.optional() }),
+        response: { 200: z.object({ fact: z.string(), grain: z.enum(GRAINS), processed_through: z.string(), data: z.array(metricsRow) }), ...errors },
+      },
+    },
+    async (req) => metricsOf(app.ctx, await fact(req.params.name), req.query),
+  );
+
+  app.get(
+    "/facts/:name/metrics/contribution",
+    {
+      schema: {
+        tags: ["metrics"],
+        summary: "Why active users moved between two periods",
+        description: "The change in active users decomposed by state and by transition segment, with each part's share of the change.",
+        params: factParams,
+        querystring: z.object({ grain, base: date, compare: date }),
+        response: { 200: contribution, ...errors },
+      },
+    },
+    async (req) => contributionOf(app.ctx, await fact(req.params.name), req.query),
+  );
+
+  app.get(
+    "/services/:service/core-actions",
+    {
+      schema: {
+        tags: ["metrics"],
+        summary: "The metrics of every fact of one service side by side",
+        params: z.object({ service: z.string().min(1).max(100) }),
+        querystring: z.object({ grain, from: date.optional(), to: date.optional() }),
+        response: {
+          200: z.object({
+            service: z.string(),
+            grain: z.enum(GRAINS),
+            facts: z.array(z.object({ fact: z.string(), processed_through: z.string().nullable(), data: z.array(metricsRow) })),
+          }),
+          ...errors,
+        },
+      },
+    },
+    async (req) => coreActionsOf(app.ctx, req.params.service, req.query),
+  );
+};
+export default layerRoutes;

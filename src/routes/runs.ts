@@ -1,0 +1,62 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { getRun, listRuns, requestRun, runSchema } from "../activation/runs.js";
+import { getFactRecord } from "../facts/facts.js";
+import { findStoredResponse, idempotencyKeyOf, replay, storeResponse } from "../http/idempotency.js";
+import { pageQuerySchema, pageSchema } from "../http/pagination.js";
+import { problemSchema } from "../http/problem.js";
+import { factParams } from "./facts.js";
+
+const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema, 503: problemSchema };
+
+const runRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    "/facts/:name/runs",
+    {
+      schema: {
+        tags: ["processing"],
+        summary: "Process a fact through a date (a queued job)",
+        description:
+          "Recomputes from the earliest date late data changed, or the day after the watermark, through `through` (default: the latest " +
+          "activity date). A request for the same date while such a run is queued or running joins it (200) instead of starting another.",
+        params: factParams,
+        body: z.object({ through: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date YYYY-MM-DD").optional() }).strict().default({}),
+        response: { 200: runSchema, 202: runSchema, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const key = idempotencyKeyOf(req);
+      if (key) {
+        const stored = await findStoredResponse(app.db.pool, req, key);
+        if (stored) return replay(reply, stored);
+      }
+      const fact = await getFactRecord(app.ctx, req.params.name);
+      const { run, joined } = await requestRun(app.ctx, fact, req.body?.through);
+      const status = joined ? 200 : 202;
+      // Stored after the fact: a retry with the key replays this answer; the run itself is joined anyway.
+      if (key) await storeResponse(app.db.pool, req, key, { status, body: run }).catch(() => {});
+      return reply.code(status).header("location", `/v1/runs/${run.id}`).send(run);
+    },
+  );
+
+  app.get(
+    "/runs/:id",
+    { schema: { tags: ["processing"], summary: "A processing run", params: z.object({ id: z.string().uuid() }), response: { 200: runSchema, ...errors } } },
+    async (req) => getRun(app.ctx, req.params.id),
+  );
+
+  app.get(
+    "/facts/:name/runs",
+    {
+      schema: {
+        tags: ["processing"],
+        summary: "A fact's processing runs, newest first",
+        params: factParams,
+        querystring: pageQuerySchema,
+        response: { 200: pageSchema(runSchema), ...errors },
+      },
+    },
+    async (req) => listRuns(app.ctx, await getFactRecord(app.ctx, req.params.name), req.query),
+  );
+};
+export default runRoutes;

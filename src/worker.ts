@@ -1,0 +1,37 @@
+import pino from "pino";
+import { createContext, checkServices } from "./bootstrap.js";
+import { ConfigError, loadConfig } from "./config.js";
+import { migrateDatabase } from "./db/migrate.js";
+import { startWorkers } from "./jobs/workers.js";
+
+/** `npm run worker`: job workers only, to scale out processing and materialisation. */
+async function main() {
+  const config = loadConfig();
+  const down = await checkServices(config);
+  if (down) {
+    console.error(down);
+    process.exit(1);
+  }
+  await migrateDatabase(config.DATABASE_URL);
+  const log = pino({ level: config.LOG_LEVEL });
+  const ctx = createContext(config);
+  const workers = startWorkers(ctx, log);
+  await ctx.queues.upsertDailyProcessing(config.PROCESS_CRON);
+  log.info("workers started");
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutting down: finishing in-flight jobs");
+    await workers.close();
+    await ctx.close();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop());
+  process.on("SIGINT", () => void stop());
+}
+
+main().catch((err) => {
+  console.error(err instanceof ConfigError ? err.message : err);
+  process.exit(1);
+});
