@@ -1,0 +1,64 @@
+import { expect } from "vitest";
+import type { TestEnv } from "./context.js";
+
+/** Small HTTP helpers over app.inject, so tests read as API calls. */
+export function api(env: TestEnv, key?: string) {
+  const headers = env.auth(key);
+  return {
+    async get(url: string, extra: Record<string, string> = {}) {
+      return env.app.inject({ method: "GET", url, headers: { ...headers, ...extra } });
+    },
+    async post(url: string, body?: unknown, extra: Record<string, string> = {}) {
+      return env.app.inject({ method: "POST", url, headers: { ...headers, ...extra }, payload: body as object });
+    },
+    async patch(url: string, body: unknown) {
+      return env.app.inject({ method: "PATCH", url, headers, payload: body as object });
+    },
+    async delete(url: string) {
+      return env.app.inject({ method: "DELETE", url, headers });
+    },
+  };
+}
+
+export async function createFact(env: TestEnv, name: string, timezone = "UTC", service?: string) {
+  const res = await api(env).post("/v1/facts", { name, timezone, ...(service ? { service } : {}) });
+  expect(res.statusCode, res.body).toBe(201);
+  return res.json();
+}
+
+export async function ingest(env: TestEnv, fact: string, events: Array<{ user_id: string | number; occurred_at: string }>, batch = 5000) {
+  for (let i = 0; i < events.length; i += batch) {
+    const res = await api(env).post(`/v1/facts/${fact}/events`, { events: events.slice(i, i + batch) });
+    expect(res.statusCode, res.body).toBe(202);
+  }
+}
+
+/** Starts a run over HTTP and waits until a worker finishes it. */
+export async function processThrough(env: TestEnv, fact: string, through?: string) {
+  const res = await api(env).post(`/v1/facts/${fact}/runs`, through ? { through } : {});
+  expect([200, 202], res.body).toContain(res.statusCode);
+  const id = res.json().id as string;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const run = (await api(env).get(`/v1/runs/${id}`)).json();
+    if (run.status === "succeeded") return run;
+    if (run.status === "failed") throw new Error(`run failed: ${run.error}`);
+    if (Date.now() > deadline) throw new Error(`run ${id} did not finish: ${JSON.stringify(run)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Every row of a paged list, following next_cursor. */
+export async function allPages(env: TestEnv, url: string, limit = 1000): Promise<Array<Record<string, unknown>>> {
+  const rows: Array<Record<string, unknown>> = [];
+  let cursor: string | null = null;
+  do {
+    const sep = url.includes("?") ? "&" : "?";
+    const res = await api(env).get(`${url}${sep}limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+    expect(res.statusCode, res.body).toBe(200);
+    const body = res.json();
+    rows.push(...body.data);
+    cursor = body.next_cursor;
+  } while (cursor);
+  return rows;
+}
