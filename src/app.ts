@@ -10,6 +10,9 @@ import factRoutes from "./routes/facts.js";
 import eventRoutes from "./routes/events.js";
 import runRoutes from "./routes/runs.js";
 import layerRoutes from "./routes/layer.js";
+import audienceRoutes from "./routes/audiences.js";
+import materializationRoutes from "./routes/materializations.js";
+import webhookRoutes from "./routes/webhooks.js";
 
 export const API_VERSION = "0.1.0";
 
@@ -62,6 +65,9 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
       await v1.register(eventRoutes);
       await v1.register(runRoutes);
       await v1.register(layerRoutes);
+      await v1.register(audienceRoutes);
+      await v1.register(materializationRoutes);
+      await v1.register(webhookRoutes);
     },
     { prefix: "/v1" },
   );

@@ -53,6 +53,9 @@ export interface StatusRow {
   growth_state?: GrowthState;
 }
 
+/** A frozen audience member: the status columns at the materialisation's as_of. */
+export type MemberRow = Omit<StatusRow, "period" | "growth_state"> & { growth_state: GrowthState | null };
+
 export interface ActivationRow {
   user_id: string;
   period: string;

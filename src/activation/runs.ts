@@ -8,6 +8,8 @@ import { NothingToProcessError } from "./postgres/process.js";
 import { localDate } from "../facts/timezones.js";
 import { dateToDay, dayToDate, parseDate } from "./periods.js";
 import type { ProcessProgress } from "./engine.js";
+import { emitEvent } from "../audiences/webhooks.js";
+import { refreshAudiencesOnNewData } from "../audiences/materializations.js";
 
 export const runSchema = z
   .object({
@@ -128,17 +130,26 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
       where: { id: runId },
       data: { status: "succeeded", progress: 1, timings: result.timings, finishedAt: new Date() },
     });
-    return runView(done, run.fact.name);
+    const view = runView(done, run.fact.name);
+    await afterRunSucceeded(ctx, run.fact.id, view);
+    return view;
   } catch (err) {
     const message = err instanceof NothingToProcessError ? err.message : `processing failed: ${(err as Error).message}`;
     const final = opts.finalAttempt || err instanceof NothingToProcessError;
-    await ctx.db.prisma.processingRun.update({
+    const updated = await ctx.db.prisma.processingRun.update({
       where: { id: runId },
       data: final ? { status: "failed", error: message, finishedAt: new Date() } : { status: "queued", error: `${message} (will retry)` },
     });
+    if (final) await emitEvent(ctx, "run.failed", { run: runView(updated, run.fact.name) }).catch(() => {});
     if (err instanceof NothingToProcessError) return getRun(ctx, runId);
     throw err;
   }
+}
+
+/** What new data sets off: webhooks, and the audiences that refresh on new data of this fact. */
+async function afterRunSucceeded(ctx: AppContext, factId: number, run: RunView) {
+  await emitEvent(ctx, "run.succeeded", { run });
+  await refreshAudiencesOnNewData(ctx, factId);
 }
 
 /** The scheduler's work: every fact through yesterday in its own timezone, when behind or dirty. */

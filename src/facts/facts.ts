@@ -132,6 +132,8 @@ export async function factReferences(ctx: AppContext, factId: number): Promise<s
   const refs: string[] = [];
   const active = await ctx.db.prisma.processingRun.count({ where: { factId, status: { in: ["queued", "running"] } } });
   if (active) refs.push(`${active} processing run(s) queued or running`);
+  const audiences = await ctx.db.prisma.audience.findMany({ where: { deletedAt: null, factIds: { has: factId } }, select: { name: true } });
+  if (audiences.length) refs.push(`audience(s) ${audiences.map((a) => `'${a.name}'`).join(", ")}`);
   return refs;
 }
 

@@ -1,7 +1,7 @@
 import fp from "fastify-plugin";
 import type { FastifyRequest } from "fastify";
 import { authenticateApiKey, hasScope, type AuthenticatedKey, type Scope } from "../keys/api-keys.js";
-import { ProblemError } from "./problem.js";
+import { documentProblemResponses, problemSchema, ProblemError } from "./problem.js";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -19,14 +19,30 @@ function neededScope(request: FastifyRequest): Scope {
   return request.method === "GET" || request.method === "HEAD" ? "read" : "write";
 }
 
+const isV1Url = (url: string) => url === "/v1" || url.startsWith("/v1/");
+
 /** Every /v1 route needs `Authorization: Bearer <key>` with the route's scope. */
 export default fp(
   async (app) => {
     app.decorateRequest("apiKey", null);
+    // The OpenAPI document tells the same story as the hook below: /v1 operations need the key (and
+    // may answer 401/403), everything else (/health, /ready) needs none.
+    app.addHook("onRoute", (route) => {
+      const schema = route.schema as { hide?: boolean; security?: unknown; response?: Record<string, unknown> } | undefined;
+      if (!schema || schema.hide) return;
+      if (!isV1Url(route.url)) {
+        schema.security ??= [];
+        return;
+      }
+      schema.security ??= [{ apiKey: [] }];
+      schema.response = { 401: problemSchema, 403: problemSchema, ...schema.response };
+      documentProblemResponses(schema.response);
+    });
     app.addHook("onRequest", async (request) => {
-      if (!request.url.startsWith("/v1/") && request.url !== "/v1") return;
-      // Unknown /v1 routes answer 404, not 401: nothing to protect there.
-      if (!request.routeOptions.url) return;
+      // Decided by the route that matched, not the raw URL: `/%761/facts` reaches `/v1/facts` too.
+      // Unknown routes (no pattern) answer 404, not 401: nothing to protect there.
+      const route = request.routeOptions.url;
+      if (!route || !isV1Url(route)) return;
       const header = request.headers.authorization;
       const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
       const challenge = { headers: { "www-authenticate": 'Bearer realm="activation-audiences"' } };

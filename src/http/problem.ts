@@ -62,6 +62,17 @@ export const problemSchema = z
   .catchall(z.unknown())
   .meta({ id: "Problem", description: "RFC 9457 problem details" });
 
+/**
+ * Documents problem answers as what they are on the wire, `application/problem+json`, instead of the
+ * `application/json` a bare response schema would be published as. Mutates a route's response map.
+ */
+export function documentProblemResponses(response: Record<string, unknown>): void {
+  for (const [code, schema] of Object.entries(response)) {
+    if (schema !== problemSchema) continue;
+    response[code] = { description: TITLES[Number(code)] ?? "Error", content: { "application/problem+json": { schema: problemSchema } } };
+  }
+}
+
 function problemBody(status: number, detail: string, instance: string, extra: Record<string, unknown> = {}) {
   const { headers: _h, type, ...rest } = extra;
   const body: Record<string, unknown> = {
@@ -87,18 +98,37 @@ export function sendProblem(reply: FastifyReply, status: number, detail: string,
 
 /** The one error handler: everything leaves as problem+json, and a 500 never shows internals. */
 export function problemErrorHandler(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) {
+  try {
+    return handleError(error, request, reply);
+  } catch (failure) {
+    // Never let Fastify's default handler answer instead: it would show the failure's message.
+    request.log.error({ err: failure, original: error }, "error handler failed");
+    return sendProblem(reply, 500, "An unexpected error occurred; it has been logged.");
+  }
+}
+
+/**
+ * The path of a zod issue as fastify-type-provider-zod reports it (`instancePath` "/events/3/user_id";
+ * the issue's own path is not kept), in the client's notation: `events[3].user_id`.
+ */
+function validationErrors(v: { keyword?: string; instancePath?: string; message?: string; params?: Record<string, unknown> }, context: string): ProblemFieldError[] {
+  const segments: PropertyKey[] = (v.instancePath ?? "")
+    .split("/")
+    .filter((s) => s !== "")
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s.replace(/~1/g, "/").replace(/~0/g, "~")));
+  const unknownKeys = v.keyword === "unrecognized_keys" && Array.isArray(v.params?.keys) ? (v.params.keys as string[]) : [];
+  if (unknownKeys.length) return unknownKeys.map((k) => ({ path: formatPath([...segments, k]), message: `unknown field '${k}'` }));
+  return [{ path: formatPath(segments) || context, message: v.message ?? "invalid" }];
+}
+
+function handleError(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) {
   if (error instanceof ProblemError) {
     if (error.status >= 500) request.log.error({ err: error }, "request failed");
     return sendProblem(reply, error.status, error.detail, error.extra);
   }
   if (hasZodFastifySchemaValidationErrors(error)) {
     const context = (error as FastifyError).validationContext ?? "body";
-    const root = context === "body" ? undefined : context === "querystring" ? undefined : undefined;
-    const errors = error.validation.map((v) => {
-      const issue = v.params.issue as { path?: PropertyKey[]; message?: string };
-      const path = formatPath(issue.path ?? [], root);
-      return { path: path || context, message: issue.message ?? v.message ?? "invalid" };
-    });
+    const errors = error.validation.flatMap((v) => validationErrors(v, context));
     const where = context === "querystring" ? "query string" : context;
     return sendProblem(reply, 400, `Invalid ${where}: ${errors.map((e) => `${e.path}: ${e.message}`).slice(0, 5).join("; ")}`, {
       errors,
@@ -128,12 +158,20 @@ export function problemErrorHandler(error: FastifyError | Error, request: Fastif
   return sendProblem(reply, 500, "An unexpected error occurred; it has been logged.");
 }
 
-const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "57P01", "57P02", "57P03", "53300", "08006", "08001", "08003"]);
+const UNAVAILABLE_CODES = new Set([
+  ...["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "57P01", "57P02", "57P03", "53300", "08006", "08001", "08003"],
+  // Prisma's codes for the same: server unreachable, timed out, connection closed, no pooled connection.
+  ...["P1001", "P1002", "P1008", "P1017", "P2024"],
+]);
+// Kinds of @prisma/adapter-pg's DriverAdapterError (Prisma error meta.driverAdapterError.cause.kind).
+const UNAVAILABLE_ADAPTER_KINDS = new Set(["DatabaseNotReachable", "ConnectionClosed", "SocketTimeout", "TooManyConnections"]);
 
 export function isUnavailable(error: unknown): boolean {
-  const e = error as { code?: string; message?: string; cause?: unknown };
+  const e = error as { code?: string; message?: string; cause?: unknown; meta?: { driverAdapterError?: { cause?: { kind?: string } } } };
   if (!e) return false;
   if (e.code && UNAVAILABLE_CODES.has(e.code)) return true;
+  const kind = e.meta?.driverAdapterError?.cause?.kind;
+  if (kind && UNAVAILABLE_ADAPTER_KINDS.has(kind)) return true;
   if (typeof e.message === "string" && /Connection terminated|connection timeout|Connection is closed|timeout exceeded when trying to connect/i.test(e.message))
     return true;
   return e.cause ? isUnavailable(e.cause) : false;

@@ -4,7 +4,20 @@ import { z } from "zod";
 export const processRunPayload = z.object({ runId: z.string().uuid() }).strict();
 export type ProcessRunPayload = z.infer<typeof processRunPayload>;
 
-export const scheduledProcessingPayload = z.object({}).strict();
+export const materializationPayload = z.object({ materializationId: z.string().uuid() }).strict();
+export type MaterializationPayload = z.infer<typeof materializationPayload>;
 
-export const QUEUE_NAMES = { processing: "processing", schedules: "schedules" } as const;
-export const JOB_NAMES = { processRun: "process-run", processAllFacts: "process-all-facts" } as const;
+export const webhookDeliveryPayload = z.object({ deliveryId: z.string().uuid() }).strict();
+export type WebhookDeliveryPayload = z.infer<typeof webhookDeliveryPayload>;
+
+export const scheduledProcessingPayload = z.object({}).strict();
+export const audienceRefreshPayload = z.object({ audienceId: z.string().uuid() }).strict();
+
+export const QUEUE_NAMES = { processing: "processing", materializations: "materializations", webhooks: "webhooks", schedules: "schedules" } as const;
+export const JOB_NAMES = {
+  processRun: "process-run",
+  materialize: "materialize",
+  deliverWebhook: "deliver-webhook",
+  processAllFacts: "process-all-facts",
+  refreshAudience: "refresh-audience",
+} as const;

@@ -1,16 +1,27 @@
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import { JOB_NAMES, QUEUE_NAMES, processRunPayload, scheduledProcessingPayload, type ProcessRunPayload } from "./payloads.js";
+import {
+  JOB_NAMES, QUEUE_NAMES, audienceRefreshPayload, materializationPayload, processRunPayload, scheduledProcessingPayload, webhookDeliveryPayload,
+  type MaterializationPayload, type ProcessRunPayload, type WebhookDeliveryPayload,
+} from "./payloads.js";
 
 /** The producer side of every queue, shared by routes, the CLI and schedulers. */
 export class JobQueues {
   readonly processing: Queue;
+  readonly materializations: Queue;
+  readonly webhooks: Queue;
   readonly schedules: Queue;
 
   constructor(readonly connection: Redis, readonly prefix: string) {
     this.processing = new Queue(QUEUE_NAMES.processing, { connection, prefix });
+    this.materializations = new Queue(QUEUE_NAMES.materializations, { connection, prefix });
+    this.webhooks = new Queue(QUEUE_NAMES.webhooks, { connection, prefix });
     this.schedules = new Queue(QUEUE_NAMES.schedules, { connection, prefix });
-    for (const q of [this.processing, this.schedules]) q.on("error", () => {});
+    for (const q of this.all()) q.on("error", () => {});
+  }
+
+  all(): Queue[] {
+    return [this.processing, this.materializations, this.webhooks, this.schedules];
   }
 
   async enqueueProcessRun(payload: ProcessRunPayload): Promise<void> {
@@ -25,6 +36,29 @@ export class JobQueues {
     });
   }
 
+  async enqueueMaterialization(payload: MaterializationPayload): Promise<void> {
+    const data = materializationPayload.parse(payload);
+    await this.materializations.add(JOB_NAMES.materialize, data, {
+      jobId: `mat-${data.materializationId}`,
+      attempts: 5,
+      backoff: { type: "exponential", delay: 2000 },
+      removeOnComplete: { age: 86_400, count: 10_000 },
+      removeOnFail: { age: 7 * 86_400 },
+    });
+  }
+
+  async enqueueWebhookDelivery(payload: WebhookDeliveryPayload): Promise<void> {
+    const data = webhookDeliveryPayload.parse(payload);
+    await this.webhooks.add(JOB_NAMES.deliverWebhook, data, {
+      jobId: `hook-${data.deliveryId}`,
+      // About 1 s, 2 s, 4 s … up to ~2 min between the 8 attempts.
+      attempts: 8,
+      backoff: { type: "exponential", delay: 1000 },
+      removeOnComplete: { age: 86_400, count: 10_000 },
+      removeOnFail: { age: 7 * 86_400 },
+    });
+  }
+
   /** The daily processing of every fact; upsert keeps one scheduler however often the service restarts. */
   async upsertDailyProcessing(cron: string): Promise<void> {
     await this.schedules.upsertJobScheduler(
@@ -32,6 +66,18 @@ export class JobQueues {
       { pattern: cron, tz: "UTC" },
       { name: JOB_NAMES.processAllFacts, data: scheduledProcessingPayload.parse({}), opts: { attempts: 3, backoff: { type: "exponential", delay: 5000 } } },
     );
+  }
+
+  async upsertAudienceRefresh(schedulerId: string, audienceId: string, cron: string, timezone: string): Promise<void> {
+    await this.schedules.upsertJobScheduler(
+      schedulerId,
+      { pattern: cron, tz: timezone },
+      { name: JOB_NAMES.refreshAudience, data: audienceRefreshPayload.parse({ audienceId }), opts: { attempts: 3, backoff: { type: "exponential", delay: 5000 } } },
+    );
+  }
+
+  async removeScheduler(schedulerId: string): Promise<void> {
+    await this.schedules.removeJobScheduler(schedulerId);
   }
 
   async isReachable(): Promise<boolean> {
@@ -43,6 +89,6 @@ export class JobQueues {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([this.processing.close(), this.schedules.close()]);
+    await Promise.allSettled(this.all().map((q) => q.close()));
   }
 }

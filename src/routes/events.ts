@@ -1,4 +1,5 @@
-import { validatorCompiler, type FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { bodyValidatedInHandler } from "../http/validation.js";
 import { z } from "zod";
 import { getFactRecord } from "../facts/facts.js";
 import { validateBatch, MAX_USER_ID_LENGTH } from "../facts/event-validation.js";
@@ -59,7 +60,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 202: ingestResultSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 413: problemSchema, 422: problemSchema },
       },
       // The body schema documents the API; events are validated below so every bad one is reported by index.
-      validatorCompiler: (route) => (route.httpPart === "body" ? (data: unknown) => ({ value: data }) : validatorCompiler(route as unknown as Parameters<typeof validatorCompiler>[0])),
+      validatorCompiler: bodyValidatedInHandler,
     },
     async (req, reply) => {
       const fact = await getFactRecord(app.ctx, req.params.name);
@@ -87,7 +88,12 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       if (items.length === 0) throw new ProblemError(400, "The batch holds no events.", { errors: [{ path: "events", message: "at least one event is required" }] });
 
       const { events, errors, errorCount } = validateBatch(items, Date.now(), pathOf);
-      for (const [i, m] of parseErrors) if (!errors.some((e) => e.index === i)) errors.push({ index: i, path: pathOf(i, ""), message: m });
+      // validateBatch saw `undefined` for a line that is not JSON; say what is really wrong with it.
+      for (const [i, m] of parseErrors) {
+        const reported = errors.find((e) => e.index === i);
+        if (reported) reported.message = m;
+        else errors.push({ index: i, path: pathOf(i, ""), message: m });
+      }
       errors.sort((a, b) => a.index! - b.index!);
       if (errorCount > 0 || parseErrors.size > 0) {
         const total = Math.max(errorCount, errors.length);

@@ -2,6 +2,7 @@ import type pg from "pg";
 import type { ActivationRow, FactRef, FirstLastRow, IngestResult, LayerEngine, ProcessOptions, ProcessResult, StatusRow } from "../engine.js";
 import type { ValidEvent } from "../../facts/event-validation.js";
 import { ingestEventBatch } from "./ingest.js";
+import { bulkLoadEvents, type BulkLoadProgress, type BulkLoadSummary, type EventColumns } from "./bulk-load.js";
 import { processFact } from "./process.js";
 import { withTransaction } from "./tx.js";
 import {
@@ -10,6 +11,8 @@ import {
 } from "./queries.js";
 import { copyQueryOut, type ExportFormat } from "./copy-out.js";
 import type { Readable } from "node:stream";
+import * as audiences from "./audiences.js";
+import type { AudienceQuery } from "./audience-sql.js";
 
 export interface PageRequest {
   afterUserKey?: number;
@@ -30,6 +33,14 @@ export class PostgresLayerEngine implements LayerEngine {
       await beforeCommit?.(client, result);
       return result;
     });
+  }
+
+  /**
+   * Bulk ingestion: validated events streamed through COPY into a staging table and folded like an
+   * HTTP batch, all in one transaction. An error thrown by `batches` rolls everything back.
+   */
+  bulkLoad(fact: FactRef, batches: AsyncIterable<EventColumns>, progress?: BulkLoadProgress): Promise<BulkLoadSummary> {
+    return bulkLoadEvents(this.pool, fact, batches, progress);
   }
 
   process(fact: FactRef, through: string, options?: ProcessOptions): Promise<ProcessResult> {
@@ -93,5 +104,38 @@ export class PostgresLayerEngine implements LayerEngine {
     const out = new Map<number, Array<Record<string, number | string>>>();
     for (const id of factIds) out.set(id, await metricsRange(this.pool, id, g, from, to));
     return out;
+  }
+
+  // ---- audiences
+  previewAudience(q: AudienceQuery, sampleSize = 20) {
+    return audiences.previewAudience(this.pool, q, sampleSize);
+  }
+
+  materializeMembers(materializationId: string, q: AudienceQuery) {
+    return audiences.materializeMembers(this.pool, materializationId, q);
+  }
+
+  memberPage(materializationId: string, page: PageRequest) {
+    return audiences.memberPage(this.pool, materializationId, page.afterUserKey, page.limit);
+  }
+
+  memberExport(materializationId: string, format: ExportFormat) {
+    return audiences.memberExport(this.pool, materializationId, format);
+  }
+
+  changeCounts(current: string, since: string) {
+    return audiences.changeCounts(this.pool, current, since);
+  }
+
+  changePage(current: string, since: string, kind: "entered" | "exited", page: PageRequest) {
+    return audiences.changePage(this.pool, current, since, kind, page.afterUserKey, page.limit);
+  }
+
+  changeExport(current: string, since: string, kind: "entered" | "exited", format: ExportFormat) {
+    return audiences.changeExport(this.pool, current, since, kind, format);
+  }
+
+  deleteMembers(materializationId: string) {
+    return audiences.deleteMembers(this.pool, materializationId);
   }
 }

@@ -2,36 +2,54 @@ import type pg from "pg";
 import type { FactRef, IngestResult } from "../engine.js";
 import type { ValidEvent } from "../../facts/event-validation.js";
 
+/**
+ * A relation of events with columns `uid` (text) and `at` (timestamptz), as SQL text whose bind
+ * parameters are numbered from `first` (so it can sit inside a statement that has its own). HTTP
+ * batches pass `unnest` of arrays; the bulk loader passes its COPY staging table.
+ */
+export type EventSource = (first: number) => { sql: string; params: unknown[] };
+
+/** Events given as two parallel arrays: user ids and epoch milliseconds. */
+export function arrayEventSource(userIds: readonly string[], timesMs: readonly number[]): EventSource {
+  return (n) => ({
+    sql: `SELECT e.uid, to_timestamp(e.ms / 1000.0) AS at FROM unnest($${n}::text[], $${n + 1}::float8[]) AS e(uid, ms)`,
+    params: [userIds, timesMs],
+  });
+}
+
 /** Adds user ids not seen before. Its own statement, so the next one sees rows other batches just added. */
-export async function ensureUserKeys(client: pg.ClientBase, userIds: readonly string[]): Promise<void> {
+export async function ensureUserKeysFrom(client: pg.ClientBase, source: EventSource): Promise<void> {
+  const src = source(1);
   await client.query(
     `INSERT INTO app_user (external_id)
-     SELECT DISTINCT u FROM unnest($1::text[]) AS u ORDER BY 1
+     SELECT DISTINCT ev.uid FROM (${src.sql}) AS ev ORDER BY 1
      ON CONFLICT (external_id) DO NOTHING`,
-    [userIds],
+    src.params,
   );
+}
+
+/** Adds user ids not seen before (see ensureUserKeysFrom). */
+export async function ensureUserKeys(client: pg.ClientBase, userIds: readonly string[]): Promise<void> {
+  await ensureUserKeysFrom(client, (n) => ({ sql: `SELECT u AS uid FROM unnest($${n}::text[]) AS u`, params: [userIds] }));
 }
 
 /**
  * Folds events into (user, activity date, first instant, last instant) rows and moves the fact's
  * bookkeeping: earliest/latest date, and dirty_from when a new active (user, date) lands on a date a
- * run has already processed (or is processing right now).
+ * run has already processed (or is processing right now). The fact's timezone decides the date.
+ * Every user id of the source must already be in app_user (ensureUserKeysFrom, a statement before).
  */
-export async function ingestEventBatch(client: pg.ClientBase, fact: FactRef, events: readonly ValidEvent[]): Promise<IngestResult> {
-  if (events.length === 0) return { accepted: 0, earliest_date: null, latest_date: null };
-  const userIds = new Array<string>(events.length);
-  const times = new Array<number>(events.length);
-  for (let i = 0; i < events.length; i++) {
-    userIds[i] = events[i]!.userId;
-    times[i] = events[i]!.occurredAtMs;
-  }
-  await ensureUserKeys(client, userIds);
+export async function foldEventsIntoActivity(
+  client: pg.ClientBase,
+  fact: FactRef,
+  source: EventSource,
+): Promise<{ earliest_date: string | null; latest_date: string | null }> {
+  const src = source(3);
   const res = await client.query<{ earliest: string | null; latest: string | null; min_new: string | null }>(
     `WITH ev AS (
-       SELECT e.uid, to_timestamp(e.ms / 1000.0) AS at
-       FROM unnest($2::text[], $3::float8[]) AS e(uid, ms)
+       ${src.sql}
      ), agg AS (
-       SELECT u.user_key, (ev.at AT TIME ZONE $4)::date AS d, min(ev.at) AS f, max(ev.at) AS l
+       SELECT u.user_key, (ev.at AT TIME ZONE $2)::date AS d, min(ev.at) AS f, max(ev.at) AS l
        FROM ev JOIN app_user u ON u.external_id = ev.uid
        GROUP BY 1, 2
      ), up AS (
@@ -44,7 +62,7 @@ export async function ingestEventBatch(client: pg.ClientBase, fact: FactRef, eve
      )
      SELECT (SELECT min(d) FROM agg) AS earliest, (SELECT max(d) FROM agg) AS latest,
             (SELECT min(activity_date) FROM up WHERE inserted) AS min_new`,
-    [fact.id, userIds, times, fact.timezone],
+    [fact.id, fact.timezone, ...src.params],
   );
   const { earliest, latest, min_new } = res.rows[0]!;
   await client.query(
@@ -57,5 +75,19 @@ export async function ingestEventBatch(client: pg.ClientBase, fact: FactRef, eve
      WHERE id = $1`,
     [fact.id, earliest, latest, min_new],
   );
-  return { accepted: events.length, earliest_date: earliest, latest_date: latest };
+  return { earliest_date: earliest, latest_date: latest };
+}
+
+/** Ingests one validated batch (an HTTP request): new user keys first, then the fold. */
+export async function ingestEventBatch(client: pg.ClientBase, fact: FactRef, events: readonly ValidEvent[]): Promise<IngestResult> {
+  if (events.length === 0) return { accepted: 0, earliest_date: null, latest_date: null };
+  const userIds = new Array<string>(events.length);
+  const times = new Array<number>(events.length);
+  for (let i = 0; i < events.length; i++) {
+    userIds[i] = events[i]!.userId;
+    times[i] = events[i]!.occurredAtMs;
+  }
+  await ensureUserKeys(client, userIds);
+  const folded = await foldEventsIntoActivity(client, fact, arrayEventSource(userIds, times));
+  return { accepted: events.length, ...folded };
 }

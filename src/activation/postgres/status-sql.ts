@@ -3,7 +3,7 @@
  * (start_p <= P < next_start). Mirrors src/activation/status-rules.ts, which the tests hold it to.
  * `i` is the island alias and `P` an SQL expression for the period.
  */
-export function statusColumnsSql(i: string, P: string, grainCode: number): string {
+export function statusColumnExprs(i: string, P: string, grainCode: number): Record<string, string> {
   const s = `${i}.start_p`, e = `${i}.end_p`, pe = `${i}.prev_end`, f = `${i}.first_p`;
   const lastP = `LEAST(${P}, ${e})`;
   const stateAt = (x: string) => `CASE WHEN ${x} = ${s} THEN CASE WHEN ${pe} IS NULL THEN 'new' ELSE 'reactivated' END ELSE 'retained' END`;
@@ -12,10 +12,23 @@ export function statusColumnsSql(i: string, P: string, grainCode: number): strin
       WHEN ${P} <= ${e} THEN CASE WHEN ${P} = ${s} THEN 'inactive' ELSE ${stateAt(`${P} - 1`)} END
       WHEN ${P} = ${e} + 1 THEN ${stateAt(e)}
       ELSE 'inactive' END`;
-  const interval = `CASE WHEN ${P} > ${e} THEN NULL WHEN ${P} > ${s} THEN 1 ELSE ${s} - ${pe} END`;
-  const growth =
-    grainCode === 0
-      ? `, CASE
+  const cols: Record<string, string> = {
+    state,
+    previous_state: prev,
+    transition_segment: `CASE WHEN ${P} = ${f} THEN 'new' ELSE (${prev}) || '_to_' || (${state}) END`,
+    is_active: `${P} <= ${e}`,
+    first_active_period: f,
+    last_active_period: lastP,
+    inactivity_periods: `GREATEST(${P} - ${e}, 0)`,
+    consecutive_active_periods: `CASE WHEN ${P} <= ${e} THEN ${P} - ${s} + 1 ELSE 0 END`,
+    last_streak_periods: `${lastP} - ${s} + 1`,
+    return_interval_periods: `CASE WHEN ${P} > ${e} THEN NULL WHEN ${P} > ${s} THEN 1 ELSE ${s} - ${pe} END`,
+    last_active_state: stateAt(lastP),
+    active_periods_total: `${i}.active_before + ${lastP} - ${s} + 1`,
+    tenure_periods: `${P} - ${f}`,
+  };
+  if (grainCode === 0)
+    cols.growth_state = `CASE
           WHEN ${P} <= ${e} THEN CASE
             WHEN ${P} = ${s} AND ${pe} IS NULL THEN 'new'
             WHEN ${P} > ${s} OR ${s} - ${pe} <= 6 THEN 'current'
@@ -23,19 +36,12 @@ export function statusColumnsSql(i: string, P: string, grainCode: number): strin
             ELSE 'resurrected' END
           WHEN ${P} - ${e} <= 6 THEN 'at_risk_wau'
           WHEN ${P} - ${e} <= 29 THEN 'at_risk_mau'
-          ELSE 'dormant' END AS growth_state`
-      : "";
-  return `${state} AS state,
-    ${prev} AS previous_state,
-    CASE WHEN ${P} = ${f} THEN 'new' ELSE (${prev}) || '_to_' || (${state}) END AS transition_segment,
-    ${P} <= ${e} AS is_active,
-    ${f} AS first_active_period,
-    ${lastP} AS last_active_period,
-    GREATEST(${P} - ${e}, 0) AS inactivity_periods,
-    CASE WHEN ${P} <= ${e} THEN ${P} - ${s} + 1 ELSE 0 END AS consecutive_active_periods,
-    ${lastP} - ${s} + 1 AS last_streak_periods,
-    ${interval} AS return_interval_periods,
-    ${stateAt(lastP)} AS last_active_state,
-    ${i}.active_before + ${lastP} - ${s} + 1 AS active_periods_total,
-    ${P} - ${f} AS tenure_periods${growth}`;
+          ELSE 'dormant' END`;
+  return cols;
+}
+
+export function statusColumnsSql(i: string, P: string, grainCode: number): string {
+  return Object.entries(statusColumnExprs(i, P, grainCode))
+    .map(([name, expr]) => `${expr} AS ${name}`)
+    .join(",\n    ");
 }

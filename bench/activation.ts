@@ -1,0 +1,472 @@
+/**
+ * `npm run bench -- activation [--users N] [--days D] [--no-baselines] [--no-flat] [--keep]`
+ *
+ * The activation layer at scale on this machine, in one run, on a dedicated database
+ * (aa_bench_activation, dropped and recreated): a synthetic log of N users over D days generated
+ * set-based in PostgreSQL (bench/activation/generate.ts), then
+ *   - the initial build of every grain (processFact from nothing),
+ *   - one more day, late events 30 days back,
+ *   - storage of the layer next to the plain (user, date) activity table,
+ *   - the status of one period for all users streamed through the HTTP API as NDJSON,
+ *   - two full recomputations of the layer for comparison: hand-written PostgreSQL and DuckDB,
+ *   - one more day with D/2 and 2·D days of history of the same users (flat cost).
+ * Prints a table of figures, targets and pass/fail; writes bench/results/activation.json.
+ */
+import os from "node:os";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { AddressInfo } from "node:net";
+import pg from "pg";
+import "../src/db/client.js"; // pg type parsers (DATE as text, int8 as number) the engine relies on
+import { migrateDatabase } from "../src/db/migrate.js";
+import { processFact } from "../src/activation/postgres/process.js";
+import { ingestEventBatch } from "../src/activation/postgres/ingest.js";
+import { withTransaction } from "../src/activation/postgres/tx.js";
+import { GRAIN_CODE, periodOfDate, type Grain } from "../src/activation/periods.js";
+import type { FactRef } from "../src/activation/engine.js";
+import { createUsersAndParams, dateOfX, insertActivity, lateEvents } from "./activation/generate.js";
+import { BASELINE_GRAINS, baselineSteps, comparedColumns, dropSql } from "./activation/baseline-sql.js";
+
+// ---------------------------------------------------------------- options
+function opt(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i >= 0) return process.argv[i + 1];
+  const eq = process.argv.find((a) => a.startsWith(`--${name}=`));
+  return eq?.slice(name.length + 3);
+}
+const flag = (name: string) => process.argv.includes(`--${name}`);
+const USERS = Number(opt("users") ?? 1_000_000);
+const DAYS = Number(opt("days") ?? 180);
+const LATE_DAYS_BACK = 30;
+const LATE_EVENTS = Number(opt("late") ?? Math.max(100, Math.round(USERS / 200))); // 5,000 at 1M users
+const RUN_BASELINES = !flag("no-baselines");
+const RUN_FLAT = !flag("no-flat");
+const FULL_SIZE = USERS >= 1_000_000 && DAYS >= 180;
+if (!Number.isInteger(USERS) || USERS < 100 || !Number.isInteger(DAYS) || DAYS < 40) {
+  console.error("usage: npm run bench -- activation [--users N (>= 100)] [--days D (>= 40)] [--no-baselines] [--no-flat] [--keep]");
+  process.exit(2);
+}
+const SHORT_DAYS = Math.round(DAYS / 2);
+const LONG_DAYS = DAYS * 2;
+
+const ADMIN_URL = process.env.BENCH_ADMIN_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
+const DB_NAME = "aa_bench_activation";
+const DB_URL = (() => {
+  const u = new URL(ADMIN_URL);
+  u.pathname = `/${DB_NAME}`;
+  return u.toString();
+})();
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const EXPORT_FILE = path.join(os.tmpdir(), "aa_bench_activation_activity.csv");
+
+// ---------------------------------------------------------------- helpers
+const ms = (t0: number) => performance.now() - t0;
+const sec = (v: number) => `${(v / 1000).toFixed(2)} s`;
+const fmtInt = (v: number) => Math.round(v).toLocaleString("en-US");
+const log = (msg: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${msg}`);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+async function timed<T>(label: string, fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const out = await fn();
+  const t = ms(t0);
+  log(`${label}: ${sec(t)}`);
+  return [out, t];
+}
+
+async function admin(sql: string) {
+  const c = new pg.Client({ connectionString: ADMIN_URL });
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+async function createFactRow(pool: pg.Pool, name: string): Promise<FactRef> {
+  const r = await pool.query<{ id: number }>(`INSERT INTO fact (name, timezone) VALUES ($1, 'UTC') RETURNING id`, [name]);
+  return { id: r.rows[0]!.id, name, timezone: "UTC" };
+}
+
+async function vacuumAnalyze(pool: pg.Pool, tables: string[]) {
+  for (const t of tables) await pool.query(`VACUUM (ANALYZE) ${t}`);
+}
+
+async function process_(pool: pg.Pool, fact: FactRef, x: number) {
+  const t0 = performance.now();
+  const r = await processFact(pool, fact, dateOfX(x));
+  return { ms: ms(t0), from: r.from, timings: r.timings };
+}
+
+const mb = (bytes: number) => bytes / 1024 / 1024;
+
+// ---------------------------------------------------------------- figures
+interface Row {
+  figure: string;
+  value: string;
+  target: string;
+  pass: boolean | null;
+}
+const rows: Row[] = [];
+const results: Record<string, unknown> = {};
+const row = (figure: string, value: string, target = "", pass: boolean | null = null) => rows.push({ figure, value, target, pass });
+
+// ---------------------------------------------------------------- run
+const benchStart = performance.now();
+log(`activation bench: ${fmtInt(USERS)} users, ${DAYS} days (flat history: ${SHORT_DAYS} vs ${LONG_DAYS} days) on ${DB_NAME}`);
+await admin(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`);
+await migrateDatabase(DB_URL);
+const pool = new pg.Pool({ connectionString: DB_URL, max: 6 });
+pool.on("error", () => {});
+
+const machine = await (async () => {
+  const v = await pool.query<{ version: string }>(`SELECT version()`);
+  const settings = await pool.query<{ name: string; setting: string; unit: string | null }>(
+    `SELECT name, setting, unit FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'maintenance_work_mem', 'max_parallel_workers_per_gather', 'synchronous_commit', 'max_wal_size')`,
+  );
+  return {
+    cpus: os.cpus().length,
+    cpu_model: os.cpus()[0]?.model ?? "unknown",
+    memory_gb: Math.round(os.totalmem() / 1024 ** 3),
+    node: process.version,
+    postgres: v.rows[0]!.version.split(" on ")[0],
+    postgres_settings: Object.fromEntries(settings.rows.map((s) => [s.name, `${s.setting}${s.unit ?? ""}`])),
+  };
+})();
+log(`machine: ${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gb} GB, node ${machine.node}, ${machine.postgres}`);
+
+// 1. data
+const gen = await (async () => {
+  const c = await pool.connect();
+  try {
+    await c.query(`SET work_mem = '1GB'`);
+    await c.query(`SET synchronous_commit = off`);
+    const [, tUsers] = await timed("users and their parameters", () => createUsersAndParams(c, USERS));
+    const main = await createFactRow(pool, "bench_main");
+    const [rowsMain, tAct] = await timed(`activity of ${DAYS} days`, () => insertActivity(c, main.id, -DAYS, -1));
+    return { main, tUsers, tAct, rowsMain };
+  } finally {
+    c.release();
+  }
+})();
+const { main } = gen;
+const [, tVac] = await timed("VACUUM ANALYZE activity_day", () => vacuumAnalyze(pool, ["activity_day", "app_user"]));
+const lastDayActives = Number(
+  (await pool.query(`SELECT count(*) AS n FROM activity_day WHERE fact_id = $1 AND activity_date = $2`, [main.id, dateOfX(-1)])).rows[0].n,
+);
+const usersSeen = Number((await pool.query(`SELECT count(DISTINCT user_key) AS n FROM activity_day WHERE fact_id = $1`, [main.id])).rows[0].n);
+log(`generated ${fmtInt(gen.rowsMain)} active user-days of ${fmtInt(usersSeen)} users; ${fmtInt(lastDayActives)} actives on the last day`);
+results.data = {
+  users: USERS, days: DAYS, active_user_days: gen.rowsMain, users_with_activity: usersSeen, last_day_actives: lastDayActives,
+  generate_s: +((gen.tUsers + gen.tAct + tVac) / 1000).toFixed(1),
+};
+row("synthetic log", `${fmtInt(USERS)} users × ${DAYS} d: ${fmtInt(gen.rowsMain)} active user-days, ${fmtInt(lastDayActives)} actives last day`);
+
+// 2. initial build
+log("initial build of every grain ...");
+const build = await process_(pool, main, -1);
+log(`initial build: ${sec(build.ms)} ${JSON.stringify(build.timings)}`);
+const islandCounts = Object.fromEntries(
+  (await pool.query<{ grain: number; n: number }>(`SELECT grain, count(*) AS n FROM layer_island WHERE fact_id = $1 GROUP BY grain ORDER BY grain`, [main.id])).rows.map(
+    (r) => [["day", "week", "month"][r.grain]!, Number(r.n)],
+  ),
+);
+await timed("VACUUM ANALYZE layer tables", () => vacuumAnalyze(pool, ["layer_island", "layer_metric"]));
+results.initial_build = { seconds: +(build.ms / 1000).toFixed(2), timings_ms: build.timings, islands: islandCounts };
+row("initial build, all grains", sec(build.ms), "≤ 180 s", FULL_SIZE ? build.ms <= 180_000 : null);
+
+// 3. one more day
+const c0 = await pool.connect();
+const dayRows = await insertActivity(c0, main.id, 0, 0);
+c0.release();
+const day = await process_(pool, main, 0);
+log(`one more day (${fmtInt(dayRows)} actives): ${sec(day.ms)} ${JSON.stringify(day.timings)}`);
+results.one_more_day = { seconds: +(day.ms / 1000).toFixed(3), actives: dayRows, timings_ms: day.timings, fraction_of_build: day.ms / build.ms };
+row(`one more day (${fmtInt(dayRows)} actives)`, sec(day.ms), "≤ 1.5 s", FULL_SIZE ? day.ms <= 1500 : null);
+row("  one more day / initial build", `1/${(build.ms / day.ms).toFixed(0)}`, "≤ 1/40", build.ms / day.ms >= 40);
+
+// 4. late events
+const late = await (async () => {
+  const c = await pool.connect();
+  try {
+    const events = await lateEvents(c, main.id, -LATE_DAYS_BACK, LATE_EVENTS);
+    return events;
+  } finally {
+    c.release();
+  }
+})();
+const [, tIngestLate] = await timed(`ingest ${late.length} late events dated ${dateOfX(-LATE_DAYS_BACK)}`, () =>
+  withTransaction(pool, (c) => ingestEventBatch(c, main, late)),
+);
+const lateRun = await process_(pool, main, 0);
+log(`reprocessing from ${lateRun.from}: ${sec(lateRun.ms)} ${JSON.stringify(lateRun.timings)}`);
+results.late_events = {
+  events: late.length, dated: dateOfX(-LATE_DAYS_BACK), from: lateRun.from, seconds: +(lateRun.ms / 1000).toFixed(3),
+  ratio_to_one_day: lateRun.ms / day.ms, timings_ms: lateRun.timings, ingest_ms: Math.round(tIngestLate),
+};
+row(`late events, ${late.length} rows ${LATE_DAYS_BACK} d back`, `${sec(lateRun.ms)} = ${(lateRun.ms / day.ms).toFixed(1)} × one day`, "≤ 30 × one day", lateRun.ms <= 30 * day.ms);
+
+// 5. storage (only the main fact exists at this point)
+const storage = await (async () => {
+  const size = async (rel: string) => Number((await pool.query(`SELECT pg_total_relation_size($1) AS s`, [rel])).rows[0].s);
+  const heap = async (rel: string) => Number((await pool.query(`SELECT pg_table_size($1) AS s`, [rel])).rows[0].s);
+  const island = await size("layer_island"), metric = await size("layer_metric"), activity = await size("activity_day");
+  return {
+    layer_island_mb: mb(island), layer_island_heap_mb: mb(await heap("layer_island")), layer_metric_mb: mb(metric),
+    layer_mb: mb(island + metric), activity_day_mb: mb(activity), activity_day_heap_mb: mb(await heap("activity_day")),
+    ratio: (island + metric) / activity,
+  };
+})();
+log(`storage: layer ${storage.layer_mb.toFixed(0)} MB (islands ${storage.layer_island_mb.toFixed(0)} MB, metrics ${storage.layer_metric_mb.toFixed(2)} MB), activity_day ${storage.activity_day_mb.toFixed(0)} MB`);
+results.storage = { ...storage, method: "pg_total_relation_size (heap + indexes + toast) with only the measured fact in the database" };
+row("storage: layer (islands + metrics)", `${storage.layer_mb.toFixed(0)} MB = ${storage.ratio.toFixed(2)} × activity_day (${storage.activity_day_mb.toFixed(0)} MB)`, "≤ 2×", storage.ratio <= 2);
+
+// 6. status of one period for all users through the API
+const stream = await (async () => {
+  const { loadConfig } = await import("../src/config.js");
+  const { createContext } = await import("../src/bootstrap.js");
+  const { buildApp } = await import("../src/app.js");
+  const { createApiKey } = await import("../src/keys/api-keys.js");
+  const ctx = createContext(loadConfig({ DATABASE_URL: DB_URL, REDIS_URL, REDIS_PREFIX: "aa-bench-activation", LOG_LEVEL: "silent", WORKERS: "0" }));
+  const app = await buildApp(ctx);
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  try {
+    const port = (app.server.address() as AddressInfo).port;
+    const { key } = await createApiKey(ctx.db.prisma, { name: "bench", scopes: ["read"] });
+    const url = `http://127.0.0.1:${port}/v1/facts/${main.name}/status?grain=day&period=${dateOfX(0)}`;
+    const headers = { authorization: `Bearer ${key}`, accept: "application/x-ndjson" };
+    const runOnce = async () => {
+      global.gc?.();
+      const rssBefore = process.memoryUsage().rss;
+      let peak = rssBefore;
+      const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
+      const t0 = performance.now();
+      const res = await fetch(url, { headers });
+      if (res.status !== 200) throw new Error(`status export: HTTP ${res.status} ${await res.text()}`);
+      const reader = res.body!.getReader();
+      let bytes = 0, lines = 0, ttfb = 0, first: string | null = null;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (!ttfb) ttfb = ms(t0);
+        if (first === null) first = Buffer.from(value).toString("utf8").split("\n")[0]!;
+        bytes += value.length;
+        for (let i = 0; i < value.length; i++) if (value[i] === 10) lines++;
+      }
+      const t = ms(t0);
+      clearInterval(sampler);
+      peak = Math.max(peak, process.memoryUsage().rss);
+      return { ms: t, ttfb_ms: ttfb, rows: lines, bytes, rss_before_mb: mb(rssBefore), rss_peak_mb: mb(peak), first_row: first, content_type: res.headers.get("content-type") };
+    };
+    await runOnce(); // warm: plan cache, pages in memory
+    return await runOnce();
+  } finally {
+    await app.close();
+    await ctx.close();
+  }
+})();
+const rowsPerSec = stream.rows / (stream.ms / 1000);
+log(`status stream: ${fmtInt(stream.rows)} rows, ${(stream.bytes / 1e6).toFixed(1)} MB in ${sec(stream.ms)} (${fmtInt(rowsPerSec)} rows/s), RSS ${stream.rss_before_mb.toFixed(0)} → peak ${stream.rss_peak_mb.toFixed(0)} MB`);
+results.status_stream = { ...stream, rows_per_s: rowsPerSec, period: dateOfX(0), grain: "day", note: "second of two identical requests; RSS of the bench process, which runs the server and the client" };
+row(`status stream (NDJSON, ${fmtInt(stream.rows)} rows)`, `${fmtInt(rowsPerSec)} rows/s (${sec(stream.ms)}, peak RSS ${stream.rss_peak_mb.toFixed(0)} MB)`, "≥ 500,000 rows/s", rowsPerSec >= 500_000);
+
+// 7. baselines
+const T = dateOfX(0);
+async function ourMetrics(g: number, from: number, to: number) {
+  const r = await pool.query(`SELECT * FROM layer_metric WHERE fact_id = $1 AND grain = $2 AND period BETWEEN $3 AND $4 ORDER BY period`, [main.id, g, from, to]);
+  return r.rows as Array<Record<string, number>>;
+}
+function compare(label: string, g: number, ours: Array<Record<string, number>>, theirs: Array<Record<string, number>>) {
+  const cols = comparedColumns(g);
+  const byP = new Map(theirs.map((r) => [Number(r.period), r]));
+  const diffs: string[] = [];
+  for (const o of ours) {
+    const t = byP.get(Number(o.period));
+    if (!t) {
+      diffs.push(`period ${o.period} missing`);
+      continue;
+    }
+    for (const c of cols) if (Number(o[c]) !== Number(t[c])) diffs.push(`period ${o.period} ${c}: ours ${o[c]} vs ${t[c]}`);
+  }
+  if (ours.length === 0) diffs.push("no rows");
+  log(`${label}: ${diffs.length === 0 ? `agrees on ${ours.length} periods × ${cols.length} metrics` : `DISAGREES: ${diffs.slice(0, 5).join("; ")}`}`);
+  return { periods: ours.length, metrics: cols.length, agree: diffs.length === 0, diffs: diffs.slice(0, 20) };
+}
+const lastPeriods = (grain: Grain) => {
+  const Tp = periodOfDate(grain, T);
+  return { Tp, from: Tp - 6 };
+};
+
+if (RUN_BASELINES) {
+  // (a) hand-written PostgreSQL
+  const pgBase = await (async () => {
+    const c = await pool.connect();
+    const steps: Record<string, number> = {};
+    const agreement: Record<string, unknown> = {};
+    let statusDaySize = 0, statusDayRows = 0;
+    try {
+      // What a nightly batch job would set for itself (the engine's runs get the same memory).
+      await c.query(`SET work_mem = '1GB'`);
+      await c.query(`SET maintenance_work_mem = '1GB'`);
+      for (const { grain } of BASELINE_GRAINS) for (const s of dropSql(grain)) await c.query(s);
+      const t0 = performance.now();
+      for (const { grain, g } of BASELINE_GRAINS) {
+        const src = `(SELECT user_key, activity_date FROM activity_day WHERE fact_id = ${main.id} AND activity_date <= DATE '${T}') src`;
+        for (const step of baselineSteps("postgres", g, grain, periodOfDate(grain, T), src)) {
+          const [, t] = await timed(`baseline PostgreSQL ${grain} ${step.name}`, () => c.query(step.sql));
+          steps[`${grain}_${step.name}_ms`] = Math.round(t);
+        }
+      }
+      const total = ms(t0);
+      for (const { grain, g } of BASELINE_GRAINS) {
+        const { Tp, from } = lastPeriods(grain);
+        const theirs = (await c.query(`SELECT * FROM bl_metric_${grain} WHERE period BETWEEN $1 AND $2 ORDER BY period`, [from, Tp])).rows;
+        agreement[grain] = compare(`baseline PostgreSQL vs layer, ${grain}`, g, await ourMetrics(g, from, Tp), theirs);
+      }
+      statusDaySize = Number((await c.query(`SELECT pg_total_relation_size('bl_status_day') AS s`)).rows[0].s);
+      statusDayRows = Number((await c.query(`SELECT count(*) AS n FROM bl_status_day`)).rows[0].n);
+      for (const { grain } of BASELINE_GRAINS) for (const s of dropSql(grain)) await c.query(s);
+      return { ms: total, steps, agreement, status_day_mb: mb(statusDaySize), status_day_rows: statusDayRows };
+    } finally {
+      c.release();
+    }
+  })();
+  log(`baseline PostgreSQL: ${sec(pgBase.ms)}; its day-grain status table: ${fmtInt(pgBase.status_day_rows)} rows, ${pgBase.status_day_mb.toFixed(0)} MB`);
+
+  // (b) DuckDB in-process
+  const duck = await (async () => {
+    const { DuckDBInstance } = await import("@duckdb/node-api");
+    rmSync(EXPORT_FILE, { force: true });
+    const [, tExport] = await timed("export activity to CSV (COPY)", () =>
+      pool.query(
+        `COPY (SELECT user_key, activity_date - DATE '1970-01-01' AS day FROM activity_day WHERE fact_id = ${main.id} AND activity_date <= DATE '${T}')
+         TO '${EXPORT_FILE}' WITH (FORMAT csv)`,
+      ),
+    );
+    const instance = await DuckDBInstance.create(":memory:", { threads: String(os.cpus().length) });
+    const conn = await instance.connect();
+    const steps: Record<string, number> = {};
+    const agreement: Record<string, unknown> = {};
+    try {
+      const [, tLoad] = await timed("DuckDB load", () =>
+        conn.run(`CREATE TABLE activity AS SELECT * FROM read_csv('${EXPORT_FILE}', header = false, columns = {'user_key': 'INTEGER', 'day': 'INTEGER'})`),
+      );
+      const t0 = performance.now();
+      for (const { grain, g } of BASELINE_GRAINS) {
+        for (const step of baselineSteps("duckdb", g, grain, periodOfDate(grain, T), "activity")) {
+          const [, t] = await timed(`baseline DuckDB ${grain} ${step.name}`, () => conn.run(step.sql));
+          steps[`${grain}_${step.name}_ms`] = Math.round(t);
+        }
+      }
+      const tCompute = ms(t0);
+      for (const { grain, g } of BASELINE_GRAINS) {
+        const { Tp, from } = lastPeriods(grain);
+        const reader = await conn.runAndReadAll(`SELECT * FROM bl_metric_${grain} WHERE period BETWEEN ${from} AND ${Tp} ORDER BY period`);
+        const theirs = reader.getRowObjectsJS().map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Number(v)])));
+        agreement[grain] = compare(`baseline DuckDB vs layer, ${grain}`, g, await ourMetrics(g, from, Tp), theirs);
+      }
+      return { export_ms: tExport, load_ms: tLoad, compute_ms: tCompute, steps, agreement };
+    } finally {
+      conn.closeSync();
+      instance.closeSync();
+      rmSync(EXPORT_FILE, { force: true });
+    }
+  })();
+  const duckTotal = duck.export_ms + duck.load_ms + duck.compute_ms;
+  log(`baseline DuckDB: export ${sec(duck.export_ms)}, load ${sec(duck.load_ms)}, compute ${sec(duck.compute_ms)}`);
+  const agreeAll = (a: Record<string, unknown>) => Object.values(a).every((x) => (x as { agree: boolean }).agree);
+  results.baselines = {
+    postgres: { seconds: +(pgBase.ms / 1000).toFixed(1), steps_ms: pgBase.steps, agreement: pgBase.agreement, status_day_rows: pgBase.status_day_rows, status_day_mb: pgBase.status_day_mb, vs_one_more_day: pgBase.ms / day.ms },
+    duckdb: {
+      seconds: +(duckTotal / 1000).toFixed(1), export_s: +(duck.export_ms / 1000).toFixed(1), load_s: +(duck.load_ms / 1000).toFixed(1),
+      compute_s: +(duck.compute_ms / 1000).toFixed(1), steps_ms: duck.steps, agreement: duck.agreement,
+      vs_one_more_day: duckTotal / day.ms, compute_vs_one_more_day: duck.compute_ms / day.ms,
+    },
+  };
+  row("baseline (a) PostgreSQL SQL, full layer", `${sec(pgBase.ms)} = ${(pgBase.ms / day.ms).toFixed(0)} × our one more day`, "daily path ≪", pgBase.ms >= 10 * day.ms);
+  row("  metrics agree with the layer (last 7 periods)", agreeAll(pgBase.agreement) ? "yes, every grain" : "NO", "yes", agreeAll(pgBase.agreement));
+  row("  its users × days status table", `${fmtInt(pgBase.status_day_rows)} rows, ${pgBase.status_day_mb.toFixed(0)} MB = ${(pgBase.status_day_mb / storage.activity_day_mb).toFixed(1)} × activity_day`);
+  row(
+    "baseline (b) DuckDB, full layer",
+    `${sec(duckTotal)} (export ${sec(duck.export_ms)} + load ${sec(duck.load_ms)} + compute ${sec(duck.compute_ms)}) = ${(duckTotal / day.ms).toFixed(0)} × our one more day`,
+    "daily path ≪",
+    duckTotal >= 10 * day.ms,
+  );
+  row("  DuckDB compute alone", `${sec(duck.compute_ms)} = ${(duck.compute_ms / day.ms).toFixed(0)} × our one more day`);
+  row("  metrics agree with the layer (last 7 periods)", agreeAll(duck.agreement) ? "yes, every grain" : "NO", "yes", agreeAll(duck.agreement));
+}
+
+// 8. flat history: the same users with DAYS/2 and DAYS*2 days of history
+if (RUN_FLAT) {
+  const short = await createFactRow(pool, "bench_short");
+  const long = await createFactRow(pool, "bench_long");
+  const c = await pool.connect();
+  try {
+    await c.query(`SET work_mem = '1GB'`);
+    await c.query(`SET synchronous_commit = off`);
+    await timed(`activity of ${SHORT_DAYS} days`, () => insertActivity(c, short.id, -SHORT_DAYS, -1));
+    await timed(`activity of ${LONG_DAYS} days`, () => insertActivity(c, long.id, -LONG_DAYS, -1));
+  } finally {
+    c.release();
+  }
+  await timed("VACUUM ANALYZE activity_day", () => vacuumAnalyze(pool, ["activity_day"]));
+  const bShort = await process_(pool, short, -1);
+  log(`initial build, ${SHORT_DAYS} days: ${sec(bShort.ms)}`);
+  const bLong = await process_(pool, long, -1);
+  log(`initial build, ${LONG_DAYS} days: ${sec(bLong.ms)}`);
+  await timed("VACUUM ANALYZE layer tables", () => vacuumAnalyze(pool, ["layer_island", "layer_metric"]));
+  const tShort: number[] = [], tLong: number[] = [], actives: number[] = [];
+  for (let x = 0; x < 3; x++) {
+    for (const [f, out] of [[short, tShort], [long, tLong]] as const) {
+      const c2 = await pool.connect();
+      const n = await insertActivity(c2, f.id, x, x);
+      c2.release();
+      if (f === short) actives.push(n);
+      const r = await process_(pool, f, x);
+      out.push(r.ms);
+      log(`one more day ${dateOfX(x)} with ${f === short ? SHORT_DAYS : LONG_DAYS} days of history (${fmtInt(n)} actives): ${sec(r.ms)} ${JSON.stringify(r.timings)}`);
+    }
+  }
+  const mShort = median(tShort), mLong = median(tLong);
+  results.flat_history = {
+    short_days: SHORT_DAYS, long_days: LONG_DAYS, actives_per_day: actives,
+    short_runs_ms: tShort.map(Math.round), long_runs_ms: tLong.map(Math.round), short_median_ms: mShort, long_median_ms: mLong, ratio: mLong / mShort,
+    initial_build_s: { [SHORT_DAYS]: +(bShort.ms / 1000).toFixed(1), [LONG_DAYS]: +(bLong.ms / 1000).toFixed(1) },
+  };
+  row(`one more day, ${SHORT_DAYS} d of history (median of 3)`, sec(mShort));
+  row(`one more day, ${LONG_DAYS} d of history (median of 3)`, `${sec(mLong)} = ${(mLong / mShort).toFixed(2)} × ${SHORT_DAYS} d`, "≤ 1.2 ×", mLong <= 1.2 * mShort);
+}
+
+// ---------------------------------------------------------------- report
+const totalS = ms(benchStart) / 1000;
+results.total_run_s = +totalS.toFixed(0);
+const w0 = Math.max(...rows.map((r) => r.figure.length)), w1 = Math.max(...rows.map((r) => r.value.length)), w2 = Math.max(...rows.map((r) => r.target.length), 6);
+const line = (a: string, b: string, c: string, d: string) => `${a.padEnd(w0)}  ${b.padEnd(w1)}  ${c.padEnd(w2)}  ${d}`;
+console.log("");
+console.log(`Activation layer benchmark — ${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gb} GB RAM, node ${machine.node}, ${machine.postgres}`);
+console.log(`PostgreSQL settings: ${Object.entries(machine.postgres_settings).map(([k, v]) => `${k}=${v}`).join(", ")}`);
+console.log(line("figure", "value", "target", "pass"));
+console.log(line("-".repeat(w0), "-".repeat(w1), "-".repeat(w2), "----"));
+for (const r of rows) console.log(line(r.figure, r.value, r.target, r.pass === null ? (r.target ? "n/a (small run)" : "") : r.pass ? "PASS" : "FAIL"));
+console.log(`total run: ${totalS.toFixed(0)} s`);
+
+const out = {
+  bench: "activation",
+  date: new Date().toISOString(),
+  machine,
+  options: { users: USERS, days: DAYS, late_events: LATE_EVENTS, full_size: FULL_SIZE },
+  figures: results,
+  table: rows,
+};
+const outDir = path.join(HERE, "results");
+mkdirSync(outDir, { recursive: true });
+const outFile = path.join(outDir, FULL_SIZE ? "activation.json" : "activation-small.json");
+writeFileSync(outFile, JSON.stringify(out, null, 2) + "\n");
+log(`wrote ${path.relative(process.cwd(), outFile)}`);
+await pool.end();
+if (!flag("keep")) await admin(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`);

@@ -1,0 +1,111 @@
+import type pg from "pg";
+
+/**
+ * A deterministic synthetic activity log, generated set-based inside PostgreSQL.
+ *
+ * Time is counted in days x relative to an anchor day (x = 0 is the "one more day"; the history of a
+ * fact with H days is x = -H … -1). Every user has parameters drawn from a hash of its key, so the same
+ * user behaves the same in every fact whatever its history length: a fact with 90 days and one with
+ * 360 days hold the same users with the same recent behaviour, only the older history differs.
+ *
+ * - signup day: exponential growth of the user base (density ∝ e^(x/100)) over the last 600 days;
+ * - type: loyal/streaky (12%, p 0.70–0.95 every day), regular (20%, p 0.35–0.65 in "engaged" weeks,
+ *   a tenth of that in the other quarter of weeks), churner (38%, active ~20 days on average after
+ *   signup, then gone), returner (15%, a first stint, a break of 14–103 days, then a second stint
+ *   that lasts for good half of the time), casual (15%, p 0.03–0.10 every day);
+ * - a day is active when hash(user, day) < p (× the week factor), so streaks follow from p.
+ * With 1M users and 180 days: ≈21M active user-days, ≈258k actives on day x = 0.
+ */
+export const ANCHOR_DATE = "2026-06-30"; // the date of x = 0
+
+/** SQL expression of a uniform [0, 1) draw from an integer key. */
+const u01 = (key: string) => `((hashint8(${key}) & 2147483647)::float8 / 2147483648.0)`;
+
+export async function createUsersAndParams(client: pg.ClientBase, users: number): Promise<void> {
+  await client.query(
+    `INSERT INTO app_user (user_key, external_id) SELECT u, 'user_' || u FROM generate_series(1, $1::int) u`,
+    [users],
+  );
+  await client.query(`SELECT setval(pg_get_serial_sequence('app_user', 'user_key'), $1::int)`, [users]);
+  await client.query(`DROP TABLE IF EXISTS bench_user_param`);
+  await client.query(
+    `CREATE UNLOGGED TABLE bench_user_param AS
+     SELECT u, t, p,
+            xs AS lo1,
+            CASE WHEN t IN (2, 3) THEN xs + l1 - 1 ELSE 100000 END AS hi1,
+            CASE WHEN t = 3 THEN xs + l1 + b END AS lo2,
+            CASE WHEN t = 3 THEN CASE WHEN h5 < 0.5 THEN 100000 ELSE xs + l1 + b + l2 - 1 END END AS hi2
+     FROM (
+       SELECT u,
+              CASE WHEN h1 < 0.12 THEN 0 WHEN h1 < 0.32 THEN 1 WHEN h1 < 0.70 THEN 2 WHEN h1 < 0.85 THEN 3 ELSE 4 END AS t,
+              CASE WHEN h1 < 0.12 THEN 0.70 + 0.25 * h2 WHEN h1 < 0.32 THEN 0.35 + 0.30 * h2 WHEN h1 < 0.70 THEN 0.30 + 0.50 * h2
+                   WHEN h1 < 0.85 THEN 0.30 + 0.40 * h2 ELSE 0.03 + 0.07 * h2 END AS p,
+              -floor(-100 * ln(1 - h6 * (1 - exp(-600.0 / 100))))::int AS xs,
+              1 + floor(-ln(1 - h3) * 20)::int AS l1,
+              14 + floor(h4 * 90)::int AS b,
+              1 + floor(-ln(1 - h7) * 40)::int AS l2,
+              h5
+       FROM (SELECT u, ${u01("u::bigint * 16 + 1")} AS h1, ${u01("u::bigint * 16 + 2")} AS h2, ${u01("u::bigint * 16 + 3")} AS h3,
+                    ${u01("u::bigint * 16 + 4")} AS h4, ${u01("u::bigint * 16 + 5")} AS h5, ${u01("u::bigint * 16 + 6")} AS h6,
+                    ${u01("u::bigint * 16 + 7")} AS h7
+             FROM generate_series(1, $1::int) u) a
+     ) b`,
+    [users],
+  );
+  await client.query(`ANALYZE bench_user_param`);
+}
+
+/**
+ * SELECT of the activity rows (fact_id, activity_date, user_key, first_at, last_at) of days
+ * x in [xFrom, xTo], ordered like activity_day's primary key so the inserts append to the index.
+ */
+export function activitySelect(factId: number, xFrom: number, xTo: number): string {
+  const f = Number(factId) | 0, lo = Number(xFrom) | 0, hi = Number(xTo) | 0;
+  return `SELECT ${f} AS fact_id, DATE '${ANCHOR_DATE}' + x AS activity_date, u AS user_key,
+            (DATE '${ANCHOR_DATE}' + x)::timestamp AT TIME ZONE 'UTC' + make_interval(secs => hd & 65535) AS first_at,
+            (DATE '${ANCHOR_DATE}' + x)::timestamp AT TIME ZONE 'UTC' + make_interval(secs => (hd & 65535) + ((hd >> 16) & 16383)) AS last_at
+     FROM (
+       SELECT pr.u, x, hashint8(pr.u::bigint * 4096 + x + 2048) AS hd, pr.p, pr.t
+       FROM bench_user_param pr
+       CROSS JOIN LATERAL (VALUES (pr.lo1, pr.hi1), (pr.lo2, pr.hi2)) w(lo, hi)
+       CROSS JOIN LATERAL generate_series(GREATEST(w.lo, ${lo}), LEAST(w.hi, ${hi})) x
+       WHERE w.lo IS NOT NULL AND w.lo <= ${hi} AND w.hi >= ${lo}
+     ) c
+     WHERE (hd & 2147483647)::float8 < 2147483648.0 * p
+           * CASE WHEN t = 1 AND ${u01("u::bigint * 1000 + (x + 7000) / 7 + 77777777")} >= 0.75 THEN 0.1 ELSE 1 END
+     ORDER BY x, u`;
+}
+
+/** Inserts the activity of days [xFrom, xTo] of a fact and moves its earliest/latest dates. */
+export async function insertActivity(client: pg.ClientBase, factId: number, xFrom: number, xTo: number): Promise<number> {
+  const res = await client.query(`INSERT INTO activity_day (fact_id, activity_date, user_key, first_at, last_at) ${activitySelect(factId, xFrom, xTo)}`);
+  await client.query(
+    `UPDATE fact SET earliest_date = LEAST(earliest_date, DATE '${ANCHOR_DATE}' + $2::int),
+                     latest_date = GREATEST(latest_date, DATE '${ANCHOR_DATE}' + $3::int) WHERE id = $1`,
+    [factId, xFrom, xTo],
+  );
+  return res.rowCount ?? 0;
+}
+
+/**
+ * Late events: `count` users who were signed up but not active on day x get an event that day
+ * (new (user, date) pairs), as ingestion would receive them: [user_id, epoch ms].
+ */
+export async function lateEvents(client: pg.ClientBase, factId: number, x: number, count: number): Promise<Array<{ userId: string; occurredAtMs: number }>> {
+  const res = await client.query<{ user_id: string; ms: number }>(
+    `SELECT 'user_' || pr.u AS user_id,
+            extract(epoch FROM (DATE '${ANCHOR_DATE}' + $2::int)::timestamp AT TIME ZONE 'UTC')::float8 * 1000 + (pr.u % 80000) * 1000 AS ms
+     FROM bench_user_param pr
+     WHERE pr.lo1 <= $2::int
+       AND NOT EXISTS (SELECT 1 FROM activity_day a WHERE a.fact_id = $1 AND a.activity_date = DATE '${ANCHOR_DATE}' + $2::int AND a.user_key = pr.u)
+     ORDER BY hashint8(pr.u::bigint * 31 + 9) LIMIT $3`,
+    [factId, x, count],
+  );
+  return res.rows.map((r) => ({ userId: r.user_id, occurredAtMs: Number(r.ms) }));
+}
+
+export function dateOfX(x: number): string {
+  const d = new Date(`${ANCHOR_DATE}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + x);
+  return d.toISOString().slice(0, 10);
+}

@@ -1,0 +1,298 @@
+// `npm run bench -- ingest [--events N] [--keep]`
+//
+// Ingestion throughput on a database of its own (aa_bench_ingest, dropped and recreated):
+//   (a) HTTP: the real server in-process on a random loopback port, a local client posting
+//       10,000-event JSON batches, 4 requests in flight;
+//   (b) bulk: a generated CSV file loaded end to end through the CLI's code path (bulkLoadFile);
+//   (c) raw: PostgreSQL COPY of the same file into an UNLOGGED table, the ceiling for (b).
+// Prints a table and writes bench/results/ingest.json.
+import { createWriteStream } from "node:fs";
+import { mkdir, stat, unlink, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { pipeline } from "node:stream/promises";
+import { createReadStream } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
+import { buildApp } from "../src/app.js";
+import { createContext } from "../src/bootstrap.js";
+import { loadConfig } from "../src/config.js";
+import { migrateDatabase } from "../src/db/migrate.js";
+import { createFact } from "../src/facts/facts.js";
+import { bulkLoadFile } from "../src/facts/bulk-load.js";
+import { createApiKey } from "../src/keys/api-keys.js";
+
+const DB_NAME = "aa_bench_ingest";
+const BATCH = 10_000;
+const CONCURRENCY = 4;
+const USERS = 200_000;
+const DAYS = 30;
+const TARGET_RATIO = 0.3;
+const TARGET_HTTP = 50_000;
+
+const { values } = parseArgs({
+  args: process.argv.slice(3),
+  options: { events: { type: "string" }, "http-events": { type: "string" }, keep: { type: "boolean", default: false } },
+});
+const bulkEvents = values.events ? Number(values.events) : 5_000_000;
+const httpEvents = values["http-events"] ? Number(values["http-events"]) : Math.min(2_000_000, Math.max(BATCH, Math.round(bulkEvents * 0.4)));
+if (!Number.isInteger(bulkEvents) || bulkEvents <= 0 || !Number.isInteger(httpEvents) || httpEvents <= 0) {
+  console.error("usage: npm run bench -- ingest [--events N] [--http-events M] [--keep]");
+  process.exit(2);
+}
+
+const baseUrl = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/activation_audiences";
+const dbUrl = (() => {
+  const u = new URL(baseUrl);
+  u.pathname = `/${DB_NAME}`;
+  return u.toString();
+})();
+const adminUrl = (() => {
+  const u = new URL(baseUrl);
+  u.pathname = "/postgres";
+  return u.toString();
+})();
+
+async function admin(sql: string) {
+  const c = new pg.Client({ connectionString: adminUrl });
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+/** A deterministic generator (mulberry32). */
+function rng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Events of USERS users over the last DAYS days, in arrival order (roughly increasing time, with
+ * jitter). Some users are far more active than others (the square of a uniform draw picks them).
+ * Instants alternate between UTC and +09:00 offsets, with milliseconds.
+ */
+function eventGenerator(prefix: string, total: number, seed: number) {
+  const rnd = rng(seed);
+  const end = Date.now() - 3_600_000;
+  const start = end - DAYS * 86_400_000;
+  let i = 0;
+  const pad = (n: number, w = 2) => String(n).padStart(w, "0");
+  const kst = (ms: number) => {
+    const d = new Date(ms + 9 * 3_600_000);
+    return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.${pad(d.getUTCMilliseconds(), 3)}+09:00`;
+  };
+  return (): { user_id: string; occurred_at: string } | null => {
+    if (i >= total) return null;
+    const base = start + ((end - start) * i) / total;
+    i++;
+    const ms = Math.min(end, Math.floor(base + (rnd() - 0.5) * 6 * 3_600_000));
+    const r = rnd();
+    const user = Math.floor(r * r * USERS);
+    return { user_id: `${prefix}${String(user).padStart(7, "0")}`, occurred_at: i % 2 ? new Date(ms).toISOString() : kst(ms) };
+  };
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+const secs = (ms: number) => ms / 1000;
+
+async function writeCsv(file: string, total: number) {
+  const next = eventGenerator("b", total, 42);
+  const out = createWriteStream(file);
+  out.write("user_id,occurred_at\n");
+  for (;;) {
+    let chunk = "";
+    let n = 0;
+    while (n < 10_000) {
+      const e = next();
+      if (!e) break;
+      chunk += `${e.user_id},${e.occurred_at}\n`;
+      n++;
+    }
+    if (n === 0) break;
+    if (!out.write(chunk)) await new Promise((r) => out.once("drain", r));
+  }
+  await new Promise<void>((resolve, reject) => {
+    out.once("error", reject);
+    out.end(resolve);
+  });
+}
+
+async function rawCopy(file: string): Promise<{ rows: number; ms: number }> {
+  const c = new pg.Client({ connectionString: dbUrl });
+  await c.connect();
+  try {
+    await c.query(`DROP TABLE IF EXISTS bench_raw_copy`);
+    await c.query(`CREATE UNLOGGED TABLE bench_raw_copy (user_id text, occurred_at timestamptz)`);
+    const t0 = performance.now();
+    const copy = c.query(copyFrom(`COPY bench_raw_copy (user_id, occurred_at) FROM STDIN WITH (FORMAT csv, HEADER true)`));
+    await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), copy);
+    const ms = performance.now() - t0;
+    const rows = copy.rowCount;
+    await c.query(`DROP TABLE bench_raw_copy`);
+    return { rows, ms };
+  } finally {
+    await c.end();
+  }
+}
+
+async function httpIngest(ctx: ReturnType<typeof createContext>, fact: string, total: number) {
+  const app = await buildApp(ctx, { logger: false });
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  const addr = app.server.address();
+  if (!addr || typeof addr === "string") throw new Error("no server address");
+  const url = `http://127.0.0.1:${addr.port}/v1/facts/${fact}/events`;
+  const { key } = await createApiKey(ctx.db.prisma, { name: "bench-ingest", scopes: ["write"] });
+  // Bodies are built before the clock starts: the client stands for other machines.
+  const next = eventGenerator("h", total, 7);
+  const bodies: string[] = [];
+  for (;;) {
+    const events: Array<{ user_id: string; occurred_at: string }> = [];
+    while (events.length < BATCH) {
+      const e = next();
+      if (!e) break;
+      events.push(e);
+    }
+    if (events.length === 0) break;
+    bodies.push(JSON.stringify({ events }));
+  }
+  let cursor = 0;
+  let accepted = 0;
+  const latencies: number[] = [];
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      for (;;) {
+        const i = cursor++;
+        if (i >= bodies.length) return;
+        const s = performance.now();
+        const res = await fetch(url, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: bodies[i] });
+        const text = await res.text();
+        if (res.status !== 202) throw new Error(`batch ${i}: HTTP ${res.status} ${text.slice(0, 500)}`);
+        accepted += (JSON.parse(text) as { accepted: number }).accepted;
+        latencies.push(performance.now() - s);
+      }
+    }),
+  );
+  const ms = performance.now() - t0;
+  await app.close();
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0);
+  return { events: accepted, batches: bodies.length, ms, p50: pct(0.5), p95: pct(0.95) };
+}
+
+async function main() {
+  const started = performance.now();
+  console.log(`ingest bench: ${fmt(httpEvents)} events over HTTP, ${fmt(bulkEvents)} in the bulk file; ${os.cpus().length} cpus, node ${process.version}`);
+  await admin(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(DB_NAME)} WITH (FORCE)`);
+  await migrateDatabase(dbUrl);
+  const config = loadConfig({ ...process.env, DATABASE_URL: dbUrl, REDIS_PREFIX: "aa-bench-ingest", LOG_LEVEL: "warn", WORKERS: "0" });
+  const ctx = createContext(config);
+  const file = path.join(os.tmpdir(), `aa-bench-ingest-${process.pid}.csv`);
+  try {
+    await createFact(ctx, { name: "bench_http", timezone: "Asia/Seoul" });
+    await createFact(ctx, { name: "bench_bulk", timezone: "Asia/Seoul" });
+    const pgVersion = (await ctx.db.pool.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
+
+    // (a) HTTP
+    process.stdout.write(`(a) HTTP: ${fmt(httpEvents)} events in ${BATCH.toLocaleString("en-US")}-event batches, ${CONCURRENCY} in flight … `);
+    const http = await httpIngest(ctx, "bench_http", httpEvents);
+    const httpRate = http.events / secs(http.ms);
+    console.log(`${fmt(httpRate)} events/s`);
+
+    // The file for (b) and (c)
+    process.stdout.write(`generating ${fmt(bulkEvents)} events into ${file} … `);
+    let t = performance.now();
+    await writeCsv(file, bulkEvents);
+    const fileBytes = (await stat(file)).size;
+    console.log(`${(fileBytes / 1e6).toFixed(0)} MB in ${secs(performance.now() - t).toFixed(1)} s`);
+
+    // (c) raw COPY first (it also warms the file into the page cache for both)
+    process.stdout.write(`(c) raw COPY into an UNLOGGED table … `);
+    const raw = await rawCopy(file);
+    const rawRate = raw.rows / secs(raw.ms);
+    console.log(`${fmt(rawRate)} rows/s`);
+
+    // (b) bulk load, the CLI's code path
+    process.stdout.write(`(b) bulk load (parse, validate, COPY to staging, users, fold into activity_day) … `);
+    t = performance.now();
+    const bulk = await bulkLoadFile(ctx, "bench_bulk", file);
+    const bulkMs = performance.now() - t;
+    const bulkRate = bulk.rows / secs(bulkMs);
+    console.log(`${fmt(bulkRate)} rows/s`);
+    const activityRows = (await ctx.db.pool.query<{ n: number }>(`SELECT count(*) AS n FROM activity_day WHERE fact_id = (SELECT id FROM fact WHERE name = 'bench_bulk')`)).rows[0]!.n;
+
+    const ratio = bulkRate / rawRate;
+    const rows: Array<[string, string, string, string]> = [
+      ["HTTP ingestion (10k batches × 4)", fmt(http.events), secs(http.ms).toFixed(1), `${fmt(httpRate)} events/s`],
+      ["bulk load, end to end", fmt(bulk.rows), secs(bulkMs).toFixed(1), `${fmt(bulkRate)} rows/s`],
+      ["raw COPY (UNLOGGED table)", fmt(raw.rows), secs(raw.ms).toFixed(1), `${fmt(rawRate)} rows/s`],
+    ];
+    const w = [34, 11, 8, 20];
+    const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join("  ");
+    console.log("");
+    console.log(line(["measure", "rows", "s", "throughput"]));
+    console.log(line(w.map((n) => "-".repeat(n))));
+    for (const r of rows) console.log(line(r));
+    console.log("");
+    console.log(`HTTP: ${fmt(httpRate)} events/s (target ≥ ${fmt(TARGET_HTTP)}): ${httpRate >= TARGET_HTTP ? "met" : "MISSED"}; batch latency p50 ${http.p50} ms, p95 ${http.p95} ms`);
+    console.log(`bulk/raw: ${(ratio * 100).toFixed(1)}% (target ≥ ${TARGET_RATIO * 100}%): ${ratio >= TARGET_RATIO ? "met" : "MISSED"}`);
+    console.log(`bulk phases (ms): ${Object.entries(bulk.timings).map(([k, v]) => `${k} ${v}`).join(", ")}; ${fmt(activityRows)} activity rows`);
+
+    const result = {
+      bench: "ingest",
+      date: new Date().toISOString(),
+      cpus: os.cpus().length,
+      node: process.version,
+      postgres: pgVersion,
+      http: {
+        events: http.events,
+        batch_size: BATCH,
+        concurrency: CONCURRENCY,
+        batches: http.batches,
+        users: USERS,
+        seconds: +secs(http.ms).toFixed(3),
+        events_per_s: Math.round(httpRate),
+        batch_latency_ms: { p50: http.p50, p95: http.p95 },
+        target_events_per_s: TARGET_HTTP,
+        target_met: httpRate >= TARGET_HTTP,
+      },
+      bulk: {
+        rows: bulk.rows,
+        file_bytes: fileBytes,
+        users: USERS,
+        days: DAYS,
+        seconds: +secs(bulkMs).toFixed(3),
+        rows_per_s: Math.round(bulkRate),
+        phases_ms: bulk.timings,
+        activity_rows: activityRows,
+      },
+      raw_copy: { rows: raw.rows, seconds: +secs(raw.ms).toFixed(3), rows_per_s: Math.round(rawRate) },
+      ratio_bulk_raw: +ratio.toFixed(4),
+      target_ratio: TARGET_RATIO,
+      ratio_target_met: ratio >= TARGET_RATIO,
+      total_seconds: +secs(performance.now() - started).toFixed(1),
+    };
+    const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "results");
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, "ingest.json"), `${JSON.stringify(result, null, 2)}\n`);
+    console.log(`written bench/results/ingest.json (total ${result.total_seconds} s)`);
+  } finally {
+    await unlink(file).catch(() => {});
+    await ctx.close();
+    if (!values.keep) await admin(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(DB_NAME)} WITH (FORCE)`).catch(() => {});
+  }
+}
+
+await main();
+process.exit(0);

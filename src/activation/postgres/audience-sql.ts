@@ -1,0 +1,188 @@
+import type { FieldName, Op } from "../../audiences/definition.js";
+import { statusColumnExprs } from "./status-sql.js";
+
+/**
+ * The audience compiler: a resolved filter tree (values checked, dates turned into period numbers,
+ * fact names into ids) becomes one parameterised SQL query over the layer's islands. Every value is a
+ * bind parameter; the only text spliced in is ours (column expressions, aliases, the grain code).
+ */
+export type ResolvedValue = string | number | boolean;
+export interface ResolvedCondition {
+  field: FieldName;
+  op: Op;
+  values: ResolvedValue[];
+  within?: number;
+  /** null: the audience's own fact. */
+  factId: number | null;
+}
+export type ResolvedNode = { all: ResolvedNode[] } | { any: ResolvedNode[] } | { not: ResolvedNode } | ResolvedCondition;
+
+export interface AudienceQuery {
+  factId: number;
+  grain: number;
+  period: number;
+  filter: ResolvedNode;
+}
+
+/** Every column of a member row: user_key, then the status columns (periods as numbers). */
+export const MEMBER_STATUS_FIELDS = [
+  "state", "previous_state", "transition_segment", "is_active", "first_active_period", "last_active_period",
+  "inactivity_periods", "consecutive_active_periods", "last_streak_periods", "return_interval_periods",
+  "last_active_state", "active_periods_total", "tenure_periods", "growth_state",
+] as const;
+
+const PG_TYPE: Record<string, string> = { string: "text", number: "int", boolean: "boolean" };
+
+class Params {
+  list: unknown[] = [];
+  add(v: unknown, type: string): string {
+    this.list.push(v);
+    return `$${this.list.length}::${type}`;
+  }
+}
+
+/** Position intervals [a, b] within one island at which a within-able field takes a value (NULL: never). */
+function valueIntervals(field: FieldName, value: string): Array<[string, string, string]> {
+  // [condition, a, b]; N is the island's next start (or far away), so N - 1 is its last governed period.
+  const N = "COALESCE(j.next_start, 1000000000)";
+  const first = "j.prev_end IS NULL", react = "j.prev_end IS NOT NULL", gap = "(j.start_p - j.prev_end)";
+  const s = "j.start_p", e = "j.end_p";
+  const T = "TRUE";
+  const table: Record<string, Record<string, Array<[string, string, string]>>> = {
+    state: {
+      new: [[first, s, s]],
+      reactivated: [[react, s, s]],
+      retained: [[T, `${s} + 1`, e]],
+      inactive: [[T, `${e} + 1`, `${N} - 1`]],
+    },
+    transition_segment: {
+      new: [[first, s, s]],
+      new_to_retained: [[`${first} AND ${e} >= ${s} + 1`, `${s} + 1`, `${s} + 1`]],
+      new_to_inactive: [[`${first} AND ${e} = ${s}`, `${e} + 1`, `${e} + 1`]],
+      retained_to_retained: [[T, `${s} + 2`, e]],
+      retained_to_inactive: [[`${e} >= ${s} + 1`, `${e} + 1`, `${e} + 1`]],
+      reactivated_to_retained: [[`${react} AND ${e} >= ${s} + 1`, `${s} + 1`, `${s} + 1`]],
+      reactivated_to_inactive: [[`${react} AND ${e} = ${s}`, `${e} + 1`, `${e} + 1`]],
+      inactive_to_reactivated: [[react, s, s]],
+      inactive_to_inactive: [[T, `${e} + 2`, `${N} - 1`]],
+    },
+    growth_state: {
+      new: [[first, s, s]],
+      current: [[T, `${s} + 1`, e], [`${react} AND ${gap} <= 6`, s, s]],
+      reactivated: [[`${react} AND ${gap} BETWEEN 7 AND 29`, s, s]],
+      resurrected: [[`${react} AND ${gap} >= 30`, s, s]],
+      at_risk_wau: [[T, `${e} + 1`, `LEAST(${e} + 6, ${N} - 1)`]],
+      at_risk_mau: [[T, `${e} + 7`, `LEAST(${e} + 29, ${N} - 1)`]],
+      dormant: [[T, `${e} + 30`, `${N} - 1`]],
+    },
+  };
+  return table[field]?.[value] ?? [];
+}
+
+const ENUM_VALUES: Record<string, readonly string[]> = {
+  state: ["new", "retained", "reactivated", "inactive"],
+  transition_segment: [
+    "new", "new_to_retained", "new_to_inactive", "retained_to_retained", "retained_to_inactive",
+    "reactivated_to_retained", "reactivated_to_inactive", "inactive_to_reactivated", "inactive_to_inactive",
+  ],
+  growth_state: ["new", "current", "reactivated", "resurrected", "at_risk_wau", "at_risk_mau", "dormant"],
+};
+
+export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: unknown[] } {
+  const g = Number(q.grain) | 0;
+  const params = new Params();
+  const fact = params.add(q.factId, "int");
+  const P = params.add(q.period, "int");
+  const others = new Map<number, string>(); // fact id -> alias
+  const joins: string[] = [];
+  const extraCols: string[] = [];
+
+  const aliasFor = (factId: number) => {
+    let alias = others.get(factId);
+    if (!alias) {
+      alias = `x${others.size + 1}`;
+      others.set(factId, alias);
+      const fid = params.add(factId, "int");
+      joins.push(`LEFT JOIN LATERAL (
+        SELECT x.* FROM layer_island x
+        WHERE x.fact_id = ${fid} AND x.grain = ${g} AND x.user_key = i.user_key AND x.start_p <= ${P}
+        ORDER BY x.start_p DESC LIMIT 1) ${alias} ON TRUE`);
+      const exprs = statusColumnExprs(alias, P, g);
+      // A user without status on that fact has only nulls there.
+      for (const [name, expr] of Object.entries(exprs))
+        extraCols.push(`CASE WHEN ${alias}.user_key IS NULL THEN NULL ELSE ${expr} END AS ${alias}_${name}`);
+    }
+    return alias;
+  };
+
+  const valueTest = (col: string, c: ResolvedCondition): string => {
+    const type = PG_TYPE[typeof c.values[0]] ?? "text";
+    switch (c.op) {
+      case "is_null":
+        return `(${col} IS NULL)`;
+      case "is_not_null":
+        return `(${col} IS NOT NULL)`;
+      case "eq":
+        return `COALESCE(${col} = ${params.add(c.values[0], type)}, FALSE)`;
+      case "neq":
+        return `COALESCE(${col} <> ${params.add(c.values[0], type)}, FALSE)`;
+      case "in":
+        return `COALESCE(${col} = ANY(${params.add(c.values, `${type}[]`)}), FALSE)`;
+      case "not_in":
+        return `COALESCE(${col} <> ALL(${params.add(c.values, `${type}[]`)}), FALSE)`;
+      case "gt":
+        return `COALESCE(${col} > ${params.add(c.values[0], type)}, FALSE)`;
+      case "gte":
+        return `COALESCE(${col} >= ${params.add(c.values[0], type)}, FALSE)`;
+      case "lt":
+        return `COALESCE(${col} < ${params.add(c.values[0], type)}, FALSE)`;
+      case "lte":
+        return `COALESCE(${col} <= ${params.add(c.values[0], type)}, FALSE)`;
+      case "between":
+        return `COALESCE(${col} BETWEEN ${params.add(c.values[0], type)} AND ${params.add(c.values[1], type)}, FALSE)`;
+    }
+  };
+
+  // "Held in at least one of the last n periods": some island governing a period of the window has
+  // the value at a position inside the window.
+  const withinTest = (c: ResolvedCondition): string => {
+    const all = ENUM_VALUES[c.field]!;
+    const vs = c.values as string[];
+    const wanted = c.op === "eq" || c.op === "in" ? vs : all.filter((v) => !vs.includes(v));
+    if (wanted.length === 0) return "FALSE";
+    const w0 = params.add(q.period - c.within! + 1, "int");
+    const fid = c.factId === null ? fact : params.add(c.factId, "int");
+    const hits = wanted.flatMap((v) =>
+      valueIntervals(c.field, v).map(([cond, a, b]) => `(${cond} AND GREATEST(${a}, ${w0}) <= LEAST(${b}, ${P}))`),
+    );
+    return `EXISTS (SELECT 1 FROM (
+        (SELECT * FROM layer_island y WHERE y.fact_id = ${fid} AND y.grain = ${g} AND y.user_key = s.user_key AND y.start_p <= ${w0}
+         ORDER BY y.start_p DESC LIMIT 1)
+        UNION ALL
+        (SELECT * FROM layer_island y WHERE y.fact_id = ${fid} AND y.grain = ${g} AND y.user_key = s.user_key
+         AND y.start_p > ${w0} AND y.start_p <= ${P})
+      ) j WHERE ${hits.join(" OR ")})`;
+  };
+
+  const compileNode = (n: ResolvedNode): string => {
+    if ("all" in n) return `(${n.all.map(compileNode).join(" AND ")})`;
+    if ("any" in n) return `(${n.any.map(compileNode).join(" OR ")})`;
+    if ("not" in n) return `(NOT ${compileNode(n.not)})`;
+    if (n.within) return withinTest(n);
+    const col = n.factId === null ? `s.${n.field}` : `s.${aliasFor(n.factId)}_${n.field}`;
+    return valueTest(col, n);
+  };
+
+  const where = compileNode(q.filter);
+  const main = statusColumnExprs("i", P, g);
+  if (g !== 0) main.growth_state = "NULL::text";
+  const mainCols = MEMBER_STATUS_FIELDS.map((f) => `${main[f]} AS ${f}`).join(",\n      ");
+  const sql = `SELECT s.user_key, ${MEMBER_STATUS_FIELDS.map((f) => `s.${f}`).join(", ")} FROM (
+    SELECT i.user_key,
+      ${mainCols}${extraCols.length ? `,\n      ${extraCols.join(",\n      ")}` : ""}
+    FROM layer_island i
+    ${joins.join("\n    ")}
+    WHERE i.fact_id = ${fact} AND i.grain = ${g} AND i.start_p <= ${P} AND (i.next_start IS NULL OR i.next_start > ${P})
+  ) s WHERE ${where}`;
+  return { sql, params: params.list };
+}

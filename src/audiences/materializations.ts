@@ -1,0 +1,197 @@
+import { randomUUID } from "node:crypto";
+import { z } from "zod";
+import type { AppContext } from "../context.js";
+import type { Materialization } from "../generated/prisma/client.js";
+import { badRequest, conflict, notFound } from "../http/problem.js";
+import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
+import type { ExportFormat } from "../activation/postgres/copy-out.js";
+import type { AudienceDefinition } from "./definition.js";
+import { getAudienceRecord } from "./audiences.js";
+import { resolveAudience } from "./resolve.js";
+import { emitEvent } from "./webhooks.js";
+
+export const materializationSchema = z
+  .object({
+    id: z.string().uuid(),
+    audience_id: z.string().uuid(),
+    version: z.number().int(),
+    as_of: z.string(),
+    status: z.enum(["queued", "running", "succeeded", "failed"]),
+    trigger: z.string(),
+    progress: z.number(),
+    member_count: z.number().int().nullable(),
+    error: z.string().nullable(),
+    timings: z.record(z.string(), z.number()).nullable(),
+    created_at: z.string(),
+    started_at: z.string().nullable(),
+    finished_at: z.string().nullable(),
+  })
+  .meta({ id: "Materialization" });
+export type MaterializationView = z.infer<typeof materializationSchema>;
+
+const day = (d: Date) => d.toISOString().slice(0, 10);
+
+export function materializationView(m: Materialization): MaterializationView {
+  return {
+    id: m.id,
+    audience_id: m.audienceId,
+    version: m.version,
+    as_of: day(m.asOf),
+    status: m.status as MaterializationView["status"],
+    trigger: m.trigger,
+    progress: m.progress,
+    member_count: m.memberCount,
+    error: m.error,
+    timings: (m.timings as Record<string, number> | null) ?? null,
+    created_at: m.createdAt.toISOString(),
+    started_at: m.startedAt?.toISOString() ?? null,
+    finished_at: m.finishedAt?.toISOString() ?? null,
+  };
+}
+
+/**
+ * Records a materialisation of the audience's current version as of a date (default: the fact's
+ * watermark now, fixed at request time) and queues the job that computes it.
+ */
+export async function requestMaterialization(ctx: AppContext, audienceId: string, asOf: string | undefined, trigger = "api"): Promise<MaterializationView> {
+  const audience = await getAudienceRecord(ctx, audienceId);
+  const definition = audience.definition as unknown as AudienceDefinition;
+  // Resolving now checks the facts are processed through as_of and fixes the default date.
+  const resolved = await resolveAudience(ctx, definition, asOf, "definition");
+  const m = await ctx.db.prisma.materialization.create({
+    data: { id: randomUUID(), audienceId, version: audience.version, asOf: new Date(`${resolved.asOf}T00:00:00Z`), status: "queued", trigger },
+  });
+  try {
+    await ctx.queues.enqueueMaterialization({ materializationId: m.id });
+  } catch (err) {
+    await ctx.db.prisma.materialization.update({ where: { id: m.id }, data: { status: "failed", error: "job queue unavailable", finishedAt: new Date() } });
+    throw err;
+  }
+  return materializationView(m);
+}
+
+/** The job's work. Idempotent: a finished one is left alone; a retried one recomputes in one transaction. */
+export async function executeMaterialization(ctx: AppContext, id: string, opts: { finalAttempt: boolean } = { finalAttempt: true }): Promise<MaterializationView> {
+  const m = await ctx.db.prisma.materialization.findUnique({ where: { id } });
+  if (!m) throw new Error(`materialization ${id} not found`);
+  if (m.status === "succeeded" || m.status === "failed") return materializationView(m);
+  const started = new Date();
+  await ctx.db.prisma.materialization.update({ where: { id }, data: { status: "running", startedAt: m.startedAt ?? started, progress: 0.05, error: null } });
+  try {
+    const version = await ctx.db.prisma.audienceVersion.findUnique({ where: { audienceId_version: { audienceId: m.audienceId, version: m.version } } });
+    if (!version) throw new Error(`version ${m.version} of audience ${m.audienceId} is gone`);
+    const t0 = performance.now();
+    const resolved = await resolveAudience(ctx, version.definition as unknown as AudienceDefinition, day(m.asOf));
+    const count = await ctx.engine.materializeMembers(id, resolved.query);
+    const done = await ctx.db.prisma.materialization.update({
+      where: { id },
+      data: { status: "succeeded", progress: 1, memberCount: count, finishedAt: new Date(), timings: { compute_ms: Math.round(performance.now() - t0) } },
+    });
+    const view = materializationView(done);
+    await emitEvent(ctx, "materialization.succeeded", { materialization: view });
+    return view;
+  } catch (err) {
+    const message = (err as Error).message;
+    if (opts.finalAttempt) {
+      const failed = await ctx.db.prisma.materialization.update({ where: { id }, data: { status: "failed", error: message, finishedAt: new Date() } });
+      await emitEvent(ctx, "materialization.failed", { materialization: materializationView(failed) }).catch(() => {});
+    } else await ctx.db.prisma.materialization.update({ where: { id }, data: { status: "queued", error: `${message} (will retry)` } });
+    throw err;
+  }
+}
+
+export async function getMaterializationRecord(ctx: AppContext, id: string): Promise<Materialization> {
+  const m = await ctx.db.prisma.materialization.findUnique({ where: { id } });
+  if (!m) throw notFound(`No materialization ${id}.`);
+  return m;
+}
+
+export async function listMaterializations(ctx: AppContext, audienceId: string, q: PageQuery) {
+  await getAudienceRecord(ctx, audienceId, true);
+  const after = decodeCursor(q.cursor, z.tuple([z.string(), z.string()]));
+  const rows = await ctx.db.prisma.materialization.findMany({
+    where: {
+      audienceId,
+      ...(after ? { OR: [{ createdAt: { lt: new Date(after[0]) } }, { createdAt: new Date(after[0]), id: { lt: after[1] } }] } : {}),
+    },
+    orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+    take: q.limit + 1,
+  });
+  return toPage(rows, q.limit, (r) => [r.createdAt.toISOString(), r.id], materializationView);
+}
+
+function assertFinished(m: Materialization) {
+  if (m.status !== "succeeded") throw conflict(`Materialization ${m.id} is ${m.status}; members exist once it has succeeded.`, { status: m.status });
+}
+
+const userKeyCursor = z.tuple([z.number().int()]);
+
+export async function membersPage(ctx: AppContext, id: string, q: PageQuery) {
+  const m = await getMaterializationRecord(ctx, id);
+  assertFinished(m);
+  const after = decodeCursor(q.cursor, userKeyCursor);
+  const rows = await ctx.engine.memberPage(id, { afterUserKey: after?.[0], limit: q.limit + 1 });
+  return {
+    ...toPage(rows, q.limit, (r) => [r.user_key], ({ user_key: _k, ...rest }) => rest),
+    as_of: day(m.asOf),
+    member_count: m.memberCount,
+  };
+}
+
+export async function membersExport(ctx: AppContext, id: string, format: ExportFormat) {
+  assertFinished(await getMaterializationRecord(ctx, id));
+  return ctx.engine.memberExport(id, format);
+}
+
+async function comparable(ctx: AppContext, id: string, since: string) {
+  const current = await getMaterializationRecord(ctx, id);
+  const previous = await getMaterializationRecord(ctx, since).catch(() => {
+    throw badRequest(`since: no materialization ${since}.`, [{ path: "since", message: "unknown materialization" }]);
+  });
+  if (previous.audienceId !== current.audienceId)
+    throw badRequest("since must be a materialization of the same audience.", [{ path: "since", message: "another audience's materialization" }]);
+  assertFinished(current);
+  assertFinished(previous);
+  return { current, previous };
+}
+
+export async function changesPage(ctx: AppContext, id: string, q: PageQuery & { since: string; kind: "entered" | "exited" }) {
+  const { current, previous } = await comparable(ctx, id, q.since);
+  const counts = await ctx.engine.changeCounts(current.id, previous.id);
+  const after = decodeCursor(q.cursor, userKeyCursor);
+  const rows = await ctx.engine.changePage(current.id, previous.id, q.kind, { afterUserKey: after?.[0], limit: q.limit + 1 });
+  return {
+    since: previous.id,
+    current: current.id,
+    counts,
+    kind: q.kind,
+    ...toPage(rows, q.limit, (r) => [r.user_key], (r) => ({ user_id: r.user_id })),
+  };
+}
+
+export async function changesExport(ctx: AppContext, id: string, since: string, kind: "entered" | "exited", format: ExportFormat) {
+  const { current, previous } = await comparable(ctx, id, since);
+  return ctx.engine.changeExport(current.id, previous.id, kind, format);
+}
+
+export async function deleteMaterialization(ctx: AppContext, id: string) {
+  const m = await getMaterializationRecord(ctx, id);
+  if (m.status === "queued" || m.status === "running") throw conflict(`Materialization ${id} is ${m.status}; delete it once it has finished.`);
+  await ctx.engine.deleteMembers(id);
+  await ctx.db.prisma.materialization.delete({ where: { id } });
+}
+
+/** After a processing run: refresh every live audience that asked for it and reads that fact. */
+export async function refreshAudiencesOnNewData(ctx: AppContext, factId: number): Promise<MaterializationView[]> {
+  const audiences = await ctx.db.prisma.audience.findMany({ where: { deletedAt: null, factIds: { has: factId } } });
+  const out: MaterializationView[] = [];
+  for (const a of audiences) {
+    if (a.refresh !== "on_new_data") continue;
+    try {
+      out.push(await requestMaterialization(ctx, a.id, undefined, "on_new_data"));
+    } catch {
+      // Another fact of the audience may lag behind; the next run of that fact refreshes it.
+    }
+  }
+  return out;
+}

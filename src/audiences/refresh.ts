@@ -1,0 +1,43 @@
+import { z } from "zod";
+import type { AppContext } from "../context.js";
+import { badRequest } from "../http/problem.js";
+
+/** Keep an audience's list fresh: on a cron (in a timezone) or after each processing run of its facts. */
+export type Refresh = "on_new_data" | { cron: string; timezone: string };
+
+export const refreshSchema = z
+  .union([z.literal("on_new_data"), z.object({ cron: z.string().min(9).max(100), timezone: z.string().default("UTC") }).strict()])
+  .nullable()
+  .optional()
+  .meta({ id: "AudienceRefresh" });
+
+const CRON_FIELD = /^[\d*,/\-A-Za-z?LW#]+$/;
+
+export function checkRefresh(raw: unknown): Refresh | null {
+  if (raw === undefined || raw === null) return null;
+  if (raw === "on_new_data") return raw;
+  if (typeof raw === "object" && !Array.isArray(raw)) {
+    const r = raw as Record<string, unknown>;
+    const extra = Object.keys(r).filter((k) => k !== "cron" && k !== "timezone");
+    if (extra.length) throw badRequest(`Unknown key refresh.${extra[0]}.`, [{ path: `refresh.${extra[0]}`, message: "unknown key" }]);
+    const cron = r.cron;
+    const tz = r.timezone ?? "UTC";
+    if (typeof cron !== "string" || !(cron.trim().split(/\s+/).length >= 5 && cron.trim().split(/\s+/).length <= 6 && cron.trim().split(/\s+/).every((f) => CRON_FIELD.test(f))))
+      throw badRequest("refresh.cron must be a cron expression of 5 or 6 fields.", [{ path: "refresh.cron", message: "invalid cron expression" }]);
+    if (typeof tz !== "string") throw badRequest("refresh.timezone must be an IANA zone.", [{ path: "refresh.timezone", message: "invalid" }]);
+    try {
+      new Intl.DateTimeFormat("en-US", { timeZone: tz });
+    } catch {
+      throw badRequest(`'${tz}' is not an IANA time zone.`, [{ path: "refresh.timezone", message: "unknown IANA time zone" }]);
+    }
+    return { cron: cron.trim(), timezone: tz };
+  }
+  throw badRequest('refresh must be "on_new_data", {"cron", "timezone"} or null.', [{ path: "refresh", message: "invalid" }]);
+}
+
+/** One BullMQ job scheduler per cron-refreshed audience; upsert and remove keep it idempotent across restarts. */
+export async function applyRefreshSchedule(ctx: AppContext, audienceId: string, refresh: Refresh | null) {
+  const schedulerId = `audience-refresh-${audienceId}`;
+  if (refresh && typeof refresh === "object") await ctx.queues.upsertAudienceRefresh(schedulerId, audienceId, refresh.cron, refresh.timezone);
+  else await ctx.queues.removeScheduler(schedulerId);
+}

@@ -1,0 +1,149 @@
+import { createHmac, randomUUID } from "node:crypto";
+import { z } from "zod";
+import type { AppContext } from "../context.js";
+import type { Webhook, WebhookDelivery } from "../generated/prisma/client.js";
+import { Prisma } from "../generated/prisma/client.js";
+import { notFound } from "../http/problem.js";
+import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
+
+export const WEBHOOK_EVENTS = ["materialization.succeeded", "materialization.failed", "run.succeeded", "run.failed"] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+
+export const createWebhookSchema = z
+  .object({
+    url: z.string().url().max(2000).refine((u) => /^https?:\/\//i.test(u), "must be an http(s) URL"),
+    events: z.array(z.enum(WEBHOOK_EVENTS)).min(1),
+    secret: z.string().min(16, "at least 16 characters").max(200).describe("Shared secret for the HMAC-SHA256 signature"),
+  })
+  .strict();
+
+export const webhookSchema = z
+  .object({ id: z.string().uuid(), url: z.string(), events: z.array(z.string()), created_at: z.string() })
+  .meta({ id: "Webhook" });
+
+export const deliverySchema = z
+  .object({
+    id: z.string().uuid(),
+    event: z.string(),
+    status: z.enum(["pending", "delivered", "failed"]),
+    attempts: z.number().int(),
+    response_code: z.number().int().nullable(),
+    error: z.string().nullable(),
+    created_at: z.string(),
+    last_attempt_at: z.string().nullable(),
+    delivered_at: z.string().nullable(),
+  })
+  .meta({ id: "WebhookDelivery" });
+
+const view = (w: Webhook) => ({ id: w.id, url: w.url, events: w.events, created_at: w.createdAt.toISOString() });
+const deliveryView = (d: WebhookDelivery) => ({
+  id: d.id,
+  event: d.event,
+  status: d.status as "pending" | "delivered" | "failed",
+  attempts: d.attempts,
+  response_code: d.responseCode,
+  error: d.error,
+  created_at: d.createdAt.toISOString(),
+  last_attempt_at: d.lastAttemptAt?.toISOString() ?? null,
+  delivered_at: d.deliveredAt?.toISOString() ?? null,
+});
+
+export async function createWebhook(ctx: AppContext, input: z.infer<typeof createWebhookSchema>) {
+  const w = await ctx.db.prisma.webhook.create({ data: { id: randomUUID(), url: input.url, events: [...new Set(input.events)], secret: input.secret } });
+  return view(w);
+}
+
+export async function listWebhooks(ctx: AppContext) {
+  const rows = await ctx.db.prisma.webhook.findMany({ where: { disabledAt: null }, orderBy: { createdAt: "asc" } });
+  return { data: rows.map(view), next_cursor: null };
+}
+
+async function getWebhookRecord(ctx: AppContext, id: string) {
+  const w = await ctx.db.prisma.webhook.findUnique({ where: { id } });
+  if (!w || w.disabledAt) throw notFound(`No webhook ${id}.`);
+  return w;
+}
+
+export async function getWebhook(ctx: AppContext, id: string) {
+  return view(await getWebhookRecord(ctx, id));
+}
+
+export async function deleteWebhook(ctx: AppContext, id: string) {
+  await getWebhookRecord(ctx, id);
+  await ctx.db.prisma.webhook.update({ where: { id }, data: { disabledAt: new Date() } });
+}
+
+export async function listDeliveries(ctx: AppContext, id: string, q: PageQuery) {
+  await getWebhookRecord(ctx, id);
+  const after = decodeCursor(q.cursor, z.tuple([z.string(), z.string()]));
+  const rows = await ctx.db.prisma.webhookDelivery.findMany({
+    where: {
+      webhookId: id,
+      ...(after ? { OR: [{ createdAt: { lt: new Date(after[0]) } }, { createdAt: new Date(after[0]), id: { lt: after[1] } }] } : {}),
+    },
+    orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+    take: q.limit + 1,
+  });
+  return toPage(rows, q.limit, (r) => [r.createdAt.toISOString(), r.id], deliveryView);
+}
+
+/** `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`: the receiver recomputes it and checks t is recent. */
+export function signPayload(secret: string, body: string, timestamp: number): string {
+  const mac = createHmac("sha256", secret).update(`${timestamp}.${body}`).digest("hex");
+  return `t=${timestamp},v1=${mac}`;
+}
+
+/** Records one delivery per subscribed webhook and queues it; delivery happens in a job with retries. */
+export async function emitEvent(ctx: AppContext, event: WebhookEvent, data: Record<string, unknown>) {
+  const hooks = await ctx.db.prisma.webhook.findMany({ where: { disabledAt: null, events: { has: event } } });
+  for (const h of hooks) {
+    const id = randomUUID();
+    const payload = { id, event, created_at: new Date().toISOString(), data };
+    await ctx.db.prisma.webhookDelivery.create({
+      data: { id, webhookId: h.id, event, payload: payload as unknown as Prisma.InputJsonValue, status: "pending" },
+    });
+    await ctx.queues.enqueueWebhookDelivery({ deliveryId: id });
+  }
+}
+
+/** One attempt; throws (so the job retries with backoff) unless the receiver answered 2xx. */
+export async function attemptDelivery(ctx: AppContext, deliveryId: string, finalAttempt: boolean, timeoutMs = 10_000) {
+  const d = await ctx.db.prisma.webhookDelivery.findUnique({ where: { id: deliveryId }, include: { webhook: true } });
+  if (!d || d.status === "delivered") return;
+  const body = JSON.stringify(d.payload);
+  const ts = Math.floor(Date.now() / 1000);
+  let code: number | null = null;
+  let error: string | null = null;
+  try {
+    const res = await fetch(d.webhook.url, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "user-agent": "activation-audiences-webhooks",
+        "webhook-id": d.id,
+        "webhook-event": d.event,
+        "x-aa-signature": signPayload(d.webhook.secret, body, ts),
+      },
+      body,
+      signal: AbortSignal.timeout(timeoutMs),
+      redirect: "manual",
+    });
+    code = res.status;
+    await res.body?.cancel().catch(() => {});
+    if (res.status < 200 || res.status >= 300) error = `receiver answered ${res.status}`;
+  } catch (err) {
+    error = (err as Error).name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : `request failed: ${(err as Error).message}`;
+  }
+  await ctx.db.prisma.webhookDelivery.update({
+    where: { id: deliveryId },
+    data: {
+      attempts: { increment: 1 },
+      lastAttemptAt: new Date(),
+      responseCode: code,
+      error,
+      status: error === null ? "delivered" : finalAttempt ? "failed" : "pending",
+      deliveredAt: error === null ? new Date() : null,
+    },
+  });
+  if (error !== null) throw new Error(error);
+}

@@ -1,0 +1,103 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import {
+  changesExport, changesPage, deleteMaterialization, getMaterializationRecord, materializationSchema, materializationView, membersExport, membersPage,
+} from "../audiences/materializations.js";
+import { ACTIVE_STATES, GROWTH_STATES, STATES, TRANSITION_SEGMENTS } from "../activation/layer-queries.js";
+import { exportFormatOf, sendExport } from "../http/export.js";
+import { pageQuerySchema } from "../http/pagination.js";
+import { problemSchema } from "../http/problem.js";
+
+const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
+const idParams = z.object({ id: z.string().uuid() });
+const streamNote = " Send `Accept: text/csv` or `Accept: application/x-ndjson` to stream every row instead of a page.";
+
+const memberRow = z
+  .object({
+    user_id: z.string(),
+    state: z.enum(STATES),
+    previous_state: z.enum(STATES).nullable(),
+    transition_segment: z.enum(TRANSITION_SEGMENTS),
+    is_active: z.boolean(),
+    first_active_period: z.string(),
+    last_active_period: z.string(),
+    inactivity_periods: z.number().int(),
+    consecutive_active_periods: z.number().int(),
+    last_streak_periods: z.number().int(),
+    return_interval_periods: z.number().int().nullable(),
+    last_active_state: z.enum(ACTIVE_STATES),
+    active_periods_total: z.number().int(),
+    tenure_periods: z.number().int(),
+    growth_state: z.enum(GROWTH_STATES).nullable(),
+  })
+  .meta({ id: "AudienceMember" });
+
+const materializationRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    "/materializations/:id",
+    { schema: { tags: ["materializations"], summary: "A materialization: status, progress, member count, as_of, version", params: idParams, response: { 200: materializationSchema, ...errors } } },
+    async (req) => materializationView(await getMaterializationRecord(app.ctx, req.params.id)),
+  );
+
+  app.delete(
+    "/materializations/:id",
+    { schema: { tags: ["materializations"], summary: "Delete a finished materialization and its members", params: idParams, response: { 204: z.null(), ...errors } } },
+    async (req, reply) => {
+      await deleteMaterialization(app.ctx, req.params.id);
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.get(
+    "/materializations/:id/members",
+    {
+      schema: {
+        tags: ["materializations"],
+        summary: "The frozen members with their status columns at as_of",
+        description: streamNote.trim(),
+        params: idParams,
+        querystring: pageQuerySchema,
+        response: {
+          200: z.object({ data: z.array(memberRow), next_cursor: z.string().nullable(), as_of: z.string(), member_count: z.number().int().nullable() }),
+          ...errors,
+        },
+      },
+    },
+    async (req, reply) => {
+      const format = exportFormatOf(req);
+      if (format) return sendExport(reply, format, await membersExport(app.ctx, req.params.id, format), `members-${req.params.id}`);
+      return membersPage(app.ctx, req.params.id, req.query);
+    },
+  );
+
+  app.get(
+    "/materializations/:id/changes",
+    {
+      schema: {
+        tags: ["materializations"],
+        summary: "Who entered and who exited since another materialization of the same audience",
+        description: "Counts of entered, exited and stayed members, and the users of one kind, paged." + streamNote,
+        params: idParams,
+        querystring: pageQuerySchema.extend({ since: z.string().uuid(), kind: z.enum(["entered", "exited"]).default("entered") }),
+        response: {
+          200: z.object({
+            since: z.string(),
+            current: z.string(),
+            counts: z.object({ entered: z.number().int(), exited: z.number().int(), stayed: z.number().int() }),
+            kind: z.enum(["entered", "exited"]),
+            data: z.array(z.object({ user_id: z.string() })),
+            next_cursor: z.string().nullable(),
+          }),
+          ...errors,
+        },
+      },
+    },
+    async (req, reply) => {
+      const format = exportFormatOf(req);
+      if (format)
+        return sendExport(reply, format, await changesExport(app.ctx, req.params.id, req.query.since, req.query.kind, format), `${req.query.kind}-${req.params.id}`);
+      return changesPage(app.ctx, req.params.id, req.query);
+    },
+  );
+};
+export default materializationRoutes;

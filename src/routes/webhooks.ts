@@ -1,0 +1,60 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { createWebhook, createWebhookSchema, deleteWebhook, deliverySchema, getWebhook, listDeliveries, listWebhooks, webhookSchema } from "../audiences/webhooks.js";
+import { pageQuerySchema, pageSchema } from "../http/pagination.js";
+import { problemSchema } from "../http/problem.js";
+
+const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema };
+const idParams = z.object({ id: z.string().uuid() });
+// Webhooks send data out of the service: only admin keys manage them.
+const admin = { scope: "admin" as const };
+
+const webhookRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    "/webhooks",
+    {
+      config: admin,
+      schema: {
+        tags: ["webhooks"],
+        summary: "Subscribe a URL to events",
+        description:
+          "Each delivery is a POST of JSON signed in the `x-aa-signature` header as `t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" with the secret>`; " +
+          "failed deliveries are retried with exponential backoff and logged.",
+        body: createWebhookSchema,
+        response: { 201: webhookSchema, ...errors },
+      },
+    },
+    async (req, reply) => reply.code(201).send(await createWebhook(app.ctx, req.body)),
+  );
+  app.get("/webhooks", { config: admin, schema: { tags: ["webhooks"], summary: "List webhooks", response: { 200: pageSchema(webhookSchema), ...errors } } }, async () =>
+    listWebhooks(app.ctx),
+  );
+  app.get(
+    "/webhooks/:id",
+    { config: admin, schema: { tags: ["webhooks"], summary: "A webhook", params: idParams, response: { 200: webhookSchema, ...errors } } },
+    async (req) => getWebhook(app.ctx, req.params.id),
+  );
+  app.delete(
+    "/webhooks/:id",
+    { config: admin, schema: { tags: ["webhooks"], summary: "Unsubscribe", params: idParams, response: { 204: z.null(), ...errors } } },
+    async (req, reply) => {
+      await deleteWebhook(app.ctx, req.params.id);
+      return reply.code(204).send(null);
+    },
+  );
+  app.get(
+    "/webhooks/:id/deliveries",
+    {
+      config: admin,
+      schema: {
+        tags: ["webhooks"],
+        summary: "Delivery log, newest first",
+        params: idParams,
+        querystring: pageQuerySchema,
+        response: { 200: pageSchema(deliverySchema), ...errors },
+      },
+    },
+    async (req) => listDeliveries(app.ctx, req.params.id, req.query),
+  );
+};
+export default webhookRoutes;

@@ -1,0 +1,79 @@
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config.js";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+function configError(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe("loadConfig", () => {
+  it("has working defaults for every variable", () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({ PORT: 3000, HOST: "127.0.0.1", LOG_LEVEL: "info", WORKERS: 1, REDIS_PREFIX: "aa" });
+    expect(c.DATABASE_URL).toMatch(/^postgresql:\/\//);
+    expect(c.REDIS_URL).toMatch(/^redis:\/\//);
+  });
+
+  it("reads and coerces the environment; empty values mean unset; unrelated variables are ignored", () => {
+    const c = loadConfig({ PORT: "8080", LOG_LEVEL: "debug", WORKERS: "0", DATABASE_URL: "postgres://u@db:5432/x", HOST: "", HOME: "/root" });
+    expect(c).toMatchObject({ PORT: 8080, LOG_LEVEL: "debug", WORKERS: 0, DATABASE_URL: "postgres://u@db:5432/x", HOST: "127.0.0.1" });
+  });
+
+  it.each([
+    [{ PORT: "abc" }, "PORT"],
+    [{ PORT: "70000" }, "PORT"],
+    [{ PORT: "-1" }, "PORT"],
+    [{ DATABASE_URL: "mysql://x" }, "DATABASE_URL"],
+    [{ REDIS_URL: "http://localhost:6379" }, "REDIS_URL"],
+    [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
+    [{ WORKERS: "many" }, "WORKERS"],
+    [{ PG_POOL_MAX: "0" }, "PG_POOL_MAX"],
+  ])("names the bad variable: %o", (env, variable) => {
+    const message = configError(env);
+    expect(message).toMatch(/^Invalid configuration/);
+    expect(message).toMatch(new RegExp(`^\\s+${variable}: `, "m"));
+    // Only the bad variable is named.
+    const named = [...message.matchAll(/^\s+([A-Z_]+): /gm)].map((m) => m[1]);
+    expect(named).toEqual([variable]);
+  });
+
+  it("says why, not only which", () => {
+    expect(configError({ DATABASE_URL: "mysql://x" })).toMatch(/DATABASE_URL: must be a postgresql:\/\/ URL/);
+    expect(configError({ LOG_LEVEL: "loud" })).toMatch(/LOG_LEVEL: .*(info|debug|fatal)/);
+  });
+
+  it("reports every bad variable at once", () => {
+    const message = configError({ PORT: "abc", DATABASE_URL: "mysql://x", LOG_LEVEL: "loud" });
+    for (const v of ["PORT", "DATABASE_URL", "LOG_LEVEL"]) expect(message).toMatch(new RegExp(`^\\s+${v}: `, "m"));
+  });
+});
+
+describe("the server at boot", () => {
+  it("exits non-zero with a message naming PORT when PORT=abc, before touching anything", () => {
+    const res = spawnSync("npx", ["tsx", "src/server.ts"], {
+      cwd: ROOT,
+      // A database nobody could reach: the process must stop at the config, not get that far.
+      env: { ...process.env, PORT: "abc", DATABASE_URL: "postgresql://postgres@127.0.0.1:1/never" },
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    expect(res.signal, "the server did not exit by itself").toBeNull();
+    expect(res.status).not.toBe(0);
+    expect(res.stderr).toMatch(/Invalid configuration/);
+    expect(res.stderr).toMatch(/^\s+PORT: /m);
+    expect(res.stderr).not.toMatch(/PostgreSQL does not answer/);
+    // A clear message, not a stack trace.
+    expect(res.stderr).not.toMatch(/\n\s+at /);
+    expect(res.stdout).toBe("");
+  }, 90_000);
+});
