@@ -29,6 +29,7 @@ const BATCH = 10_000;
 const CONCURRENCY = 4;
 const USERS = 200_000;
 const DAYS = 30;
+const SESSION_MEAN = 4;
 const TARGET_RATIO = 0.3;
 const TARGET_HTTP = 50_000;
 
@@ -78,15 +79,22 @@ function rng(seed: number) {
 }
 
 /**
- * Events of USERS users over the last DAYS days, in arrival order (roughly increasing time, with
- * jitter). Some users are far more active than others (the square of a uniform draw picks them).
- * Instants alternate between UTC and +09:00 offsets, with milliseconds.
+ * Events of USERS users over the last DAYS days, in arrival order (time order, give or take the
+ * length of a session). Events come in sessions, as product analytics do: a session is one user
+ * doing a few things (geometric, SESSION_MEAN events on average, 10 s to 5 min apart). Some users
+ * are far more active than others (the square of a uniform draw picks the user). Instants alternate
+ * between UTC and +09:00 offsets, with milliseconds.
  */
 function eventGenerator(prefix: string, total: number, seed: number) {
   const rnd = rng(seed);
   const end = Date.now() - 3_600_000;
   const start = end - DAYS * 86_400_000;
+  const sessions = Math.max(1, Math.round(total / SESSION_MEAN));
   let i = 0;
+  let left = 0;
+  let user = "";
+  let at = 0;
+  let session = 0;
   const pad = (n: number, w = 2) => String(n).padStart(w, "0");
   const kst = (ms: number) => {
     const d = new Date(ms + 9 * 3_600_000);
@@ -94,12 +102,18 @@ function eventGenerator(prefix: string, total: number, seed: number) {
   };
   return (): { user_id: string; occurred_at: string } | null => {
     if (i >= total) return null;
-    const base = start + ((end - start) * i) / total;
+    if (left === 0) {
+      const r = rnd();
+      user = `${prefix}${String(Math.floor(r * r * USERS)).padStart(7, "0")}`;
+      at = Math.floor(start + ((end - start) * Math.min(session, sessions - 1)) / sessions);
+      session++;
+      left = 1;
+      while (rnd() > 1 / SESSION_MEAN) left++;
+    } else at += 10_000 + Math.floor(rnd() * 290_000);
+    left--;
     i++;
-    const ms = Math.min(end, Math.floor(base + (rnd() - 0.5) * 6 * 3_600_000));
-    const r = rnd();
-    const user = Math.floor(r * r * USERS);
-    return { user_id: `${prefix}${String(user).padStart(7, "0")}`, occurred_at: i % 2 ? new Date(ms).toISOString() : kst(ms) };
+    const ms = Math.min(end, at);
+    return { user_id: user, occurred_at: i % 2 ? new Date(ms).toISOString() : kst(ms) };
   };
 }
 

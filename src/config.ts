@@ -21,6 +21,10 @@ const configSchema = z.object({
   /** Cron of the daily processing of every fact through yesterday (in each fact's timezone). */
   PROCESS_CRON: z.string().min(1).default("15 0 * * *"),
   PG_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  /** How long a worker's lock on a job lasts without renewal; a killed worker's job is retried after it. */
+  JOB_LOCK_MS: z.coerce.number().int().min(500).max(600_000).default(60_000),
+  /** How often workers look for jobs whose worker died (stalled jobs). */
+  JOB_STALLED_CHECK_MS: z.coerce.number().int().min(200).max(600_000).default(30_000),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -89,12 +89,16 @@ export async function exportFirstLast(ctx: AppContext, fact: Fact, q: { date: st
 }
 
 export async function userStatusTimeline(ctx: AppContext, fact: Fact, userId: string, q: { grain: Grain; from?: string; to?: string }) {
-  const { tp } = processedPeriod(fact, q.grain);
+  const { T, tp } = processedPeriod(fact, q.grain);
   const key = await ctx.engine.userKeyOf(userId);
   const to = q.to ? periodParam(fact, q.grain, q.to, "to") : tp;
   const from = q.from ? periodParam(fact, q.grain, q.from, "from") : Number.MIN_SAFE_INTEGER;
   if (from > to) throw badRequest("from must not be after to.", [{ path: "from", message: "after to" }]);
-  const rows = key === null ? [] : await ctx.engine.userTimeline(fact.id, GRAIN_CODE[q.grain], key, Math.max(from, -1_000_000), to);
+  // The timeline starts at the user's first active period: the range walked is the user's, not
+  // everything since a far-away default (which cost a million-period scan per request).
+  const first = key === null ? undefined : (await ctx.engine.firstLastPage(fact.id, dateToDay(T), key, { limit: 1 }))[0];
+  const firstP = first ? periodOfDay(q.grain, dateToDay(String(first.first_active_date))) : null;
+  const rows = key === null || firstP === null || Math.max(from, firstP) > to ? [] : await ctx.engine.userTimeline(fact.id, GRAIN_CODE[q.grain], key, Math.max(from, firstP), to);
   if (rows.length === 0) throw notFound(`User '${userId}' has no activity on '${fact.name}' up to ${periodToDate(q.grain, to)}.`);
   return { user_id: userId, fact: fact.name, grain: q.grain, data: rows.map(strip) };
 }

@@ -106,6 +106,18 @@ export async function listAudiences(ctx: AppContext, q: PageQuery & { fact?: str
   return toPage(rows, q.limit, (r) => [r.createdAt.toISOString(), r.id], audienceView);
 }
 
+/** JSON with sorted keys: jsonb reorders keys, so equality of definitions is checked on this form. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v && typeof v === "object")
+    return `{${Object.keys(v as object)
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
+  return JSON.stringify(v);
+}
+
 /** Any change of the definition is a new version; a change of `refresh` alone is not. */
 export async function updateAudience(ctx: AppContext, id: string, body: Record<string, unknown>) {
   const current = await getAudienceRecord(ctx, id);
@@ -113,7 +125,7 @@ export async function updateAudience(ctx: AppContext, id: string, body: Record<s
   const before = current.definition as unknown as AudienceDefinition;
   const merged: Record<string, unknown> = { ...before, ...patch };
   const { definition, factIds, mainFactId } = await validatedDefinition(ctx, merged, "");
-  const changed = JSON.stringify(definition) !== JSON.stringify(before);
+  const changed = canonicalJson(definition) !== canonicalJson(before);
   const refresh = rawRefresh === undefined ? ((current.refresh as Refresh | null) ?? null) : checkRefresh(rawRefresh);
   const updated = await ctx.db.prisma.$transaction(async (tx) => {
     const version = changed ? current.version + 1 : current.version;

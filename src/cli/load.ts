@@ -3,6 +3,13 @@ import type { AppContext } from "../context.js";
 import { bulkLoadFile, type BulkLoadResult, type EventFileFormat } from "../facts/bulk-load.js";
 import { ProgressBar } from "./progress.js";
 
+const PHASES: Record<string, string> = {
+  group: "grouping events by user and day",
+  users: "adding new users",
+  fold: "folding into activity days",
+  commit: "committing",
+};
+
 const USAGE = "usage: load <fact> <file> [--reject-file out.csv] [--format csv|ndjson]";
 
 /** `npm run cli -- load <fact> <file> [--reject-file out.csv]`: the bulk loader's thin CLI adapter. */
@@ -22,7 +29,7 @@ export async function loadCommand(ctx: AppContext, args: string[]): Promise<void
       rejectFile: values["reject-file"],
       format: values.format as EventFileFormat | undefined,
       onProgress: (read, total, rows) => bar.update(total > 0 ? read / total : 1, `${rows.toLocaleString("en-US")} rows`),
-      onPhase: (phase) => bar.update(1, phase === "users" ? "adding new users" : phase === "fold" ? "folding into activity days" : "committing"),
+      onPhase: (phase) => bar.update(1, PHASES[phase] ?? phase),
     });
   } finally {
     bar.done();

@@ -19,6 +19,7 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
   const connection = createRedis(ctx.config.REDIS_URL, "worker");
   const prefix = ctx.config.REDIS_PREFIX;
   const scale = Math.max(1, ctx.config.WORKERS);
+  const lock = { lockDuration: ctx.config.JOB_LOCK_MS, stalledInterval: ctx.config.JOB_STALLED_CHECK_MS };
   const workers = [
     new Worker(
       QUEUE_NAMES.processing,
@@ -28,7 +29,7 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
         return { status: run.status };
       },
       // Runs of one fact serialise in the engine; two facts may process at once.
-      { connection, prefix, concurrency: 2 * scale, lockDuration: 60_000 },
+      { connection, prefix, concurrency: 2 * scale, ...lock },
     ),
     new Worker(
       QUEUE_NAMES.materializations,
@@ -37,7 +38,7 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
         const m = await executeMaterialization(ctx, materializationId, { finalAttempt: isFinalAttempt(job) });
         return { status: m.status, member_count: m.member_count };
       },
-      { connection, prefix, concurrency: 2 * scale, lockDuration: 60_000 },
+      { connection, prefix, concurrency: 2 * scale, ...lock },
     ),
     new Worker(
       QUEUE_NAMES.webhooks,
@@ -45,7 +46,7 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
         const { deliveryId } = webhookDeliveryPayload.parse(job.data);
         await attemptDelivery(ctx, deliveryId, isFinalAttempt(job));
       },
-      { connection, prefix, concurrency: 4 * scale },
+      { connection, prefix, concurrency: 4 * scale, ...lock },
     ),
     new Worker(
       QUEUE_NAMES.schedules,
@@ -62,7 +63,7 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
         }
         throw new Error(`unknown scheduled job ${job.name}`);
       },
-      { connection, prefix, concurrency: 1 },
+      { connection, prefix, concurrency: 1, ...lock },
     ),
   ];
   for (const w of workers) {

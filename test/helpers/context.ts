@@ -12,6 +12,8 @@ export interface TestEnv {
   /** Keys by scope set: admin, write (write only), read (read only), rw (read+write). */
   keys: { admin: string; read: string; write: string; rw: string };
   auth(key?: string): { authorization: string };
+  /** Environment for a child process (worker, CLI) on this test's database and Redis namespace. */
+  childEnv: Record<string, string>;
   startWorkers(): RunningWorkers;
   close(): Promise<void>;
 }
@@ -22,12 +24,12 @@ let counter = 0;
  * A database of its own (cloned from the migrated template), a Redis namespace of its own, the app
  * built on them and API keys for each scope. Call once per test file (beforeAll) and close afterwards.
  */
-export async function createTestEnv(): Promise<TestEnv> {
+export async function createTestEnv(overrides: Record<string, string> = {}): Promise<TestEnv> {
   const runId = inject("runId");
   const worker = process.env.VITEST_POOL_ID ?? "0";
   const name = `aa_test_${runId}_${worker}_${process.pid}_${counter++}`;
   const url = await cloneTemplate(name, templateName(runId));
-  const config = loadConfig({ DATABASE_URL: url, REDIS_URL, REDIS_PREFIX: `aa-test-${runId}-${name}`, LOG_LEVEL: "silent", WORKERS: "1" });
+  const config = loadConfig({ DATABASE_URL: url, REDIS_URL, REDIS_PREFIX: `aa-test-${runId}-${name}`, LOG_LEVEL: "silent", WORKERS: "1", ...overrides });
   const ctx = createContext(config);
   const app = await buildApp(ctx);
   const mk = async (scopes: ("read" | "write" | "admin")[]) => (await createApiKey(ctx.db.prisma, { name: scopes.join("+"), scopes })).key;
@@ -38,6 +40,7 @@ export async function createTestEnv(): Promise<TestEnv> {
     ctx,
     keys,
     auth: (key = keys.admin) => ({ authorization: `Bearer ${key}` }),
+    childEnv: { DATABASE_URL: url, REDIS_URL, REDIS_PREFIX: config.REDIS_PREFIX, LOG_LEVEL: "silent", ...overrides },
     startWorkers() {
       const w = startWorkers(ctx, { info() {}, error() {} });
       running.push(w);

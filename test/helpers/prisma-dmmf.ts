@@ -30,9 +30,21 @@ export interface Dmmf {
   datamodel: { models: DmmfModel[]; enums: unknown[] };
 }
 
+// The project compiles without the DOM lib, where the WebAssembly types live: the little used here.
+interface WasmTable {
+  grow(n: number): number;
+  get(i: number): unknown;
+  set(i: number, v: unknown): void;
+}
+interface WasmApi {
+  Module: { new (bytes: Uint8Array): object; imports(m: object): Array<{ module: string; name: string }> };
+  Instance: new (m: object, imports: object) => { exports: unknown };
+}
+const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
 interface SchemaWasm {
-  memory: WebAssembly.Memory;
-  __wbindgen_externrefs: WebAssembly.Table;
+  memory: { buffer: ArrayBuffer };
+  __wbindgen_externrefs: WasmTable;
   __wbindgen_malloc(size: number, align: number): number;
   __wbindgen_free(ptr: number, len: number, align: number): void;
   __externref_table_dealloc(idx: number): void;
@@ -51,9 +63,9 @@ function loadWasm(): SchemaWasm {
   let wasm!: SchemaWasm;
   const str = (ptr: number, len: number) => decoder.decode(new Uint8Array(wasm.memory.buffer).subarray(ptr >>> 0, (ptr >>> 0) + len));
   // Import names carry a hash that changes between Prisma versions; match them by their stem.
-  const module = new WebAssembly.Module(bytes);
+  const module = new WA.Module(bytes);
   const imports: Record<string, Record<string, unknown>> = {};
-  for (const imp of WebAssembly.Module.imports(module)) {
+  for (const imp of WA.Module.imports(module)) {
     const impl =
       imp.name.startsWith("__wbg_Error_") ? (p: number, l: number) => new Error(str(p, l))
       : imp.name.startsWith("__wbg___wbindgen_throw_") ? (p: number, l: number) => { throw new Error(str(p, l)); }
@@ -72,7 +84,7 @@ function loadWasm(): SchemaWasm {
     if (!impl) throw new Error(`prisma-schema-wasm needs an import this loader does not know: ${imp.module}.${imp.name} (Prisma upgraded?)`);
     (imports[imp.module] ??= {})[imp.name] = impl;
   }
-  wasm = new WebAssembly.Instance(module, imports as WebAssembly.Imports).exports as unknown as SchemaWasm;
+  wasm = new WA.Instance(module, imports).exports as unknown as SchemaWasm;
   wasm.__wbindgen_start();
   instance = wasm;
   return wasm;

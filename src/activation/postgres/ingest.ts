@@ -3,16 +3,19 @@ import type { FactRef, IngestResult } from "../engine.js";
 import type { ValidEvent } from "../../facts/event-validation.js";
 
 /**
- * A relation of events with columns `uid` (text) and `at` (timestamptz), as SQL text whose bind
- * parameters are numbered from `first` (so it can sit inside a statement that has its own). HTTP
- * batches pass `unnest` of arrays; the bulk loader passes its COPY staging table.
+ * A relation of events with columns `uid` (text), `f` and `l` (timestamptz): the first and last
+ * instant of the row's events, which fall on one local date of the fact (for a single event both are
+ * its instant). It is SQL text whose bind parameters are numbered from `first`, so it can sit inside
+ * a statement that has its own. HTTP batches pass `unnest` of arrays (one row per event); the bulk
+ * loader passes its staging table, already folded per user id and date.
  */
 export type EventSource = (first: number) => { sql: string; params: unknown[] };
 
 /** Events given as two parallel arrays: user ids and epoch milliseconds. */
 export function arrayEventSource(userIds: readonly string[], timesMs: readonly number[]): EventSource {
   return (n) => ({
-    sql: `SELECT e.uid, to_timestamp(e.ms / 1000.0) AS at FROM unnest($${n}::text[], $${n + 1}::float8[]) AS e(uid, ms)`,
+    sql: `SELECT e.uid, e.at AS f, e.at AS l
+          FROM (SELECT x.uid, to_timestamp(x.ms / 1000.0) AS at FROM unnest($${n}::text[], $${n + 1}::float8[]) AS x(uid, ms)) AS e`,
     params: [userIds, timesMs],
   });
 }
@@ -20,9 +23,13 @@ export function arrayEventSource(userIds: readonly string[], timesMs: readonly n
 /** Adds user ids not seen before. Its own statement, so the next one sees rows other batches just added. */
 export async function ensureUserKeysFrom(client: pg.ClientBase, source: EventSource): Promise<void> {
   const src = source(1);
+  // Known ids are filtered out by a plain lookup first: most ids are known, and ON CONFLICT costs
+  // more per row than a probe. ON CONFLICT still settles races with concurrent batches.
   await client.query(
     `INSERT INTO app_user (external_id)
-     SELECT DISTINCT ev.uid FROM (${src.sql}) AS ev ORDER BY 1
+     SELECT n.uid FROM (SELECT DISTINCT ev.uid FROM (${src.sql}) AS ev) AS n
+     WHERE NOT EXISTS (SELECT 1 FROM app_user u WHERE u.external_id = n.uid)
+     ORDER BY 1
      ON CONFLICT (external_id) DO NOTHING`,
     src.params,
   );
@@ -49,7 +56,7 @@ export async function foldEventsIntoActivity(
     `WITH ev AS (
        ${src.sql}
      ), agg AS (
-       SELECT u.user_key, (ev.at AT TIME ZONE $2)::date AS d, min(ev.at) AS f, max(ev.at) AS l
+       SELECT u.user_key, (ev.f AT TIME ZONE $2)::date AS d, min(ev.f) AS f, max(ev.l) AS l
        FROM ev JOIN app_user u ON u.external_id = ev.uid
        GROUP BY 1, 2
      ), up AS (
