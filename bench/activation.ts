@@ -145,10 +145,9 @@ const gen = await (async () => {
   const c = await pool.connect();
   try {
     await c.query(`SET work_mem = '1GB'`);
-    await c.query(`SET synchronous_commit = off`);
     const [, tUsers] = await timed("users and their parameters", () => createUsersAndParams(c, USERS));
     const main = await createFactRow(pool, "bench_main");
-    const [rowsMain, tAct] = await timed(`activity of ${DAYS} days`, () => insertActivity(c, main.id, -DAYS, -1));
+    const [rowsMain, tAct] = await timed(`activity of ${DAYS} days`, () => insertActivity(pool, main.id, -DAYS, -1, 2));
     return { main, tUsers, tAct, rowsMain };
   } finally {
     c.release();
@@ -181,9 +180,7 @@ results.initial_build = { seconds: +(build.ms / 1000).toFixed(2), timings_ms: bu
 row("initial build, all grains", sec(build.ms), "≤ 180 s", FULL_SIZE ? build.ms <= 180_000 : null);
 
 // 3. one more day
-const c0 = await pool.connect();
-const dayRows = await insertActivity(c0, main.id, 0, 0);
-c0.release();
+const dayRows = await insertActivity(pool, main.id, 0, 0);
 const day = await process_(pool, main, 0);
 log(`one more day (${fmtInt(dayRows)} actives): ${sec(day.ms)} ${JSON.stringify(day.timings)}`);
 results.one_more_day = { seconds: +(day.ms / 1000).toFixed(3), actives: dayRows, timings_ms: day.timings, fraction_of_build: day.ms / build.ms };
@@ -405,15 +402,8 @@ if (RUN_BASELINES) {
 if (RUN_FLAT) {
   const short = await createFactRow(pool, "bench_short");
   const long = await createFactRow(pool, "bench_long");
-  const c = await pool.connect();
-  try {
-    await c.query(`SET work_mem = '1GB'`);
-    await c.query(`SET synchronous_commit = off`);
-    await timed(`activity of ${SHORT_DAYS} days`, () => insertActivity(c, short.id, -SHORT_DAYS, -1));
-    await timed(`activity of ${LONG_DAYS} days`, () => insertActivity(c, long.id, -LONG_DAYS, -1));
-  } finally {
-    c.release();
-  }
+  await timed(`activity of ${SHORT_DAYS} days`, () => insertActivity(pool, short.id, -SHORT_DAYS, -1, 2));
+  await timed(`activity of ${LONG_DAYS} days`, () => insertActivity(pool, long.id, -LONG_DAYS, -1, 2));
   await timed("VACUUM ANALYZE activity_day", () => vacuumAnalyze(pool, ["activity_day"]));
   const bShort = await process_(pool, short, -1);
   log(`initial build, ${SHORT_DAYS} days: ${sec(bShort.ms)}`);
@@ -423,9 +413,7 @@ if (RUN_FLAT) {
   const tShort: number[] = [], tLong: number[] = [], actives: number[] = [];
   for (let x = 0; x < 3; x++) {
     for (const [f, out] of [[short, tShort], [long, tLong]] as const) {
-      const c2 = await pool.connect();
-      const n = await insertActivity(c2, f.id, x, x);
-      c2.release();
+      const n = await insertActivity(pool, f.id, x, x);
       if (f === short) actives.push(n);
       const r = await process_(pool, f, x);
       out.push(r.ms);

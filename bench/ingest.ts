@@ -134,7 +134,7 @@ async function writeCsv(file: string, total: number) {
       n++;
     }
     if (n === 0) break;
-    if (!out.write(chunk)) await new Promise((r) => out.once("drain", r));
+    if (!out.write(chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
   }
   await new Promise<void>((resolve, reject) => {
     out.once("error", reject);

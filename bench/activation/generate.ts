@@ -22,6 +22,7 @@ export const ANCHOR_DATE = "2026-06-30"; // the date of x = 0
 const u01 = (key: string) => `((hashint8(${key}) & 2147483647)::float8 / 2147483648.0)`;
 
 export async function createUsersAndParams(client: pg.ClientBase, users: number): Promise<void> {
+  // Stored in user order: the per-day scans below then yield rows in activity_day's key order.
   await client.query(
     `INSERT INTO app_user (user_key, external_id) SELECT u, 'user_' || u FROM generate_series(1, $1::int) u`,
     [users],
@@ -56,35 +57,55 @@ export async function createUsersAndParams(client: pg.ClientBase, users: number)
 }
 
 /**
- * SELECT of the activity rows (fact_id, activity_date, user_key, first_at, last_at) of days
- * x in [xFrom, xTo], ordered like activity_day's primary key so the inserts append to the index.
+ * SELECT of the activity rows (fact_id, activity_date, user_key, first_at, last_at) of day x, in
+ * user order (bench_user_param is stored in user order and scanned without parallel workers), so
+ * the rows land like a day of ingestion: appended, and in activity_day's primary-key order.
  */
-export function activitySelect(factId: number, xFrom: number, xTo: number): string {
-  const f = Number(factId) | 0, lo = Number(xFrom) | 0, hi = Number(xTo) | 0;
-  return `SELECT ${f} AS fact_id, DATE '${ANCHOR_DATE}' + x AS activity_date, u AS user_key,
-            (DATE '${ANCHOR_DATE}' + x)::timestamp AT TIME ZONE 'UTC' + make_interval(secs => hd & 65535) AS first_at,
-            (DATE '${ANCHOR_DATE}' + x)::timestamp AT TIME ZONE 'UTC' + make_interval(secs => (hd & 65535) + ((hd >> 16) & 16383)) AS last_at
+export function activitySelect(factId: number, x: number): string {
+  const f = Number(factId) | 0, d = Number(x) | 0;
+  const date = `(DATE '${ANCHOR_DATE}' + ${d})`;
+  return `SELECT ${f} AS fact_id, ${date} AS activity_date, u AS user_key,
+            ${date}::timestamp AT TIME ZONE 'UTC' + make_interval(secs => hd & 65535) AS first_at,
+            ${date}::timestamp AT TIME ZONE 'UTC' + make_interval(secs => (hd & 65535) + ((hd >> 16) & 16383)) AS last_at
      FROM (
-       SELECT pr.u, x, hashint8(pr.u::bigint * 4096 + x + 2048) AS hd, pr.p, pr.t
-       FROM bench_user_param pr
-       CROSS JOIN LATERAL (VALUES (pr.lo1, pr.hi1), (pr.lo2, pr.hi2)) w(lo, hi)
-       CROSS JOIN LATERAL generate_series(GREATEST(w.lo, ${lo}), LEAST(w.hi, ${hi})) x
-       WHERE w.lo IS NOT NULL AND w.lo <= ${hi} AND w.hi >= ${lo}
+       SELECT u, hashint8(u::bigint * 4096 + ${d} + 2048) AS hd, p, t
+       FROM bench_user_param
+       WHERE (lo1 <= ${d} AND hi1 >= ${d}) OR (lo2 <= ${d} AND hi2 >= ${d})
      ) c
      WHERE (hd & 2147483647)::float8 < 2147483648.0 * p
-           * CASE WHEN t = 1 AND ${u01("u::bigint * 1000 + (x + 7000) / 7 + 77777777")} >= 0.75 THEN 0.1 ELSE 1 END
-     ORDER BY x, u`;
+           * CASE WHEN t = 1 AND ${u01(`u::bigint * 1000 + (${d} + 7000) / 7 + 77777777`)} >= 0.75 THEN 0.1::float8 ELSE 1.0::float8 END`;
 }
 
-/** Inserts the activity of days [xFrom, xTo] of a fact and moves its earliest/latest dates. */
-export async function insertActivity(client: pg.ClientBase, factId: number, xFrom: number, xTo: number): Promise<number> {
-  const res = await client.query(`INSERT INTO activity_day (fact_id, activity_date, user_key, first_at, last_at) ${activitySelect(factId, xFrom, xTo)}`);
-  await client.query(
+/**
+ * Inserts the activity of days [xFrom, xTo] of a fact, one day per statement (as daily ingestion
+ * would leave the table: date-clustered), on `parallel` connections, and moves the fact's
+ * earliest/latest dates. Returns the number of rows.
+ */
+export async function insertActivity(pool: pg.Pool, factId: number, xFrom: number, xTo: number, parallel = 1): Promise<number> {
+  const days: number[] = [];
+  for (let x = xFrom; x <= xTo; x++) days.push(x);
+  let rows = 0;
+  const worker = async () => {
+    const c = await pool.connect();
+    try {
+      await c.query(`SET max_parallel_workers_per_gather = 0`);
+      await c.query(`SET synchronous_commit = off`);
+      for (let x = days.shift(); x !== undefined; x = days.shift()) {
+        const res = await c.query(`INSERT INTO activity_day (fact_id, activity_date, user_key, first_at, last_at) ${activitySelect(factId, x)}`);
+        rows += res.rowCount ?? 0;
+      }
+    } finally {
+      await c.query(`RESET max_parallel_workers_per_gather; RESET synchronous_commit`).catch(() => {});
+      c.release();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, parallel) }, worker));
+  await pool.query(
     `UPDATE fact SET earliest_date = LEAST(earliest_date, DATE '${ANCHOR_DATE}' + $2::int),
                      latest_date = GREATEST(latest_date, DATE '${ANCHOR_DATE}' + $3::int) WHERE id = $1`,
     [factId, xFrom, xTo],
   );
-  return res.rowCount ?? 0;
+  return rows;
 }
 
 /**

@@ -36,9 +36,8 @@ const pool = new pg.Pool({ connectionString: url, max: 4 });
 const f = (await pool.query(`SELECT id, name, timezone FROM fact WHERE name = $1`, [factName])).rows[0];
 const insI = process.argv.indexOf("--insert-x");
 if (insI >= 0) {
-  const c = await pool.connect();
-  console.log(`inserted ${await insertActivity(c, f.id, Number(process.argv[insI + 1]), Number(process.argv[insI + 1]))} rows`);
-  c.release();
+  const x = Number(process.argv[insI + 1]);
+  console.log(`inserted ${await insertActivity(pool, f.id, x, x)} rows`);
 }
 timings.length = 0;
 const t0 = performance.now();

@@ -35,6 +35,11 @@ export function periodParam(fact: Fact, grain: Grain, date: string, field: strin
   return p;
 }
 
+/** Whether p is the watermark's period (its governing islands are then the latest ones). */
+function isLatest(fact: Fact, grain: Grain, p: number): boolean {
+  return p === processedPeriod(fact, grain).tp;
+}
+
 export function isComplete(fact: Fact, grain: Grain, p: number): boolean {
   return periodEndDay(grain, p) <= dateToDay(day(fact.processedThrough)!);
 }
@@ -47,13 +52,13 @@ function strip<T extends { user_key: number }>(row: T): Omit<T, "user_key"> {
 export async function statusOfPeriod(ctx: AppContext, fact: Fact, q: { grain: Grain; period: string; state?: string; transition_segment?: string } & PageQuery) {
   const p = periodParam(fact, q.grain, q.period, "period");
   const after = decodeCursor(q.cursor, cursorShape);
-  const rows = await ctx.engine.statusPage(fact.id, GRAIN_CODE[q.grain], p, q, { afterUserKey: after?.[0], limit: q.limit + 1 });
+  const rows = await ctx.engine.statusPage(fact.id, GRAIN_CODE[q.grain], p, q, { afterUserKey: after?.[0], limit: q.limit + 1 }, isLatest(fact, q.grain, p));
   return { ...toPage(rows, q.limit, (r) => [r.user_key], strip), period: periodToDate(q.grain, p), period_complete: isComplete(fact, q.grain, p) };
 }
 
 export function exportStatus(ctx: AppContext, fact: Fact, q: { grain: Grain; period: string; state?: string; transition_segment?: string }, format: ExportFormat): Promise<Readable> {
   const p = periodParam(fact, q.grain, q.period, "period");
-  return ctx.engine.statusExport(fact.id, GRAIN_CODE[q.grain], p, q, format);
+  return ctx.engine.statusExport(fact.id, GRAIN_CODE[q.grain], p, q, format, isLatest(fact, q.grain, p));
 }
 
 export async function activationOfPeriod(ctx: AppContext, fact: Fact, q: { grain: Grain; period: string; state?: string } & PageQuery) {
@@ -78,14 +83,14 @@ export async function firstLastOfDate(ctx: AppContext, fact: Fact, q: { date: st
   const key = await userKeyFilter(ctx, q.user_id);
   if (key === null) return { data: [], next_cursor: null, date: q.date };
   const after = decodeCursor(q.cursor, cursorShape);
-  const rows = await ctx.engine.firstLastPage(fact.id, d, key, { afterUserKey: after?.[0], limit: q.limit + 1 });
+  const rows = await ctx.engine.firstLastPage(fact.id, d, key, { afterUserKey: after?.[0], limit: q.limit + 1 }, isLatest(fact, "day", d));
   return { ...toPage(rows, q.limit, (r) => [r.user_key], strip), date: periodToDate("day", d) };
 }
 
 export async function exportFirstLast(ctx: AppContext, fact: Fact, q: { date: string; user_id?: string }, format: ExportFormat) {
   const d = periodParam(fact, "day", q.date, "date");
   const key = await userKeyFilter(ctx, q.user_id);
-  return ctx.engine.firstLastExport(fact.id, d, key === null ? -1 : key, format);
+  return ctx.engine.firstLastExport(fact.id, d, key === null ? -1 : key, format, isLatest(fact, "day", d));
 }
 
 export async function userStatusTimeline(ctx: AppContext, fact: Fact, userId: string, q: { grain: Grain; from?: string; to?: string }) {

@@ -57,8 +57,9 @@ export function runView(r: ProcessingRun, factName: string): RunView {
  */
 export async function requestRun(ctx: AppContext, fact: Fact, through: string | undefined, trigger = "api"): Promise<{ run: RunView; joined: boolean }> {
   const latest = fact.latestDate ? day(fact.latestDate)! : null;
+  // Without events there is nothing to process, whatever the date asked for (and no watermark to set).
+  if (!latest) throw conflict(`'${fact.name}' has no events yet: there is nothing to process.`);
   const target = through ?? latest;
-  if (!target) throw conflict(`'${fact.name}' has no events yet: there is nothing to process.`);
   if (parseDate(target) === null) throw badRequest("through must be a date (YYYY-MM-DD).", [{ path: "through", message: "invalid date" }]);
   const processed = day(fact.processedThrough);
   if (processed && target < processed)
@@ -108,16 +109,23 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
   const run = await ctx.db.prisma.processingRun.findUnique({ where: { id: runId }, include: { fact: true } });
   if (!run) throw new Error(`run ${runId} not found`);
   if (run.status === "succeeded" || run.status === "failed") return runView(run, run.fact.name);
-  await ctx.db.prisma.processingRun.update({ where: { id: runId }, data: { status: "running", startedAt: run.startedAt ?? new Date(), error: null } });
   const fact = { id: run.fact.id, name: run.fact.name, timezone: run.fact.timezone };
   let lastWrite = 0;
+  // The run is "running" from the moment it holds its fact (runs of one fact wait for each other in the
+  // engine) until the watermark moved, both stamped while it holds the fact: the records of two runs of
+  // one fact never overlap, and a run waiting its turn still reads "queued".
+  let doneAt: Date | null = null;
   try {
     const result = await ctx.engine.process(fact, day(run.throughDate)!, {
       resumeFrom: day(run.fromDate),
       onClaimed: async (from, client) => {
-        await client.query(`UPDATE processing_run SET from_date = $2 WHERE id = $1`, [runId, from]);
+        await client.query(
+          `UPDATE processing_run SET from_date = $2, status = 'running', started_at = COALESCE(started_at, $3), error = NULL WHERE id = $1`,
+          [runId, from, new Date()],
+        );
       },
       progress: async (fraction, step) => {
+        if (fraction >= 1) doneAt ??= new Date();
         await opts.progress?.(fraction, step);
         const now = Date.now();
         if (now - lastWrite > 250 || fraction >= 1) {
@@ -128,7 +136,7 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
     });
     const done = await ctx.db.prisma.processingRun.update({
       where: { id: runId },
-      data: { status: "succeeded", progress: 1, timings: result.timings, finishedAt: new Date() },
+      data: { status: "succeeded", progress: 1, timings: result.timings, finishedAt: doneAt ?? new Date() },
     });
     const view = runView(done, run.fact.name);
     await afterRunSucceeded(ctx, run.fact.id, view);

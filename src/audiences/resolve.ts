@@ -59,7 +59,7 @@ export async function resolveAudience(ctx: AppContext, def: AudienceDefinition, 
     return { field: n.field, op: n.op, values: raw.map((v) => value(n.field, v)), within: n.within_periods, factId: other };
   };
   return {
-    query: { factId: main.id, grain: GRAIN_CODE[grain], period: P, filter: resolve(def.filter) },
+    query: { factId: main.id, grain: GRAIN_CODE[grain], period: P, latest: P === periodOfDate(grain, T), filter: resolve(def.filter) },
     mainFact: main,
     asOf: when,
     period: P,

@@ -444,6 +444,16 @@ export async function* parseEventFile(file: EventFile, nowMs: number): AsyncGene
   yield validator.take();
 }
 
+/** Parses text given in chunks (split anywhere) into one batch: the parsers without a file, for tests. */
+export function parseEventChunks(chunks: Iterable<string>, format: EventFileFormat, nowMs: number): ParsedBatch {
+  const validator = new Validator(nowMs);
+  const parser = format === "ndjson" ? new NdjsonEventParser(validator) : new CsvEventParser(validator);
+  for (const c of chunks) parser.push(c, false);
+  parser.push("", true);
+  parser.finish();
+  return validator.take();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Loading
 
@@ -476,8 +486,7 @@ export interface BulkLoadResult {
 const csvCell = (v: string) => (/[",\r\n]/.test(v) || v !== v.trim() ? `"${v.replace(/"/g, '""')}"` : v);
 
 function rejectLine(e: RowError): string {
-  const reason = e.path && !e.message.startsWith(e.path) ? `${e.path}: ${e.message}` : e.message;
-  return `${e.line},${csvCell(e.user_id)},${csvCell(e.occurred_at)},${csvCell(reason)}\n`;
+  return `${e.line},${csvCell(e.user_id)},${csvCell(e.occurred_at)},${csvCell(e.message)}\n`;
 }
 
 async function write(out: WriteStream, text: string) {

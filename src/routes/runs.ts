@@ -23,6 +23,11 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
         body: z.object({ through: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date YYYY-MM-DD").optional() }).strict().default({}),
         response: { 200: runSchema, 202: runSchema, ...errors },
       },
+      // A POST without a body (`curl -X POST …/runs`) arrives as null, which the default above does not
+      // cover: it means "no options", i.e. through the latest activity date.
+      preValidation: async (req) => {
+        if (req.body === null || req.body === undefined) req.body = {};
+      },
     },
     async (req, reply) => {
       const key = idempotencyKeyOf(req);

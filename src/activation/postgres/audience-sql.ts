@@ -21,6 +21,8 @@ export interface AudienceQuery {
   factId: number;
   grain: number;
   period: number;
+  /** P is the period of the fact's watermark: every governing island is then a latest one. */
+  latest: boolean;
   filter: ResolvedNode;
 }
 
@@ -87,6 +89,14 @@ const ENUM_VALUES: Record<string, readonly string[]> = {
   ],
   growth_state: ["new", "current", "reactivated", "resurrected", "at_risk_wau", "at_risk_mau", "dormant"],
 };
+
+/**
+ * The island of each user that governs period P. At the watermark's period that is the user's latest
+ * island, which a partial index finds directly (layer_island_latest_idx).
+ */
+export function governs(alias: string, P: string, latest: boolean): string {
+  return latest ? `${alias}.next_start IS NULL` : `${alias}.start_p <= ${P} AND (${alias}.next_start IS NULL OR ${alias}.next_start > ${P})`;
+}
 
 export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: unknown[] } {
   const g = Number(q.grain) | 0;
@@ -155,13 +165,12 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
     const hits = wanted.flatMap((v) =>
       valueIntervals(c.field, v).map(([cond, a, b]) => `(${cond} AND GREATEST(${a}, ${w0}) <= LEAST(${b}, ${P}))`),
     );
+    // At most n islands start inside a window of n periods, plus the one governing its first period:
+    // the user's latest n + 1 islands up to P (a short backward scan of the primary key) hold them all.
     return `EXISTS (SELECT 1 FROM (
-        (SELECT * FROM layer_island y WHERE y.fact_id = ${fid} AND y.grain = ${g} AND y.user_key = s.user_key AND y.start_p <= ${w0}
-         ORDER BY y.start_p DESC LIMIT 1)
-        UNION ALL
-        (SELECT * FROM layer_island y WHERE y.fact_id = ${fid} AND y.grain = ${g} AND y.user_key = s.user_key
-         AND y.start_p > ${w0} AND y.start_p <= ${P})
-      ) j WHERE ${hits.join(" OR ")})`;
+        SELECT * FROM layer_island y WHERE y.fact_id = ${fid} AND y.grain = ${g} AND y.user_key = s.user_key AND y.start_p <= ${P}
+        ORDER BY y.start_p DESC LIMIT ${Number(c.within) + 1}
+      ) j WHERE COALESCE(j.next_start, 1000000000) > ${w0} AND (${hits.join(" OR ")}))`;
   };
 
   const compileNode = (n: ResolvedNode): string => {
@@ -182,7 +191,7 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
       ${mainCols}${extraCols.length ? `,\n      ${extraCols.join(",\n      ")}` : ""}
     FROM layer_island i
     ${joins.join("\n    ")}
-    WHERE i.fact_id = ${fact} AND i.grain = ${g} AND i.start_p <= ${P} AND (i.next_start IS NULL OR i.next_start > ${P})
+    WHERE i.fact_id = ${fact} AND i.grain = ${g} AND ${governs("i", P, q.latest)}
   ) s WHERE ${where}`;
   return { sql, params: params.list };
 }

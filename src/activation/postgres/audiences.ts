@@ -28,6 +28,8 @@ export async function previewAudience(pool: pg.Pool, q: AudienceQuery, sampleSiz
   const res = await withTransaction(pool, async (c) => {
     // Previews are interactive: bound their cost so one heavy filter cannot hold a connection for long.
     await c.query("SET LOCAL statement_timeout = '60s'");
+    // JIT compilation costs more than it saves on interactive queries of this size.
+    await c.query("SET LOCAL jit = off");
     return c.query(
       `WITH m AS MATERIALIZED (${sql})
        SELECT (SELECT count(*) FROM m)::int AS count,

@@ -24,7 +24,7 @@ export interface BulkLoadSummary {
 
 const STAGE = "bulk_event_stage";
 const DAY_STAGE = "bulk_event_day";
-const daySource: EventSource = () => ({ sql: `SELECT d.uid, d.f, d.l FROM ${DAY_STAGE} AS d`, params: [] });
+const daySource: EventSource = () => ({ sql: `SELECT d.uid, d.f, d.l FROM ${DAY_STAGE} AS d`, params: [], grouped: true });
 const NEEDS_ESCAPE = /[\\\t\n\r]/;
 
 /** COPY text format: backslash, tab and line breaks are escaped (validated ids never hold the latter). */
@@ -73,7 +73,7 @@ export async function bulkLoadEvents(
     await client.query("BEGIN");
     // Big sorts and hash aggregates of the fold stay in memory; only for this transaction.
     await client.query("SET LOCAL work_mem = '256MB'");
-    await client.query(`CREATE TEMP TABLE ${STAGE} (uid text COLLATE "C" NOT NULL, ms float8 NOT NULL) ON COMMIT DROP`);
+    await client.query(`CREATE TEMP TABLE ${STAGE} (uid text COLLATE "C" NOT NULL, ms int8 NOT NULL) ON COMMIT DROP`);
     progress?.("copy");
     const copy = client.query(copyFrom(`COPY ${STAGE} (uid, ms) FROM STDIN`));
     let copyError: Error | undefined;
@@ -113,9 +113,9 @@ export async function bulkLoadEvents(
     await client.query(`CREATE TEMP TABLE ${DAY_STAGE} (uid text COLLATE "C" NOT NULL, f timestamptz NOT NULL, l timestamptz NOT NULL) ON COMMIT DROP`);
     await client.query(
       `INSERT INTO ${DAY_STAGE} (uid, f, l)
-       SELECT s.uid, min(s.at), max(s.at)
-       FROM (SELECT e.uid, to_timestamp(e.ms / 1000.0) AS at FROM ${STAGE} AS e) AS s
-       GROUP BY s.uid, (s.at AT TIME ZONE $1)::date`,
+       SELECT e.uid, to_timestamp(min(e.ms)::float8 / 1000.0), to_timestamp(max(e.ms)::float8 / 1000.0)
+       FROM ${STAGE} AS e
+       GROUP BY e.uid, (to_timestamp(e.ms::float8 / 1000.0) AT TIME ZONE $1)::date`,
       [fact.timezone],
     );
     await client.query(`DROP TABLE ${STAGE}`);

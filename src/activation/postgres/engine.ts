@@ -55,13 +55,13 @@ export class PostgresLayerEngine implements LayerEngine {
     });
   }
 
-  async statusPage(factId: number, g: number, period: number, filter: StatusFilter, page: PageRequest): Promise<Keyed<StatusRow>[]> {
-    const q = statusQuery(g, filter, page);
+  async statusPage(factId: number, g: number, period: number, filter: StatusFilter, page: PageRequest, latest = false): Promise<Keyed<StatusRow>[]> {
+    const q = statusQuery(g, filter, page, latest);
     return (await this.pool.query(q.sql, [factId, period, ...q.extraParams])).rows;
   }
 
-  statusExport(factId: number, g: number, period: number, filter: StatusFilter, format: ExportFormat): Promise<Readable> {
-    const q = statusQuery(g, filter);
+  statusExport(factId: number, g: number, period: number, filter: StatusFilter, format: ExportFormat, latest = false): Promise<Readable> {
+    const q = statusQuery(g, filter, undefined, latest);
     return copyQueryOut(this.pool, q.sql, [factId, period, ...q.extraParams], statusColumnsFor(g), format);
   }
 
@@ -75,13 +75,13 @@ export class PostgresLayerEngine implements LayerEngine {
     return copyQueryOut(this.pool, q.sql, [factId, period, ...q.extraParams], ACTIVATION_COLUMNS, format);
   }
 
-  async firstLastPage(factId: number, day: number, userKey: number | undefined, page: PageRequest): Promise<Keyed<FirstLastRow>[]> {
-    const q = firstLastQuery({ userKey, page });
+  async firstLastPage(factId: number, day: number, userKey: number | undefined, page: PageRequest, latest = false): Promise<Keyed<FirstLastRow>[]> {
+    const q = firstLastQuery({ userKey, page, latest });
     return (await this.pool.query(q.sql, [factId, day, ...q.extraParams])).rows;
   }
 
-  firstLastExport(factId: number, day: number, userKey: number | undefined, format: ExportFormat): Promise<Readable> {
-    const q = firstLastQuery({ userKey });
+  firstLastExport(factId: number, day: number, userKey: number | undefined, format: ExportFormat, latest = false): Promise<Readable> {
+    const q = firstLastQuery({ userKey, latest });
     return copyQueryOut(this.pool, q.sql, [factId, day, ...q.extraParams], FIRST_LAST_COLUMNS, format);
   }
 

@@ -9,7 +9,12 @@ import type { ValidEvent } from "../../facts/event-validation.js";
  * a statement that has its own. HTTP batches pass `unnest` of arrays (one row per event); the bulk
  * loader passes its staging table, already folded per user id and date.
  */
-export type EventSource = (first: number) => { sql: string; params: unknown[] };
+export type EventSource = (first: number) => {
+  sql: string;
+  params: unknown[];
+  /** The relation has at most one row per user id and local date already: the fold skips its GROUP BY. */
+  grouped?: boolean;
+};
 
 /** Events given as two parallel arrays: user ids and epoch milliseconds. */
 export function arrayEventSource(userIds: readonly string[], timesMs: readonly number[]): EventSource {
@@ -56,9 +61,14 @@ export async function foldEventsIntoActivity(
     `WITH ev AS (
        ${src.sql}
      ), agg AS (
-       SELECT u.user_key, (ev.f AT TIME ZONE $2)::date AS d, min(ev.f) AS f, max(ev.l) AS l
-       FROM ev JOIN app_user u ON u.external_id = ev.uid
-       GROUP BY 1, 2
+       ${
+         src.grouped
+           ? `SELECT u.user_key, (ev.f AT TIME ZONE $2)::date AS d, ev.f, ev.l
+              FROM ev JOIN app_user u ON u.external_id = ev.uid`
+           : `SELECT u.user_key, (ev.f AT TIME ZONE $2)::date AS d, min(ev.f) AS f, max(ev.l) AS l
+              FROM ev JOIN app_user u ON u.external_id = ev.uid
+              GROUP BY 1, 2`
+       }
      ), up AS (
        INSERT INTO activity_day AS a (fact_id, activity_date, user_key, first_at, last_at)
        SELECT $1, d, user_key, f, l FROM agg ORDER BY d, user_key

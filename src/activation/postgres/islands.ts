@@ -1,6 +1,17 @@
 import type pg from "pg";
 
 /**
+ * SQL of the period number of date expression `d` at grain g: the body of the migration's
+ * aa_period(grain, d), written out. PostgreSQL never inlines that function (a STRICT function whose
+ * CASE body it cannot prove strict), and calling it per activity row costs several times this.
+ */
+export function periodOfDateSql(g: number, d: string): string {
+  if (g === 0) return `(${d} - DATE '1970-01-01')`;
+  if (g === 1) return `(((${d} - DATE '1970-01-01' + 3) - (((${d} - DATE '1970-01-01' + 3) % 7) + 7) % 7) / 7)`;
+  return `((EXTRACT(YEAR FROM ${d})::INTEGER - 1970) * 12 + EXTRACT(MONTH FROM ${d})::INTEGER - 1)`;
+}
+
+/**
  * Merges newly seen active periods into a grain's islands (runs of consecutive active periods).
  * Activity only ever adds active periods, so a run touches just the users with activity in
  * [from, through] whose period is not already covered, and for each of them only the islands from
@@ -16,18 +27,19 @@ export async function mergeNewPeriods(
 ): Promise<number | null> {
   const g = Number(grain) | 0; // a constant of ours, inlined so the planner sees it
   const isl = `i.fact_id = $1 AND i.grain = ${g}`;
+  const hasIslands = (await client.query(`SELECT 1 FROM layer_island i WHERE ${isl} LIMIT 1`, [factId])).rowCount! > 0;
+  if (!hasIslands) return buildIslands(client, factId, g, from, through);
   await client.query(
     g === 0
       ? `CREATE TEMP TABLE np ON COMMIT DROP AS
          SELECT a.user_key, a.activity_date - DATE '1970-01-01' AS p
          FROM activity_day a WHERE a.fact_id = $1 AND a.activity_date BETWEEN $2 AND $3`
       : `CREATE TEMP TABLE np ON COMMIT DROP AS
-         SELECT DISTINCT a.user_key, aa_period(${g}::smallint, a.activity_date) AS p
+         SELECT DISTINCT a.user_key, ${periodOfDateSql(g, "a.activity_date")} AS p
          FROM activity_day a WHERE a.fact_id = $1 AND a.activity_date BETWEEN $2 AND $3`,
     [factId, from, through],
   );
   await client.query("ANALYZE np");
-  const hasIslands = (await client.query(`SELECT 1 FROM layer_island i WHERE ${isl} LIMIT 1`, [factId])).rowCount! > 0;
   if (hasIslands) {
     await client.query(
       `DELETE FROM np USING layer_island i
@@ -121,4 +133,49 @@ export async function mergeNewPeriods(
   }
   await client.query("DROP TABLE np; DROP TABLE au; DROP TABLE old_aff; DROP TABLE anchor; DROP TABLE merged");
   return minNew;
+}
+
+/**
+ * The first build of a grain (no islands yet): the islands straight from the activity in one sorted
+ * pass. Over each user's distinct active periods in order, a period starts an island when the one
+ * before is not p - 1 and ends it when the one after is not p + 1; the start row carries prev_end
+ * (the period before), active_before (its rank - 1) and first_p, and the end row, reached by lead()
+ * over the start and end rows only, carries end_p and next_start. The same islands, with the same
+ * carried values, as merging these periods into nothing.
+ */
+async function buildIslands(client: pg.ClientBase, factId: number, g: number, from: string, through: string): Promise<number | null> {
+  const periods =
+    g === 0
+      ? `SELECT a.user_key, a.activity_date - DATE '1970-01-01' AS p
+         FROM activity_day a WHERE a.fact_id = $1 AND a.activity_date BETWEEN $2 AND $3`
+      : `SELECT a.user_key, ${periodOfDateSql(g, "a.activity_date")} AS p
+         FROM activity_day a WHERE a.fact_id = $1 AND a.activity_date BETWEEN $2 AND $3 GROUP BY 1, 2`;
+  await client.query(
+    `INSERT INTO layer_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
+     SELECT $1, ${g}, user_key, p, end_p, prev_p, next_start, rn - 1, first_p FROM (
+       SELECT user_key, p, prev_p, rn, first_p, is_start,
+              CASE WHEN is_end THEN p ELSE lead(p) OVER w END AS end_p,
+              CASE WHEN is_end THEN next_p ELSE lead(next_p) OVER w END AS next_start
+       FROM (
+         SELECT user_key, p, prev_p, next_p, rn, first_p,
+                prev_p IS NULL OR prev_p < p - 1 AS is_start,
+                next_p IS NULL OR next_p > p + 1 AS is_end
+         FROM (
+           SELECT user_key, p, lag(p) OVER w AS prev_p, lead(p) OVER w AS next_p,
+                  row_number() OVER w AS rn, first_value(p) OVER w AS first_p
+           FROM (${periods}) s
+           WINDOW w AS (PARTITION BY user_key ORDER BY p)
+         ) a
+       ) b
+       WHERE is_start OR is_end
+       WINDOW w AS (PARTITION BY user_key ORDER BY p)
+     ) c
+     WHERE is_start`,
+    [factId, from, through],
+  );
+  const r = await client.query<{ m: number | null }>(
+    `SELECT min(start_p) AS m FROM layer_island WHERE fact_id = $1 AND grain = ${g}`,
+    [factId],
+  );
+  return r.rows[0]!.m;
 }

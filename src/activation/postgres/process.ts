@@ -75,6 +75,13 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
       `UPDATE fact SET processed_through = GREATEST(processed_through, $2::date), running_through = NULL WHERE id = $1`,
       [fact.id, through],
     );
+    // After a large rebuild the planner's statistics are stale until autovacuum catches up, and plans
+    // for status and audience queries go wrong meanwhile: refresh them now.
+    if (from !== null && dateToDay(through) - dateToDay(from) >= 28) {
+      t0 = performance.now();
+      await pool.query("ANALYZE layer_island");
+      timings.analyze_ms = Math.round(performance.now() - t0);
+    }
     await progress?.(1, "done");
     return { from: from ?? through, through, timings };
   } catch (err) {

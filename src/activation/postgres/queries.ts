@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { statusColumnsSql } from "./status-sql.js";
 import { METRIC_COLUMNS } from "./metrics.js";
+import { governs } from "./audience-sql.js";
 
 /** SQL of the first day of period `expr` (an integer expression) at grain g. */
 export function periodDateSql(g: number, expr: string): string {
@@ -33,7 +34,7 @@ export const statusColumnsFor = (g: number): string[] => (g === 0 ? [...STATUS_C
 export const ACTIVATION_COLUMNS = ["user_id", "period", "state", "return_interval_periods"] as const;
 export const FIRST_LAST_COLUMNS = ["snapshot_date", "user_id", "first_active_date", "last_active_date", "first_event_at", "last_event_at"] as const;
 
-export function statusQuery(g: number, filter: StatusFilter, page?: { afterUserKey?: number; limit: number }) {
+export function statusQuery(g: number, filter: StatusFilter, page?: { afterUserKey?: number; limit: number }, latest = false) {
   const params: unknown[] = [];
   const where: string[] = [];
   if (filter.state) where.push(`state = $${params.push(filter.state) + 2}`);
@@ -47,7 +48,7 @@ export function statusQuery(g: number, filter: StatusFilter, page?: { afterUserK
   const sql = `SELECT ${STATUS_OUT(g)} FROM (
       SELECT i.user_key, u.external_id AS user_id, $2::int AS p, ${statusColumnsSql("i", "$2::int", g)}
       FROM layer_island i JOIN app_user u ON u.user_key = i.user_key
-      WHERE i.fact_id = $1 AND i.grain = ${g} AND i.start_p <= $2::int AND (i.next_start IS NULL OR i.next_start > $2::int) ${keyset}
+      WHERE i.fact_id = $1 AND i.grain = ${g} AND ${governs("i", "$2::int", latest)} ${keyset}
       ORDER BY i.user_key
     ) s ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY user_key ${limit}`;
   return { sql, extraParams: params };
@@ -89,7 +90,7 @@ export function activationQuery(g: number, state: string | undefined, page?: { a
  * The FirstLast snapshot of date $2 (an integer day): first and last active dates from the governing
  * day island, the instants from those two activity rows. Optional user filter and keyset paging.
  */
-export function firstLastQuery(opts: { userKey?: number; page?: { afterUserKey?: number; limit: number } }) {
+export function firstLastQuery(opts: { userKey?: number; page?: { afterUserKey?: number; limit: number }; latest?: boolean }) {
   const params: unknown[] = [];
   const cond: string[] = [];
   if (opts.userKey !== undefined) cond.push(`i.user_key = $${params.push(opts.userKey) + 2}`);
@@ -104,7 +105,7 @@ export function firstLastQuery(opts: { userKey?: number; page?: { afterUserKey?:
     JOIN app_user u ON u.user_key = i.user_key
     JOIN activity_day fa ON fa.fact_id = i.fact_id AND fa.activity_date = DATE '1970-01-01' + i.first_p AND fa.user_key = i.user_key
     JOIN activity_day la ON la.fact_id = i.fact_id AND la.activity_date = DATE '1970-01-01' + LEAST($2::int, i.end_p) AND la.user_key = i.user_key
-    WHERE i.fact_id = $1 AND i.grain = 0 AND i.start_p <= $2::int AND (i.next_start IS NULL OR i.next_start > $2::int)
+    WHERE i.fact_id = $1 AND i.grain = 0 AND ${governs("i", "$2::int", opts.latest ?? false)}
       ${cond.length ? `AND ${cond.join(" AND ")}` : ""}
     ORDER BY i.user_key ${limit}`;
   return { sql, extraParams: params };

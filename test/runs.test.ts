@@ -1,0 +1,408 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { executeRun, processAllFactsThroughYesterday, requestRun } from "../src/activation/runs.js";
+import { activityDateOf, referenceLayer } from "../src/activation/status-rules.js";
+import type { RunningWorkers } from "../src/jobs/workers.js";
+import { api, createFact, ingest, processThrough } from "./helpers/api.js";
+import { createTestEnv, type TestEnv } from "./helpers/context.js";
+
+/** Processing runs: records, joining, serialisation, refusals, the scheduler, and the 409s of queries. */
+let env: TestEnv;
+beforeAll(async () => {
+  env = await createTestEnv();
+});
+afterAll(async () => env?.close());
+
+type Run = Record<string, unknown> & { id: string; status: string };
+type Ev = { user_id: string; occurred_at: string };
+
+/** Workers run only inside `fn`, so runs can be created and inspected while nothing executes them. */
+async function withWorkers<T>(fn: () => Promise<T>): Promise<T> {
+  const w: RunningWorkers = env.startWorkers();
+  try {
+    return await fn();
+  } finally {
+    await w.close();
+  }
+}
+
+async function getRun(id: string): Promise<Run> {
+  const res = await api(env).get(`/v1/runs/${id}`);
+  expect(res.statusCode, res.body).toBe(200);
+  return res.json();
+}
+
+async function waitFor(id: string, done: (r: Run) => boolean, what: string): Promise<Run> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const r = await getRun(id);
+    if (done(r)) return r;
+    if (Date.now() > deadline) throw new Error(`run ${id} never became ${what}: ${JSON.stringify(r)}`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+const finished = (r: Run) => r.status === "succeeded" || r.status === "failed";
+
+async function factView(name: string) {
+  const res = await api(env).get(`/v1/facts/${name}`);
+  expect(res.statusCode, res.body).toBe(200);
+  return res.json() as Record<string, unknown>;
+}
+
+async function factRecord(name: string) {
+  const f = await env.ctx.db.prisma.fact.findUnique({ where: { name } });
+  return f!;
+}
+
+/** Events of `users` users on the given UTC days (noon). */
+function daily(prefix: string, days: string[], users = 3): Ev[] {
+  return days.flatMap((d, i) => Array.from({ length: users }, (_, u) => ({ user_id: `${prefix}-${(u + i) % (users + 1)}`, occurred_at: `${d}T12:00:00Z` })));
+}
+
+async function metricsSnapshot(fact: string) {
+  const out: Record<string, unknown> = {};
+  for (const grain of ["day", "week", "month"]) out[grain] = (await api(env).get(`/v1/facts/${fact}/metrics?grain=${grain}`)).json();
+  return out;
+}
+
+function expectProblem(res: { statusCode: number; headers: Record<string, unknown>; json(): Record<string, unknown> }, status: number) {
+  expect(res.statusCode).toBe(status);
+  expect(String(res.headers["content-type"])).toContain("application/problem+json");
+  const body = res.json();
+  expect(body.status).toBe(status);
+  expect(typeof body.detail).toBe("string");
+  return body;
+}
+
+describe("requesting runs", () => {
+  it("refuses a fact with no events (409), with or without a date, and records nothing", async () => {
+    await createFact(env, "r_empty");
+    expectProblem(await api(env).post("/v1/facts/r_empty/runs", {}), 409);
+    expectProblem(await api(env).post("/v1/facts/r_empty/runs", { through: "2026-03-01" }), 409);
+    const list = (await api(env).get("/v1/facts/r_empty/runs")).json();
+    expect(list).toEqual({ data: [], next_cursor: null });
+    expect((await factView("r_empty")).processed_through).toBeNull();
+  });
+
+  it("answers 202 with a Location and the queued record; the same date again joins it (200, same id)", async () => {
+    await createFact(env, "r_join", "Asia/Seoul");
+    // 16:00Z on 03-10 is 01:00 on 03-11 in Seoul: the latest activity date is 2026-03-11.
+    await ingest(env, "r_join", [...daily("j", ["2026-03-02", "2026-03-05"]), { user_id: "j-late", occurred_at: "2026-03-10T16:00:00Z" }]);
+    const first = await api(env).post("/v1/facts/r_join/runs", {});
+    expect(first.statusCode, first.body).toBe(202);
+    const run = first.json() as Run;
+    expect(first.headers.location).toBe(`/v1/runs/${run.id}`);
+    expect(run).toMatchObject({ fact: "r_join", status: "queued", through: "2026-03-11", trigger: "api", progress: 0, error: null, started_at: null, finished_at: null, duration_ms: null });
+    expect(Date.parse(run.created_at as string)).not.toBeNaN();
+
+    const again = await api(env).post("/v1/facts/r_join/runs", { through: "2026-03-11" });
+    expect(again.statusCode, again.body).toBe(200);
+    expect(again.json().id).toBe(run.id);
+    expect(again.headers.location).toBe(`/v1/runs/${run.id}`);
+    const byDefault = await api(env).post("/v1/facts/r_join/runs");
+    expect(byDefault.statusCode).toBe(200);
+    expect(byDefault.json().id).toBe(run.id);
+    // A different date is another run.
+    const other = await api(env).post("/v1/facts/r_join/runs", { through: "2026-03-12" });
+    expect(other.statusCode).toBe(202);
+    expect(other.json().id).not.toBe(run.id);
+    expect((await getRun(run.id)).status).toBe("queued");
+  });
+
+  it("progresses queued → running → succeeded, with from, through, timings and duration", async () => {
+    await createFact(env, "r_progress");
+    await ingest(env, "r_progress", daily("p", ["2026-03-01", "2026-03-02", "2026-03-04"]));
+    const created = (await api(env).post("/v1/facts/r_progress/runs", { through: "2026-03-04" })).json() as Run;
+    expect(created.status).toBe("queued");
+    const { id: factId } = await factRecord("r_progress");
+    // Hold the metrics table: the run gets its fact and starts, then waits for us.
+    const blocker = new pg.Client({ connectionString: env.ctx.config.DATABASE_URL });
+    await blocker.connect();
+    try {
+      await blocker.query("BEGIN");
+      await blocker.query("LOCK TABLE layer_metric IN ACCESS EXCLUSIVE MODE");
+      await withWorkers(async () => {
+        const running = await waitFor(created.id, (r) => r.status !== "queued", "running");
+        expect(running.status).toBe("running");
+        expect(running.started_at).not.toBeNull();
+        expect(running.finished_at).toBeNull();
+        expect(running.from).toBe("2026-03-01");
+        await blocker.query("COMMIT");
+        const done = await waitFor(created.id, finished, "finished");
+        expect(done).toMatchObject({ status: "succeeded", from: "2026-03-01", through: "2026-03-04", progress: 1, error: null });
+        const t = done.timings as Record<string, number>;
+        for (const k of ["day_ms", "week_ms", "month_ms"]) expect(t[k], k).toBeGreaterThanOrEqual(0);
+        const [c, s, f] = [done.created_at, done.started_at, done.finished_at].map((x) => Date.parse(x as string));
+        expect(c).toBeLessThanOrEqual(s!);
+        expect(s).toBeLessThanOrEqual(f!);
+        expect(done.duration_ms).toBe(f! - s!);
+      });
+    } finally {
+      await blocker.end();
+    }
+    expect(factId).toBeGreaterThan(0);
+    expect((await factView("r_progress")).processed_through).toBe("2026-03-04");
+  });
+
+  it("never runs two runs of one fact at once, and ends processed through the later date with the right numbers", async () => {
+    await createFact(env, "r_serial");
+    const events = daily("s", ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-06", "2026-03-09", "2026-03-20"], 40);
+    await ingest(env, "r_serial", events);
+    const a = (await api(env).post("/v1/facts/r_serial/runs", { through: "2026-03-08" })).json() as Run;
+    const b = (await api(env).post("/v1/facts/r_serial/runs", { through: "2026-03-21" })).json() as Run;
+    expect(a.id).not.toBe(b.id);
+    const [ra, rb] = await withWorkers(async () => [await waitFor(a.id, finished, "finished"), await waitFor(b.id, finished, "finished")]);
+    expect(rb.status).toBe("succeeded");
+    if (ra.status === "succeeded") {
+      // a ran first: it finished before b started.
+      expect(Date.parse(ra.finished_at as string)).toBeLessThanOrEqual(Date.parse(rb.started_at as string));
+    } else {
+      // b got the fact first: a found nothing left to do and never started.
+      expect(ra.error).toMatch(/already processed through 2026-03-21/);
+      expect(ra.started_at).toBeNull();
+    }
+    expect((await factView("r_serial")).processed_through).toBe("2026-03-21");
+    const activity = events.map((e) => ({ user_id: e.user_id, date: activityDateOf(e.occurred_at, "UTC") }));
+    for (const grain of ["day", "week", "month"] as const) {
+      const got = (await api(env).get(`/v1/facts/r_serial/metrics?grain=${grain}`)).json().data;
+      expect(got, grain).toEqual(referenceLayer(activity, grain, "2026-03-21").metrics);
+    }
+  });
+
+  it("refuses a date before the watermark (409 naming it) and leaves the watermark alone", async () => {
+    await withWorkers(() => processThrough(env, "r_progress", "2026-03-06"));
+    const res = await api(env).post("/v1/facts/r_progress/runs", { through: "2026-03-05" });
+    const body = expectProblem(res, 409);
+    expect(body.processed_through).toBe("2026-03-06");
+    expect(body.detail).toContain("2026-03-06");
+    expect((await factView("r_progress")).processed_through).toBe("2026-03-06");
+    // The same date as the watermark is allowed (it picks up late data, if any).
+    expect((await api(env).post("/v1/facts/r_progress/runs", { through: "2026-03-06" })).statusCode).toBe(202);
+    await withWorkers(async () => {
+      const runs = (await api(env).get("/v1/facts/r_progress/runs?limit=1")).json().data as Run[];
+      expect((await waitFor(runs[0]!.id, finished, "finished")).status).toBe("succeeded");
+    });
+  });
+
+  it("validates the body and the run id", async () => {
+    expectProblem(await api(env).post("/v1/facts/r_progress/runs", { through: "2026-02-30" }), 400);
+    expectProblem(await api(env).post("/v1/facts/r_progress/runs", { through: "yesterday" }), 400);
+    expectProblem(await api(env).post("/v1/facts/r_progress/runs", { through: "2026-03-07", extra: 1 }), 400);
+    expectProblem(await api(env).post("/v1/facts/r_nope/runs", {}), 404);
+    expectProblem(await api(env).get("/v1/runs/00000000-0000-4000-8000-000000000000"), 404);
+    expectProblem(await api(env).get("/v1/runs/not-a-uuid"), 400);
+  });
+});
+
+describe("listing runs", () => {
+  it("pages a fact's runs newest first, every run once", async () => {
+    await createFact(env, "r_list");
+    await ingest(env, "r_list", daily("l", ["2026-03-01"]));
+    const ids: string[] = [];
+    for (const d of ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"]) {
+      ids.push((await api(env).post("/v1/facts/r_list/runs", { through: d })).json().id);
+    }
+    const seen: Run[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const res = await api(env).get(`/v1/facts/r_list/runs?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+      expect(res.statusCode, res.body).toBe(200);
+      seen.push(...res.json().data);
+      cursor = res.json().next_cursor;
+      pages++;
+    } while (cursor);
+    expect(pages).toBe(3);
+    expect(seen.map((r) => r.id)).toEqual([...ids].reverse());
+    const created = seen.map((r) => Date.parse(r.created_at as string));
+    expect([...created].sort((x, y) => y - x)).toEqual(created);
+    expect(seen.every((r) => r.fact === "r_list")).toBe(true);
+    expectProblem(await api(env).get("/v1/facts/r_list/runs?cursor=garbage"), 400);
+    await withWorkers(() => waitFor(ids[4]!, finished, "finished"));
+  });
+});
+
+describe("failed runs leave earlier results intact", () => {
+  it("a run that finds its date already passed fails and changes nothing", async () => {
+    await createFact(env, "r_stale");
+    await ingest(env, "r_stale", daily("t", ["2026-03-01", "2026-03-02", "2026-03-03"]));
+    await withWorkers(() => processThrough(env, "r_stale", "2026-03-02"));
+    const stale = (await api(env).post("/v1/facts/r_stale/runs", { through: "2026-03-02" })).json() as Run;
+    // Meanwhile another run (the CLI, another worker) goes further.
+    const fact = await factRecord("r_stale");
+    const ahead = await requestRun(env.ctx, fact, "2026-03-03", "cli");
+    expect((await executeRun(env.ctx, ahead.run.id)).status).toBe("succeeded");
+    const before = await metricsSnapshot("r_stale");
+    const r = await withWorkers(() => waitFor(stale.id, finished, "finished"));
+    expect(r.status).toBe("failed");
+    expect(r.error).toMatch(/already processed through 2026-03-03/);
+    expect((await factView("r_stale")).processed_through).toBe("2026-03-03");
+    expect(await metricsSnapshot("r_stale")).toEqual(before);
+  });
+
+  /** A fact processed through 2026-03-05 (Thursday), then events late (03-04) and new (03-06, 03-07, 04-02). */
+  async function failingSetup(fact: string) {
+    await createFact(env, fact);
+    const early = daily(fact, ["2026-03-02", "2026-03-03", "2026-03-05"]);
+    await ingest(env, fact, early);
+    await withWorkers(() => processThrough(env, fact, "2026-03-05"));
+    const record = await factRecord(fact);
+    const before = await metricsSnapshot(fact);
+    const statusBefore: Record<string, unknown> = {};
+    for (const [grain, period] of [["day", "2026-03-05"], ["week", "2026-03-02"], ["month", "2026-03-01"]])
+      statusBefore[grain!] = (await api(env).get(`/v1/facts/${fact}/status?grain=${grain}&period=${period}`)).json();
+    const more = [
+      ...daily(fact, ["2026-03-06", "2026-04-02"]),
+      { user_id: `${fact}-late`, occurred_at: "2026-03-04T12:00:00Z" },
+      { user_id: `${fact}-new`, occurred_at: "2026-03-07T12:00:00Z" },
+    ];
+    await ingest(env, fact, more);
+    // A real error inside PostgreSQL while the month grain is written: day and week are done by then.
+    const pool = env.ctx.db.pool;
+    const fn = `fail_${fact}`;
+    await pool.query(`CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.grain = 2 AND NEW.fact_id = ${record.id} THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$`);
+    await pool.query(`CREATE TRIGGER ${fn} BEFORE INSERT ON layer_island FOR EACH ROW EXECUTE FUNCTION ${fn}()`);
+    let runId: string;
+    try {
+      const { run } = await requestRun(env.ctx, record, "2026-04-05");
+      runId = run.id;
+      await expect(executeRun(env.ctx, run.id, { finalAttempt: true })).rejects.toThrow(/injected failure/);
+    } finally {
+      await pool.query(`DROP TRIGGER ${fn} ON layer_island; DROP FUNCTION ${fn}()`);
+    }
+    return { early, more, before, statusBefore, runId };
+  }
+
+  it("a run that fails mid-way (an error in its last grain) keeps the watermark, records why, and the next run completes it", async () => {
+    const { early, more, runId } = await failingSetup("r_fail");
+    const failed = await getRun(runId);
+    expect(failed).toMatchObject({ status: "failed", from: "2026-03-04" });
+    expect(failed.error).toMatch(/injected failure/);
+    expect(failed.finished_at).not.toBeNull();
+    const view = await factView("r_fail");
+    expect(view.processed_through).toBe("2026-03-05");
+    expect(view.dirty_from).toBe("2026-03-04");
+    expectProblem(await api(env).get("/v1/facts/r_fail/status?grain=day&period=2026-03-06"), 409);
+
+    // The next run starts where the failed one did and ends right.
+    const next = await withWorkers(() => processThrough(env, "r_fail", "2026-04-05"));
+    expect(next.from).toBe("2026-03-04");
+    expect((await factView("r_fail")).dirty_from).toBeNull();
+    const activity = [...early, ...more].map((e) => ({ user_id: e.user_id, date: activityDateOf(e.occurred_at, "UTC") }));
+    for (const grain of ["day", "week", "month"] as const) {
+      const got = (await api(env).get(`/v1/facts/r_fail/metrics?grain=${grain}`)).json().data;
+      expect(got, grain).toEqual(referenceLayer(activity, grain, "2026-04-05").metrics);
+    }
+  });
+
+  // KNOWN BUG (src/activation/postgres/process.ts, not ours to edit): each grain commits in its own
+  // transaction before the watermark moves, so after a failure in a later grain the earlier grains
+  // already show the late events (day 03-05 counts the user late on 03-04) and the days after the
+  // watermark inside its partial week (week 03-02 counts the users of 03-06 and 03-07), contrary to
+  // "every model answers as of T" and "a failed job leaves earlier results intact". Drop `.fails` once
+  // the grains and the watermark commit together.
+  it.fails("KNOWN BUG: a failed run leaves the answers as of the watermark exactly as they were", async () => {
+    const { before, statusBefore } = await failingSetup("r_fail_answers");
+    expect((await factView("r_fail_answers")).processed_through).toBe("2026-03-05");
+    const statusAfter: Record<string, unknown> = {};
+    for (const [grain, period] of [["day", "2026-03-05"], ["week", "2026-03-02"], ["month", "2026-03-01"]])
+      statusAfter[grain!] = (await api(env).get(`/v1/facts/r_fail_answers/status?grain=${grain}&period=${period}`)).json();
+    expect(statusAfter).toEqual(statusBefore);
+    expect(await metricsSnapshot("r_fail_answers")).toEqual(before);
+  });
+});
+
+describe("queries and the watermark", () => {
+  it("answers 409 naming the watermark for periods beyond it, at every grain and endpoint", async () => {
+    // r_progress is processed through 2026-03-06 (a Friday).
+    const a = api(env);
+    const ok = [
+      "/v1/facts/r_progress/status?grain=day&period=2026-03-06",
+      "/v1/facts/r_progress/status?grain=week&period=2026-03-02",
+      "/v1/facts/r_progress/status?grain=month&period=2026-03-01",
+      "/v1/facts/r_progress/metrics?grain=day&to=2026-03-06",
+      "/v1/facts/r_progress/first-last?date=2026-03-06",
+    ];
+    for (const url of ok) expect((await a.get(url)).statusCode, url).toBe(200);
+    const beyond = [
+      "/v1/facts/r_progress/status?grain=day&period=2026-03-07",
+      "/v1/facts/r_progress/status?grain=week&period=2026-03-09",
+      "/v1/facts/r_progress/status?grain=month&period=2026-04-01",
+      "/v1/facts/r_progress/activation?grain=day&period=2026-03-07",
+      "/v1/facts/r_progress/metrics?grain=day&to=2026-03-07",
+      "/v1/facts/r_progress/metrics?grain=week&from=2026-03-09",
+      "/v1/facts/r_progress/metrics/contribution?grain=day&base=2026-03-06&compare=2026-03-07",
+      "/v1/facts/r_progress/first-last?date=2026-03-07",
+      "/v1/facts/r_progress/users/p-0/status?grain=day&to=2026-03-07",
+    ];
+    for (const url of beyond) {
+      const body = expectProblem(await a.get(url), 409);
+      expect(body.processed_through, url).toBe("2026-03-06");
+      expect(body.detail, url).toContain("2026-03-06");
+    }
+    // The CSV export of a period beyond it is refused the same way, not streamed empty.
+    expectProblem(await a.get("/v1/facts/r_progress/status?grain=day&period=2026-03-07", { accept: "text/csv" }), 409);
+  });
+
+  it("answers 409 before any run has processed the fact", async () => {
+    await createFact(env, "r_unprocessed");
+    await ingest(env, "r_unprocessed", daily("u", ["2026-03-01"]));
+    for (const url of [
+      "/v1/facts/r_unprocessed/metrics",
+      "/v1/facts/r_unprocessed/status?period=2026-03-01",
+      "/v1/facts/r_unprocessed/activation?period=2026-03-01",
+      "/v1/facts/r_unprocessed/first-last?date=2026-03-01",
+      "/v1/facts/r_unprocessed/users/u-0/status",
+    ]) {
+      const body = expectProblem(await api(env).get(url), 409);
+      expect(body.processed_through, url).toBeNull();
+    }
+  });
+});
+
+describe("the daily scheduler", () => {
+  it("requests runs through yesterday in each fact's own timezone, joins queued ones, and skips facts that are up to date", async () => {
+    await createFact(env, "sch_seoul", "Asia/Seoul");
+    await createFact(env, "sch_la", "America/Los_Angeles");
+    await createFact(env, "sch_utc", "UTC");
+    await createFact(env, "sch_none", "UTC"); // no events: never scheduled
+    for (const f of ["sch_seoul", "sch_la", "sch_utc"]) await ingest(env, f, daily(f, ["2026-05-01", "2026-05-05"]));
+    const ours = (runs: Array<{ fact: string; through: string; trigger: string; id: string }>) =>
+      Object.fromEntries(runs.filter((r) => r.fact.startsWith("sch_")).map((r) => [r.fact, r]));
+
+    // 23:59Z on 05-10: Seoul is at 08:59 on 05-11, Los Angeles at 16:59 on 05-10, UTC still on 05-10.
+    const first = ours(await processAllFactsThroughYesterday(env.ctx, new Date("2026-05-10T23:59:00Z")));
+    expect(Object.fromEntries(Object.entries(first).map(([f, r]) => [f, [r.through, r.trigger]]))).toEqual({
+      sch_seoul: ["2026-05-10", "schedule"],
+      sch_la: ["2026-05-09", "schedule"],
+      sch_utc: ["2026-05-09", "schedule"],
+    });
+    // Two minutes later UTC is on 05-11: only the UTC fact's yesterday moved; the others are joined.
+    const second = ours(await processAllFactsThroughYesterday(env.ctx, new Date("2026-05-11T00:01:00Z")));
+    expect(second.sch_seoul!.id).toBe(first.sch_seoul!.id);
+    expect(second.sch_la!.id).toBe(first.sch_la!.id);
+    expect(second.sch_utc!.through).toBe("2026-05-10");
+    expect(second.sch_utc!.id).not.toBe(first.sch_utc!.id);
+
+    await withWorkers(async () => {
+      for (const r of [...Object.values(first), ...Object.values(second)]) await waitFor(r.id, finished, "finished");
+    });
+    expect((await factView("sch_seoul")).processed_through).toBe("2026-05-10");
+    expect((await factView("sch_la")).processed_through).toBe("2026-05-09");
+    expect((await factView("sch_utc")).processed_through).toBe("2026-05-10");
+
+    // Up to date: nothing requested.
+    expect(ours(await processAllFactsThroughYesterday(env.ctx, new Date("2026-05-11T00:01:00Z")))).toEqual({});
+    // A fact processed beyond its yesterday is skipped too (an earlier `now`).
+    expect(ours(await processAllFactsThroughYesterday(env.ctx, new Date("2026-05-09T12:00:00Z")))).toEqual({});
+    // Late data dated before the watermark makes a fact due again, through the same yesterday.
+    await ingest(env, "sch_la", [{ user_id: "late", occurred_at: "2026-05-03T12:00:00-07:00" }]);
+    const again = ours(await processAllFactsThroughYesterday(env.ctx, new Date("2026-05-11T00:01:00Z")));
+    expect(Object.keys(again)).toEqual(["sch_la"]);
+    expect(again.sch_la!.through).toBe("2026-05-09");
+    const done = await withWorkers(() => waitFor(again.sch_la!.id, finished, "finished"));
+    expect(done).toMatchObject({ status: "succeeded", from: "2026-05-03" });
+    expect((await factView("sch_la")).dirty_from).toBeNull();
+  });
+});
