@@ -4,6 +4,7 @@ import { bulkLoadFile, type BulkLoadResult, type EventFileFormat } from "../fact
 import { ProgressBar } from "./progress.js";
 
 const PHASES: Record<string, string> = {
+  copy: "copying",
   group: "grouping events by user and day",
   users: "adding new users",
   fold: "folding into activity days",
@@ -23,13 +24,24 @@ export async function loadCommand(ctx: AppContext, args: string[]): Promise<void
   if (!fact || !file || positionals.length > 2) throw new Error(USAGE);
   if (values.format !== undefined && values.format !== "csv" && values.format !== "ndjson") throw new Error(`--format must be csv or ndjson\n${USAGE}`);
   const bar = new ProgressBar(`loading ${fact}`);
+  let fraction = 0;
+  let rowsRead = 0;
+  let phase = "";
+  const show = () => bar.update(fraction, `${rowsRead.toLocaleString("en-US")} rows read${phase ? ` · ${phase}` : ""}`);
   let result: BulkLoadResult;
   try {
     result = await bulkLoadFile(ctx, fact, file, {
       rejectFile: values["reject-file"],
       format: values.format as EventFileFormat | undefined,
-      onProgress: (read, total, rows) => bar.update(total > 0 ? read / total : 1, `${rows.toLocaleString("en-US")} rows`),
-      onPhase: (phase) => bar.update(1, PHASES[phase] ?? phase),
+      onProgress: (read, total, rows) => {
+        fraction = total > 0 ? read / total : 1;
+        rowsRead = rows;
+        show();
+      },
+      onPhase: (p) => {
+        phase = PHASES[p] ?? p;
+        show();
+      },
     });
   } finally {
     bar.done();

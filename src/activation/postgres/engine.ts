@@ -2,7 +2,7 @@ import type pg from "pg";
 import type { ActivationRow, FactRef, FirstLastRow, IngestResult, LayerEngine, ProcessOptions, ProcessResult, StatusRow } from "../engine.js";
 import type { ValidEvent } from "../../facts/event-validation.js";
 import { ingestEventBatch } from "./ingest.js";
-import { bulkLoadEvents, type BulkLoadProgress, type BulkLoadSummary, type EventColumns } from "./bulk-load.js";
+import { bulkLoadEvents, type BulkLoadOptions, type BulkLoadSummary, type EventColumns } from "./bulk-load.js";
 import { processFact } from "./process.js";
 import { withTransaction } from "./tx.js";
 import {
@@ -39,8 +39,8 @@ export class PostgresLayerEngine implements LayerEngine {
    * Bulk ingestion: validated events streamed through COPY into a staging table and folded like an
    * HTTP batch, all in one transaction. An error thrown by `batches` rolls everything back.
    */
-  bulkLoad(fact: FactRef, batches: AsyncIterable<EventColumns>, progress?: BulkLoadProgress): Promise<BulkLoadSummary> {
-    return bulkLoadEvents(this.pool, fact, batches, progress);
+  bulkLoad(fact: FactRef, batches: AsyncIterable<EventColumns>, options?: BulkLoadOptions): Promise<BulkLoadSummary> {
+    return bulkLoadEvents(this.pool, fact, batches, options);
   }
 
   process(fact: FactRef, through: string, options?: ProcessOptions): Promise<ProcessResult> {
