@@ -3,6 +3,7 @@ import { createContext, checkServices } from "./bootstrap.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { migrateDatabase } from "./db/migrate.js";
 import { startWorkers } from "./jobs/workers.js";
+import { syncRefreshSchedules } from "./audiences/refresh.js";
 
 /** `npm start`: migrations, the API and (unless WORKERS=0) in-process workers; graceful on SIGTERM. */
 async function main() {
@@ -16,7 +17,10 @@ async function main() {
   const ctx = createContext(config);
   const app = await buildApp(ctx);
   const workers = config.WORKERS > 0 ? startWorkers(ctx, app.log) : null;
-  if (workers) await ctx.queues.upsertDailyProcessing(config.PROCESS_CRON);
+  if (workers) {
+    await ctx.queues.upsertDailyProcessing(config.PROCESS_CRON);
+    await syncRefreshSchedules(ctx);
+  }
   await app.listen({ port: config.PORT, host: config.HOST });
 
   let stopping = false;

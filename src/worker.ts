@@ -3,6 +3,7 @@ import { createContext, checkServices } from "./bootstrap.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { migrateDatabase } from "./db/migrate.js";
 import { startWorkers } from "./jobs/workers.js";
+import { syncRefreshSchedules } from "./audiences/refresh.js";
 
 /** `npm run worker`: job workers only, to scale out processing and materialisation. */
 async function main() {
@@ -17,6 +18,7 @@ async function main() {
   const ctx = createContext(config);
   const workers = startWorkers(ctx, log);
   await ctx.queues.upsertDailyProcessing(config.PROCESS_CRON);
+  await syncRefreshSchedules(ctx);
   log.info("workers started");
   let stopping = false;
   const stop = async () => {

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 import { allPages, api, createFact, ingest, processThrough } from "./helpers/api.js";
 import { fixtureMeta, readFixtureCsv } from "./helpers/fixtures.js";
+import { syncRefreshSchedules } from "../src/audiences/refresh.js";
 
 const FIXTURE = "la-dst-60d";
 const meta = fixtureMeta(FIXTURE);
@@ -238,6 +239,14 @@ describe("refresh", () => {
     const badCron = await api(env).patch(`/v1/audiences/${a.id}`, { refresh: { cron: "every day", timezone: "UTC" } });
     expect(badCron.statusCode).toBe(400);
     expect(badCron.json().errors[0].path).toBe("refresh.cron");
+    // Redis lost its schedulers (flushed, restored from an old backup): startup puts them back.
+    await env.ctx.queues.removeScheduler(`audience-refresh-${a.id}`);
+    await env.ctx.queues.upsertAudienceRefresh("audience-refresh-00000000-0000-4000-8000-000000000000", "00000000-0000-4000-8000-000000000000", "0 1 * * *", "UTC");
+    const synced = await syncRefreshSchedules(env.ctx);
+    expect(synced.removed).toBe(1);
+    const ids = (await env.ctx.queues.schedules.getJobSchedulers()).map((s) => s.key ?? s.id);
+    expect(ids).toContain(`audience-refresh-${a.id}`);
+    expect(ids).not.toContain("audience-refresh-00000000-0000-4000-8000-000000000000");
     await api(env).delete(`/v1/audiences/${a.id}`);
     expect((await env.ctx.queues.schedules.getJobSchedulers()).filter((s) => (s.key ?? s.id) === `audience-refresh-${a.id}`).length).toBe(0);
   });

@@ -41,3 +41,23 @@ export async function applyRefreshSchedule(ctx: AppContext, audienceId: string, 
   if (refresh && typeof refresh === "object") await ctx.queues.upsertAudienceRefresh(schedulerId, audienceId, refresh.cron, refresh.timezone);
   else await ctx.queues.removeScheduler(schedulerId);
 }
+
+/**
+ * At startup: make Redis's schedulers match the audiences in PostgreSQL (Redis may have been flushed,
+ * or an audience deleted while Redis was away). Upserts are idempotent, so restarts change nothing.
+ */
+export async function syncRefreshSchedules(ctx: AppContext): Promise<{ upserted: number; removed: number }> {
+  const audiences = await ctx.db.prisma.audience.findMany({ where: { deletedAt: null }, select: { id: true, refresh: true } });
+  const wanted = new Map<string, Refresh>();
+  for (const a of audiences) if (a.refresh && typeof a.refresh === "object") wanted.set(`audience-refresh-${a.id}`, a.refresh as Refresh);
+  for (const [schedulerId, refresh] of wanted) await applyRefreshSchedule(ctx, schedulerId.slice("audience-refresh-".length), refresh);
+  let removed = 0;
+  for (const s of await ctx.queues.schedules.getJobSchedulers()) {
+    const id = s.key ?? s.id;
+    if (id?.startsWith("audience-refresh-") && !wanted.has(id)) {
+      await ctx.queues.removeScheduler(id);
+      removed++;
+    }
+  }
+  return { upserted: wanted.size, removed };
+}

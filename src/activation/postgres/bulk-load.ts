@@ -170,13 +170,16 @@ export async function bulkLoadEvents(
     let latest: string | null = null;
     let segments = 0;
     for (let last = false; !last; ) {
+      // The first segments are smaller so that PostgreSQL starts folding early instead of waiting
+      // for a whole segment to be parsed; from then on the parser stays a segment ahead.
+      const target = Math.min(segmentRows, Math.max(1, Math.floor(segmentRows / 8)) * 2 ** segments);
       progress?.("copy");
       const copy = client.query(copyFrom(`COPY ${STAGE} (uid, ms) FROM STDIN`));
       let copyError: Error | undefined;
       copy.on("error", (err: Error) => (copyError ??= err));
       let segment = 0;
       try {
-        while (segment < segmentRows) {
+        while (segment < target) {
           const item = await queue.shift();
           if (item === null) {
             last = true;
