@@ -26,7 +26,8 @@ import { withTransaction } from "../src/activation/postgres/tx.js";
 import { GRAIN_CODE, periodOfDate, type Grain } from "../src/activation/periods.js";
 import type { FactRef } from "../src/activation/engine.js";
 import { createUsersAndParams, dateOfX, insertActivity, lateEvents } from "./activation/generate.js";
-import { BASELINE_GRAINS, baselineSteps, comparedColumns, dropSql } from "./activation/baseline-sql.js";
+import { BASELINE_GRAINS, baselineSteps, comparedColumns, dropSql, statusCompareColumns } from "./activation/baseline-sql.js";
+import { statusColumnsSql } from "../src/activation/postgres/status-sql.js";
 
 // ---------------------------------------------------------------- options
 function opt(name: string): string | undefined {
@@ -97,10 +98,13 @@ async function vacuumAnalyze(pool: pg.Pool, tables: string[]) {
   for (const t of tables) await pool.query(`VACUUM (ANALYZE) ${t}`);
 }
 
+// Other work on the machine skews every figure: the 1-minute load average is kept beside each run.
+const load = () => +os.loadavg()[0]!.toFixed(2);
 async function process_(pool: pg.Pool, fact: FactRef, x: number) {
+  const load_before = load();
   const t0 = performance.now();
   const r = await processFact(pool, fact, dateOfX(x));
-  return { ms: ms(t0), from: r.from, timings: r.timings };
+  return { ms: ms(t0), from: r.from, timings: r.timings, load_before };
 }
 
 const mb = (bytes: number) => bytes / 1024 / 1024;
@@ -118,6 +122,7 @@ const row = (figure: string, value: string, target = "", pass: boolean | null = 
 
 // ---------------------------------------------------------------- run
 const benchStart = performance.now();
+const loadAtStart = os.loadavg();
 log(`activation bench: ${fmtInt(USERS)} users, ${DAYS} days (flat history: ${SHORT_DAYS} vs ${LONG_DAYS} days) on ${DB_NAME}`);
 await admin(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`);
 await migrateDatabase(DB_URL);
@@ -176,14 +181,14 @@ const islandCounts = Object.fromEntries(
   ),
 );
 await timed("VACUUM ANALYZE layer tables", () => vacuumAnalyze(pool, ["layer_island", "layer_metric"]));
-results.initial_build = { seconds: +(build.ms / 1000).toFixed(2), timings_ms: build.timings, islands: islandCounts };
+results.initial_build = { seconds: +(build.ms / 1000).toFixed(2), timings_ms: build.timings, islands: islandCounts, load_before: build.load_before };
 row("initial build, all grains", sec(build.ms), "≤ 180 s", FULL_SIZE ? build.ms <= 180_000 : null);
 
 // 3. one more day
 const dayRows = await insertActivity(pool, main.id, 0, 0);
 const day = await process_(pool, main, 0);
 log(`one more day (${fmtInt(dayRows)} actives): ${sec(day.ms)} ${JSON.stringify(day.timings)}`);
-results.one_more_day = { seconds: +(day.ms / 1000).toFixed(3), actives: dayRows, timings_ms: day.timings, fraction_of_build: day.ms / build.ms };
+results.one_more_day = { seconds: +(day.ms / 1000).toFixed(3), actives: dayRows, timings_ms: day.timings, fraction_of_build: day.ms / build.ms, load_before: day.load_before };
 row(`one more day (${fmtInt(dayRows)} actives)`, sec(day.ms), "≤ 1.5 s", FULL_SIZE ? day.ms <= 1500 : null);
 row("  one more day / initial build", `1/${(build.ms / day.ms).toFixed(0)}`, "≤ 1/40", build.ms / day.ms >= 40);
 
@@ -305,6 +310,7 @@ if (RUN_BASELINES) {
     const c = await pool.connect();
     const steps: Record<string, number> = {};
     const agreement: Record<string, unknown> = {};
+    const statusAgreement: Record<string, { users: number; differing: number }> = {};
     let statusDaySize = 0, statusDayRows = 0;
     try {
       // What a nightly batch job would set for itself (the engine's runs get the same memory).
@@ -325,10 +331,27 @@ if (RUN_BASELINES) {
         const theirs = (await c.query(`SELECT * FROM bl_metric_${grain} WHERE period BETWEEN $1 AND $2 ORDER BY period`, [from, Tp])).rows;
         agreement[grain] = compare(`baseline PostgreSQL vs layer, ${grain}`, g, await ourMetrics(g, from, Tp), theirs);
       }
+      // Every status field of every user, as the layer derives it from the islands, against the
+      // baseline's status table: at the last period and at one 10 periods back, at every grain.
+      for (const { grain, g } of BASELINE_GRAINS) {
+        const Tp = periodOfDate(grain, T);
+        for (const P of [Tp, Tp - 10]) {
+          const cols = statusCompareColumns(g);
+          const r = await c.query(
+            `SELECT count(*) AS rows, count(*) FILTER (WHERE o.user_key IS NULL OR b.user_key IS NULL OR ${cols.map((k) => `o.${k} IS DISTINCT FROM b.${k}`).join(" OR ")}) AS diff
+             FROM (SELECT i.user_key, ${statusColumnsSql("i", String(P), g)} FROM layer_island i
+                   WHERE i.fact_id = ${main.id} AND i.grain = ${g} AND i.start_p <= ${P} AND (i.next_start IS NULL OR i.next_start > ${P})) o
+             FULL JOIN (SELECT * FROM bl_status_${grain} WHERE period = ${P}) b ON b.user_key = o.user_key`,
+          );
+          const { rows: n, diff } = r.rows[0];
+          statusAgreement[`${grain}_${P}`] = { users: Number(n), differing: Number(diff) };
+          log(`status of every user, ${grain} period ${P}: ${Number(diff) === 0 ? `agrees (${fmtInt(Number(n))} users × ${cols.length} fields)` : `${diff} of ${n} users DIFFER`}`);
+        }
+      }
       statusDaySize = Number((await c.query(`SELECT pg_total_relation_size('bl_status_day') AS s`)).rows[0].s);
       statusDayRows = Number((await c.query(`SELECT count(*) AS n FROM bl_status_day`)).rows[0].n);
       for (const { grain } of BASELINE_GRAINS) for (const s of dropSql(grain)) await c.query(s);
-      return { ms: total, steps, agreement, status_day_mb: mb(statusDaySize), status_day_rows: statusDayRows };
+      return { ms: total, steps, agreement, statusAgreement, status_day_mb: mb(statusDaySize), status_day_rows: statusDayRows };
     } finally {
       c.release();
     }
@@ -378,7 +401,7 @@ if (RUN_BASELINES) {
   log(`baseline DuckDB: export ${sec(duck.export_ms)}, load ${sec(duck.load_ms)}, compute ${sec(duck.compute_ms)}`);
   const agreeAll = (a: Record<string, unknown>) => Object.values(a).every((x) => (x as { agree: boolean }).agree);
   results.baselines = {
-    postgres: { seconds: +(pgBase.ms / 1000).toFixed(1), steps_ms: pgBase.steps, agreement: pgBase.agreement, status_day_rows: pgBase.status_day_rows, status_day_mb: pgBase.status_day_mb, vs_one_more_day: pgBase.ms / day.ms },
+    postgres: { seconds: +(pgBase.ms / 1000).toFixed(1), steps_ms: pgBase.steps, agreement: pgBase.agreement, status_agreement: pgBase.statusAgreement, status_day_rows: pgBase.status_day_rows, status_day_mb: pgBase.status_day_mb, vs_one_more_day: pgBase.ms / day.ms },
     duckdb: {
       seconds: +(duckTotal / 1000).toFixed(1), export_s: +(duck.export_ms / 1000).toFixed(1), load_s: +(duck.load_ms / 1000).toFixed(1),
       compute_s: +(duck.compute_ms / 1000).toFixed(1), steps_ms: duck.steps, agreement: duck.agreement,
@@ -387,6 +410,8 @@ if (RUN_BASELINES) {
   };
   row("baseline (a) PostgreSQL SQL, full layer", `${sec(pgBase.ms)} = ${(pgBase.ms / day.ms).toFixed(0)} × our one more day`, "daily path ≪", pgBase.ms >= 10 * day.ms);
   row("  metrics agree with the layer (last 7 periods)", agreeAll(pgBase.agreement) ? "yes, every grain" : "NO", "yes", agreeAll(pgBase.agreement));
+  const statusOk = Object.values(pgBase.statusAgreement).every((x) => x.differing === 0);
+  row("  status of every user agrees (2 periods × 3 grains)", statusOk ? "yes, every field" : "NO", "yes", statusOk);
   row("  its users × days status table", `${fmtInt(pgBase.status_day_rows)} rows, ${pgBase.status_day_mb.toFixed(0)} MB = ${(pgBase.status_day_mb / storage.activity_day_mb).toFixed(1)} × activity_day`);
   row(
     "baseline (b) DuckDB, full layer",
@@ -433,6 +458,7 @@ if (RUN_FLAT) {
 // ---------------------------------------------------------------- report
 const totalS = ms(benchStart) / 1000;
 results.total_run_s = +totalS.toFixed(0);
+results.load_average = { at_start: loadAtStart.map((v) => +v.toFixed(2)), at_end: os.loadavg().map((v) => +v.toFixed(2)) };
 const w0 = Math.max(...rows.map((r) => r.figure.length)), w1 = Math.max(...rows.map((r) => r.value.length)), w2 = Math.max(...rows.map((r) => r.target.length), 6);
 const line = (a: string, b: string, c: string, d: string) => `${a.padEnd(w0)}  ${b.padEnd(w1)}  ${c.padEnd(w2)}  ${d}`;
 console.log("");
@@ -441,7 +467,7 @@ console.log(`PostgreSQL settings: ${Object.entries(machine.postgres_settings).ma
 console.log(line("figure", "value", "target", "pass"));
 console.log(line("-".repeat(w0), "-".repeat(w1), "-".repeat(w2), "----"));
 for (const r of rows) console.log(line(r.figure, r.value, r.target, r.pass === null ? (r.target ? "n/a (small run)" : "") : r.pass ? "PASS" : "FAIL"));
-console.log(`total run: ${totalS.toFixed(0)} s`);
+console.log(`total run: ${totalS.toFixed(0)} s; load average (1/5/15 min) at start ${loadAtStart.map((v) => v.toFixed(1)).join("/")}, at end ${os.loadavg().map((v) => v.toFixed(1)).join("/")} on ${machine.cpus} CPUs`);
 
 const out = {
   bench: "activation",

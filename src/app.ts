@@ -13,6 +13,7 @@ import layerRoutes from "./routes/layer.js";
 import audienceRoutes from "./routes/audiences.js";
 import materializationRoutes from "./routes/materializations.js";
 import webhookRoutes from "./routes/webhooks.js";
+import campaignRoutes from "./routes/campaigns.js";
 
 export const API_VERSION = "0.1.0";
 
@@ -68,6 +69,7 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
       await v1.register(audienceRoutes);
       await v1.register(materializationRoutes);
       await v1.register(webhookRoutes);
+      await v1.register(campaignRoutes);
     },
     { prefix: "/v1" },
   );

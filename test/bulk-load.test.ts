@@ -50,6 +50,11 @@ async function activity(fact: string): Promise<string[]> {
   return rows.map((r) => r.r);
 }
 
+/** Scratch tables of the loader that outlived a load (there must be none). */
+async function stagedTables(): Promise<string[]> {
+  return (await q<{ relname: string }>(`SELECT relname FROM pg_class WHERE relname LIKE 'bulk\\_%' AND relpersistence <> 't'`)).map((r) => r.relname);
+}
+
 async function countActivity(): Promise<number> {
   return (await q<{ n: number }>(`SELECT count(*)::int AS n FROM activity_day`))[0]!.n;
 }
@@ -166,6 +171,17 @@ describe("bulk loader: the fixtures give the expected layer", () => {
     await expectLayerEquals(env, fact, fixture, "expected", meta.through);
   });
 
+  it.each(FIXTURE_NAMES)("%s: the same in many small segments (days straddle segments, duplicates fold twice)", async (fixture) => {
+    const meta = fixtureMeta(fixture);
+    const fact = `${fixture.replace(/-/g, "_")}_segments`;
+    await createFact(env, fact, meta.fact_timezone);
+    const res = await bulkLoadFile(env.ctx, fact, path.join(FIXTURES_DIR, fixture, "events.csv"), { segmentRows: 40, readChunkBytes: 512 });
+    expect(res.segments).toBeGreaterThan(10);
+    await processThrough(env, fact, meta.through);
+    await expectLayerEquals(env, fact, fixture, "expected", meta.through);
+    expect(await stagedTables()).toEqual([]);
+  });
+
   it("seoul-70d: part 1, processed, then a late part 2 gzipped, marks the fact dirty and ends equal to the whole log", async () => {
     const fixture = "seoul-70d";
     const meta = fixtureMeta(fixture);
@@ -230,6 +246,30 @@ describe("bulk loader: bad input", () => {
     // The pool is fine afterwards (the aborted COPY's connection was discarded, not reused).
     const ok = await bulkLoadFile(env.ctx, "rejected", file("ok.csv", "user_id,occurred_at\nz,2026-03-02T10:00:00Z\n"));
     expect(ok.rows).toBe(1);
+  });
+
+  it("rejects a file whose bad row comes after segments were already folded, and stores nothing", async () => {
+    await createFact(env, "late_bad", "UTC");
+    const before = await countActivity();
+    const lines = ["user_id,occurred_at"];
+    for (let i = 0; i < 3000; i++) lines.push(`late${i % 700},2026-03-${String(1 + (i % 28)).padStart(2, "0")}T10:00:00Z`);
+    lines.push("late1,2026-03-02T10:00:00+25:00");
+    const err = await rejection(bulkLoadFile(env.ctx, "late_bad", file("late.csv", lines.join("\n")), { segmentRows: 200, readChunkBytes: 4096 }));
+    expect(err.errors.map((e) => [e.line, e.message])).toEqual([[3002, "occurred_at has an invalid UTC offset"]]);
+    expect(await countActivity()).toBe(before);
+    expect((await q<{ n: number }>(`SELECT count(*)::int AS n FROM app_user WHERE external_id LIKE 'late%'`))[0]!.n).toBe(0);
+    expect(await stagedTables()).toEqual([]);
+  });
+
+  it("drops scratch tables a crashed load left behind, and only those", async () => {
+    await createFact(env, "orphans", "UTC");
+    const live = (await q<{ pid: number }>(`SELECT pg_backend_pid() AS pid`))[0]!.pid;
+    await q(`CREATE UNLOGGED TABLE bulk_day_999999_0badc0de_0 (uid text)`);
+    await q(`CREATE UNLOGGED TABLE bulk_new_999999_0badc0de_0 (uid text)`);
+    await q(`CREATE UNLOGGED TABLE bulk_day_${live}_0badc0de_0 (uid text)`);
+    await bulkLoadFile(env.ctx, "orphans", file("o.csv", CSV_SMALL));
+    expect(await stagedTables()).toEqual([`bulk_day_${live}_0badc0de_0`]);
+    await q(`DROP TABLE bulk_day_${live}_0badc0de_0`);
   });
 
   it("reports the first 100 errors and the total count", async () => {

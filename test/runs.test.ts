@@ -1,6 +1,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { executeRun, processAllFactsThroughYesterday, requestRun } from "../src/activation/runs.js";
+import { dateToDay } from "../src/activation/periods.js";
 import { activityDateOf, referenceLayer } from "../src/activation/status-rules.js";
 import type { RunningWorkers } from "../src/jobs/workers.js";
 import { api, createFact, ingest, processThrough } from "./helpers/api.js";
@@ -65,6 +66,15 @@ async function metricsSnapshot(fact: string) {
   return out;
 }
 
+/** A status row of `period` that could be true: no negative streak, nothing from after the period. */
+function expectWellFormed(r: Record<string, unknown>, period: string) {
+  const at = JSON.stringify(r);
+  expect(String(r.first_active_period) <= period, at).toBe(true);
+  expect(String(r.last_active_period) <= period, at).toBe(true);
+  for (const k of ["inactivity_periods", "consecutive_active_periods", "tenure_periods"]) expect(r[k] as number, at).toBeGreaterThanOrEqual(0);
+  for (const k of ["last_streak_periods", "active_periods_total"]) expect(r[k] as number, at).toBeGreaterThanOrEqual(1);
+}
+
 function expectProblem(res: { statusCode: number; headers: Record<string, unknown>; json(): Record<string, unknown> }, status: number) {
   expect(res.statusCode).toBe(status);
   expect(String(res.headers["content-type"])).toContain("application/problem+json");
@@ -107,6 +117,11 @@ describe("requesting runs", () => {
     expect(other.statusCode).toBe(202);
     expect(other.json().id).not.toBe(run.id);
     expect((await getRun(run.id)).status).toBe("queued");
+    // Once workers run, both finish (in either order: the earlier date may find itself overtaken).
+    const [r1, r2] = await withWorkers(async () => [await waitFor(run.id, finished, "finished"), await waitFor(other.json().id, finished, "finished")]);
+    expect(r2.status).toBe("succeeded");
+    expect(r1.status === "succeeded" || /already processed through 2026-03-12/.test(String(r1.error)), JSON.stringify(r1)).toBe(true);
+    expect((await factView("r_join")).processed_through).toBe("2026-03-12");
   });
 
   it("progresses queued → running → succeeded, with from, through, timings and duration", async () => {
@@ -262,7 +277,7 @@ describe("failed runs leave earlier results intact", () => {
     const fn = `fail_${fact}`;
     await pool.query(`CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.grain = 2 AND NEW.fact_id = ${record.id} THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$`);
-    await pool.query(`CREATE TRIGGER ${fn} BEFORE INSERT ON layer_island FOR EACH ROW EXECUTE FUNCTION ${fn}()`);
+    await pool.query(`CREATE TRIGGER ${fn} BEFORE INSERT OR UPDATE ON layer_island FOR EACH ROW EXECUTE FUNCTION ${fn}()`);
     let runId: string;
     try {
       const { run } = await requestRun(env.ctx, record, "2026-04-05");
@@ -284,6 +299,16 @@ describe("failed runs leave earlier results intact", () => {
     expect(view.processed_through).toBe("2026-03-05");
     expect(view.dirty_from).toBe("2026-03-04");
     expectProblem(await api(env).get("/v1/facts/r_fail/status?grain=day&period=2026-03-06"), 409);
+    // Whatever the failed run left behind, the rows of the watermark's periods are still well-formed
+    // (islands beyond the watermark must not be read as the users' latest ones).
+    for (const [grain, period] of [["day", "2026-03-05"], ["week", "2026-03-02"], ["month", "2026-03-01"]]) {
+      const rows = (await api(env).get(`/v1/facts/r_fail/status?grain=${grain}&period=${period}`)).json().data as Array<Record<string, unknown>>;
+      expect(rows.length, grain).toBeGreaterThanOrEqual(4);
+      for (const r of rows) expectWellFormed(r, period!);
+    }
+    const fl = (await api(env).get("/v1/facts/r_fail/first-last?date=2026-03-05")).json().data as Array<Record<string, string>>;
+    for (const u of new Set(early.map((e) => e.user_id))) expect(fl.find((r) => r.user_id === u), u).toBeDefined();
+    for (const r of fl) expect(String(r.last_active_date) <= "2026-03-05", JSON.stringify(r)).toBe(true);
 
     // The next run starts where the failed one did and ends right.
     const next = await withWorkers(() => processThrough(env, "r_fail", "2026-04-05"));
@@ -294,6 +319,65 @@ describe("failed runs leave earlier results intact", () => {
       const got = (await api(env).get(`/v1/facts/r_fail/metrics?grain=${grain}`)).json().data;
       expect(got, grain).toEqual(referenceLayer(activity, grain, "2026-04-05").metrics);
     }
+  });
+
+  it("while a run is in progress, the watermark's day status and FirstLast stay as they were", async () => {
+    await createFact(env, "r_inflight");
+    // u-a active 03-02..03-05, u-b on 03-02 only, u-c on 03-03 and 03-05; watermark 03-05.
+    const early = [
+      ...["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"].map((d) => ({ user_id: "u-a", occurred_at: `${d}T10:00:00Z` })),
+      { user_id: "u-b", occurred_at: "2026-03-02T10:00:00Z" },
+      { user_id: "u-c", occurred_at: "2026-03-03T10:00:00Z" },
+      { user_id: "u-c", occurred_at: "2026-03-05T10:00:00Z" },
+    ];
+    await ingest(env, "r_inflight", early);
+    await withWorkers(() => processThrough(env, "r_inflight", "2026-03-05"));
+    const read = async () => ({
+      status: (await api(env).get("/v1/facts/r_inflight/status?grain=day&period=2026-03-05")).json().data,
+      firstLast: (await api(env).get("/v1/facts/r_inflight/first-last?date=2026-03-05")).json().data,
+      timeline: (await api(env).get("/v1/facts/r_inflight/users/u-b/status?grain=day")).json().data,
+    });
+    const before = await read();
+    expect(before.status).toHaveLength(3);
+    // New days only (no late data): u-b comes back on Monday 03-09, u-a goes on.
+    await ingest(env, "r_inflight", [
+      { user_id: "u-b", occurred_at: "2026-03-09T10:00:00Z" },
+      { user_id: "u-a", occurred_at: "2026-03-06T10:00:00Z" },
+    ]);
+    const record = await factRecord("r_inflight");
+    const pool = env.ctx.db.pool;
+    // The run stops inside its week grain (islands written, extended or closed) until we let it go;
+    // we read once its day grain has committed.
+    const gate = new pg.Client({ connectionString: env.ctx.config.DATABASE_URL });
+    await gate.connect();
+    await gate.query("SELECT pg_advisory_lock(77001)");
+    await pool.query(`CREATE FUNCTION hold_month() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.grain = 1 AND NEW.fact_id = ${record.id} THEN PERFORM pg_advisory_xact_lock(77001); END IF; RETURN NEW; END $$`);
+    await pool.query(`CREATE TRIGGER hold_month BEFORE INSERT OR UPDATE ON layer_island FOR EACH ROW EXECUTE FUNCTION hold_month()`);
+    let running: Promise<{ status: string }> | null = null;
+    try {
+      const { run } = await requestRun(env.ctx, record, "2026-03-09");
+      running = executeRun(env.ctx, run.id);
+      const deadline = Date.now() + 20_000;
+      const held = async () => (await pool.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 77001 AND NOT granted`)).rowCount! > 0;
+      const dayDone = async () =>
+        (await pool.query(`SELECT 1 FROM layer_island WHERE fact_id = $1 AND grain = 0 AND end_p >= $2`, [record.id, dateToDay("2026-03-06")])).rowCount! > 0;
+      while (!(await held()) || !(await dayDone())) {
+        if (Date.now() > deadline) throw new Error("the run never reached its week grain with its day grain committed");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect((await getRun(run.id)).status).toBe("running");
+      expect(await read()).toEqual(before);
+      await gate.query("SELECT pg_advisory_unlock(77001)");
+      expect((await running).status).toBe("succeeded");
+    } finally {
+      await gate.end(); // lets a held run go even when an expectation failed
+      await running?.catch(() => {});
+      await pool.query(`DROP TRIGGER hold_month ON layer_island; DROP FUNCTION hold_month()`);
+    }
+    const after = await read();
+    expect(after.status).toEqual(before.status); // 03-05 itself did not change
+    expect(after.timeline.map((r: Record<string, unknown>) => r.state)).toEqual(["new", ...Array(6).fill("inactive"), "reactivated"]);
   });
 
   // KNOWN BUG (src/activation/postgres/process.ts, not ours to edit): each grain commits in its own

@@ -131,3 +131,13 @@ export function comparedColumns(g: number): string[] {
 export function dropSql(grain: string): string[] {
   return [`DROP TABLE IF EXISTS bl_metric_${grain}`, `DROP TABLE IF EXISTS bl_status_${grain}`, `DROP TABLE IF EXISTS bl_activation_${grain}`];
 }
+
+/** Status fields compared user by user with the layer's (growth_state exists at day grain only). */
+export function statusCompareColumns(g: number): string[] {
+  const cols = [
+    "state", "previous_state", "transition_segment", "is_active", "first_active_period", "last_active_period",
+    "inactivity_periods", "consecutive_active_periods", "last_streak_periods", "return_interval_periods",
+    "last_active_state", "active_periods_total", "tenure_periods",
+  ];
+  return g === 0 ? [...cols, "growth_state"] : cols;
+}

@@ -35,8 +35,14 @@ export function periodParam(fact: Fact, grain: Grain, date: string, field: strin
   return p;
 }
 
-/** Whether p is the watermark's period (its governing islands are then the latest ones). */
+/**
+ * Whether p is the watermark's period and its governing islands are then the latest ones. Not while a
+ * run is in progress or after one failed (dirty_from is then set): each grain commits before the
+ * watermark moves, so islands beyond the watermark may exist, and a user's latest island may start
+ * after p (its status row would come out with negative streaks, and FirstLast would lose the user).
+ */
 function isLatest(fact: Fact, grain: Grain, p: number): boolean {
+  if (fact.runningThrough !== null || fact.dirtyFrom !== null) return false;
   return p === processedPeriod(fact, grain).tp;
 }
 

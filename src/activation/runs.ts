@@ -10,6 +10,7 @@ import { dateToDay, dayToDate, parseDate } from "./periods.js";
 import type { ProcessProgress } from "./engine.js";
 import { emitEvent } from "../audiences/webhooks.js";
 import { refreshAudiencesOnNewData } from "../audiences/materializations.js";
+import { refreshCampaignsAfterRun } from "../campaigns/results.js";
 
 export const runSchema = z
   .object({
@@ -158,6 +159,7 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
 async function afterRunSucceeded(ctx: AppContext, factId: number, run: RunView) {
   await emitEvent(ctx, "run.succeeded", { run });
   await refreshAudiencesOnNewData(ctx, factId);
+  await refreshCampaignsAfterRun(ctx, factId, run);
 }
 
 /** The scheduler's work: every fact through yesterday in its own timezone, when behind or dirty. */

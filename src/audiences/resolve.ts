@@ -58,8 +58,9 @@ export async function resolveAudience(ctx: AppContext, def: AudienceDefinition, 
     const other = n.fact && n.fact !== def.fact ? byName.get(n.fact)!.id : null;
     return { field: n.field, op: n.op, values: raw.map((v) => value(n.field, v)), within: n.within_periods, factId: other };
   };
+  // The latest-island shortcut holds only while no islands exist beyond the watermark (see isLatest).
   return {
-    query: { factId: main.id, grain: GRAIN_CODE[grain], period: P, latest: P === periodOfDate(grain, T), filter: resolve(def.filter) },
+    query: { factId: main.id, grain: GRAIN_CODE[grain], period: P, latest: P === periodOfDate(grain, T) && main.runningThrough === null && main.dirtyFrom === null, filter: resolve(def.filter) },
     mainFact: main,
     asOf: when,
     period: P,

@@ -9,6 +9,8 @@ import { executeMaterialization, requestMaterialization } from "../audiences/mat
 import { createApiKey } from "../keys/api-keys.js";
 import { demoPopulation, eventsForDay, prng } from "./demo-data.js";
 import { ProgressBar } from "./progress.js";
+import { assignmentsPage, createCampaign, deleteCampaign, recordSends } from "../campaigns/campaigns.js";
+import { computeAndStoreResults, type CampaignResults } from "../campaigns/results.js";
 
 const USERS = 20_000;
 const DAYS = 90;
@@ -27,6 +29,7 @@ async function resetDemo(ctx: AppContext) {
   const ours = await ctx.db.prisma.fact.findMany({ where: { name: { in: FACTS.map((f) => f.name) } } });
   if (ours.length === 0) return;
   const ids = ours.map((f) => f.id);
+  for (const c of await ctx.db.prisma.campaign.findMany({ where: { goalFactId: { in: ids } }, select: { id: true } })) await deleteCampaign(ctx, c.id);
   await ctx.db.prisma.audience.updateMany({ where: { factIds: { hasSome: ids }, deletedAt: null }, data: { deletedAt: new Date() } });
   await ctx.db.prisma.processingRun.deleteMany({ where: { factId: { in: ids } } });
   for (const f of ours) {
@@ -121,13 +124,17 @@ export async function runDemo(ctx: AppContext): Promise<void> {
     },
   ];
   console.log("\nAudiences (preview, then a materialized list):");
+  const saved = new Map<string, string>();
   for (const def of audiences) {
     const p = await previewDefinition(ctx, def, undefined);
     const a = await createAudience(ctx, def);
+    saved.set(def.name, a.id);
     const mat = await requestMaterialization(ctx, a.id, undefined, "demo");
     const done = await executeMaterialization(ctx, mat.id);
     console.log(`  ${def.name.padEnd(48)} ${n(p.count).padStart(6)} users (preview ${p.took_ms} ms), list ${done.id} with ${n(done.member_count ?? 0)} members`);
   }
+
+  await campaignStep(ctx, saved.get("Long streakers, inactive 7–30 days")!, lastDay);
 
   const { key } = await createApiKey(ctx.db.prisma, { name: "demo", scopes: ["read", "write"] });
   const base = `http://${ctx.config.HOST}:${ctx.config.PORT}`;
@@ -137,4 +144,103 @@ export async function runDemo(ctx: AppContext): Promise<void> {
   console.log(`  try           curl -H "Authorization: Bearer ${key}" "${base}/v1/facts/app_opened/metrics?grain=week"`);
   console.log(`                curl -H "Authorization: Bearer ${key}" "${base}/v1/facts/app_opened/metrics/contribution?grain=day&base=${from}&compare=${dayToDate(lastDay)}"`);
   console.log(`                curl -H "Authorization: Bearer ${key}" -H "Accept: text/csv" "${base}/v1/facts/app_opened/status?grain=day&period=${dayToDate(lastDay)}&state=inactive"`);
+}
+
+const WINDOW_DAYS = 14;
+
+/**
+ * A win-back campaign on the long streakers who went quiet, measured on the activation layer: the list
+ * as of the day before launch (14 days before the data ends), 20% held out, a push to the treatment
+ * arm, and a simulated effect (some treated users come back in the week after launch, ingested like
+ * any late events), processed again; then the results as GET /v1/campaigns/{id}/results serves them.
+ */
+async function campaignStep(ctx: AppContext, audienceId: string, lastDay: number) {
+  const launchDay = lastDay - WINDOW_DAYS + 1;
+  const list = await executeMaterialization(ctx, (await requestMaterialization(ctx, audienceId, dayToDate(launchDay - 1), "demo")).id);
+  const campaign = await createCampaign(ctx, {
+    name: "Win back long streakers",
+    materialization_id: list.id,
+    holdout_percent: 20,
+    launch_date: dayToDate(launchDay),
+    goal: { fact: "app_opened", window_periods: WINDOW_DAYS, metric: "returned" },
+    salt: "demo-win-back",
+  });
+  console.log(
+    `\nCampaign "${campaign.name}" on "Long streakers, inactive 7–30 days" as of ${list.as_of}: ${n(campaign.counts.total)} users, ` +
+      `holdout ${campaign.holdout_percent}% → ${n(campaign.counts.treatment)} treatment, ${n(campaign.counts.control)} control; ` +
+      `launched ${campaign.launch_date}, window ${campaign.window.start} … ${campaign.window.end}`,
+  );
+
+  // What the CRM does: pull the treatment arm, send, report the sends.
+  const treated: string[] = [];
+  for (let cursor: string | undefined; ; ) {
+    const page = await assignmentsPage(ctx, campaign.id, { group: "treatment", limit: 10_000, cursor });
+    treated.push(...page.data.map((r) => r.user_id));
+    if (!page.next_cursor) break;
+    cursor = page.next_cursor;
+  }
+  const rnd = prng(20_260_417);
+  const sentAt = `${dayToDate(launchDay)}T10:00:00+09:00`;
+  const sends: Array<{ user_id: string; sent_at: string; channel: string; status: string }> = [];
+  for (const u of treated) {
+    sends.push({ user_id: u, sent_at: sentAt, channel: "push", status: "sent" });
+    const r = rnd();
+    if (r < 0.92) sends.push({ user_id: u, sent_at: sentAt, channel: "push", status: "delivered" });
+    if (r < 0.3) sends.push({ user_id: u, sent_at: sentAt, channel: "push", status: "opened" });
+    if (r < 0.08) sends.push({ user_id: u, sent_at: sentAt, channel: "push", status: "clicked" });
+  }
+  for (let i = 0; i < sends.length; i += 10_000) await recordSends(ctx, campaign.id, { sends: sends.slice(i, i + 10_000) });
+
+  // The simulated effect: 15% of the treated users open the app on 1–3 days of the week after launch.
+  const fact = await ctx.db.prisma.fact.findUniqueOrThrow({ where: { name: "app_opened" } });
+  const extra: Array<{ user_id: string; occurred_at: string }> = [];
+  for (const u of treated) {
+    if (rnd() >= 0.15) continue;
+    const days = 1 + Math.floor(rnd() * 3);
+    for (let k = 0; k < days; k++) extra.push(...eventsForDay(rnd, u, launchDay + Math.floor(rnd() * 7), 1));
+  }
+  const valid = extra.map((e) => {
+    const c = checkEvent(e, Date.now());
+    if (!c.ok) throw new Error(`demo generated a bad event: ${c.message}`);
+    return c.event;
+  });
+  await ctx.engine.ingestEvents({ id: fact.id, name: fact.name, timezone: fact.timezone }, valid);
+  const factRow = await ctx.db.prisma.fact.findUniqueOrThrow({ where: { id: fact.id } });
+  const { run } = await requestRun(ctx, factRow, dayToDate(lastDay), "demo");
+  const done = await executeRun(ctx, run.id);
+  console.log(
+    `  sends recorded for the treatment arm (push); ${n(extra.length)} simulated extra events after launch, reprocessed from ${done.from} in ${(done.duration_ms! / 1000).toFixed(2)} s`,
+  );
+  const r = await computeAndStoreResults(ctx, campaign.id);
+  if (r) printResults(r);
+}
+
+const pp = (x: number | null) => (x === null ? "—" : `${x >= 0 ? "+" : ""}${(x * 100).toFixed(1)} pp`);
+const rate = (x: number | null) => (x === null ? "—" : `${(x * 100).toFixed(1)}%`);
+const ciPp = (ci: [number, number] | null) => (ci ? `[${pp(ci[0]).replace(" pp", "")}, ${pp(ci[1])}]` : "—");
+const pval = (p: number | null) => (p === null ? "—" : p < 0.0001 ? "< 0.0001" : p.toFixed(4));
+
+function printResults(r: CampaignResults) {
+  const g = r.goal;
+  const f = r.funnel;
+  console.log(
+    `  window ${r.window.complete ? "complete" : "incomplete"} (processed through ${r.window.processed_through}, ${r.window.days_observed}/${r.window.days_total} days); ` +
+      `funnel: ${n(f.treatment.by_status.sent ?? 0)} sent, ${n(f.treatment.by_status.delivered ?? 0)} delivered, ${n(f.treatment.by_status.opened ?? 0)} opened, ` +
+      `${n(f.treatment.by_status.clicked ?? 0)} clicked; ${n(f.control.held_out)} held out`,
+  );
+  console.log(`  goal: returned to ${g.fact} within ${g.window_periods} days of launch (intent to treat)`);
+  console.log("                      treatment    control    lift            95% CI                 relative   p-value");
+  const line = (label: string, t: string, c: string, lift: number | null, ci: [number, number] | null, rel: string, p: number | null) =>
+    console.log(`    ${label.padEnd(18)}${t.padStart(9)}  ${c.padStart(9)}    ${pp(lift).padEnd(14)}  ${ciPp(ci).padEnd(21)}  ${rel.padStart(8)}   ${pval(p)}`);
+  line("returned", rate(g.groups.treatment.mean), rate(g.groups.control.mean), g.absolute_lift, g.absolute_ci95, g.relative_lift === null ? "—" : `${g.relative_lift >= 0 ? "+" : ""}${(g.relative_lift * 100).toFixed(0)}%`, g.p_value);
+  line(`CUPED (θ ${g.cuped.theta === null ? "—" : g.cuped.theta.toFixed(3)})`, "", "", g.cuped.absolute_lift, g.cuped.absolute_ci95, "", g.cuped.p_value);
+  console.log(
+    `  sample-ratio check: χ² = ${r.srm.chi_square === null ? "—" : r.srm.chi_square.toFixed(2)}, p = ${r.srm.p_value === null ? "—" : r.srm.p_value.toFixed(3)} ` +
+      `(${r.srm.flagged ? "MISMATCH: check the assignment pipeline" : `fair ${100 - r.assignment.holdout_percent}/${r.assignment.holdout_percent} split`})`,
+  );
+  console.log("  by inactivity at the list's as_of (days):");
+  for (const b of r.breakdowns.inactivity_periods) {
+    if (b.groups.treatment.n + b.groups.control.n === 0) continue;
+    line(`  ${b.bucket} (n ${n(b.groups.treatment.n)}/${n(b.groups.control.n)})`, rate(b.groups.treatment.mean), rate(b.groups.control.mean), b.absolute_lift, b.absolute_ci95, "", b.p_value);
+  }
 }

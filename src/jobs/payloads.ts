@@ -10,14 +10,18 @@ export type MaterializationPayload = z.infer<typeof materializationPayload>;
 export const webhookDeliveryPayload = z.object({ deliveryId: z.string().uuid() }).strict();
 export type WebhookDeliveryPayload = z.infer<typeof webhookDeliveryPayload>;
 
+export const campaignResultsPayload = z.object({ campaignId: z.string().uuid() }).strict();
+export type CampaignResultsPayload = z.infer<typeof campaignResultsPayload>;
+
 export const scheduledProcessingPayload = z.object({}).strict();
 export const audienceRefreshPayload = z.object({ audienceId: z.string().uuid() }).strict();
 
-export const QUEUE_NAMES = { processing: "processing", materializations: "materializations", webhooks: "webhooks", schedules: "schedules" } as const;
+export const QUEUE_NAMES = { processing: "processing", materializations: "materializations", webhooks: "webhooks", schedules: "schedules", campaigns: "campaigns" } as const;
 export const JOB_NAMES = {
   processRun: "process-run",
   materialize: "materialize",
   deliverWebhook: "deliver-webhook",
   processAllFacts: "process-all-facts",
   refreshAudience: "refresh-audience",
+  campaignResults: "campaign-results",
 } as const;

@@ -1,8 +1,8 @@
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import {
-  JOB_NAMES, QUEUE_NAMES, audienceRefreshPayload, materializationPayload, processRunPayload, scheduledProcessingPayload, webhookDeliveryPayload,
-  type MaterializationPayload, type ProcessRunPayload, type WebhookDeliveryPayload,
+  JOB_NAMES, QUEUE_NAMES, audienceRefreshPayload, campaignResultsPayload, materializationPayload, processRunPayload, scheduledProcessingPayload,
+  webhookDeliveryPayload, type CampaignResultsPayload, type MaterializationPayload, type ProcessRunPayload, type WebhookDeliveryPayload,
 } from "./payloads.js";
 
 /** The producer side of every queue, shared by routes, the CLI and schedulers. */
@@ -11,17 +11,19 @@ export class JobQueues {
   readonly materializations: Queue;
   readonly webhooks: Queue;
   readonly schedules: Queue;
+  readonly campaigns: Queue;
 
   constructor(readonly connection: Redis, readonly prefix: string) {
     this.processing = new Queue(QUEUE_NAMES.processing, { connection, prefix });
     this.materializations = new Queue(QUEUE_NAMES.materializations, { connection, prefix });
     this.webhooks = new Queue(QUEUE_NAMES.webhooks, { connection, prefix });
     this.schedules = new Queue(QUEUE_NAMES.schedules, { connection, prefix });
+    this.campaigns = new Queue(QUEUE_NAMES.campaigns, { connection, prefix });
     for (const q of this.all()) q.on("error", () => {});
   }
 
   all(): Queue[] {
-    return [this.processing, this.materializations, this.webhooks, this.schedules];
+    return [this.processing, this.materializations, this.webhooks, this.schedules, this.campaigns];
   }
 
   async enqueueProcessRun(payload: ProcessRunPayload): Promise<void> {
@@ -56,6 +58,23 @@ export class JobQueues {
       backoff: { type: "exponential", delay: 1000 },
       removeOnComplete: { age: 86_400, count: 10_000 },
       removeOnFail: { age: 7 * 86_400 },
+    });
+  }
+
+  /**
+   * Recomputes a campaign's results. One job per campaign at a time: while one waits, adding another is
+   * a no-op (it will read the newest data anyway); finished jobs are removed so the next add queues again.
+   * A change that lands while a job runs is caught by the job itself (it compares data versions).
+   */
+  async enqueueCampaignResults(payload: CampaignResultsPayload, delayMs = 0): Promise<void> {
+    const data = campaignResultsPayload.parse(payload);
+    await this.campaigns.add(JOB_NAMES.campaignResults, data, {
+      jobId: `campaign-results-${data.campaignId}`,
+      delay: delayMs,
+      attempts: 3,
+      backoff: { type: "exponential", delay: 2000 },
+      removeOnComplete: true,
+      removeOnFail: true,
     });
   }
 

@@ -3,9 +3,11 @@ import type { AppContext } from "../context.js";
 import { executeRun, processAllFactsThroughYesterday } from "../activation/runs.js";
 import { executeMaterialization, requestMaterialization } from "../audiences/materializations.js";
 import { attemptDelivery } from "../audiences/webhooks.js";
+import { executeCampaignResults } from "../campaigns/results.js";
 import { createRedis } from "./redis.js";
 import {
-  JOB_NAMES, QUEUE_NAMES, audienceRefreshPayload, materializationPayload, processRunPayload, scheduledProcessingPayload, webhookDeliveryPayload,
+  JOB_NAMES, QUEUE_NAMES, audienceRefreshPayload, campaignResultsPayload, materializationPayload, processRunPayload, scheduledProcessingPayload,
+  webhookDeliveryPayload,
 } from "./payloads.js";
 
 export interface RunningWorkers {
@@ -47,6 +49,14 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
         await attemptDelivery(ctx, deliveryId, isFinalAttempt(job));
       },
       { connection, prefix, concurrency: 4 * scale, ...lock },
+    ),
+    new Worker(
+      QUEUE_NAMES.campaigns,
+      async (job: Job) => {
+        const { campaignId } = campaignResultsPayload.parse(job.data);
+        return executeCampaignResults(ctx, campaignId);
+      },
+      { connection, prefix, concurrency: scale, ...lock },
     ),
     new Worker(
       QUEUE_NAMES.schedules,

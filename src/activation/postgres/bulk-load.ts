@@ -1,18 +1,24 @@
+import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import type { FactRef } from "../engine.js";
-import { ensureUserKeysFrom, foldEventsIntoActivity, type EventSource } from "./ingest.js";
+import { ensureUserKeysFrom, foldEventsIntoActivity, mergeFolds, recordFold, type EventSource, type FoldResult } from "./ingest.js";
 
 /** Validated events in columns: user ids and epoch milliseconds, index by index. */
 export interface EventColumns {
   userIds: readonly string[];
   timesMs: readonly number[];
-  /** How many leading entries to use (defaults to the arrays' length), so buffers can be reused. */
+  /** How many leading entries to use (defaults to the arrays' length). */
   length?: number;
 }
 
-export interface BulkLoadProgress {
-  (phase: "copy" | "group" | "users" | "fold" | "commit"): void;
+export type BulkLoadPhase = "copy" | "group" | "users" | "fold" | "commit";
+
+export interface BulkLoadOptions {
+  /** Called as the folding connection moves from phase to phase (per segment). */
+  progress?: (phase: BulkLoadPhase) => void;
+  /** Events per segment (COPY and group on one connection, new users and fold on the other). */
+  segmentRows?: number;
 }
 
 export interface BulkLoadSummary {
@@ -21,12 +27,32 @@ export interface BulkLoadSummary {
   segments: number;
   earliest_date: string | null;
   latest_date: string | null;
+  /**
+   * Milliseconds per phase, summed over segments. copy and group run on the staging connection,
+   * users and fold in the loading transaction, at the same time; "wait" is the loading transaction
+   * waiting for the next staged segment.
+   */
   timings: Record<string, number>;
 }
 
-const STAGE = "bulk_event_stage";
-const DAY_STAGE = "bulk_event_day";
-const daySource: EventSource = () => ({ sql: `SELECT d.uid, d.f, d.l FROM ${DAY_STAGE} AS d`, params: [], grouped: true });
+export const DEFAULT_SEGMENT_ROWS = 1_000_000;
+const SCRATCH = /^bulk_(day|new)_(\d+)_[0-9a-f]+_\d+$/;
+
+/** Drops scratch tables of loads whose backend is gone (a process that died mid-load). */
+async function dropOrphanedScratch(client: pg.ClientBase): Promise<void> {
+  const r = await client.query<{ relname: string }>(
+    `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'r' AND c.relpersistence = 'u' AND n.nspname = current_schema()
+       AND c.relname ~ '^bulk_(day|new)_[0-9]+_'
+       AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = split_part(c.relname, '_', 3)::int)`,
+  );
+  const names = r.rows.map((x) => x.relname).filter((n) => SCRATCH.test(n));
+  if (names.length) await client.query(`DROP TABLE IF EXISTS ${names.map((n) => `"${n}"`).join(", ")}`);
+}
+
+/** Staged segments the staging connection may run ahead of the fold (bounds the disk used). */
+const STAGED_AHEAD = 2;
+
 const NEEDS_ESCAPE = /[\\\t\n\r]/;
 
 /** COPY text format: backslash, tab and line breaks are escaped (validated ids never hold the latter). */
@@ -35,7 +61,77 @@ function copyText(v: string): string {
   return v.replace(/[\\\t\n\r]/g, (c) => (c === "\\" ? "\\\\" : c === "\t" ? "\\t" : c === "\n" ? "\\n" : "\\r"));
 }
 
-function waitDrain(stream: NodeJS.WritableStream & { once: Function; off: Function }): Promise<void> {
+/** Encodes a batch as COPY text rows `uid<TAB>ms`. */
+function encodeBatch(b: EventColumns): { buf: Buffer; rows: number } {
+  const n = b.length ?? b.userIds.length;
+  let text = "";
+  for (let i = 0; i < n; i++) text += `${copyText(b.userIds[i]!)}\t${b.timesMs[i]!}\n`;
+  return { buf: Buffer.from(text, "utf8"), rows: n };
+}
+
+/**
+ * A bounded hand-over between two tasks: `push` waits while the items held weigh `cap` or more,
+ * `shift` waits for an item (null once the producer ended). `fail` stops both sides with an error.
+ */
+class Channel<T> {
+  private items: T[] = [];
+  private held = 0;
+  private ended = false;
+  private error: Error | null = null;
+  private wakeConsumer: (() => void) | null = null;
+  private wakeProducer: (() => void) | null = null;
+
+  constructor(
+    private readonly cap: number,
+    private readonly weight: (item: T) => number,
+  ) {}
+
+  get failed(): Error | null {
+    return this.error;
+  }
+
+  async push(item: T) {
+    while (this.held >= this.cap && !this.error) await new Promise<void>((r) => (this.wakeProducer = r));
+    if (this.error) throw this.error;
+    this.items.push(item);
+    this.held += this.weight(item);
+    this.wake("consumer");
+  }
+
+  end() {
+    this.ended = true;
+    this.wake("consumer");
+  }
+
+  fail(err: Error) {
+    this.error ??= err;
+    this.wake("consumer");
+    this.wake("producer");
+  }
+
+  async shift(): Promise<T | null> {
+    for (;;) {
+      if (this.error) throw this.error;
+      const item = this.items.shift();
+      if (item !== undefined) {
+        this.held -= this.weight(item);
+        this.wake("producer");
+        return item;
+      }
+      if (this.ended) return null;
+      await new Promise<void>((r) => (this.wakeConsumer = r));
+    }
+  }
+
+  private wake(side: "consumer" | "producer") {
+    const w = side === "consumer" ? this.wakeConsumer : this.wakeProducer;
+    if (side === "consumer") this.wakeConsumer = null;
+    else this.wakeProducer = null;
+    w?.();
+  }
+}
+
+function waitDrain(stream: NodeJS.WritableStream): Promise<void> {
   return new Promise((resolve, reject) => {
     const onDrain = () => {
       stream.off("error", onError);
@@ -50,84 +146,23 @@ function waitDrain(stream: NodeJS.WritableStream & { once: Function; off: Functi
   });
 }
 
-/** Encodes a batch as COPY text rows `uid<TAB>ms`. */
-function encodeBatch(b: EventColumns): { buf: Buffer; rows: number } {
-  const n = b.length ?? b.userIds.length;
-  let text = "";
-  for (let i = 0; i < n; i++) text += `${copyText(b.userIds[i]!)}\t${b.timesMs[i]!}\n`;
-  return { buf: Buffer.from(text, "utf8"), rows: n };
-}
-
 /**
- * Encoded batches between the file reader (producer) and the database connection (consumer), at
- * most `capBytes` of them: memory stays bounded whatever the file's size, and the reader parses the
- * next segment while PostgreSQL folds the current one.
- */
-class BatchQueue {
-  private items: Array<{ buf: Buffer; rows: number }> = [];
-  private bytes = 0;
-  private ended = false;
-  private error: Error | null = null;
-  private wakeConsumer: (() => void) | null = null;
-  private wakeProducer: (() => void) | null = null;
-
-  constructor(private readonly capBytes: number) {}
-
-  async push(item: { buf: Buffer; rows: number }) {
-    while (this.bytes >= this.capBytes && !this.error) await new Promise<void>((r) => (this.wakeProducer = r));
-    if (this.error) throw this.error;
-    this.items.push(item);
-    this.bytes += item.buf.length;
-    this.wakeConsumer?.();
-  }
-
-  end() {
-    this.ended = true;
-    this.wakeConsumer?.();
-  }
-
-  /** Stops both sides: the producer's next push and the consumer's next shift throw `err`. */
-  fail(err: Error) {
-    this.error ??= err;
-    this.wakeConsumer?.();
-    this.wakeProducer?.();
-  }
-
-  /** The next batch, or null at the end of the input. */
-  async shift(): Promise<{ buf: Buffer; rows: number } | null> {
-    for (;;) {
-      if (this.error) throw this.error;
-      const item = this.items.shift();
-      if (item) {
-        this.bytes -= item.buf.length;
-        const w = this.wakeProducer;
-        this.wakeProducer = null;
-        w?.();
-        return item;
-      }
-      if (this.ended) return null;
-      await new Promise<void>((r) => (this.wakeConsumer = r));
-      this.wakeConsumer = null;
-    }
-  }
-}
-
-export interface BulkLoadOptions {
-  progress?: BulkLoadProgress;
-  /** Events per segment (COPY, group, new users, fold); the next segment is parsed meanwhile. */
-  segmentRows?: number;
-}
-
-export const DEFAULT_SEGMENT_ROWS = 1_000_000;
-
-/**
- * Loads a stream of validated events in one transaction, segment by segment (a million events by
- * default): COPY into a temporary staging table; one pass that groups the segment's events per user
- * id and local date of the fact; then the same two statements as an HTTP batch over that (new user
- * keys, then the fold into activity_day with the fact's bookkeeping). While PostgreSQL works on a
- * segment, the caller's iterable is read ahead into the next (bounded memory). A user's day that
- * straddles two segments is folded twice, which the fold's upsert makes harmless. If `batches`
- * throws (a rejected file), or anything fails, the transaction rolls back and nothing is stored.
+ * Loads a stream of validated events into a fact, atomically, in segments (a million events by
+ * default; the first ones smaller, so that work starts early) that three workers pass along:
+ *
+ * 1. the caller's iterable (the file parser) runs ahead into a bounded queue of COPY text;
+ * 2. a staging connection COPYs each segment into a temporary table and groups it, in one pass, into
+ *    the first and last instant per user id and activity date (the fact's timezone decides the date,
+ *    as in the fold) in an UNLOGGED table of its own: several times fewer rows than events;
+ *    It also lists the segment's user ids that are not in app_user yet (as committed then);
+ * 3. the loading transaction, on another connection, takes the staged segments in order and runs the
+ *    same statements as an HTTP batch over each: new user keys (of the listed ids only: known ids
+ *    stay known), then the fold into activity_day; the fact's bookkeeping is moved once, at the end.
+ *
+ * Everything the fact keeps (users, activity, the fact row) is written by the loading transaction
+ * alone, so a failure anywhere, or `batches` throwing (a rejected file), rolls it all back: nothing is
+ * stored. The staged tables are scratch space, dropped at the end either way. A user's day that
+ * straddles two segments is folded twice, which the fold's upsert makes harmless.
  */
 export async function bulkLoadEvents(
   pool: pg.Pool,
@@ -137,113 +172,174 @@ export async function bulkLoadEvents(
 ): Promise<BulkLoadSummary> {
   const segmentRows = Math.max(1, options.segmentRows ?? DEFAULT_SEGMENT_ROWS);
   const progress = options.progress;
-  const timings: Record<string, number> = { copy: 0, group: 0, users: 0, fold: 0, commit: 0 };
-  let t = performance.now();
-  const lap = (name: string) => {
-    const now = performance.now();
-    timings[name] = (timings[name] ?? 0) + Math.round(now - t);
-    t = now;
+  // The loading transaction's connection comes first: its backend pid names the scratch tables, so
+  // tables left behind by a crashed process (whose backend is gone) can be told apart and dropped.
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  let loadId: string;
+  try {
+    const pid = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
+    loadId = `${pid}_${randomBytes(4).toString("hex")}`;
+    await dropOrphanedScratch(client);
+  } catch (err) {
+    client.release(err as Error);
+    throw err;
+  }
+  const staged: string[] = [];
+  const timings: Record<string, number> = { copy: 0, group: 0, wait: 0, users: 0, fold: 0, commit: 0 };
+  const timed = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
+    const t = performance.now();
+    try {
+      return await work();
+    } finally {
+      timings[name] = (timings[name] ?? 0) + Math.round(performance.now() - t);
+    }
   };
-  // Room for about two segments of encoded rows (~25 bytes each): the one being copied and the next.
-  const queue = new BatchQueue(Math.max(16 << 20, segmentRows * 64));
+
+  // About two segments of COPY text (~25 bytes an event): the one being copied and the next.
+  const encoded = new Channel<{ buf: Buffer; rows: number }>(Math.max(16 << 20, segmentRows * 64), (x) => x.buf.length);
+  const ready = new Channel<{ table: string; newIds: string; rows: number }>(STAGED_AHEAD, () => 1);
+  const failAll = (err: Error) => {
+    encoded.fail(err);
+    ready.fail(err);
+  };
+
   const producer = (async () => {
     try {
       for await (const b of batches) {
-        if ((b.length ?? b.userIds.length) > 0) await queue.push(encodeBatch(b));
+        if (encoded.failed) return;
+        if ((b.length ?? b.userIds.length) > 0) await encoded.push(encodeBatch(b));
       }
-      queue.end();
+      encoded.end();
     } catch (err) {
-      queue.fail(err as Error);
+      failAll(err as Error);
     }
   })();
 
-  const client = await pool.connect();
-  let broken: Error | undefined;
+  const stager = (async () => {
+    let stage: pg.PoolClient | undefined;
+    let broken: Error | undefined;
+    try {
+      stage = await pool.connect();
+      for (let k = 0, last = false; !last; k++) {
+        // The first segments are smaller so the fold starts early instead of waiting for a whole
+        // segment to be parsed and staged; from then on the stages run a segment apart.
+        const target = Math.min(segmentRows, Math.max(1, Math.floor(segmentRows / 8)) * 2 ** k);
+        const raw = `bulk_raw_${loadId}`;
+        const table = `bulk_day_${loadId}_${k}`;
+        const newIds = `bulk_new_${loadId}_${k}`;
+        await stage.query("BEGIN");
+        await stage.query("SET LOCAL work_mem = '256MB'");
+        await stage.query("SET LOCAL jit = off");
+        await stage.query(`CREATE TEMP TABLE ${raw} (uid text COLLATE "C" NOT NULL, ms int8 NOT NULL) ON COMMIT DROP`);
+        const copy = stage.query(copyFrom(`COPY ${raw} (uid, ms) FROM STDIN`));
+        let copyError: Error | undefined;
+        copy.on("error", (err: Error) => (copyError ??= err));
+        let rows = 0;
+        const t = performance.now();
+        try {
+          while (rows < target) {
+            const item = await encoded.shift();
+            if (item === null) {
+              last = true;
+              break;
+            }
+            if (copyError) throw copyError;
+            rows += item.rows;
+            if (!copy.write(item.buf)) await waitDrain(copy);
+          }
+        } catch (err) {
+          // Abandon the COPY mid-way: the connection is discarded, which also ends its transaction.
+          broken = err as Error;
+          copy.destroy(err as Error);
+          throw err;
+        }
+        await new Promise<void>((resolve, reject) => {
+          if (copyError) return reject(copyError);
+          copy.once("finish", resolve);
+          copy.once("error", reject);
+          copy.end();
+        });
+        timings.copy! += Math.round(performance.now() - t);
+        if (rows === 0) {
+          await stage.query("ROLLBACK");
+          break;
+        }
+        await timed("group", async () => {
+          staged.push(table);
+          await stage!.query(`CREATE UNLOGGED TABLE ${table} (uid text COLLATE "C" NOT NULL, f timestamptz NOT NULL, l timestamptz NOT NULL)`);
+          await stage!.query(
+            `INSERT INTO ${table} (uid, f, l)
+             SELECT e.uid, to_timestamp(min(e.ms)::float8 / 1000.0), to_timestamp(max(e.ms)::float8 / 1000.0)
+             FROM ${raw} AS e
+             GROUP BY e.uid, (to_timestamp(e.ms::float8 / 1000.0) AT TIME ZONE $1)::date`,
+            [fact.timezone],
+          );
+          // Never analysed by autovacuum in time: the fold's planner needs its statistics.
+          await stage!.query(`ANALYZE ${table}`);
+          // The user ids not known yet (as committed now), so that the loading transaction only
+          // looks at those for new user keys; it still checks them, as ids may arrive meanwhile.
+          staged.push(newIds);
+          await stage!.query(
+            `CREATE UNLOGGED TABLE ${newIds} AS
+             SELECT DISTINCT d.uid FROM ${table} AS d
+             WHERE NOT EXISTS (SELECT 1 FROM app_user AS u WHERE u.external_id = d.uid)`,
+          );
+          await stage!.query("COMMIT");
+        });
+        await ready.push({ table, newIds, rows });
+      }
+      ready.end();
+    } catch (err) {
+      failAll(err as Error);
+      if (stage && !broken) await stage.query("ROLLBACK").catch((e: Error) => (broken = e));
+    } finally {
+      stage?.release(broken);
+    }
+  })();
+
   try {
     await client.query("BEGIN");
-    // Big sorts and hash aggregates of a segment stay in memory; only for this transaction.
+    // Big sorts and hash joins of a segment stay in memory; compiling these short expressions
+    // costs more than it saves. Both only for this transaction.
     await client.query("SET LOCAL work_mem = '256MB'");
-    await client.query(`CREATE TEMP TABLE ${STAGE} (uid text COLLATE "C" NOT NULL, ms int8 NOT NULL) ON COMMIT DROP`);
-    await client.query(`CREATE TEMP TABLE ${DAY_STAGE} (uid text COLLATE "C" NOT NULL, f timestamptz NOT NULL, l timestamptz NOT NULL) ON COMMIT DROP`);
+    await client.query("SET LOCAL jit = off");
     let rows = 0;
-    let earliest: string | null = null;
-    let latest: string | null = null;
     let segments = 0;
-    for (let last = false; !last; ) {
-      // The first segments are smaller so that PostgreSQL starts folding early instead of waiting
-      // for a whole segment to be parsed; from then on the parser stays a segment ahead.
-      const target = Math.min(segmentRows, Math.max(1, Math.floor(segmentRows / 8)) * 2 ** segments);
-      progress?.("copy");
-      const copy = client.query(copyFrom(`COPY ${STAGE} (uid, ms) FROM STDIN`));
-      let copyError: Error | undefined;
-      copy.on("error", (err: Error) => (copyError ??= err));
-      let segment = 0;
-      try {
-        while (segment < target) {
-          const item = await queue.shift();
-          if (item === null) {
-            last = true;
-            break;
-          }
-          if (copyError) throw copyError;
-          segment += item.rows;
-          if (!copy.write(item.buf)) await waitDrain(copy);
-        }
-      } catch (err) {
-        // Abandon the COPY mid-way: the connection is discarded, which also ends the transaction.
-        broken = err as Error;
-        copy.destroy(err as Error);
-        throw err;
-      }
-      await new Promise<void>((resolve, reject) => {
-        if (copyError) return reject(copyError);
-        copy.once("finish", resolve);
-        copy.once("error", reject);
-        copy.end();
-      });
-      lap("copy");
-      if (segment === 0) break;
-      rows += segment;
+    let total: FoldResult = { earliest_date: null, latest_date: null, min_new_date: null };
+    for (;;) {
+      const seg = await timed("wait", () => ready.shift());
+      if (seg === null) break;
       segments++;
-      // One pass over the segment's events: their first and last instant per user id and activity
-      // date (the fact's timezone decides the date, as in the fold). New users and the fold then read
-      // this, several times smaller than the events when users do more than one thing a day.
-      progress?.("group");
-      await client.query(
-        `INSERT INTO ${DAY_STAGE} (uid, f, l)
-         SELECT e.uid, to_timestamp(min(e.ms)::float8 / 1000.0), to_timestamp(max(e.ms)::float8 / 1000.0)
-         FROM ${STAGE} AS e
-         GROUP BY e.uid, (to_timestamp(e.ms::float8 / 1000.0) AT TIME ZONE $1)::date`,
-        [fact.timezone],
-      );
-      await client.query(`TRUNCATE ${STAGE}`);
-      // A temporary table is never analysed by autovacuum: the planner needs its size for the fold.
-      await client.query(`ANALYZE ${DAY_STAGE}`);
-      lap("group");
+      rows += seg.rows;
+      const source: EventSource = () => ({ sql: `SELECT d.uid, d.f, d.l FROM ${seg.table} AS d`, params: [], grouped: true });
+      const candidates: EventSource = () => ({ sql: `SELECT n.uid FROM ${seg.newIds} AS n`, params: [] });
       progress?.("users");
-      await ensureUserKeysFrom(client, daySource);
-      lap("users");
+      await timed("users", () => ensureUserKeysFrom(client, candidates));
       progress?.("fold");
-      const folded = await foldEventsIntoActivity(client, fact, daySource);
-      if (folded.earliest_date && (earliest === null || folded.earliest_date < earliest)) earliest = folded.earliest_date;
-      if (folded.latest_date && (latest === null || folded.latest_date > latest)) latest = folded.latest_date;
-      await client.query(`TRUNCATE ${DAY_STAGE}`);
-      lap("fold");
+      total = mergeFolds(total, await timed("fold", () => foldEventsIntoActivity(client, fact, source)));
     }
     if (rows === 0) {
       await client.query("ROLLBACK");
-      return { rows: 0, earliest_date: null, latest_date: null, timings, segments };
+      return { rows: 0, segments, earliest_date: null, latest_date: null, timings };
     }
     progress?.("commit");
-    await client.query("COMMIT");
-    lap("commit");
-    return { rows, earliest_date: earliest, latest_date: latest, timings, segments };
+    await timed("commit", async () => {
+      // The fact's row once, at the end: locked from here to the commit only, so HTTP batches of the
+      // same fact (which update it too) are not held up for the whole load.
+      await recordFold(client, fact.id, total);
+      await client.query("COMMIT");
+    });
+    return { rows, segments, earliest_date: total.earliest_date, latest_date: total.latest_date, timings };
   } catch (err) {
-    queue.fail(err as Error);
-    if (!broken) await client.query("ROLLBACK").catch((e: Error) => (broken = e));
+    failAll(err as Error);
+    await client.query("ROLLBACK").catch((e: Error) => (broken = e));
     throw err;
   } finally {
     client.release(broken);
     await producer;
+    await stager;
+    // Scratch space only; the loading transaction has ended, so nothing holds locks on them.
+    if (staged.length) await pool.query(`DROP TABLE IF EXISTS ${staged.join(", ")}`).catch(() => {});
   }
 }

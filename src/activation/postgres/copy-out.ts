@@ -35,6 +35,18 @@ export async function copyQueryOut(pool: pg.Pool, sql: string, params: readonly 
     format === "csv"
       ? `COPY (SELECT ${select} FROM (${inner}) q) TO STDOUT WITH (FORMAT csv, HEADER true)`
       : `COPY (SELECT row_to_json(r)::text FROM (SELECT ${select} FROM (${inner}) q) r) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')`;
+  return streamCopy(pool, copySql);
+}
+
+/**
+ * Streams NDJSON from a query whose single column `line` is already one JSON document per row (built
+ * in SQL with to_json for strings): for wide exports this is about twice as fast as row_to_json.
+ */
+export function copyJsonLinesOut(pool: pg.Pool, sql: string, params: readonly unknown[]): Promise<Readable> {
+  return streamCopy(pool, `COPY (SELECT q.line FROM (${inlineParams(sql, params)}) q) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')`);
+}
+
+async function streamCopy(pool: pg.Pool, copySql: string): Promise<Readable> {
   const client = await pool.connect();
   const out = new PassThrough();
   let released = false;

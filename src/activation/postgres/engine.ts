@@ -13,6 +13,7 @@ import { copyQueryOut, type ExportFormat } from "./copy-out.js";
 import type { Readable } from "node:stream";
 import * as audiences from "./audiences.js";
 import type { AudienceQuery } from "./audience-sql.js";
+import * as campaigns from "./campaigns.js";
 
 export interface PageRequest {
   afterUserKey?: number;
@@ -137,5 +138,42 @@ export class PostgresLayerEngine implements LayerEngine {
 
   deleteMembers(materializationId: string) {
     return audiences.deleteMembers(this.pool, materializationId);
+  }
+
+  // ---- campaigns (src/activation/postgres/campaigns.ts)
+  assignCampaign(p: campaigns.AssignmentParams, hooks?: campaigns.AssignHooks) {
+    return campaigns.assignCampaign(this.pool, p, hooks);
+  }
+
+  deleteCampaignData(campaignId: string, after?: (tx: pg.PoolClient) => Promise<void>) {
+    return campaigns.deleteCampaignData(this.pool, campaignId, after);
+  }
+
+  assignmentPage(campaignId: string, arm: campaigns.CampaignArm | undefined, page: PageRequest) {
+    return campaigns.assignmentPage(this.pool, campaignId, arm, page.afterUserKey, page.limit);
+  }
+
+  assignmentExport(campaignId: string, arm: campaigns.CampaignArm | undefined, format: ExportFormat) {
+    return campaigns.assignmentExport(this.pool, campaignId, arm, format);
+  }
+
+  recordSends(campaignId: string, sends: campaigns.SendInput[], after?: (tx: pg.PoolClient, inserted: number) => Promise<void>) {
+    return campaigns.recordSends(this.pool, campaignId, sends, after);
+  }
+
+  recordOutcomes(campaignId: string, outcomes: campaigns.OutcomeInput[], after?: (tx: pg.PoolClient, inserted: number) => Promise<void>) {
+    return campaigns.recordOutcomes(this.pool, campaignId, outcomes, after);
+  }
+
+  campaignGoalAggregates(q: campaigns.GoalQuery) {
+    return campaigns.goalAggregates(this.pool, q);
+  }
+
+  campaignOutcomeAggregates(q: Parameters<typeof campaigns.outcomeAggregates>[1]) {
+    return campaigns.outcomeAggregates(this.pool, q);
+  }
+
+  campaignSendFunnel(campaignId: string) {
+    return campaigns.sendFunnel(this.pool, campaignId);
   }
 }

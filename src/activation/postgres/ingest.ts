@@ -45,17 +45,20 @@ export async function ensureUserKeys(client: pg.ClientBase, userIds: readonly st
   await ensureUserKeysFrom(client, (n) => ({ sql: `SELECT u AS uid FROM unnest($${n}::text[]) AS u`, params: [userIds] }));
 }
 
+/** What a fold did, for the fact's bookkeeping: the dates it touched and the earliest it made active. */
+export interface FoldResult {
+  earliest_date: string | null;
+  latest_date: string | null;
+  /** Earliest date of an (user, date) row that did not exist before. */
+  min_new_date: string | null;
+}
+
 /**
- * Folds events into (user, activity date, first instant, last instant) rows and moves the fact's
- * bookkeeping: earliest/latest date, and dirty_from when a new active (user, date) lands on a date a
- * run has already processed (or is processing right now). The fact's timezone decides the date.
- * Every user id of the source must already be in app_user (ensureUserKeysFrom, a statement before).
+ * Folds events into (user, activity date, first instant, last instant) rows of activity_day. The
+ * fact's timezone decides the date. Every user id of the source must already be in app_user
+ * (ensureUserKeysFrom, a statement before). recordFold then moves the fact's bookkeeping.
  */
-export async function foldEventsIntoActivity(
-  client: pg.ClientBase,
-  fact: FactRef,
-  source: EventSource,
-): Promise<{ earliest_date: string | null; latest_date: string | null }> {
+export async function foldEventsIntoActivity(client: pg.ClientBase, fact: FactRef, source: EventSource): Promise<FoldResult> {
   const src = source(3);
   const res = await client.query<{ earliest: string | null; latest: string | null; min_new: string | null }>(
     `WITH ev AS (
@@ -82,6 +85,22 @@ export async function foldEventsIntoActivity(
     [fact.id, fact.timezone, ...src.params],
   );
   const { earliest, latest, min_new } = res.rows[0]!;
+  return { earliest_date: earliest, latest_date: latest, min_new_date: min_new };
+}
+
+/** Folds of several statements (segments of a bulk load) as one, for a single recordFold. */
+export function mergeFolds(a: FoldResult, b: FoldResult): FoldResult {
+  const min = (x: string | null, y: string | null) => (x === null ? y : y === null ? x : x < y ? x : y);
+  const max = (x: string | null, y: string | null) => (x === null ? y : y === null ? x : x > y ? x : y);
+  return { earliest_date: min(a.earliest_date, b.earliest_date), latest_date: max(a.latest_date, b.latest_date), min_new_date: min(a.min_new_date, b.min_new_date) };
+}
+
+/**
+ * Moves the fact's bookkeeping after a fold: earliest/latest date, and dirty_from when a new active
+ * (user, date) landed on a date a run has already processed (or is processing right now). It locks
+ * the fact's row until the transaction ends, so it comes last.
+ */
+export async function recordFold(client: pg.ClientBase, factId: number, fold: FoldResult): Promise<void> {
   await client.query(
     `UPDATE fact SET
        earliest_date = LEAST(earliest_date, $2::date),
@@ -90,9 +109,8 @@ export async function foldEventsIntoActivity(
          WHEN $4::date IS NOT NULL AND $4::date <= GREATEST(processed_through, running_through)
          THEN LEAST(dirty_from, $4::date) ELSE dirty_from END
      WHERE id = $1`,
-    [fact.id, earliest, latest, min_new],
+    [factId, fold.earliest_date, fold.latest_date, fold.min_new_date],
   );
-  return { earliest_date: earliest, latest_date: latest };
 }
 
 /** Ingests one validated batch (an HTTP request): new user keys first, then the fold. */
@@ -106,5 +124,6 @@ export async function ingestEventBatch(client: pg.ClientBase, fact: FactRef, eve
   }
   await ensureUserKeys(client, userIds);
   const folded = await foldEventsIntoActivity(client, fact, arrayEventSource(userIds, times));
-  return { accepted: events.length, ...folded };
+  await recordFold(client, fact.id, folded);
+  return { accepted: events.length, earliest_date: folded.earliest_date, latest_date: folded.latest_date };
 }

@@ -15,8 +15,16 @@ export function periodOfDateSql(g: number, d: string): string {
  * Merges newly seen active periods into a grain's islands (runs of consecutive active periods).
  * Activity only ever adds active periods, so a run touches just the users with activity in
  * [from, through] whose period is not already covered, and for each of them only the islands from
- * its earliest new period on. The islands before that (the "anchor") give the chain's carried values.
- * Returns the earliest new period, or null when nothing changed.
+ * its earliest new period on. Returns the earliest new period, or null when nothing changed;
+ * `info.built` is set to the number of islands when this was the grain's first build.
+ *
+ * Two paths, over disjoint sets of users:
+ * - appended (every run that only adds days after the watermark, and most users of a late run):
+ *   all the user's new periods lie after its latest island, so only that island changes (it is
+ *   extended, or gets its next_start) and the new islands are inserted after it;
+ * - general (a new period before the end of the latest island: late data): the islands from the
+ *   earliest new period on are merged again with the new periods, carried values from the island
+ *   before them (the "anchor").
  */
 export async function mergeNewPeriods(
   client: pg.ClientBase,
@@ -24,11 +32,13 @@ export async function mergeNewPeriods(
   grain: number,
   from: string,
   through: string,
+  info: { built?: number } = {},
 ): Promise<number | null> {
   const g = Number(grain) | 0; // a constant of ours, inlined so the planner sees it
   const isl = `i.fact_id = $1 AND i.grain = ${g}`;
-  const hasIslands = (await client.query(`SELECT 1 FROM layer_island i WHERE ${isl} LIMIT 1`, [factId])).rowCount! > 0;
-  if (!hasIslands) return buildIslands(client, factId, g, from, through);
+  // Through the end_p index: no islands yet means the first build of this grain.
+  const maxEnd = (await client.query<{ m: number | null }>(`SELECT max(i.end_p) AS m FROM layer_island i WHERE ${isl}`, [factId])).rows[0]!.m;
+  if (maxEnd === null) return buildIslands(client, factId, g, from, through, info);
   await client.query(
     g === 0
       ? `CREATE TEMP TABLE np ON COMMIT DROP AS
@@ -40,10 +50,17 @@ export async function mergeNewPeriods(
     [factId, from, through],
   );
   await client.query("ANALYZE np");
-  if (hasIslands) {
+  const range = (await client.query<{ lo: number | null; hi: number | null }>(`SELECT min(p) AS lo, max(p) AS hi FROM np`)).rows[0]!;
+  if (range.lo === null) {
+    await client.query("DROP TABLE np");
+    return null;
+  }
+  // Only periods up to the latest island end can be covered already (none, for a run of new days).
+  if (range.lo <= maxEnd) {
     await client.query(
       `DELETE FROM np USING layer_island i
-       WHERE ${isl} AND i.user_key = np.user_key AND i.start_p <= np.p AND i.end_p >= np.p`,
+       WHERE ${isl} AND i.end_p >= ${range.lo | 0} AND i.start_p <= ${Math.min(range.hi!, maxEnd) | 0} AND np.p <= ${maxEnd | 0}
+         AND i.user_key = np.user_key AND i.start_p <= np.p AND i.end_p >= np.p`,
       [factId],
     );
   }
@@ -55,42 +72,116 @@ export async function mergeNewPeriods(
     return null;
   }
 
-  if (hasIslands) {
-    // The (at most) two latest islands starting before m-1: one may span m-1, the other is then the anchor.
-    await client.query(
-      `CREATE TEMP TABLE prior ON COMMIT DROP AS
-       SELECT au.user_key, au.m, b.start_p, b.end_p, b.active_before, b.first_p, b.rn
-       FROM au CROSS JOIN LATERAL (
-         SELECT i.start_p, i.end_p, i.active_before, i.first_p, row_number() OVER (ORDER BY i.start_p DESC) AS rn
-         FROM layer_island i
-         WHERE ${isl} AND i.user_key = au.user_key AND i.start_p < au.m - 1
-         ORDER BY i.start_p DESC LIMIT 2) b`,
-      [factId],
-    );
-    await client.query(
-      `CREATE TEMP TABLE old_aff ON COMMIT DROP AS
-       SELECT i.user_key, i.start_p, i.end_p
-       FROM au JOIN layer_island i ON ${isl} AND i.user_key = au.user_key AND i.start_p >= au.m - 1
-       UNION ALL
-       SELECT user_key, start_p, end_p FROM prior WHERE rn = 1 AND end_p >= m - 1`,
-      [factId],
-    );
-    await client.query(
-      `CREATE TEMP TABLE anchor ON COMMIT DROP AS
-       SELECT DISTINCT ON (user_key) user_key, start_p, end_p, active_before, first_p
-       FROM prior WHERE end_p < m - 1 ORDER BY user_key, start_p DESC`,
-    );
-  } else {
-    await client.query(`CREATE TEMP TABLE old_aff (user_key int, start_p int, end_p int) ON COMMIT DROP`);
-    await client.query(`CREATE TEMP TABLE anchor (user_key int, start_p int, end_p int, active_before int, first_p int) ON COMMIT DROP`);
-  }
+  // Each user's latest island (the one without a next island; none for a user new to the fact).
+  await client.query(
+    `CREATE TEMP TABLE lat ON COMMIT DROP AS
+     SELECT au.user_key, au.m, i.start_p, i.end_p, i.active_before, i.first_p
+     FROM au LEFT JOIN layer_island i ON ${isl} AND i.user_key = au.user_key AND i.next_start IS NULL`,
+    [factId],
+  );
+  await client.query("ANALYZE lat");
+  const general = (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM lat WHERE end_p >= m`)).rows[0]!.n;
+  if (general > 0) await mergeGeneral(client, factId, g);
+  await mergeAppended(client, factId, g);
+  await client.query("DROP TABLE np; DROP TABLE au; DROP TABLE lat");
+  return minNew;
+}
+
+/**
+ * Users whose new periods all lie after their latest island L (or who have none): the new periods
+ * form islands of their own, the first of which joins L when it starts right after L's end. L is
+ * updated once (its end, or its next_start), the other new islands are inserted with the values
+ * carried from L: the same islands and values as merging them from scratch.
+ */
+async function mergeAppended(client: pg.ClientBase, factId: number, g: number): Promise<void> {
+  const isl = `i.fact_id = $1 AND i.grain = ${g}`;
+  // np holds distinct (user, period) rows, so p - row_number() is constant along a run of periods.
+  await client.query(
+    `CREATE TEMP TABLE nw ON COMMIT DROP AS
+     SELECT user_key, s, e, ls, le, lab, lf,
+            row_number() OVER u AS k,
+            lead(s) OVER u AS next_s,
+            lag(e) OVER u AS prev_e,
+            COALESCE(sum(e - s + 1) OVER (u ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS len_before,
+            min(s) OVER (PARTITION BY user_key) AS first_s
+     FROM (
+       SELECT r.user_key, min(r.p) AS s, max(r.p) AS e,
+              min(r.start_p) AS ls, min(r.end_p) AS le, min(r.active_before) AS lab, min(r.first_p) AS lf
+       FROM (
+         SELECT np.user_key, np.p, l.start_p, l.end_p, l.active_before, l.first_p,
+                np.p - row_number() OVER (PARTITION BY np.user_key ORDER BY np.p) AS grp
+         FROM np JOIN lat l ON l.user_key = np.user_key
+         WHERE l.end_p IS NULL OR l.end_p < l.m
+       ) r
+       GROUP BY r.user_key, r.grp
+     ) w
+     WINDOW u AS (PARTITION BY user_key ORDER BY s)`,
+  );
+  // The first new island either extends L (it starts right after L's end) or becomes L's next.
+  await client.query(
+    `UPDATE layer_island i
+     SET end_p = CASE WHEN f.s = f.le + 1 THEN f.e ELSE i.end_p END,
+         next_start = CASE WHEN f.s = f.le + 1 THEN f.next_s ELSE f.s END
+     FROM nw f
+     WHERE f.k = 1 AND f.ls IS NOT NULL AND ${isl} AND i.user_key = f.user_key AND i.start_p = f.ls`,
+    [factId],
+  );
+  await client.query(
+    `INSERT INTO layer_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
+     SELECT $1, ${g}, user_key, s, e,
+            CASE WHEN k = 1 THEN le ELSE prev_e END,
+            next_s,
+            COALESCE(lab + le - ls + 1, 0) + len_before,
+            COALESCE(lf, first_s)
+     FROM nw
+     WHERE NOT (k = 1 AND ls IS NOT NULL AND s = le + 1)
+     ORDER BY user_key, s`,
+    [factId],
+  );
+  await client.query("DROP TABLE nw");
+}
+
+/**
+ * Users with a new period before the end of their latest island: every island from the earliest
+ * new period m on (they may merge, and their carried values change) is merged again with the new
+ * periods; the latest island ending before m - 1 (the anchor) gives the carried values and gets
+ * its next_start.
+ */
+async function mergeGeneral(client: pg.ClientBase, factId: number, g: number): Promise<void> {
+  const isl = `i.fact_id = $1 AND i.grain = ${g}`;
+  await client.query(`CREATE TEMP TABLE ag ON COMMIT DROP AS SELECT user_key, m FROM lat WHERE end_p >= m`);
+  await client.query("ANALYZE ag");
+  // The (at most) two latest islands starting before m-1: one may span m-1, the other is then the anchor.
+  await client.query(
+    `CREATE TEMP TABLE prior ON COMMIT DROP AS
+     SELECT ag.user_key, ag.m, b.start_p, b.end_p, b.active_before, b.first_p, b.rn
+     FROM ag CROSS JOIN LATERAL (
+       SELECT i.start_p, i.end_p, i.active_before, i.first_p, row_number() OVER (ORDER BY i.start_p DESC) AS rn
+       FROM layer_island i
+       WHERE ${isl} AND i.user_key = ag.user_key AND i.start_p < ag.m - 1
+       ORDER BY i.start_p DESC LIMIT 2) b`,
+    [factId],
+  );
+  await client.query(
+    `CREATE TEMP TABLE old_aff ON COMMIT DROP AS
+     SELECT i.user_key, i.start_p, i.end_p
+     FROM ag JOIN layer_island i ON ${isl} AND i.user_key = ag.user_key AND i.start_p >= ag.m - 1
+     UNION ALL
+     SELECT user_key, start_p, end_p FROM prior WHERE rn = 1 AND end_p >= m - 1`,
+    [factId],
+  );
+  await client.query(
+    `CREATE TEMP TABLE anchor ON COMMIT DROP AS
+     SELECT DISTINCT ON (user_key) user_key, start_p, end_p, active_before, first_p
+     FROM prior WHERE end_p < m - 1 ORDER BY user_key, start_p DESC`,
+  );
 
   // Gaps and islands over intervals: a row opens a new island when it starts after every earlier end + 1.
   await client.query(
     `CREATE TEMP TABLE merged ON COMMIT DROP AS
      WITH iv AS (
        SELECT user_key, start_p AS s, end_p AS e FROM old_aff
-       UNION ALL SELECT user_key, p, p FROM np
+       UNION ALL SELECT np.user_key, np.p, np.p FROM np JOIN ag ON ag.user_key = np.user_key
      ), marked AS (
        SELECT user_key, s, e,
               CASE WHEN s <= max(e) OVER (PARTITION BY user_key ORDER BY s, e ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) + 1
@@ -102,13 +193,11 @@ export async function mergeNewPeriods(
      SELECT user_key, min(s) AS start_p, max(e) AS end_p FROM grouped GROUP BY user_key, grp`,
   );
 
-  if (hasIslands) {
-    await client.query(
-      `DELETE FROM layer_island i USING old_aff o
-       WHERE ${isl} AND i.user_key = o.user_key AND i.start_p = o.start_p`,
-      [factId],
-    );
-  }
+  await client.query(
+    `DELETE FROM layer_island i USING old_aff o
+     WHERE ${isl} AND i.user_key = o.user_key AND i.start_p = o.start_p`,
+    [factId],
+  );
   await client.query(
     `INSERT INTO layer_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
      SELECT $1, ${g}, m.user_key, m.start_p, m.end_p,
@@ -121,18 +210,14 @@ export async function mergeNewPeriods(
      WINDOW w AS (PARTITION BY m.user_key ORDER BY m.start_p)`,
     [factId],
   );
-  if (hasIslands) {
-    await client.query(
-      `UPDATE layer_island i SET next_start = f.first_start
-       FROM (SELECT user_key, min(start_p) AS first_start FROM merged GROUP BY user_key) f
-       JOIN anchor an ON an.user_key = f.user_key
-       WHERE ${isl} AND i.user_key = an.user_key AND i.start_p = an.start_p`,
-      [factId],
-    );
-    await client.query("DROP TABLE prior");
-  }
-  await client.query("DROP TABLE np; DROP TABLE au; DROP TABLE old_aff; DROP TABLE anchor; DROP TABLE merged");
-  return minNew;
+  await client.query(
+    `UPDATE layer_island i SET next_start = f.first_start
+     FROM (SELECT user_key, min(start_p) AS first_start FROM merged GROUP BY user_key) f
+     JOIN anchor an ON an.user_key = f.user_key
+     WHERE ${isl} AND i.user_key = an.user_key AND i.start_p = an.start_p`,
+    [factId],
+  );
+  await client.query("DROP TABLE ag; DROP TABLE prior; DROP TABLE old_aff; DROP TABLE anchor; DROP TABLE merged");
 }
 
 /**
@@ -143,14 +228,16 @@ export async function mergeNewPeriods(
  * over the start and end rows only, carries end_p and next_start. The same islands, with the same
  * carried values, as merging these periods into nothing.
  */
-async function buildIslands(client: pg.ClientBase, factId: number, g: number, from: string, through: string): Promise<number | null> {
+async function buildIslands(
+  client: pg.ClientBase, factId: number, g: number, from: string, through: string, info: { built?: number },
+): Promise<number | null> {
   const periods =
     g === 0
       ? `SELECT a.user_key, a.activity_date - DATE '1970-01-01' AS p
          FROM activity_day a WHERE a.fact_id = $1 AND a.activity_date BETWEEN $2 AND $3`
       : `SELECT a.user_key, ${periodOfDateSql(g, "a.activity_date")} AS p
          FROM activity_day a WHERE a.fact_id = $1 AND a.activity_date BETWEEN $2 AND $3 GROUP BY 1, 2`;
-  await client.query(
+  const ins = await client.query(
     `INSERT INTO layer_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
      SELECT $1, ${g}, user_key, p, end_p, prev_p, next_start, rn - 1, first_p FROM (
        SELECT user_key, p, prev_p, rn, first_p, is_start,
@@ -173,6 +260,7 @@ async function buildIslands(client: pg.ClientBase, factId: number, g: number, fr
      WHERE is_start`,
     [factId, from, through],
   );
+  info.built = ins.rowCount ?? 0;
   const r = await client.query<{ m: number | null }>(
     `SELECT min(start_p) AS m FROM layer_island WHERE fact_id = $1 AND grain = ${g}`,
     [factId],

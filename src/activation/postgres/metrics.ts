@@ -117,8 +117,14 @@ function aggSelect(aggs: Record<string, string>) {
   return Object.entries(aggs).map(([k, v]) => `${v}::int AS ${k}`).join(", ");
 }
 
-/** Recomputes and stores the metric rows of periods [from, through] of one grain. */
-export async function recomputeMetrics(client: pg.ClientBase, factId: number, grain: number, from: number, through: number): Promise<void> {
+/**
+ * Recomputes and stores the metric rows of periods [from, through] of one grain. `seqScan`: the
+ * islands were all just built (most of what the aggregates read), which the planner's statistics do
+ * not know yet: read them with a sequential scan rather than index scans over millions of rows.
+ */
+export async function recomputeMetrics(
+  client: pg.ClientBase, factId: number, grain: number, from: number, through: number, opts: { seqScan?: boolean } = {},
+): Promise<void> {
   if (through < from) return;
   const g = Number(grain) | 0;
   const day = g === 0;
@@ -129,8 +135,10 @@ export async function recomputeMetrics(client: pg.ClientBase, factId: number, gr
   const endOffsets = [...new Set(endEvents.map((e) => e[1]))];
   const endRanges = endOffsets.map((o) => `end_p BETWEEN ${from - o} AND ${through - o}`).join(" OR ");
 
-  const [base, starts, ends] = [
-    await client.query(`SELECT * FROM layer_metric WHERE fact_id = $1 AND grain = ${g} AND period = $2`, [factId, from - 1]),
+  const base = await client.query(`SELECT * FROM layer_metric WHERE fact_id = $1 AND grain = ${g} AND period = $2`, [factId, from - 1]);
+  const whole = opts.seqScan === true;
+  if (whole) await client.query("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off");
+  const [starts, ends] = [
     await client.query(
       `SELECT start_p AS pos, ${aggSelect(START_AGGS)} FROM layer_island
        WHERE fact_id = $1 AND grain = ${g} AND start_p BETWEEN $2 AND $3 GROUP BY start_p`,
@@ -142,6 +150,7 @@ export async function recomputeMetrics(client: pg.ClientBase, factId: number, gr
       [factId],
     ),
   ];
+  if (whole) await client.query("RESET enable_indexscan; RESET enable_bitmapscan");
 
   const n = through - from + 1;
   const deltas = Object.fromEntries(LEVELS.map((k) => [k, new Float64Array(n)])) as Record<Level, Float64Array>;

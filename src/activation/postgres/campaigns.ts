@@ -1,0 +1,366 @@
+import type pg from "pg";
+import type { Readable } from "node:stream";
+import { copyJsonLinesOut, copyQueryOut, type ExportFormat } from "./copy-out.js";
+import { withTransaction } from "./tx.js";
+
+/**
+ * Campaign data inside the layer boundary: assignments frozen from a materialization by the spec's
+ * hash (the SQL function aa_assignment_bucket, tested equal to src/campaigns/assignment.ts), sends and
+ * outcomes validated and stored set-based, and the per-arm aggregates the statistics need (n, Σy, Σy²,
+ * Σx, Σx², Σxy) read from the goal fact's day islands — no per-user row leaves PostgreSQL.
+ */
+
+export type CampaignArm = "treatment" | "control" | "global_control";
+
+export interface AssignmentParams {
+  campaignId: string;
+  materializationId: string;
+  salt: string;
+  /** Buckets below this are control: holdout_percent × 100. */
+  holdoutBuckets: number;
+  /** The global control group's salt and threshold (0: none). */
+  globalSalt: string | null;
+  globalBuckets: number;
+}
+
+export type ArmCounts = Record<CampaignArm, number>;
+
+export interface AssignHooks {
+  /** First statement of the transaction (lock and check the campaign row). */
+  before?: (tx: pg.PoolClient) => Promise<void>;
+  /** Last statements of the transaction (write the campaign row with the counts). */
+  after?: (tx: pg.PoolClient, counts: ArmCounts) => Promise<void>;
+}
+
+/**
+ * (Re)computes the frozen assignments of a campaign from its list in one transaction: a crash leaves
+ * the previous assignments (or none) intact, never half a list.
+ */
+export async function assignCampaign(pool: pg.Pool, p: AssignmentParams, hooks: AssignHooks = {}): Promise<ArmCounts> {
+  return withTransaction(pool, async (c) => {
+    await hooks.before?.(c);
+    await c.query("SET LOCAL work_mem = '256MB'");
+    await c.query(`DELETE FROM campaign_assignment WHERE campaign_id = $1`, [p.campaignId]);
+    const inserted = await c.query(
+      `INSERT INTO campaign_assignment (campaign_id, user_key, arm, bucket, state, inactivity_periods)
+       SELECT $1::uuid, m.user_key,
+              CASE WHEN $5::int > 0 AND aa_assignment_bucket($4::text, u.external_id) < $5::int THEN 'global_control'
+                   WHEN b.bucket < $3::int THEN 'control'
+                   ELSE 'treatment' END,
+              b.bucket, m.state, m.inactivity_periods
+       FROM audience_member m
+       JOIN app_user u ON u.user_key = m.user_key
+       CROSS JOIN LATERAL (SELECT aa_assignment_bucket($2::text, u.external_id) AS bucket) b
+       WHERE m.materialization_id = $6::uuid
+       ORDER BY m.user_key`,
+      [p.campaignId, p.salt, p.holdoutBuckets, p.globalSalt ?? "", p.globalSalt === null ? 0 : p.globalBuckets, p.materializationId],
+    );
+    // The planner's picture of the table changes by a whole list at a time.
+    if ((inserted.rowCount ?? 0) >= 10_000) await c.query(`ANALYZE campaign_assignment`);
+    const r = await c.query<{ arm: CampaignArm; n: number }>(
+      `SELECT arm, count(*)::int AS n FROM campaign_assignment WHERE campaign_id = $1 GROUP BY arm`,
+      [p.campaignId],
+    );
+    const counts: ArmCounts = { treatment: 0, control: 0, global_control: 0 };
+    for (const row of r.rows) counts[row.arm] = row.n;
+    await hooks.after?.(c, counts);
+    return counts;
+  }, 1);
+}
+
+export async function deleteCampaignData(pool: pg.Pool, campaignId: string, after?: (tx: pg.PoolClient) => Promise<void>): Promise<void> {
+  await withTransaction(pool, async (c) => {
+    for (const t of ["campaign_assignment", "campaign_send", "campaign_outcome", "campaign_result"])
+      await c.query(`DELETE FROM ${t} WHERE campaign_id = $1`, [campaignId]);
+    await after?.(c);
+  });
+}
+
+// ---------------------------------------------------------------- assignments out
+
+export const ASSIGNMENT_COLUMNS = ["user_id", "group", "bucket", "action"] as const;
+
+function assignmentSelect(arm: CampaignArm | undefined, paged: boolean): string {
+  return `SELECT a.user_key, u.external_id AS user_id, a.arm AS "group", a.bucket,
+                 CASE WHEN a.arm = 'treatment' THEN 'send' ELSE 'hold_out' END AS action
+          FROM campaign_assignment a JOIN app_user u ON u.user_key = a.user_key
+          WHERE a.campaign_id = $1${arm ? " AND a.arm = $2" : ""}${paged ? ` AND a.user_key > $${arm ? 3 : 2}` : ""}
+          ORDER BY a.user_key${paged ? ` LIMIT $${arm ? 4 : 3}` : ""}`;
+}
+
+export interface AssignmentRow {
+  user_key: number;
+  user_id: string;
+  group: CampaignArm;
+  bucket: number;
+  action: "send" | "hold_out";
+}
+
+export async function assignmentPage(pool: pg.Pool, campaignId: string, arm: CampaignArm | undefined, afterUserKey: number | undefined, limit: number): Promise<AssignmentRow[]> {
+  const params: unknown[] = [campaignId, ...(arm ? [arm] : []), afterUserKey ?? -1, limit];
+  return (await pool.query<AssignmentRow>(assignmentSelect(arm, true), params)).rows;
+}
+
+export function assignmentExport(pool: pg.Pool, campaignId: string, arm: CampaignArm | undefined, format: ExportFormat): Promise<Readable> {
+  const params = [campaignId, ...(arm ? [arm] : [])];
+  if (format === "csv") return copyQueryOut(pool, assignmentSelect(arm, false), params, ASSIGNMENT_COLUMNS, format);
+  // NDJSON lines built in SQL (the same document row_to_json would give, at twice the speed): arm and
+  // action are our own words, the user id goes through to_json.
+  return copyJsonLinesOut(
+    pool,
+    `SELECT '{"user_id":' || to_json(u.external_id)::text || ',"group":"' || a.arm || '","bucket":' || a.bucket
+            || ',"action":"' || CASE WHEN a.arm = 'treatment' THEN 'send' ELSE 'hold_out' END || '"}' AS line
+     FROM campaign_assignment a JOIN app_user u ON u.user_key = a.user_key
+     WHERE a.campaign_id = $1${arm ? " AND a.arm = $2" : ""}
+     ORDER BY a.user_key`,
+    params,
+  );
+}
+
+// ---------------------------------------------------------------- sends and outcomes in
+
+export interface SendInput {
+  userId: string;
+  channel: string;
+  status: string;
+  sentAt: string;
+}
+
+export interface OutcomeInput {
+  outcomeId: string;
+  userId: string;
+  occurredAt: string;
+  name: string;
+  value: number | null;
+}
+
+/** A batch item whose user is not allowed: its index and the arm it is in (null: not in the list). */
+export interface RejectedUser {
+  index: number;
+  user_id: string;
+  arm: CampaignArm | null;
+}
+
+export interface BatchOutcome {
+  rejected: RejectedUser[];
+  rejectedCount: number;
+  inserted: number;
+}
+
+const MAX_REJECTED = 100;
+
+/**
+ * The users of a batch that may not be recorded: not assigned at all, or (when `armsAllowed` is
+ * given) in another arm. Reported in batch order, first 100, with the total.
+ */
+async function rejectedUsers(c: pg.ClientBase, campaignId: string, userIds: string[], armsAllowed: CampaignArm[]): Promise<{ rows: RejectedUser[]; count: number }> {
+  const r = await c.query<{ idx: number; user_id: string; arm: CampaignArm | null; total: number }>(
+    `SELECT (t.ord - 1)::int AS idx, t.user_id, a.arm, count(*) OVER ()::int AS total
+     FROM unnest($2::text[]) WITH ORDINALITY AS t(user_id, ord)
+     LEFT JOIN app_user u ON u.external_id = t.user_id
+     LEFT JOIN campaign_assignment a ON a.campaign_id = $1 AND a.user_key = u.user_key
+     WHERE a.arm IS NULL OR NOT (a.arm = ANY($3::text[]))
+     ORDER BY t.ord
+     LIMIT ${MAX_REJECTED}`,
+    [campaignId, userIds, armsAllowed],
+  );
+  return { rows: r.rows.map((x) => ({ index: x.idx, user_id: x.user_id, arm: x.arm })), count: r.rows[0]?.total ?? 0 };
+}
+
+/**
+ * Records sends of a batch, idempotent per (user, channel, status): all of them, or none when any
+ * user is not in the treatment arm. `after` runs inside the transaction when the batch is stored.
+ */
+export async function recordSends(pool: pg.Pool, campaignId: string, sends: SendInput[], after?: (tx: pg.PoolClient, inserted: number) => Promise<void>): Promise<BatchOutcome> {
+  return withTransaction(pool, async (c) => {
+    const bad = await rejectedUsers(c, campaignId, sends.map((s) => s.userId), ["treatment"]);
+    if (bad.count > 0) return { rejected: bad.rows, rejectedCount: bad.count, inserted: 0 };
+    const r = await c.query(
+      `INSERT INTO campaign_send (campaign_id, user_key, channel, status, sent_at)
+       SELECT $1::uuid, u.user_key, t.channel, t.status, t.sent_at
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS t(user_id, channel, status, sent_at)
+       JOIN app_user u ON u.external_id = t.user_id
+       ON CONFLICT DO NOTHING`,
+      [campaignId, sends.map((s) => s.userId), sends.map((s) => s.channel), sends.map((s) => s.status), sends.map((s) => s.sentAt)],
+    );
+    const inserted = r.rowCount ?? 0;
+    await after?.(c, inserted);
+    return { rejected: [], rejectedCount: 0, inserted };
+  });
+}
+
+/** Records outcomes of a batch, idempotent by outcome_id (the first report wins): all, or none when a user is not assigned. */
+export async function recordOutcomes(pool: pg.Pool, campaignId: string, outcomes: OutcomeInput[], after?: (tx: pg.PoolClient, inserted: number) => Promise<void>): Promise<BatchOutcome> {
+  return withTransaction(pool, async (c) => {
+    const bad = await rejectedUsers(c, campaignId, outcomes.map((o) => o.userId), ["treatment", "control", "global_control"]);
+    if (bad.count > 0) return { rejected: bad.rows, rejectedCount: bad.count, inserted: 0 };
+    const r = await c.query(
+      `INSERT INTO campaign_outcome (campaign_id, outcome_id, user_key, name, occurred_at, value)
+       SELECT $1::uuid, t.outcome_id, u.user_key, t.name, t.occurred_at, t.value
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[]) AS t(outcome_id, user_id, name, occurred_at, value)
+       JOIN app_user u ON u.external_id = t.user_id
+       ON CONFLICT DO NOTHING`,
+      [
+        campaignId,
+        outcomes.map((o) => o.outcomeId),
+        outcomes.map((o) => o.userId),
+        outcomes.map((o) => o.name),
+        outcomes.map((o) => o.occurredAt),
+        outcomes.map((o) => o.value),
+      ],
+    );
+    const inserted = r.rowCount ?? 0;
+    await after?.(c, inserted);
+    return { rejected: [], rejectedCount: 0, inserted };
+  });
+}
+
+// ---------------------------------------------------------------- aggregates for the results
+
+export interface SumsRow {
+  n: number;
+  sy: number;
+  syy: number;
+  sx: number;
+  sxx: number;
+  sxy: number;
+}
+
+export interface GoalAggregateRow extends SumsRow {
+  arm: CampaignArm;
+  /** "all", "inactivity_periods" or "state". */
+  dimension: "all" | "inactivity_periods" | "state";
+  bucket: string | null;
+}
+
+export interface GoalQuery {
+  campaignId: string;
+  factId: number;
+  metric: "returned" | "active_periods";
+  /** Day numbers (days since 1970-01-01), inclusive. */
+  windowStart: number;
+  windowEnd: number;
+  covariateStart: number;
+  covariateEnd: number;
+}
+
+export const INACTIVITY_BUCKETS = ["0", "1-6", "7-29", "30+"] as const;
+
+/** Active days of each user in [start, end] from its day islands: Σ max(0, min(end_p, end) − max(start_p, start) + 1). */
+const overlap = (start: string, end: string) => `GREATEST(0, LEAST(i.end_p, ${end}) - GREATEST(i.start_p, ${start}) + 1)`;
+
+/**
+ * Per arm, and per arm and breakdown bucket (the member's inactivity_periods bucket and state at the
+ * list's as_of): n, Σy, Σy², Σx, Σx², Σxy, where y is the goal metric over the window and x the
+ * active days in the covariate period, both read from the goal fact's day islands. One pass: the
+ * islands are folded per user, joined to the assignments and summed per (arm, state, inactivity capped
+ * at 30); those few cells are then added up per arm and per bucket (sums are additive).
+ */
+export async function goalAggregates(pool: pg.Pool, q: GoalQuery): Promise<GoalAggregateRow[]> {
+  const y = q.metric === "returned" ? "CASE WHEN act.y > 0 THEN 1 ELSE 0 END" : "COALESCE(act.y, 0)";
+  const r = await withTransaction(pool, async (c) => {
+    // One big hash aggregate per user: keep it in memory, and skip JIT (its compile time is most of a
+    // second here and buys nothing for expressions this small).
+    await c.query("SET LOCAL work_mem = '256MB'");
+    await c.query("SET LOCAL jit = off");
+    return c.query<SumsRow & { arm: CampaignArm; state: string; ip: number }>(
+      `WITH act AS (
+         SELECT i.user_key, sum(${overlap("$3::int", "$4::int")})::int AS y, sum(${overlap("$5::int", "$6::int")})::int AS x
+         FROM layer_island i
+         WHERE i.fact_id = $2 AND i.grain = 0 AND i.end_p >= LEAST($3::int, $5::int) AND i.start_p <= GREATEST($4::int, $6::int)
+         GROUP BY i.user_key
+       ), per_user AS (
+         SELECT a.arm, a.state, LEAST(GREATEST(a.inactivity_periods, 0), 30) AS ip, ${y} AS y, COALESCE(act.x, 0) AS x
+         FROM campaign_assignment a LEFT JOIN act ON act.user_key = a.user_key
+         WHERE a.campaign_id = $1
+       )
+       SELECT arm, state, ip, count(*)::int AS n, sum(y)::float8 AS sy, sum(y * y)::float8 AS syy,
+              sum(x)::float8 AS sx, sum(x * x)::float8 AS sxx, sum(x * y)::float8 AS sxy
+       FROM per_user GROUP BY arm, state, ip`,
+      [q.campaignId, q.factId, q.windowStart, q.windowEnd, q.covariateStart, q.covariateEnd],
+    );
+  });
+  const cells = new Map<string, GoalAggregateRow>();
+  const addTo = (arm: CampaignArm, dimension: GoalAggregateRow["dimension"], bucket: string | null, s: SumsRow) => {
+    const key = `${arm}|${dimension}|${bucket}`;
+    const cell = cells.get(key) ?? { arm, dimension, bucket, n: 0, sy: 0, syy: 0, sx: 0, sxx: 0, sxy: 0 };
+    cell.n += s.n;
+    cell.sy += s.sy;
+    cell.syy += s.syy;
+    cell.sx += s.sx;
+    cell.sxx += s.sxx;
+    cell.sxy += s.sxy;
+    cells.set(key, cell);
+  };
+  for (const row of r.rows) {
+    addTo(row.arm, "all", null, row);
+    addTo(row.arm, "inactivity_periods", inactivityBucket(row.ip), row);
+    addTo(row.arm, "state", row.state, row);
+  }
+  return [...cells.values()];
+}
+
+/** The breakdown bucket of an inactivity_periods value: 0, 1-6, 7-29, 30+. */
+export function inactivityBucket(periods: number): (typeof INACTIVITY_BUCKETS)[number] {
+  return periods <= 0 ? "0" : periods <= 6 ? "1-6" : periods <= 29 ? "7-29" : "30+";
+}
+
+export interface OutcomeAggregateRow {
+  name: string;
+  arm: CampaignArm;
+  /** Users with at least one outcome of this name in the window. */
+  converters: number;
+  /** Σ and Σ² of each converter's summed value (absent values count 0). */
+  sv: number;
+  svv: number;
+  /** Σ of the covariate over converters, and Σ covariate × value. */
+  sx: number;
+  sxv: number;
+}
+
+/** Per outcome name and arm, over outcomes that occurred in [from, to): converters, value sums and covariate cross-sums. */
+export async function outcomeAggregates(
+  pool: pg.Pool,
+  q: { campaignId: string; factId: number; from: Date; to: Date; covariateStart: number; covariateEnd: number },
+): Promise<OutcomeAggregateRow[]> {
+  const r = await pool.query<OutcomeAggregateRow>(
+    `WITH o AS MATERIALIZED (
+       SELECT user_key, name, sum(COALESCE(value, 0))::float8 AS v
+       FROM campaign_outcome WHERE campaign_id = $1 AND occurred_at >= $3 AND occurred_at < $4
+       GROUP BY user_key, name
+     ), x AS (
+       SELECT i.user_key, sum(${overlap("$5::int", "$6::int")})::int AS x
+       FROM layer_island i
+       WHERE i.fact_id = $2 AND i.grain = 0 AND i.user_key IN (SELECT user_key FROM o) AND i.end_p >= $5::int AND i.start_p <= $6::int
+       GROUP BY i.user_key
+     )
+     SELECT o.name, a.arm, count(*)::int AS converters, sum(o.v)::float8 AS sv, sum(o.v * o.v)::float8 AS svv,
+            sum(COALESCE(x.x, 0))::float8 AS sx, sum(COALESCE(x.x, 0) * o.v)::float8 AS sxv
+     FROM o JOIN campaign_assignment a ON a.campaign_id = $1 AND a.user_key = o.user_key
+     LEFT JOIN x ON x.user_key = o.user_key
+     GROUP BY o.name, a.arm
+     ORDER BY o.name, a.arm`,
+    [q.campaignId, q.factId, q.from, q.to, q.covariateStart, q.covariateEnd],
+  );
+  return r.rows;
+}
+
+export interface FunnelRow {
+  arm: CampaignArm;
+  channel: string | null;
+  status: string | null;
+  users: number;
+}
+
+/** Distinct users per arm; per arm and status; per arm, channel and status. */
+export async function sendFunnel(pool: pg.Pool, campaignId: string): Promise<FunnelRow[]> {
+  const r = await pool.query<FunnelRow & { g_channel: number; g_status: number }>(
+    `SELECT a.arm, s.channel, s.status, GROUPING(s.channel)::int AS g_channel, GROUPING(s.status)::int AS g_status,
+            count(DISTINCT s.user_key)::int AS users
+     FROM campaign_send s JOIN campaign_assignment a ON a.campaign_id = s.campaign_id AND a.user_key = s.user_key
+     WHERE s.campaign_id = $1
+     GROUP BY GROUPING SETS ((a.arm), (a.arm, s.status), (a.arm, s.channel, s.status))`,
+    [campaignId],
+  );
+  return r.rows.map((x) => ({ arm: x.arm, channel: x.g_channel ? null : x.channel, status: x.g_status ? null : x.status, users: x.users }));
+}

@@ -1,0 +1,540 @@
+import { randomUUID } from "node:crypto";
+import type pg from "pg";
+import { z } from "zod";
+import type { AppContext } from "../context.js";
+import type { Campaign, Fact } from "../generated/prisma/client.js";
+import { badRequest, conflict, notFound, ProblemError, type ProblemFieldError } from "../http/problem.js";
+import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
+import { dateToDay, dayToDate, parseDate } from "../activation/periods.js";
+import { localDate } from "../facts/timezones.js";
+import { checkUserId, parseInstant } from "../facts/event-validation.js";
+import type { ExportFormat } from "../activation/postgres/copy-out.js";
+import type { CampaignArm } from "../activation/postgres/campaigns.js";
+import { holdoutThreshold, isWholeBuckets } from "./assignment.js";
+import { getControlGroupSettings } from "./control-group.js";
+
+/**
+ * Campaigns on frozen lists (materializations): a holdout split by the spec's assignment hash, frozen
+ * in campaign_assignment when the campaign is created (and recomputed when an assignment field changes
+ * before launch), sends and outcomes the CRM reports, and results (./results.ts).
+ *
+ * Launch: a campaign is launched once its launch_date has come (today in the goal fact's timezone is
+ * on or after it) or once anything was done with its assignments: the first pull of the assignments,
+ * the first send or the first outcome recorded (locked_at/locked_reason). From then on the fields that
+ * decide who is in which arm — materialization_id, holdout_percent, salt, launch_date — are immutable
+ * (409); name and goal stay editable (the goal decides what is measured, not who is treated).
+ */
+
+export const GOAL_METRICS = ["returned", "active_periods"] as const;
+export type GoalMetric = (typeof GOAL_METRICS)[number];
+export const SEND_STATUSES = ["sent", "delivered", "failed", "opened", "clicked"] as const;
+export const LOCK_REASONS = ["launch_date_reached", "assignments_pulled", "sends_recorded", "outcomes_recorded"] as const;
+export type LockReason = (typeof LOCK_REASONS)[number];
+export const ASSIGNMENT_FIELDS = ["materialization_id", "holdout_percent", "salt", "launch_date"] as const;
+
+export const MAX_HOLDOUT_PERCENT = 50;
+export const MAX_WINDOW_PERIODS = 365;
+export const MAX_BATCH = 10_000;
+
+const dateSchema = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date YYYY-MM-DD")
+  .refine((s) => parseDate(s) !== null, "must be a calendar date");
+const percentSchema = z
+  .number()
+  .min(0)
+  .max(MAX_HOLDOUT_PERCENT)
+  .refine(isWholeBuckets, "at most two decimals (a whole number of the 10,000 buckets)");
+
+export const goalSchema = z
+  .object({
+    fact: z.string().min(1).max(63).describe("The fact whose layer measures the goal (must exist)"),
+    window_periods: z.number().int().min(1).max(MAX_WINDOW_PERIODS).describe("Days in the window, starting at launch_date (launch day included)"),
+    metric: z.enum(GOAL_METRICS).describe("`returned`: 1 when active on any day of the window; `active_periods`: active days in the window"),
+  })
+  .strict()
+  .meta({ id: "CampaignGoal" });
+
+export const createCampaignSchema = z
+  .object({
+    name: z.string().min(1).max(200),
+    materialization_id: z.string().uuid().describe("A succeeded materialization: the list the campaign targets"),
+    holdout_percent: percentSchema.default(10).describe("Share of the list held out as control, 0–50 (two decimals at most)"),
+    launch_date: dateSchema.optional().describe("First day of the window; default the day after the list's as_of; must be after as_of"),
+    goal: goalSchema,
+    salt: z.string().min(1).max(200).optional().describe("Salt of the assignment hash; default the campaign id"),
+  })
+  .strict();
+
+export const updateCampaignSchema = z
+  .object({
+    name: z.string().min(1).max(200).optional(),
+    materialization_id: z.string().uuid().optional(),
+    holdout_percent: percentSchema.optional(),
+    launch_date: dateSchema.optional(),
+    goal: goalSchema.optional(),
+    salt: z.string().min(1).max(200).optional(),
+  })
+  .strict();
+export type CreateCampaignBody = z.infer<typeof createCampaignSchema>;
+export type UpdateCampaignBody = z.infer<typeof updateCampaignSchema>;
+
+const countsSchema = z.object({ treatment: z.number().int(), control: z.number().int(), global_control: z.number().int(), total: z.number().int() });
+
+export const campaignSchema = z
+  .object({
+    id: z.string().uuid(),
+    name: z.string(),
+    materialization_id: z.string().uuid(),
+    audience_id: z.string().uuid(),
+    as_of: z.string().describe("The list's as_of"),
+    grain: z.enum(["day", "week", "month"]).describe("Grain of the list's status columns (inactivity_periods is in its unit)"),
+    goal: z.object({ fact: z.string(), window_periods: z.number().int(), metric: z.enum(GOAL_METRICS) }),
+    holdout_percent: z.number(),
+    salt: z.string(),
+    launch_date: z.string(),
+    window: z.object({ start: z.string(), end: z.string() }).describe("The goal window: window_periods days from launch_date"),
+    global_control: z
+      .object({ percent: z.number(), salt: z.string() })
+      .nullable()
+      .describe("The global control group as it was when the assignments were made; its members are held out"),
+    counts: countsSchema,
+    launched: z.boolean().describe("Assignment fields are immutable once launched"),
+    locked_reason: z.enum(LOCK_REASONS).nullable(),
+    locked_at: z.string().nullable(),
+    created_at: z.string(),
+    updated_at: z.string(),
+  })
+  .meta({ id: "Campaign" });
+export type CampaignView = z.infer<typeof campaignSchema>;
+
+const day = (d: Date) => d.toISOString().slice(0, 10);
+
+/** Today in a timezone (the goal fact's: its calendar decides the window too). */
+function todayIn(tz: string | undefined): string {
+  return localDate(tz ?? "UTC");
+}
+
+export function launchState(c: Campaign, timezone: string | undefined): { launched: boolean; reason: LockReason | null } {
+  if (c.lockedAt) return { launched: true, reason: (c.lockedReason as LockReason | null) ?? "assignments_pulled" };
+  if (day(c.launchDate) <= todayIn(timezone)) return { launched: true, reason: "launch_date_reached" };
+  return { launched: false, reason: null };
+}
+
+export function campaignView(c: Campaign, timezone: string | undefined): CampaignView {
+  const launch = day(c.launchDate);
+  const state = launchState(c, timezone);
+  return {
+    id: c.id,
+    name: c.name,
+    materialization_id: c.materializationId,
+    audience_id: c.audienceId,
+    as_of: day(c.asOf),
+    grain: c.grain as CampaignView["grain"],
+    goal: { fact: c.goalFact, window_periods: c.goalWindowPeriods, metric: c.goalMetric as GoalMetric },
+    holdout_percent: c.holdoutPercent,
+    salt: c.salt,
+    launch_date: launch,
+    window: { start: launch, end: dayToDate(dateToDay(launch) + c.goalWindowPeriods - 1) },
+    global_control: c.globalControlPercent > 0 && c.globalControlSalt !== null ? { percent: c.globalControlPercent, salt: c.globalControlSalt } : null,
+    counts: {
+      treatment: c.treatmentCount,
+      control: c.controlCount,
+      global_control: c.globalControlCount,
+      total: c.treatmentCount + c.controlCount + c.globalControlCount,
+    },
+    launched: state.launched,
+    locked_reason: state.reason,
+    locked_at: c.lockedAt?.toISOString() ?? null,
+    created_at: c.createdAt.toISOString(),
+    updated_at: c.updatedAt.toISOString(),
+  };
+}
+
+async function timezoneOf(ctx: AppContext, factId: number): Promise<string | undefined> {
+  return (await ctx.db.prisma.fact.findUnique({ where: { id: factId }, select: { timezone: true } }))?.timezone;
+}
+
+export async function getCampaignRecord(ctx: AppContext, id: string): Promise<Campaign> {
+  const c = await ctx.db.prisma.campaign.findUnique({ where: { id } });
+  if (!c) throw notFound(`No campaign ${id}.`);
+  return c;
+}
+
+export async function getCampaign(ctx: AppContext, id: string): Promise<CampaignView> {
+  const c = await getCampaignRecord(ctx, id);
+  return campaignView(c, await timezoneOf(ctx, c.goalFactId));
+}
+
+async function goalFact(ctx: AppContext, name: string): Promise<Fact> {
+  const f = await ctx.db.prisma.fact.findUnique({ where: { name } });
+  if (!f) throw badRequest(`goal.fact: no fact named '${name}'.`, [{ path: "goal.fact", message: `unknown fact '${name}'` }]);
+  return f;
+}
+
+/** The list a campaign targets: a succeeded materialization (400 when unknown, 409 when not finished). */
+async function targetList(ctx: AppContext, materializationId: string) {
+  const m = await ctx.db.prisma.materialization.findUnique({ where: { id: materializationId }, include: { audience: { select: { grain: true } } } });
+  if (!m) throw badRequest(`materialization_id: no materialization ${materializationId}.`, [{ path: "materialization_id", message: "unknown materialization" }]);
+  if (m.status !== "succeeded")
+    throw conflict(`Materialization ${m.id} is ${m.status}; a campaign needs a list that has succeeded.`, { materialization_status: m.status });
+  return { id: m.id, audienceId: m.audienceId, asOf: day(m.asOf), grain: m.audience.grain };
+}
+
+function checkLaunchDate(launch: string, asOf: string) {
+  if (launch <= asOf)
+    throw badRequest(`launch_date ${launch} must be after the list's as_of (${asOf}): the window starts after the list was drawn.`, [
+      { path: "launch_date", message: `must be after ${asOf}` },
+    ]);
+}
+
+/** Bumps the data version the stored results are compared with, and queues a recomputation. */
+export async function markResultsStale(ctx: AppContext, campaignIds: string[], delayMs = 0): Promise<void> {
+  for (const id of campaignIds) await ctx.queues.enqueueCampaignResults({ campaignId: id }, delayMs).catch(() => {});
+}
+
+export async function createCampaign(ctx: AppContext, body: CreateCampaignBody): Promise<CampaignView> {
+  const list = await targetList(ctx, body.materialization_id);
+  const fact = await goalFact(ctx, body.goal.fact);
+  const launch = body.launch_date ?? dayToDate(dateToDay(list.asOf) + 1);
+  checkLaunchDate(launch, list.asOf);
+  const global = await getControlGroupSettings(ctx);
+  const id = randomUUID();
+  const salt = body.salt ?? id;
+  const holdout = body.holdout_percent ?? 10;
+  await ctx.engine.assignCampaign(
+    {
+      campaignId: id,
+      materializationId: list.id,
+      salt,
+      holdoutBuckets: holdoutThreshold(holdout),
+      globalSalt: global?.salt ?? null,
+      globalBuckets: global ? holdoutThreshold(global.percent) : 0,
+    },
+    {
+      after: async (tx, counts) => {
+        await tx.query(
+          `INSERT INTO campaign (id, name, materialization_id, audience_id, as_of, grain, goal_fact_id, goal_fact, goal_metric, goal_window_periods,
+                                 holdout_percent, salt, launch_date, global_control_percent, global_control_salt,
+                                 treatment_count, control_count, global_control_count)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+          [
+            id, body.name, list.id, list.audienceId, list.asOf, list.grain, fact.id, fact.name, body.goal.metric, body.goal.window_periods,
+            holdout, salt, launch, global?.percent ?? 0, global?.salt ?? null, counts.treatment, counts.control, counts.global_control,
+          ],
+        );
+      },
+    },
+  );
+  await markResultsStale(ctx, [id]);
+  return getCampaign(ctx, id);
+}
+
+export async function listCampaigns(ctx: AppContext, q: PageQuery) {
+  const after = decodeCursor(q.cursor, z.tuple([z.string(), z.string()]));
+  const rows = await ctx.db.prisma.campaign.findMany({
+    where: after ? { OR: [{ createdAt: { lt: new Date(after[0]) } }, { createdAt: new Date(after[0]), id: { lt: after[1] } }] } : {},
+    orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+    take: q.limit + 1,
+  });
+  const facts = await ctx.db.prisma.fact.findMany({ where: { id: { in: [...new Set(rows.map((r) => r.goalFactId))] } }, select: { id: true, timezone: true } });
+  const tz = new Map(facts.map((f) => [f.id, f.timezone]));
+  return toPage(rows, q.limit, (r) => [r.createdAt.toISOString(), r.id], (r) => campaignView(r, tz.get(r.goalFactId)));
+}
+
+function launchedConflict(c: Campaign, reason: LockReason, fields: string[]) {
+  const why: Record<LockReason, string> = {
+    launch_date_reached: `its launch date ${day(c.launchDate)} has come`,
+    assignments_pulled: "its assignments have been pulled",
+    sends_recorded: "sends have been recorded",
+    outcomes_recorded: "outcomes have been recorded",
+  };
+  return conflict(`Campaign ${c.id} has launched (${why[reason]}): ${fields.join(", ")} can no longer change.`, { launched: true, locked_reason: reason, fields });
+}
+
+export async function updateCampaign(ctx: AppContext, id: string, body: UpdateCampaignBody): Promise<CampaignView> {
+  const c = await getCampaignRecord(ctx, id);
+  const tz = await timezoneOf(ctx, c.goalFactId);
+  const current = { materialization_id: c.materializationId, holdout_percent: c.holdoutPercent, salt: c.salt, launch_date: day(c.launchDate) };
+  const changed = ASSIGNMENT_FIELDS.filter((f) => body[f] !== undefined && body[f] !== current[f]);
+  const fact = body.goal && body.goal.fact !== c.goalFact ? await goalFact(ctx, body.goal.fact) : null;
+
+  if (changed.length) {
+    const state = launchState(c, tz);
+    if (state.launched) throw launchedConflict(c, state.reason!, changed);
+    const list = body.materialization_id !== undefined && body.materialization_id !== c.materializationId
+      ? await targetList(ctx, body.materialization_id)
+      : { id: c.materializationId, audienceId: c.audienceId, asOf: day(c.asOf), grain: c.grain };
+    const launch = body.launch_date ?? current.launch_date;
+    checkLaunchDate(launch, list.asOf);
+    const holdout = body.holdout_percent ?? c.holdoutPercent;
+    const salt = body.salt ?? c.salt;
+    const goalTz = fact?.timezone ?? tz;
+    await ctx.engine.assignCampaign(
+      {
+        campaignId: id,
+        materializationId: list.id,
+        salt,
+        holdoutBuckets: holdoutThreshold(holdout),
+        globalSalt: c.globalControlPercent > 0 ? c.globalControlSalt : null,
+        globalBuckets: holdoutThreshold(c.globalControlPercent),
+      },
+      {
+        // Under the row lock, so a pull or a send that locked the campaign meanwhile wins.
+        before: async (tx) => {
+          const r = await tx.query<{ locked_at: Date | null; locked_reason: LockReason | null; launch_date: string }>(
+            `SELECT locked_at, locked_reason, launch_date FROM campaign WHERE id = $1 FOR UPDATE`,
+            [id],
+          );
+          const row = r.rows[0];
+          if (!row) throw notFound(`No campaign ${id}.`);
+          if (row.locked_at) throw launchedConflict(c, row.locked_reason ?? "assignments_pulled", changed);
+          if (row.launch_date <= todayIn(goalTz)) throw launchedConflict(c, "launch_date_reached", changed);
+        },
+        after: async (tx, counts) => {
+          await tx.query(
+            `UPDATE campaign SET materialization_id = $2, audience_id = $3, as_of = $4, grain = $5, holdout_percent = $6, salt = $7, launch_date = $8,
+                    treatment_count = $9, control_count = $10, global_control_count = $11, data_version = data_version + 1, updated_at = now()
+             WHERE id = $1`,
+            [id, list.id, list.audienceId, list.asOf, list.grain, holdout, salt, launch, counts.treatment, counts.control, counts.global_control],
+          );
+          // Results of the old assignment mean nothing for the new one.
+          await tx.query(`DELETE FROM campaign_result WHERE campaign_id = $1`, [id]);
+        },
+      },
+    );
+  }
+  const goalChanged = body.goal !== undefined && (body.goal.fact !== c.goalFact || body.goal.metric !== c.goalMetric || body.goal.window_periods !== c.goalWindowPeriods);
+  if (body.name !== undefined || goalChanged) {
+    await ctx.db.prisma.campaign.update({
+      where: { id },
+      data: {
+        ...(body.name !== undefined ? { name: body.name } : {}),
+        ...(goalChanged
+          ? {
+              goalFactId: fact?.id ?? c.goalFactId,
+              goalFact: body.goal!.fact,
+              goalMetric: body.goal!.metric,
+              goalWindowPeriods: body.goal!.window_periods,
+              dataVersion: { increment: 1 },
+            }
+          : {}),
+      },
+    });
+  }
+  if (changed.length || goalChanged) await markResultsStale(ctx, [id]);
+  return getCampaign(ctx, id);
+}
+
+export async function deleteCampaign(ctx: AppContext, id: string): Promise<void> {
+  await getCampaignRecord(ctx, id);
+  await ctx.engine.deleteCampaignData(id, async (tx) => {
+    await tx.query(`DELETE FROM campaign WHERE id = $1`, [id]);
+  });
+}
+
+/** Marks a campaign launched by an action on its assignments (first one wins; later ones keep the first reason). */
+async function lockCampaign(db: pg.ClientBase | pg.Pool, id: string, reason: LockReason): Promise<void> {
+  await db.query(`UPDATE campaign SET locked_at = now(), locked_reason = $2 WHERE id = $1 AND locked_at IS NULL`, [id, reason]);
+}
+
+// ---------------------------------------------------------------- assignments
+
+export const assignmentRowSchema = z
+  .object({
+    user_id: z.string(),
+    group: z.enum(["treatment", "control", "global_control"]),
+    bucket: z.number().int().describe("0–9999: first 4 bytes of sha256(salt:user_id), big-endian, mod 10000"),
+    action: z.enum(["send", "hold_out"]).describe("`send` for treatment; control and global control are held out (they would have been sent)"),
+  })
+  .meta({ id: "CampaignAssignment" });
+
+const userKeyCursor = z.tuple([z.number().int()]);
+
+/**
+ * A page of the frozen assignments. Pulling them launches the campaign: from the first pull on, both
+ * arms are fixed, and control members are on record as held out ("would have been sent"), so the
+ * results compare all assigned users of both arms alike (intent to treat).
+ */
+export async function assignmentsPage(ctx: AppContext, id: string, q: PageQuery & { group?: CampaignArm }) {
+  const c = await getCampaignRecord(ctx, id);
+  await lockCampaign(ctx.db.pool, id, "assignments_pulled");
+  const after = decodeCursor(q.cursor, userKeyCursor);
+  const rows = await ctx.engine.assignmentPage(id, q.group, { afterUserKey: after?.[0], limit: q.limit + 1 });
+  return {
+    campaign_id: id,
+    counts: { treatment: c.treatmentCount, control: c.controlCount, global_control: c.globalControlCount, total: c.treatmentCount + c.controlCount + c.globalControlCount },
+    ...toPage(rows, q.limit, (r) => [r.user_key], ({ user_key: _k, ...rest }) => rest),
+  };
+}
+
+export async function assignmentsExport(ctx: AppContext, id: string, group: CampaignArm | undefined, format: ExportFormat) {
+  await getCampaignRecord(ctx, id);
+  await lockCampaign(ctx.db.pool, id, "assignments_pulled");
+  return ctx.engine.assignmentExport(id, group, format);
+}
+
+// ---------------------------------------------------------------- sends and outcomes
+
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+export const sendSchema = z
+  .object({
+    user_id: z.union([z.string().min(1).max(256), z.number().int()]),
+    sent_at: z.string().describe("RFC 3339 with an offset or Z"),
+    channel: z.string().min(1).max(64).describe("e.g. push, email, sms"),
+    status: z.enum(SEND_STATUSES),
+  })
+  .strict()
+  .meta({ id: "CampaignSend" });
+
+export const outcomeSchema = z
+  .object({
+    outcome_id: z.string().min(1).max(200).describe("The CRM's id of this conversion: recording it again changes nothing"),
+    user_id: z.union([z.string().min(1).max(256), z.number().int()]),
+    occurred_at: z.string().describe("RFC 3339 with an offset or Z"),
+    name: z.string().min(1).max(100).describe("e.g. purchase; results report each name"),
+    value: z.number().nullable().optional().describe("e.g. revenue; absent counts 0 in the mean value"),
+  })
+  .strict()
+  .meta({ id: "CampaignOutcome" });
+
+type ItemCheck<T> = { ok: true; value: T } | { ok: false; field: string; message: string };
+
+function checkText(raw: unknown, field: string, max: number): ItemCheck<string> {
+  if (typeof raw !== "string") return { ok: false, field, message: raw === undefined ? `${field} is required` : `${field} must be a string` };
+  if (raw.length === 0 || raw.length > max) return { ok: false, field, message: `${field} must be 1–${max} characters` };
+  if (CONTROL.test(raw)) return { ok: false, field, message: `${field} contains a control character` };
+  return { ok: true, value: raw };
+}
+
+function checkKeys(obj: Record<string, unknown>, allowed: readonly string[]): ItemCheck<null> {
+  for (const k of Object.keys(obj)) if (!allowed.includes(k)) return { ok: false, field: k, message: `unknown field '${k}'` };
+  return { ok: true, value: null };
+}
+
+function checkInstant(raw: unknown, field: string): ItemCheck<string> {
+  const at = parseInstant(raw);
+  if (!at.ok) return { ok: false, field, message: at.message.replace(/^occurred_at/, field) };
+  return { ok: true, value: new Date(at.ms).toISOString() };
+}
+
+function checkSend(raw: unknown): ItemCheck<{ userId: string; sentAt: string; channel: string; status: string }> {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return { ok: false, field: "", message: "a send must be an object" };
+  const o = raw as Record<string, unknown>;
+  const keys = checkKeys(o, ["user_id", "sent_at", "channel", "status"]);
+  if (!keys.ok) return keys;
+  const user = checkUserId(o.user_id);
+  if (!user.ok) return { ok: false, field: "user_id", message: user.message };
+  const at = checkInstant(o.sent_at, "sent_at");
+  if (!at.ok) return at;
+  const channel = checkText(o.channel, "channel", 64);
+  if (!channel.ok) return channel;
+  if (typeof o.status !== "string" || !(SEND_STATUSES as readonly string[]).includes(o.status))
+    return { ok: false, field: "status", message: `status must be one of ${SEND_STATUSES.join(", ")}` };
+  return { ok: true, value: { userId: user.value, sentAt: at.value, channel: channel.value, status: o.status } };
+}
+
+function checkOutcome(raw: unknown): ItemCheck<{ outcomeId: string; userId: string; occurredAt: string; name: string; value: number | null }> {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return { ok: false, field: "", message: "an outcome must be an object" };
+  const o = raw as Record<string, unknown>;
+  const keys = checkKeys(o, ["outcome_id", "user_id", "occurred_at", "name", "value"]);
+  if (!keys.ok) return keys;
+  const oid = checkText(o.outcome_id, "outcome_id", 200);
+  if (!oid.ok) return oid;
+  const user = checkUserId(o.user_id);
+  if (!user.ok) return { ok: false, field: "user_id", message: user.message };
+  const at = checkInstant(o.occurred_at, "occurred_at");
+  if (!at.ok) return at;
+  const name = checkText(o.name, "name", 100);
+  if (!name.ok) return name;
+  if (o.value !== undefined && o.value !== null && (typeof o.value !== "number" || !Number.isFinite(o.value)))
+    return { ok: false, field: "value", message: "value must be a finite number" };
+  return { ok: true, value: { outcomeId: oid.value, userId: user.value, occurredAt: at.value, name: name.value, value: (o.value as number | null | undefined) ?? null } };
+}
+
+/** The items of a batch body `{<key>: [...]}`, with the checks every batch gets. */
+function batchItems(body: unknown, key: string): unknown[] {
+  if (body === null || typeof body !== "object" || Array.isArray(body))
+    throw badRequest(`The body must be an object {"${key}": [...]}.`, [{ path: "", message: "expected an object" }]);
+  const extra = Object.keys(body).filter((k) => k !== key);
+  if (extra.length) throw badRequest(`Unknown field '${extra[0]}'.`, extra.map((k) => ({ path: k, message: `unknown field '${k}'` })));
+  const items = (body as Record<string, unknown>)[key];
+  if (!Array.isArray(items)) throw badRequest(`${key} must be an array.`, [{ path: key, message: "expected an array" }]);
+  if (items.length === 0) throw badRequest(`The batch holds no ${key}.`, [{ path: key, message: "at least one item is required" }]);
+  if (items.length > MAX_BATCH) throw new ProblemError(413, `A request holds at most ${MAX_BATCH} ${key}; this one has ${items.length}. Split it.`);
+  return items;
+}
+
+function validateItems<T>(items: unknown[], key: string, check: (raw: unknown) => ItemCheck<T>): T[] {
+  const out: T[] = [];
+  const errors: ProblemFieldError[] = [];
+  let count = 0;
+  for (let i = 0; i < items.length; i++) {
+    const c = check(items[i]);
+    if (c.ok) out.push(c.value);
+    else {
+      count++;
+      if (errors.length < 100) errors.push({ index: i, path: c.field ? `${key}[${i}].${c.field}` : `${key}[${i}]`, message: c.message });
+    }
+  }
+  if (count) throw new ProblemError(400, `${count} of ${items.length} ${key} are invalid; nothing was stored.`, { errors, invalid_count: count });
+  return out;
+}
+
+const ARM_REASON: Record<string, string> = {
+  control: "the user is in the control group (held out): it must not be sent anything",
+  global_control: "the user is in the global control group (held out of every campaign)",
+  none: "the user is not in the campaign's list",
+};
+
+export interface BatchResult {
+  received: number;
+  inserted: number;
+  duplicates: number;
+}
+
+/**
+ * Records a batch of sends: every item is checked, and a user who is held out (control, global
+ * control) or not in the list rejects the whole batch with 400, naming each (index, path, reason).
+ * Idempotent per (user, channel, status): a repeated send changes nothing.
+ */
+export async function recordSends(ctx: AppContext, id: string, body: unknown, record?: (client: pg.ClientBase, response: { status: number; body: unknown }) => Promise<void>): Promise<BatchResult> {
+  const items = batchItems(body, "sends");
+  const sends = validateItems(items, "sends", checkSend);
+  await getCampaignRecord(ctx, id);
+  let response: BatchResult | null = null;
+  const outcome = await ctx.engine.recordSends(id, sends, async (tx, inserted) => {
+    await lockCampaign(tx, id, "sends_recorded");
+    if (inserted > 0) await tx.query(`UPDATE campaign SET data_version = data_version + 1 WHERE id = $1`, [id]);
+    response = { received: sends.length, inserted, duplicates: sends.length - inserted };
+    await record?.(tx, { status: 200, body: response });
+  });
+  if (outcome.rejectedCount > 0) throw rejection("sends", items.length, outcome.rejected, outcome.rejectedCount, (arm) => ARM_REASON[arm ?? "none"]!);
+  if (outcome.inserted > 0) await markResultsStale(ctx, [id], 1000);
+  return response!;
+}
+
+/** Records a batch of outcomes, idempotent by outcome_id; a user who is not assigned rejects the batch. */
+export async function recordOutcomes(ctx: AppContext, id: string, body: unknown, record?: (client: pg.ClientBase, response: { status: number; body: unknown }) => Promise<void>): Promise<BatchResult> {
+  const items = batchItems(body, "outcomes");
+  const outcomes = validateItems(items, "outcomes", checkOutcome);
+  await getCampaignRecord(ctx, id);
+  let response: BatchResult | null = null;
+  const outcome = await ctx.engine.recordOutcomes(id, outcomes, async (tx, inserted) => {
+    await lockCampaign(tx, id, "outcomes_recorded");
+    if (inserted > 0) await tx.query(`UPDATE campaign SET data_version = data_version + 1 WHERE id = $1`, [id]);
+    response = { received: outcomes.length, inserted, duplicates: outcomes.length - inserted };
+    await record?.(tx, { status: 200, body: response });
+  });
+  if (outcome.rejectedCount > 0) throw rejection("outcomes", items.length, outcome.rejected, outcome.rejectedCount, () => "the user is not assigned in this campaign");
+  if (outcome.inserted > 0) await markResultsStale(ctx, [id], 1000);
+  return response!;
+}
+
+function rejection(key: string, total: number, rejected: Array<{ index: number; user_id: string; arm: CampaignArm | null }>, count: number, reason: (arm: CampaignArm | null) => string) {
+  return new ProblemError(400, `${count} of ${total} ${key} name users who may not be recorded (${reason(rejected[0]!.arm)}: '${rejected[0]!.user_id}'${count > 1 ? ", …" : ""}); nothing was stored.`, {
+    errors: rejected.map((r) => ({ index: r.index, path: `${key}[${r.index}].user_id`, message: `${reason(r.arm)} ('${r.user_id}')` })),
+    invalid_count: count,
+  });
+}

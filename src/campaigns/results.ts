@@ -1,0 +1,311 @@
+import { z } from "zod";
+import type { AppContext } from "../context.js";
+import type { Campaign } from "../generated/prisma/client.js";
+import { conflict } from "../http/problem.js";
+import { dateToDay, dayToDate } from "../activation/periods.js";
+import { INACTIVITY_BUCKETS, type CampaignArm, type GoalAggregateRow } from "../activation/postgres/campaigns.js";
+import type { RunView } from "../activation/runs.js";
+import { getCampaignRecord, SEND_STATUSES, type GoalMetric } from "./campaigns.js";
+import { compareGroups, EMPTY_SUMS, sampleRatioMismatch, SRM_ALPHA, type GroupSums, type MetricComparison, type MetricKind } from "./statistics.js";
+
+/**
+ * A campaign's results: the goal metric per assigned user over the window, read from the goal fact's
+ * layer (set-based per-arm aggregates, see the engine's campaign methods), each outcome the CRM
+ * reported, the sample-ratio check, window completeness, the send funnel and the lift by breakdown.
+ * Computed by a job after each processing run of the goal fact (and after sends and outcomes), stored
+ * with computed_at; reading them returns the stored copy.
+ *
+ * The analysis is intent to treat: every assigned user counts in its arm, whether or not it was sent
+ * anything, so control members (held out, "would have been sent") and treatment members are measured
+ * alike.
+ */
+
+export const COVARIATE_DAYS = 28;
+const STATES = ["new", "retained", "reactivated", "inactive"] as const;
+
+// ---------------------------------------------------------------- response schema
+
+const nullableNumber = z.number().nullable();
+const ci95 = z.tuple([z.number(), z.number()]).nullable();
+const groupStat = z.object({ n: z.number().int(), mean: nullableNumber });
+
+export const metricResultSchema = z
+  .object({
+    groups: z.object({ treatment: groupStat, control: groupStat }),
+    global_control: groupStat.nullable().describe("Members of the global control group, reported apart (null when the campaign has none)"),
+    absolute_lift: nullableNumber,
+    absolute_ci95: ci95,
+    relative_lift: nullableNumber,
+    relative_ci95: ci95,
+    p_value: nullableNumber,
+    cuped: z.object({
+      absolute_lift: nullableNumber,
+      absolute_ci95: ci95,
+      p_value: nullableNumber,
+      theta: nullableNumber,
+      reasons: z.record(z.string(), z.string()),
+    }),
+    reasons: z.record(z.string(), z.string()).describe("Why a statistic is null, by field name"),
+  })
+  .meta({ id: "CampaignMetricResult", description: "For a rate (returned, conversion) the mean is the rate." });
+
+const breakdownRow = metricResultSchema.extend({ bucket: z.string() });
+const funnelArm = z.object({
+  assigned: z.number().int(),
+  held_out: z.number().int().describe("Members logged as held out: they would have been sent"),
+  reached: z.number().int().describe("Users with any send record"),
+  by_status: z.record(z.string(), z.number().int()).describe("Distinct users per send status"),
+  by_channel: z.record(z.string(), z.record(z.string(), z.number().int())).describe("Distinct users per channel and status"),
+});
+
+export const campaignResultSchema = z
+  .object({
+    campaign_id: z.string().uuid(),
+    computed_at: z.string(),
+    duration_ms: z.number().int(),
+    data_version: z.number().int(),
+    stale: z.boolean().describe("Newer data exists than these results were computed from; a recomputation is queued"),
+    analysis: z.string(),
+    goal: metricResultSchema.extend({
+      fact: z.string(),
+      metric: z.enum(["returned", "active_periods"]),
+      window_periods: z.number().int(),
+    }),
+    window: z.object({
+      start: z.string(),
+      end: z.string(),
+      processed_through: z.string().nullable(),
+      days_total: z.number().int(),
+      days_observed: z.number().int(),
+      complete: z.boolean().describe("The goal fact is processed through the window's last day"),
+    }),
+    covariate: z.object({ start: z.string(), end: z.string(), description: z.string() }),
+    assignment: z.object({
+      holdout_percent: z.number(),
+      global_control_percent: z.number(),
+      treatment: z.number().int(),
+      control: z.number().int(),
+      global_control: z.number().int(),
+    }),
+    srm: z.object({
+      expected_control_share: z.number(),
+      n_treatment: z.number().int(),
+      n_control: z.number().int(),
+      chi_square: nullableNumber,
+      p_value: nullableNumber,
+      flagged: z.boolean().describe(`p < ${SRM_ALPHA}`),
+      reason: z.string().nullable(),
+    }),
+    breakdowns: z.object({
+      inactivity_periods: z.array(breakdownRow).describe("By the member's inactivity_periods at the list's as_of: 0, 1-6, 7-29, 30+"),
+      state: z.array(breakdownRow).describe("By the member's state at the list's as_of"),
+    }),
+    outcomes: z.array(
+      z.object({
+        name: z.string(),
+        conversion: metricResultSchema.describe("Share of assigned users with this outcome in the window"),
+        value: metricResultSchema.describe("Mean summed value per assigned user in the window"),
+      }),
+    ),
+    funnel: z.object({ treatment: funnelArm, control: funnelArm, global_control: funnelArm }),
+  })
+  .meta({ id: "CampaignResults" });
+export type CampaignResults = z.infer<typeof campaignResultSchema>;
+type StoredResults = Omit<CampaignResults, "stale" | "computed_at" | "duration_ms" | "data_version">;
+
+// ---------------------------------------------------------------- computation
+
+type ArmSums = Record<CampaignArm, GroupSums>;
+const emptyArms = (): ArmSums => ({ treatment: { ...EMPTY_SUMS }, control: { ...EMPTY_SUMS }, global_control: { ...EMPTY_SUMS } });
+
+function metricResult(s: ArmSums, kind: MetricKind, hasGlobal: boolean): z.infer<typeof metricResultSchema> {
+  const cmp: MetricComparison = compareGroups(s.treatment, s.control, kind);
+  const g = s.global_control;
+  return { ...cmp, global_control: hasGlobal ? { n: g.n, mean: g.n > 0 ? g.sy / g.n : null } : null };
+}
+
+export async function computeCampaignResults(ctx: AppContext, c: Campaign): Promise<StoredResults> {
+  const fact = await ctx.db.prisma.fact.findUnique({ where: { id: c.goalFactId } });
+  if (!fact) throw conflict(`The goal fact '${c.goalFact}' of campaign ${c.id} no longer exists.`);
+  const launch = c.launchDate.toISOString().slice(0, 10);
+  const L = dateToDay(launch);
+  const W = c.goalWindowPeriods;
+  const T = fact.processedThrough ? dateToDay(fact.processedThrough.toISOString().slice(0, 10)) : null;
+  const kind: MetricKind = c.goalMetric === "returned" ? "rate" : "mean";
+  const hasGlobal = c.globalControlPercent > 0;
+
+  const rows = await ctx.engine.campaignGoalAggregates({
+    campaignId: c.id,
+    factId: fact.id,
+    metric: c.goalMetric as GoalMetric,
+    windowStart: L,
+    windowEnd: L + W - 1,
+    covariateStart: L - COVARIATE_DAYS,
+    covariateEnd: L - 1,
+  });
+  const all = emptyArms();
+  const byBucket = new Map<string, ArmSums>();
+  const bucketKey = (r: GoalAggregateRow) => `${r.dimension}:${r.bucket}`;
+  for (const r of rows) {
+    const sums: GroupSums = { n: r.n, sy: r.sy, syy: r.syy, sx: r.sx, sxx: r.sxx, sxy: r.sxy };
+    if (r.dimension === "all") all[r.arm] = sums;
+    else {
+      const k = bucketKey(r);
+      if (!byBucket.has(k)) byBucket.set(k, emptyArms());
+      byBucket.get(k)![r.arm] = sums;
+    }
+  }
+  const breakdown = (dimension: string, buckets: readonly string[]) =>
+    buckets.map((b) => ({ bucket: b, ...metricResult(byBucket.get(`${dimension}:${b}`) ?? emptyArms(), kind, hasGlobal) }));
+
+  // Outcomes in the window, by the goal fact's calendar: [launch 00:00, end + 1 00:00) in its timezone.
+  const bounds = await ctx.db.pool.query<{ from: Date; to: Date }>(
+    `SELECT ($1::date)::timestamp AT TIME ZONE $3 AS "from", ($2::date)::timestamp AT TIME ZONE $3 AS "to"`,
+    [launch, dayToDate(L + W), fact.timezone],
+  );
+  const oRows = await ctx.engine.campaignOutcomeAggregates({
+    campaignId: c.id,
+    factId: fact.id,
+    from: bounds.rows[0]!.from,
+    to: bounds.rows[0]!.to,
+    covariateStart: L - COVARIATE_DAYS,
+    covariateEnd: L - 1,
+  });
+  const names = [...new Set(oRows.map((r) => r.name))].sort();
+  const outcomes = names.map((name) => {
+    const conv = emptyArms(), value = emptyArms();
+    for (const arm of ["treatment", "control", "global_control"] as const) {
+      const base = all[arm];
+      const r = oRows.find((x) => x.name === name && x.arm === arm);
+      conv[arm] = { n: base.n, sy: r?.converters ?? 0, syy: r?.converters ?? 0, sx: base.sx, sxx: base.sxx, sxy: r?.sx ?? 0 };
+      value[arm] = { n: base.n, sy: r?.sv ?? 0, syy: r?.svv ?? 0, sx: base.sx, sxx: base.sxx, sxy: r?.sxv ?? 0 };
+    }
+    return { name, conversion: metricResult(conv, "rate", hasGlobal), value: metricResult(value, "mean", hasGlobal) };
+  });
+
+  const fRows = await ctx.engine.campaignSendFunnel(c.id);
+  const funnelOf = (arm: CampaignArm) => {
+    const assigned = all[arm].n;
+    const by_status: Record<string, number> = Object.fromEntries(SEND_STATUSES.map((s) => [s, 0]));
+    const by_channel: Record<string, Record<string, number>> = {};
+    let reached = 0;
+    for (const r of fRows.filter((x) => x.arm === arm)) {
+      if (r.status === null) reached = r.users;
+      else if (r.channel === null) by_status[r.status] = r.users;
+      else (by_channel[r.channel] ??= {})[r.status] = r.users;
+    }
+    return { assigned, held_out: arm === "treatment" ? 0 : assigned, reached, by_status, by_channel };
+  };
+
+  const daysObserved = T === null ? 0 : Math.max(0, Math.min(W, T - L + 1));
+  return {
+    campaign_id: c.id,
+    analysis:
+      "Intent to treat: every assigned user counts in its arm whether or not it was sent anything; control members are held out (they would have been sent). " +
+      `Goal and covariate are read from the '${fact.name}' layer at day grain.`,
+    goal: { fact: fact.name, metric: c.goalMetric as GoalMetric, window_periods: W, ...metricResult(all, kind, hasGlobal) },
+    window: {
+      start: launch,
+      end: dayToDate(L + W - 1),
+      processed_through: T === null ? null : dayToDate(T),
+      days_total: W,
+      days_observed: daysObserved,
+      complete: T !== null && T >= L + W - 1,
+    },
+    covariate: {
+      start: dayToDate(L - COVARIATE_DAYS),
+      end: dayToDate(L - 1),
+      description: `Active days on '${fact.name}' in the ${COVARIATE_DAYS} days before launch_date (CUPED covariate)`,
+    },
+    assignment: {
+      holdout_percent: c.holdoutPercent,
+      global_control_percent: c.globalControlPercent,
+      treatment: all.treatment.n,
+      control: all.control.n,
+      global_control: all.global_control.n,
+    },
+    srm: sampleRatioMismatch(all.treatment.n, all.control.n, c.holdoutPercent / 100),
+    breakdowns: { inactivity_periods: breakdown("inactivity_periods", INACTIVITY_BUCKETS), state: breakdown("state", STATES) },
+    outcomes,
+    funnel: { treatment: funnelOf("treatment"), control: funnelOf("control"), global_control: funnelOf("global_control") },
+  };
+}
+
+/** Computes and stores a campaign's results; an older computation never overwrites a newer one. */
+export async function computeAndStoreResults(ctx: AppContext, campaignId: string): Promise<CampaignResults | null> {
+  const c = await ctx.db.prisma.campaign.findUnique({ where: { id: campaignId } });
+  if (!c) return null;
+  const t0 = performance.now();
+  const computedAt = new Date();
+  try {
+    const result = await computeCampaignResults(ctx, c);
+    const duration = Math.round(performance.now() - t0);
+    await ctx.db.pool.query(
+      `INSERT INTO campaign_result (campaign_id, result, data_version, computed_at, duration_ms)
+       SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM campaign WHERE id = $1)
+       ON CONFLICT (campaign_id) DO UPDATE SET result = EXCLUDED.result, data_version = EXCLUDED.data_version, computed_at = EXCLUDED.computed_at,
+              duration_ms = EXCLUDED.duration_ms, error = NULL, failed_at = NULL
+       WHERE campaign_result.data_version <= EXCLUDED.data_version`,
+      [campaignId, JSON.stringify(result), c.dataVersion, computedAt, duration],
+    );
+    return { ...result, computed_at: computedAt.toISOString(), duration_ms: duration, data_version: c.dataVersion, stale: false };
+  } catch (err) {
+    await ctx.db.pool
+      .query(`UPDATE campaign_result SET error = $2, failed_at = now() WHERE campaign_id = $1`, [campaignId, (err as Error).message])
+      .catch(() => {});
+    throw err;
+  }
+}
+
+/** The job: computes until the results match the newest data version (data may land while it runs). */
+export async function executeCampaignResults(ctx: AppContext, campaignId: string): Promise<{ data_version: number | null }> {
+  let last: number | null = null;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const r = await computeAndStoreResults(ctx, campaignId);
+    if (!r) return { data_version: null };
+    last = r.data_version;
+    const now = await ctx.db.prisma.campaign.findUnique({ where: { id: campaignId }, select: { dataVersion: true } });
+    if (!now || now.dataVersion === r.data_version) break;
+  }
+  return { data_version: last };
+}
+
+/**
+ * The stored results (computed now the first time, or when `refresh` asks). Results older than the
+ * campaign's data are served with stale: true while a recomputation is queued.
+ */
+export async function getCampaignResults(ctx: AppContext, id: string, opts: { refresh?: boolean } = {}): Promise<CampaignResults> {
+  const c = await getCampaignRecord(ctx, id);
+  const stored = opts.refresh ? null : await ctx.db.prisma.campaignResult.findUnique({ where: { campaignId: id } });
+  if (!stored) {
+    const fresh = await computeAndStoreResults(ctx, id);
+    if (!fresh) return getCampaignResults(ctx, id, opts);
+    return fresh;
+  }
+  const stale = stored.dataVersion < c.dataVersion;
+  if (stale) await ctx.queues.enqueueCampaignResults({ campaignId: id }).catch(() => {});
+  return {
+    ...(stored.result as unknown as StoredResults),
+    computed_at: stored.computedAt.toISOString(),
+    duration_ms: stored.durationMs,
+    data_version: stored.dataVersion,
+    stale,
+  };
+}
+
+/**
+ * After a processing run of a fact: the campaigns whose goal it is and whose covariate period or
+ * window the run recomputed get a new data version and a queued recomputation.
+ */
+export async function refreshCampaignsAfterRun(ctx: AppContext, factId: number, run: RunView): Promise<string[]> {
+  // Never fails the run that calls it: the results can be recomputed on demand.
+  const r = await ctx.db.pool.query<{ id: string }>(
+    `UPDATE campaign SET data_version = data_version + 1
+     WHERE goal_fact_id = $1 AND launch_date - ${COVARIATE_DAYS} <= $3::date AND launch_date + goal_window_periods - 1 >= $2::date
+     RETURNING id`,
+    [factId, run.from ?? run.through, run.through],
+  ).catch(() => ({ rows: [] as Array<{ id: string }> }));
+  const ids = r.rows.map((x) => x.id);
+  for (const id of ids) await ctx.queues.enqueueCampaignResults({ campaignId: id }).catch(() => {});
+  return ids;
+}

@@ -1,0 +1,187 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import {
+  assignmentRowSchema, assignmentsExport, assignmentsPage, campaignSchema, createCampaign, createCampaignSchema, deleteCampaign, getCampaign,
+  listCampaigns, MAX_BATCH, outcomeSchema, recordOutcomes, recordSends, sendSchema, updateCampaign, updateCampaignSchema,
+} from "../campaigns/campaigns.js";
+import { campaignResultSchema, getCampaignResults } from "../campaigns/results.js";
+import { controlGroupBodySchema, controlGroupSchema, getControlGroup, putControlGroup } from "../campaigns/control-group.js";
+import { exportFormatOf, sendExport } from "../http/export.js";
+import { idempotent } from "../http/idempotency.js";
+import { pageQuerySchema, pageSchema } from "../http/pagination.js";
+import { problemSchema } from "../http/problem.js";
+import { bodyValidatedInHandler } from "../http/validation.js";
+
+const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
+const idParams = z.object({ id: z.string().uuid() });
+const BATCH_BODY_BYTES = 5 * 1024 * 1024;
+const batchResult = z
+  .object({ received: z.number().int(), inserted: z.number().int(), duplicates: z.number().int().describe("Already recorded: nothing changed for them") })
+  .meta({ id: "CampaignBatchResult" });
+const idempotencyHeader = z.object({ "idempotency-key": z.string().optional() }).passthrough();
+
+const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    "/campaigns",
+    {
+      schema: {
+        tags: ["campaigns"],
+        summary: "Create a campaign on a list: its holdout split is computed and frozen now",
+        description:
+          "Every member of the materialization is assigned by `bucket = first 4 bytes of sha256(salt + \":\" + user_id) (big-endian) mod 10000`; " +
+          "control when `bucket < holdout_percent × 100`. Members of the global control group (`PUT /v1/control-group`) are held out as `global_control`. " +
+          "The campaign is launched once its launch_date has come or once its assignments were pulled, or sends or outcomes recorded: " +
+          "materialization_id, holdout_percent, salt and launch_date are then immutable.",
+        body: createCampaignSchema,
+        response: { 201: campaignSchema, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const c = await createCampaign(app.ctx, req.body);
+      return reply.code(201).header("location", `/v1/campaigns/${c.id}`).send(c);
+    },
+  );
+
+  app.get(
+    "/campaigns",
+    { schema: { tags: ["campaigns"], summary: "List campaigns, newest first", querystring: pageQuerySchema, response: { 200: pageSchema(campaignSchema), ...errors } } },
+    async (req) => listCampaigns(app.ctx, req.query),
+  );
+
+  app.get(
+    "/campaigns/:id",
+    { schema: { tags: ["campaigns"], summary: "A campaign: goal, split, counts, window and whether it has launched", params: idParams, response: { 200: campaignSchema, ...errors } } },
+    async (req) => getCampaign(app.ctx, req.params.id),
+  );
+
+  app.patch(
+    "/campaigns/:id",
+    {
+      schema: {
+        tags: ["campaigns"],
+        summary: "Change a campaign (assignment fields only before launch: 409 after)",
+        description: "Changing materialization_id, holdout_percent, salt or launch_date before launch recomputes the frozen assignments.",
+        params: idParams,
+        body: updateCampaignSchema,
+        response: { 200: campaignSchema, ...errors },
+      },
+    },
+    async (req) => updateCampaign(app.ctx, req.params.id, req.body),
+  );
+
+  app.delete(
+    "/campaigns/:id",
+    { schema: { tags: ["campaigns"], summary: "Delete a campaign with its assignments, sends, outcomes and results", params: idParams, response: { 204: z.null(), ...errors } } },
+    async (req, reply) => {
+      await deleteCampaign(app.ctx, req.params.id);
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.get(
+    "/campaigns/:id/assignments",
+    {
+      schema: {
+        tags: ["campaigns"],
+        summary: "The frozen assignments (what a CRM pulls); pulling launches the campaign",
+        description:
+          "Paged by user; send `Accept: text/csv` or `Accept: application/x-ndjson` to stream every row. Control members come with action `hold_out`: " +
+          "they are on record as held out (they would have been sent), and results count every assigned user in its arm.",
+        params: idParams,
+        querystring: pageQuerySchema.extend({ group: z.enum(["treatment", "control", "global_control"]).optional().describe("Only one arm") }),
+        response: {
+          200: z.object({
+            campaign_id: z.string().uuid(),
+            counts: z.object({ treatment: z.number().int(), control: z.number().int(), global_control: z.number().int(), total: z.number().int() }),
+            data: z.array(assignmentRowSchema),
+            next_cursor: z.string().nullable(),
+          }),
+          ...errors,
+        },
+      },
+    },
+    async (req, reply) => {
+      const format = exportFormatOf(req);
+      if (format)
+        return sendExport(reply, format, await assignmentsExport(app.ctx, req.params.id, req.query.group, format), `assignments-${req.params.id}${req.query.group ? `-${req.query.group}` : ""}`);
+      return assignmentsPage(app.ctx, req.params.id, req.query);
+    },
+  );
+
+  app.post(
+    "/campaigns/:id/sends",
+    {
+      bodyLimit: BATCH_BODY_BYTES,
+      schema: {
+        tags: ["campaigns"],
+        summary: `Record sends (≤ ${MAX_BATCH.toLocaleString("en-US")} per request), idempotent per (user, channel, status)`,
+        description:
+          "The batch is stored whole or not at all: a bad item, or a user in control, in the global control group or not in the list, rejects it with 400 " +
+          "naming each (index, path, reason; first 100). Honors `Idempotency-Key`.",
+        params: idParams,
+        headers: idempotencyHeader,
+        body: z.object({ sends: z.array(sendSchema).max(MAX_BATCH) }).strict(),
+        response: { 200: batchResult, ...errors, 413: problemSchema, 422: problemSchema },
+      },
+      validatorCompiler: bodyValidatedInHandler,
+    },
+    async (req, reply) => idempotent(app.db.pool, req, reply, async (record) => ({ status: 200, body: await recordSends(app.ctx, req.params.id, req.body, record) })),
+  );
+
+  app.post(
+    "/campaigns/:id/outcomes",
+    {
+      bodyLimit: BATCH_BODY_BYTES,
+      schema: {
+        tags: ["campaigns"],
+        summary: `Record outcomes (conversions the CRM knows; ≤ ${MAX_BATCH.toLocaleString("en-US")} per request), idempotent by outcome_id`,
+        description: "Outcomes of users of any arm are welcome; a user not assigned in the campaign rejects the batch with 400 naming each. Honors `Idempotency-Key`.",
+        params: idParams,
+        headers: idempotencyHeader,
+        body: z.object({ outcomes: z.array(outcomeSchema).max(MAX_BATCH) }).strict(),
+        response: { 200: batchResult, ...errors, 413: problemSchema, 422: problemSchema },
+      },
+      validatorCompiler: bodyValidatedInHandler,
+    },
+    async (req, reply) => idempotent(app.db.pool, req, reply, async (record) => ({ status: 200, body: await recordOutcomes(app.ctx, req.params.id, req.body, record) })),
+  );
+
+  app.get(
+    "/campaigns/:id/results",
+    {
+      schema: {
+        tags: ["campaigns"],
+        summary: "Lift of the goal metric and of each outcome, with CUPED, SRM check, window completeness, funnel and breakdowns",
+        description:
+          "Recomputed by a job after each processing run of the goal fact and after sends and outcomes; this returns the stored results " +
+          "(computed now the first time, or with `refresh=true`).",
+        params: idParams,
+        querystring: z.object({ refresh: z.enum(["true", "false"]).optional().describe("Recompute now instead of returning the stored results") }),
+        response: { 200: campaignResultSchema, ...errors },
+      },
+    },
+    async (req) => getCampaignResults(app.ctx, req.params.id, { refresh: req.query.refresh === "true" }),
+  );
+
+  app.get(
+    "/control-group",
+    { schema: { tags: ["campaigns"], summary: "The global control group held out of every new campaign", response: { 200: controlGroupSchema, ...errors } } },
+    async () => getControlGroup(app.ctx),
+  );
+
+  app.put(
+    "/control-group",
+    {
+      config: { scope: "admin" },
+      schema: {
+        tags: ["campaigns"],
+        summary: "Set the global control group (percent 0 turns it off); existing campaigns keep their assignments",
+        description: "Members are users whose bucket under the group's own salt is below percent × 100 (the campaign hash with another salt).",
+        body: controlGroupBodySchema,
+        response: { 200: controlGroupSchema, ...errors },
+      },
+    },
+    async (req) => putControlGroup(app.ctx, req.body),
+  );
+};
+export default campaignRoutes;

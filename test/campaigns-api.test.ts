@@ -1,0 +1,451 @@
+// Campaigns end to end through the HTTP API on the seoul-70d fixture: part 1 of the events is loaded
+// and processed, a list is materialized as of its last day, campaigns launch the day after; part 2
+// (with late events) is ingested and processed so the window completes, and the results are checked
+// against a straightforward computation from the fixture's raw events.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestEnv, type TestEnv } from "./helpers/context.js";
+import { allPages, api, createFact, ingest, processThrough } from "./helpers/api.js";
+import { fixtureMeta, parseCsv, readFixtureCsv } from "./helpers/fixtures.js";
+import { assign } from "../src/campaigns/assignment.js";
+import { compareGroups, EMPTY_SUMS, type GroupSums } from "../src/campaigns/statistics.js";
+
+const FIXTURE = "seoul-70d";
+const meta = fixtureMeta(FIXTURE);
+const FACT = "app_opened";
+const events = readFixtureCsv(FIXTURE, "events.csv").map((r) => ({ user_id: r.user_id!, occurred_at: r.occurred_at! }));
+const part1 = readFixtureCsv(FIXTURE, "events_part1.csv").map((r) => ({ user_id: r.user_id!, occurred_at: r.occurred_at! }));
+const part2 = readFixtureCsv(FIXTURE, "events_part2.csv").map((r) => ({ user_id: r.user_id!, occurred_at: r.occurred_at! }));
+const AS_OF = meta.part1_through; // 2026-04-16
+const LAUNCH = "2026-04-17";
+const WINDOW_END = "2026-04-30";
+const COV_START = "2026-03-20";
+
+let env: TestEnv;
+let listId: string;
+let memberCount: number;
+let members: Array<Record<string, unknown>>;
+beforeAll(async () => {
+  env = await createTestEnv();
+  env.startWorkers();
+  await createFact(env, FACT, meta.fact_timezone);
+  await ingest(env, FACT, part1);
+  await processThrough(env, FACT, AS_OF);
+  const a = await api(env).post("/v1/audiences", { name: "Everyone", fact: FACT, grain: "day", filter: { field: "inactivity_periods", op: "gte", value: 0 } });
+  expect(a.statusCode, a.body).toBe(201);
+  const m = await api(env).post(`/v1/audiences/${a.json().id}/materializations`, { as_of: AS_OF });
+  expect(m.statusCode, m.body).toBe(202);
+  for (;;) {
+    const s = (await api(env).get(`/v1/materializations/${m.json().id}`)).json();
+    if (s.status === "succeeded") {
+      listId = s.id;
+      memberCount = s.member_count;
+      break;
+    }
+    if (s.status === "failed") throw new Error(s.error);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  members = await allPages(env, `/v1/materializations/${listId}/members`);
+});
+afterAll(async () => env?.close());
+
+const goal = (metric: "returned" | "active_periods" = "active_periods") => ({ fact: FACT, window_periods: 14, metric });
+
+async function createCampaign(body: Record<string, unknown>) {
+  const res = await api(env).post("/v1/campaigns", { name: "Win back", materialization_id: listId, goal: goal(), ...body });
+  expect(res.statusCode, res.body).toBe(201);
+  return res.json();
+}
+
+/** Seoul has no DST: the activity date is the UTC+9 calendar date. Computed here without the service's code. */
+const seoulDate = (occurredAt: string) => new Date(Date.parse(occurredAt) + 9 * 3600_000).toISOString().slice(0, 10);
+const activeDays = new Map<string, Set<string>>();
+for (const e of events) {
+  let s = activeDays.get(e.user_id);
+  if (!s) activeDays.set(e.user_id, (s = new Set()));
+  s.add(seoulDate(e.occurred_at));
+}
+const daysIn = (user: string, from: string, to: string) => [...(activeDays.get(user) ?? [])].filter((d) => d >= from && d <= to).length;
+
+describe("validation", () => {
+  const bad = async (body: Record<string, unknown>, status = 400) => {
+    const res = await api(env).post("/v1/campaigns", { name: "x", materialization_id: listId, goal: goal(), ...body });
+    expect(res.statusCode, res.body).toBe(status);
+    expect(res.headers["content-type"]).toContain("application/problem+json");
+    return res.json();
+  };
+
+  it("names goal.fact when the fact does not exist", async () => {
+    const p = await bad({ goal: { ...goal(), fact: "no_such_fact" } });
+    expect(p.errors[0].path).toBe("goal.fact");
+  });
+
+  it("rejects bad holdouts, launch dates, goals and unknown fields with their paths", async () => {
+    expect((await bad({ holdout_percent: 60 })).errors[0].path).toBe("holdout_percent");
+    expect((await bad({ holdout_percent: 10.125 })).errors[0].path).toBe("holdout_percent");
+    expect((await bad({ launch_date: AS_OF })).errors[0].path).toBe("launch_date");
+    expect((await bad({ launch_date: "2026-02-30" })).errors[0].path).toBe("launch_date");
+    expect((await bad({ goal: { ...goal(), metric: "revenue" } })).errors[0].path).toBe("goal.metric");
+    expect((await bad({ goal: { ...goal(), window_periods: 0 } })).errors[0].path).toBe("goal.window_periods");
+    expect((await bad({ colour: "red" })).errors[0].path).toBe("colour");
+  });
+
+  it("needs a list that exists and has succeeded", async () => {
+    expect((await bad({ materialization_id: "00000000-0000-4000-8000-000000000000" })).errors[0].path).toBe("materialization_id");
+    const m = await env.ctx.db.prisma.materialization.findUniqueOrThrow({ where: { id: listId } });
+    const failed = await env.ctx.db.prisma.materialization.create({
+      data: { id: "11111111-1111-4111-8111-111111111111", audienceId: m.audienceId, version: 1, asOf: m.asOf, status: "failed", error: "boom" },
+    });
+    const p = await bad({ materialization_id: failed.id }, 409);
+    expect(p.detail).toMatch(/failed/);
+  });
+
+  it("needs the write scope", async () => {
+    const res = await api(env, env.keys.read).post("/v1/campaigns", { name: "x", materialization_id: listId, goal: goal() });
+    expect(res.statusCode).toBe(403);
+  });
+});
+
+describe("campaigns, assignments and immutability", () => {
+  it("creates a campaign whose frozen split follows the assignment hash", async () => {
+    const c = await createCampaign({ holdout_percent: 50, salt: "e2e-salt" });
+    expect(c).toMatchObject({
+      materialization_id: listId,
+      as_of: AS_OF,
+      launch_date: LAUNCH,
+      window: { start: LAUNCH, end: WINDOW_END },
+      holdout_percent: 50,
+      salt: "e2e-salt",
+      goal: goal(),
+      global_control: null,
+      launched: true,
+      locked_reason: "launch_date_reached",
+    });
+    expect(c.counts.total).toBe(memberCount);
+    expect(c.counts.treatment + c.counts.control).toBe(memberCount);
+    const rows = await allPages(env, `/v1/campaigns/${c.id}/assignments`, 7);
+    expect(rows.length).toBe(memberCount);
+    for (const r of rows) {
+      const want = assign(r.user_id as string, { salt: "e2e-salt", holdoutPercent: 50 });
+      expect(r, r.user_id as string).toEqual({ user_id: r.user_id, group: want.arm, bucket: want.bucket, action: want.arm === "treatment" ? "send" : "hold_out" });
+    }
+    expect(new Set(rows.map((r) => r.user_id))).toEqual(new Set(members.map((m) => m.user_id)));
+  });
+
+  it("the salt defaults to the campaign id", async () => {
+    const c = await createCampaign({});
+    expect(c.salt).toBe(c.id);
+    expect(c.holdout_percent).toBe(10);
+    const rows = await allPages(env, `/v1/campaigns/${c.id}/assignments`);
+    for (const r of rows) expect(r.group).toBe(assign(r.user_id as string, { salt: c.id, holdoutPercent: 10 }).arm);
+  });
+
+  it("streams assignments as CSV and NDJSON, whole or one arm", async () => {
+    const c = await createCampaign({ holdout_percent: 30, salt: "stream" });
+    const csv = await api(env).get(`/v1/campaigns/${c.id}/assignments`, { accept: "text/csv" });
+    expect(csv.statusCode).toBe(200);
+    expect(csv.headers["content-type"]).toContain("text/csv");
+    const parsed = parseCsv(csv.body);
+    expect(csv.body.split("\n")[0]).toBe("user_id,group,bucket,action");
+    expect(parsed.length).toBe(memberCount);
+    const paged = await allPages(env, `/v1/campaigns/${c.id}/assignments`, 5);
+    expect(parsed.map((r) => `${r.user_id},${r.group},${r.bucket},${r.action}`)).toEqual(paged.map((r) => `${r.user_id},${r.group},${r.bucket},${r.action}`));
+    const nd = await api(env).get(`/v1/campaigns/${c.id}/assignments?group=control`, { accept: "application/x-ndjson" });
+    expect(nd.headers["content-type"]).toContain("application/x-ndjson");
+    const control = nd.body.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    expect(control.length).toBe(c.counts.control);
+    expect(control.every((r) => r.group === "control" && r.action === "hold_out" && typeof r.bucket === "number")).toBe(true);
+    const page = (await api(env).get(`/v1/campaigns/${c.id}/assignments?group=treatment&limit=3`)).json();
+    expect(page.data.length).toBe(3);
+    expect(page.counts).toEqual(c.counts);
+    expect(page.data.every((r: { group: string }) => r.group === "treatment")).toBe(true);
+  });
+
+  it("assignment fields are immutable once launched (409); name and goal are not", async () => {
+    const c = await createCampaign({ holdout_percent: 20 });
+    for (const patch of [{ holdout_percent: 30 }, { salt: "other" }, { launch_date: "2026-04-20" }]) {
+      const res = await api(env).patch(`/v1/campaigns/${c.id}`, patch);
+      expect(res.statusCode, res.body).toBe(409);
+      expect(res.json().fields).toEqual(Object.keys(patch));
+      expect(res.json().locked_reason).toBe("launch_date_reached");
+    }
+    // The same value is no change.
+    expect((await api(env).patch(`/v1/campaigns/${c.id}`, { holdout_percent: 20 })).statusCode).toBe(200);
+    const renamed = await api(env).patch(`/v1/campaigns/${c.id}`, { name: "Renamed", goal: goal("returned") });
+    expect(renamed.statusCode, renamed.body).toBe(200);
+    expect(renamed.json()).toMatchObject({ name: "Renamed", goal: goal("returned"), holdout_percent: 20 });
+  });
+
+  it("before launch an assignment field may change (reassigned); the first pull locks it", async () => {
+    const c = await createCampaign({ launch_date: "2099-01-01", holdout_percent: 10, salt: "future" });
+    expect(c).toMatchObject({ launched: false, locked_reason: null });
+    const patched = await api(env).patch(`/v1/campaigns/${c.id}`, { holdout_percent: 40 });
+    expect(patched.statusCode, patched.body).toBe(200);
+    const rows = await allPages(env, `/v1/campaigns/${c.id}/assignments`);
+    for (const r of rows) expect(r.group).toBe(assign(r.user_id as string, { salt: "future", holdoutPercent: 40 }).arm);
+    expect(patched.json().counts.control).toBe(rows.filter((r) => r.group === "control").length);
+    const after = (await api(env).get(`/v1/campaigns/${c.id}`)).json();
+    expect(after).toMatchObject({ launched: true, locked_reason: "assignments_pulled" });
+    const res = await api(env).patch(`/v1/campaigns/${c.id}`, { salt: "again" });
+    expect(res.statusCode).toBe(409);
+    expect(res.json().locked_reason).toBe("assignments_pulled");
+  });
+
+  it("lists campaigns newest first, paged; deletes one", async () => {
+    const all = await allPages(env, "/v1/campaigns", 2);
+    expect(all.length).toBeGreaterThanOrEqual(5);
+    const created = all.map((c) => c.created_at as string);
+    expect([...created].sort().reverse()).toEqual(created);
+    const victim = all[0]!.id as string;
+    expect((await api(env).delete(`/v1/campaigns/${victim}`)).statusCode).toBe(204);
+    expect((await api(env).get(`/v1/campaigns/${victim}`)).statusCode).toBe(404);
+    expect((await api(env).get(`/v1/campaigns/${victim}/assignments`)).statusCode).toBe(404);
+    const left = await env.ctx.db.pool.query(`SELECT count(*)::int AS n FROM campaign_assignment WHERE campaign_id = $1`, [victim]);
+    expect(left.rows[0].n).toBe(0);
+  });
+});
+
+describe("a campaign measured through the window", () => {
+  let c: { id: string; counts: { treatment: number; control: number } };
+  let arms: Map<string, string>;
+  const treated = () => [...arms].filter(([, g]) => g === "treatment").map(([u]) => u);
+  const held = () => [...arms].filter(([, g]) => g === "control").map(([u]) => u);
+  const sentAt = "2026-04-17T10:00:00+09:00";
+
+  beforeAll(async () => {
+    c = await createCampaign({ name: "Measured", holdout_percent: 40, salt: "measured" });
+    arms = new Map((await allPages(env, `/v1/campaigns/${c.id}/assignments`)).map((r) => [r.user_id as string, r.group as string]));
+  });
+
+  it("records sends idempotently per (user, channel, status)", async () => {
+    const t = treated();
+    const sends = [
+      ...t.map((u) => ({ user_id: u, sent_at: sentAt, channel: "push", status: "sent" })),
+      ...t.slice(0, 5).map((u) => ({ user_id: u, sent_at: sentAt, channel: "push", status: "delivered" })),
+      ...t.slice(0, 2).map((u) => ({ user_id: u, sent_at: "2026-04-17T10:05:00+09:00", channel: "email", status: "opened" })),
+    ];
+    const first = await api(env).post(`/v1/campaigns/${c.id}/sends`, { sends });
+    expect(first.statusCode, first.body).toBe(200);
+    expect(first.json()).toEqual({ received: sends.length, inserted: sends.length, duplicates: 0 });
+    const again = await api(env).post(`/v1/campaigns/${c.id}/sends`, { sends: sends.slice(0, 4) });
+    expect(again.json()).toEqual({ received: 4, inserted: 0, duplicates: 4 });
+    const keyed = { "idempotency-key": "sends-1" };
+    const k1 = await api(env).post(`/v1/campaigns/${c.id}/sends`, { sends: [{ user_id: t[0], sent_at: sentAt, channel: "sms", status: "failed" }] }, keyed);
+    const k2 = await api(env).post(`/v1/campaigns/${c.id}/sends`, { sends: [{ user_id: t[0], sent_at: sentAt, channel: "sms", status: "failed" }] }, keyed);
+    expect(k1.json()).toEqual({ received: 1, inserted: 1, duplicates: 0 });
+    expect(k2.json()).toEqual(k1.json());
+    expect(k2.headers["idempotent-replayed"]).toBe("true");
+  });
+
+  it("rejects a whole batch naming held-out and unknown users, and bad items", async () => {
+    const t = treated(), h = held();
+    const before = await env.ctx.db.pool.query(`SELECT count(*)::int AS n FROM campaign_send WHERE campaign_id = $1`, [c.id]);
+    const res = await api(env).post(`/v1/campaigns/${c.id}/sends`, {
+      sends: [
+        { user_id: t[1], sent_at: sentAt, channel: "push", status: "clicked" },
+        { user_id: h[0], sent_at: sentAt, channel: "push", status: "sent" },
+        { user_id: t[2], sent_at: sentAt, channel: "push", status: "clicked" },
+        { user_id: "nobody-at-all", sent_at: sentAt, channel: "push", status: "sent" },
+      ],
+    });
+    expect(res.statusCode, res.body).toBe(400);
+    const errors = res.json().errors;
+    expect(errors).toEqual([
+      { index: 1, path: "sends[1].user_id", message: expect.stringMatching(/control group \(held out\)/) },
+      { index: 3, path: "sends[3].user_id", message: expect.stringMatching(/not in the campaign's list/) },
+    ]);
+    const shape = await api(env).post(`/v1/campaigns/${c.id}/sends`, {
+      sends: [
+        { user_id: t[1], sent_at: "2026-04-17T10:00:00", channel: "push", status: "sent" },
+        { user_id: t[1], sent_at: sentAt, channel: "push", status: "bounced" },
+        { user_id: t[1], sent_at: sentAt, channel: "", status: "sent" },
+        { user_id: t[1], sent_at: sentAt, channel: "push", status: "sent", extra: 1 },
+      ],
+    });
+    expect(shape.statusCode).toBe(400);
+    expect(shape.json().errors.map((e: { path: string }) => e.path)).toEqual(["sends[0].sent_at", "sends[1].status", "sends[2].channel", "sends[3].extra"]);
+    expect((await api(env).post(`/v1/campaigns/${c.id}/sends`, { sends: [] })).statusCode).toBe(400);
+    const after = await env.ctx.db.pool.query(`SELECT count(*)::int AS n FROM campaign_send WHERE campaign_id = $1`, [c.id]);
+    expect(after.rows[0].n).toBe(before.rows[0].n);
+  });
+
+  it("records outcomes idempotently by outcome_id; unassigned users reject the batch", async () => {
+    const t = treated(), h = held();
+    const outcomes = [
+      { outcome_id: "o1", user_id: t[0], occurred_at: "2026-04-18T12:00:00+09:00", name: "purchase", value: 30 },
+      { outcome_id: "o2", user_id: t[1], occurred_at: "2026-04-20T12:00:00+09:00", name: "purchase", value: 10 },
+      { outcome_id: "o3", user_id: t[1], occurred_at: "2026-04-21T12:00:00+09:00", name: "purchase", value: 5 },
+      { outcome_id: "o4", user_id: h[0], occurred_at: "2026-04-22T12:00:00+09:00", name: "purchase", value: 20 },
+      { outcome_id: "o5", user_id: t[2], occurred_at: "2026-04-22T12:00:00+09:00", name: "signup" },
+      // Outside the window (before launch, in Seoul): not counted.
+      { outcome_id: "o6", user_id: t[3], occurred_at: "2026-04-16T23:30:00+09:00", name: "purchase", value: 99 },
+    ];
+    const res = await api(env).post(`/v1/campaigns/${c.id}/outcomes`, { outcomes });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toEqual({ received: 6, inserted: 6, duplicates: 0 });
+    const again = await api(env).post(`/v1/campaigns/${c.id}/outcomes`, { outcomes: [{ ...outcomes[0], value: 1000 }] });
+    expect(again.json()).toEqual({ received: 1, inserted: 0, duplicates: 1 });
+    const badUser = await api(env).post(`/v1/campaigns/${c.id}/outcomes`, {
+      outcomes: [{ outcome_id: "o7", user_id: "stranger", occurred_at: "2026-04-22T12:00:00Z", name: "purchase" }],
+    });
+    expect(badUser.statusCode).toBe(400);
+    expect(badUser.json().errors).toEqual([{ index: 0, path: "outcomes[0].user_id", message: expect.stringMatching(/not assigned/) }]);
+    const badValue = await api(env).post(`/v1/campaigns/${c.id}/outcomes`, {
+      outcomes: [{ outcome_id: "o8", user_id: t[0], occurred_at: "2026-04-22T12:00:00Z", name: "purchase", value: "ten" }],
+    });
+    expect(badValue.json().errors[0].path).toBe("outcomes[0].value");
+  });
+
+  async function results(predicate: (r: Record<string, any>) => boolean) {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const res = await api(env).get(`/v1/campaigns/${c.id}/results`);
+      expect(res.statusCode, res.body).toBe(200);
+      const r = res.json();
+      if (predicate(r)) return r;
+      if (Date.now() > deadline) throw new Error(`results never matched: ${JSON.stringify(r).slice(0, 500)}`);
+      await new Promise((x) => setTimeout(x, 100));
+    }
+  }
+
+  it("before the window's data: results computed on demand, window incomplete", async () => {
+    const r = await results(() => true);
+    expect(r.window).toEqual({ start: LAUNCH, end: WINDOW_END, processed_through: AS_OF, days_total: 14, days_observed: 0, complete: false });
+    expect(r.goal.groups.treatment.mean).toBe(0);
+    expect(r.goal.absolute_ci95).toBeNull();
+    expect(r.goal.reasons.absolute_ci95).toMatch(/zero variance/);
+  });
+
+  it("after processing the rest of the data, a job recomputes the results: numbers match the raw events", async () => {
+    await ingest(env, FACT, part2);
+    await processThrough(env, FACT, meta.through);
+    const r = await results((x) => x.window.complete && !x.stale && x.funnel.treatment.reached > 0);
+    expect(r.window).toEqual({ start: LAUNCH, end: WINDOW_END, processed_through: meta.through, days_total: 14, days_observed: 14, complete: true });
+    expect(r.covariate).toMatchObject({ start: COV_START, end: AS_OF });
+
+    // The straightforward computation: per assigned user, from the fixture's events (late ones included).
+    const sums: Record<string, GroupSums> = { treatment: { ...EMPTY_SUMS }, control: { ...EMPTY_SUMS } };
+    const byBucket = new Map<string, Record<string, GroupSums>>();
+    const bucketOf = (n: number) => (n <= 0 ? "0" : n <= 6 ? "1-6" : n <= 29 ? "7-29" : "30+");
+    const add = (s: GroupSums, y: number, x: number) => {
+      s.n++; s.sy += y; s.syy += y * y; s.sx += x; s.sxx += x * x; s.sxy += x * y;
+    };
+    for (const m of members) {
+      const u = m.user_id as string;
+      const arm = arms.get(u)!;
+      const y = daysIn(u, LAUNCH, WINDOW_END), x = daysIn(u, COV_START, AS_OF);
+      add(sums[arm]!, y, x);
+      for (const key of [`inactivity_periods:${bucketOf(m.inactivity_periods as number)}`, `state:${m.state}`]) {
+        if (!byBucket.has(key)) byBucket.set(key, { treatment: { ...EMPTY_SUMS }, control: { ...EMPTY_SUMS } });
+        add(byBucket.get(key)![arm]!, y, x);
+      }
+    }
+    const want = compareGroups(sums.treatment!, sums.control!, "mean");
+    expect(sums.treatment!.sy).toBeGreaterThan(0);
+    const g = r.goal;
+    expect(g).toMatchObject({ fact: FACT, metric: "active_periods", window_periods: 14, global_control: null });
+    expect(g.groups.treatment.n).toBe(c.counts.treatment);
+    expect(g.groups.control.n).toBe(c.counts.control);
+    expect(g.groups.treatment.mean).toBeCloseTo(want.groups.treatment.mean!, 12);
+    expect(g.groups.control.mean).toBeCloseTo(want.groups.control.mean!, 12);
+    for (const k of ["absolute_lift", "relative_lift", "p_value"] as const) expect(g[k], k).toBeCloseTo(want[k]!, 10);
+    expect(g.absolute_ci95[0]).toBeCloseTo(want.absolute_ci95![0], 10);
+    expect(g.relative_ci95[1]).toBeCloseTo(want.relative_ci95![1], 10);
+    expect(g.cuped.theta).toBeCloseTo(want.cuped.theta!, 10);
+    expect(g.cuped.absolute_lift).toBeCloseTo(want.cuped.absolute_lift!, 10);
+    expect(g.cuped.p_value).toBeCloseTo(want.cuped.p_value!, 10);
+
+    // Breakdowns by the member's frozen status at as_of.
+    for (const dim of ["inactivity_periods", "state"] as const) {
+      for (const row of r.breakdowns[dim]) {
+        const s = byBucket.get(`${dim}:${row.bucket}`) ?? { treatment: EMPTY_SUMS, control: EMPTY_SUMS };
+        expect(row.groups.treatment.n, `${dim} ${row.bucket}`).toBe(s.treatment!.n);
+        expect(row.groups.control.n, `${dim} ${row.bucket}`).toBe(s.control!.n);
+        if (s.treatment!.n) expect(row.groups.treatment.mean).toBeCloseTo(s.treatment!.sy / s.treatment!.n, 12);
+      }
+      expect(r.breakdowns[dim].reduce((a: number, b: { groups: { treatment: { n: number } } }) => a + b.groups.treatment.n, 0)).toBe(c.counts.treatment);
+    }
+    expect(r.breakdowns.inactivity_periods.map((b: { bucket: string }) => b.bucket)).toEqual(["0", "1-6", "7-29", "30+"]);
+
+    // A fair split is not flagged.
+    expect(r.srm).toMatchObject({ expected_control_share: 0.4, n_treatment: c.counts.treatment, n_control: c.counts.control, flagged: false });
+    expect(r.srm.p_value).toBeGreaterThan(0.001);
+
+    // Funnel: distinct users per status and channel, per arm; control members are held out.
+    const t = treated();
+    expect(r.funnel.treatment).toEqual({
+      assigned: c.counts.treatment,
+      held_out: 0,
+      reached: t.length,
+      by_status: { sent: t.length, delivered: 5, failed: 1, opened: 2, clicked: 0 },
+      by_channel: { push: { sent: t.length, delivered: 5 }, email: { opened: 2 }, sms: { failed: 1 } },
+    });
+    expect(r.funnel.control).toMatchObject({ assigned: c.counts.control, held_out: c.counts.control, reached: 0 });
+
+    // Outcomes in the window: purchase by 2 treatment users (30, 15) and 1 control user (20).
+    const purchase = r.outcomes.find((o: { name: string }) => o.name === "purchase");
+    expect(purchase.conversion.groups.treatment.mean).toBeCloseTo(2 / c.counts.treatment, 12);
+    expect(purchase.conversion.groups.control.mean).toBeCloseTo(1 / c.counts.control, 12);
+    expect(purchase.value.groups.treatment.mean).toBeCloseTo(45 / c.counts.treatment, 12);
+    expect(purchase.value.groups.control.mean).toBeCloseTo(20 / c.counts.control, 12);
+    const conv = compareGroups(
+      { ...EMPTY_SUMS, n: c.counts.treatment, sy: 2, syy: 2 },
+      { ...EMPTY_SUMS, n: c.counts.control, sy: 1, syy: 1 },
+      "rate",
+    );
+    expect(purchase.conversion.p_value).toBeCloseTo(conv.p_value!, 12);
+    const signup = r.outcomes.find((o: { name: string }) => o.name === "signup");
+    expect(signup.conversion.groups.control.mean).toBe(0);
+    expect(signup.conversion.relative_lift).toBeNull();
+    expect(signup.conversion.reasons.relative_lift).toMatch(/control mean is 0/);
+  });
+
+  it("the returned metric (a rate) after a goal change", async () => {
+    expect((await api(env).patch(`/v1/campaigns/${c.id}`, { goal: goal("returned") })).statusCode).toBe(200);
+    const r = (await api(env).get(`/v1/campaigns/${c.id}/results?refresh=true`)).json();
+    expect(r.goal.metric).toBe("returned");
+    const count = (arm: string) => [...arms].filter(([u, g]) => g === arm && daysIn(u, LAUNCH, WINDOW_END) > 0).length;
+    expect(r.goal.groups.treatment.mean).toBeCloseTo(count("treatment") / c.counts.treatment, 12);
+    expect(r.goal.groups.control.mean).toBeCloseTo(count("control") / c.counts.control, 12);
+    const want = compareGroups(
+      { ...EMPTY_SUMS, n: c.counts.treatment, sy: count("treatment"), syy: count("treatment") },
+      { ...EMPTY_SUMS, n: c.counts.control, sy: count("control"), syy: count("control") },
+      "rate",
+    );
+    expect(r.goal.p_value).toBeCloseTo(want.p_value!, 12);
+    expect(r.goal.absolute_ci95[1]).toBeCloseTo(want.absolute_ci95![1], 12);
+  });
+});
+
+describe("the global control group", () => {
+  it("holds its members out of new campaigns, reports them apart, and never reassigns existing ones", async () => {
+    expect((await api(env).get("/v1/control-group")).json()).toMatchObject({ enabled: false, percent: 0 });
+    const put = await env.app.inject({ method: "PUT", url: "/v1/control-group", headers: env.auth(), payload: { percent: 30, salt: "global-salt" } });
+    expect(put.statusCode, put.body).toBe(200);
+    expect(put.json()).toMatchObject({ enabled: true, percent: 30, salt: "global-salt" });
+    const forbidden = await env.app.inject({ method: "PUT", url: "/v1/control-group", headers: env.auth(env.keys.rw), payload: { percent: 1, salt: "x" } });
+    expect(forbidden.statusCode).toBe(403);
+
+    const c = await createCampaign({ holdout_percent: 20, salt: "with-global" });
+    expect(c.global_control).toEqual({ percent: 30, salt: "global-salt" });
+    expect(c.counts.global_control).toBeGreaterThan(0);
+    const rows = await allPages(env, `/v1/campaigns/${c.id}/assignments`);
+    for (const r of rows) expect(r.group).toBe(assign(r.user_id as string, { salt: "with-global", holdoutPercent: 20 }, { salt: "global-salt", percent: 30 }).arm);
+    const g = rows.find((r) => r.group === "global_control")!;
+    expect(g.action).toBe("hold_out");
+    const send = await api(env).post(`/v1/campaigns/${c.id}/sends`, { sends: [{ user_id: g.user_id, sent_at: "2026-04-17T10:00:00Z", channel: "push", status: "sent" }] });
+    expect(send.statusCode).toBe(400);
+    expect(send.json().errors[0].message).toMatch(/global control group/);
+    const r = (await api(env).get(`/v1/campaigns/${c.id}/results`)).json();
+    expect(r.goal.global_control.n).toBe(c.counts.global_control);
+    expect(r.funnel.global_control.held_out).toBe(c.counts.global_control);
+    expect(r.assignment.global_control_percent).toBe(30);
+
+    const off = await env.app.inject({ method: "PUT", url: "/v1/control-group", headers: env.auth(), payload: { percent: 0, salt: "global-salt" } });
+    expect(off.json().enabled).toBe(false);
+    const again = (await api(env).get(`/v1/campaigns/${c.id}`)).json();
+    expect(again.counts).toEqual(c.counts);
+    expect(again.global_control).toEqual({ percent: 30, salt: "global-salt" });
+    expect(await allPages(env, `/v1/campaigns/${c.id}/assignments`)).toEqual(rows);
+    expect((await createCampaign({ salt: "after-off" })).counts.global_control).toBe(0);
+  });
+});
