@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseInstant } from "../src/facts/event-validation.js";
 import { BulkLoadFileError, BulkLoadRejected, bulkLoadFile, parseEventChunks } from "../src/facts/bulk-load.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
-import { createFact, processThrough } from "./helpers/api.js";
+import { createFact, ingest, processThrough } from "./helpers/api.js";
 import { FIXTURES_DIR, FIXTURE_NAMES, fixtureMeta, parseCsv } from "./helpers/fixtures.js";
 import { expectLayerEquals } from "./helpers/layer-compare.js";
 import { REDIS_URL } from "./helpers/databases.js";
@@ -197,6 +197,22 @@ describe("bulk loader: the fixtures give the expected layer", () => {
     expect(f.dirty_from! <= meta.part1_through).toBe(true);
     const run = await processThrough(env, fact, meta.through);
     expect(run.from <= meta.part1_through).toBe(true);
+    await expectLayerEquals(env, fact, fixture, "expected", meta.through);
+  });
+});
+
+describe("bulk loader: alongside HTTP ingestion", () => {
+  it("a bulk load and HTTP batches of the same fact at the same time add up to the whole log", async () => {
+    const fixture = "seoul-70d";
+    const meta = fixtureMeta(fixture);
+    const fact = "seoul_bulk_and_http";
+    await createFact(env, fact, meta.fact_timezone);
+    const part2 = parseCsv(readFileSync(path.join(FIXTURES_DIR, fixture, "events_part2.csv"), "utf8")).map((r) => ({ user_id: r.user_id!, occurred_at: r.occurred_at! }));
+    await Promise.all([
+      bulkLoadFile(env.ctx, fact, path.join(FIXTURES_DIR, fixture, "events_part1.csv"), { segmentRows: 30, readChunkBytes: 256 }),
+      ingest(env, fact, part2, 50),
+    ]);
+    await processThrough(env, fact, meta.through);
     await expectLayerEquals(env, fact, fixture, "expected", meta.through);
   });
 });

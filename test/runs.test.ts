@@ -351,9 +351,9 @@ describe("failed runs leave earlier results intact", () => {
     const gate = new pg.Client({ connectionString: env.ctx.config.DATABASE_URL });
     await gate.connect();
     await gate.query("SELECT pg_advisory_lock(77001)");
-    await pool.query(`CREATE FUNCTION hold_month() RETURNS trigger LANGUAGE plpgsql AS $$
+    await pool.query(`CREATE FUNCTION hold_week() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.grain = 1 AND NEW.fact_id = ${record.id} THEN PERFORM pg_advisory_xact_lock(77001); END IF; RETURN NEW; END $$`);
-    await pool.query(`CREATE TRIGGER hold_month BEFORE INSERT OR UPDATE ON layer_island FOR EACH ROW EXECUTE FUNCTION hold_month()`);
+    await pool.query(`CREATE TRIGGER hold_week BEFORE INSERT OR UPDATE ON layer_island FOR EACH ROW EXECUTE FUNCTION hold_week()`);
     let running: Promise<{ status: string }> | null = null;
     try {
       const { run } = await requestRun(env.ctx, record, "2026-03-09");
@@ -373,7 +373,7 @@ describe("failed runs leave earlier results intact", () => {
     } finally {
       await gate.end(); // lets a held run go even when an expectation failed
       await running?.catch(() => {});
-      await pool.query(`DROP TRIGGER hold_month ON layer_island; DROP FUNCTION hold_month()`);
+      await pool.query(`DROP TRIGGER hold_week ON layer_island; DROP FUNCTION hold_week()`);
     }
     const after = await read();
     expect(after.status).toEqual(before.status); // 03-05 itself did not change

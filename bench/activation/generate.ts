@@ -109,6 +109,39 @@ export async function insertActivity(pool: pg.Pool, factId: number, xFrom: numbe
 }
 
 /**
+ * Copies the activity of days [xFrom, xTo] from one fact to another in date order: the generator is
+ * deterministic per (user, day), so this is the same as generating those days again, only faster.
+ * Days listed in `regenerate` (where the source got extra late rows) are generated instead.
+ */
+export async function copyActivity(pool: pg.Pool, fromFact: number, toFact: number, xFrom: number, xTo: number, regenerate: number[] = []): Promise<number> {
+  const skip = regenerate.filter((x) => x >= xFrom && x <= xTo);
+  const c = await pool.connect();
+  let rows = 0;
+  try {
+    await c.query(`SET synchronous_commit = off`);
+    const res = await c.query(
+      `INSERT INTO activity_day (fact_id, activity_date, user_key, first_at, last_at)
+       SELECT $2, activity_date, user_key, first_at, last_at FROM activity_day
+       WHERE fact_id = $1 AND activity_date BETWEEN DATE '${ANCHOR_DATE}' + $3::int AND DATE '${ANCHOR_DATE}' + $4::int
+         AND NOT (activity_date - DATE '${ANCHOR_DATE}' = ANY($5::int[]))
+       ORDER BY activity_date, user_key`,
+      [fromFact, toFact, xFrom, xTo, skip],
+    );
+    rows += res.rowCount ?? 0;
+    await c.query(`RESET synchronous_commit`);
+  } finally {
+    c.release();
+  }
+  for (const x of skip) rows += await insertActivity(pool, toFact, x, x);
+  await pool.query(
+    `UPDATE fact SET earliest_date = LEAST(earliest_date, DATE '${ANCHOR_DATE}' + $2::int),
+                     latest_date = GREATEST(latest_date, DATE '${ANCHOR_DATE}' + $3::int) WHERE id = $1`,
+    [toFact, xFrom, xTo],
+  );
+  return rows;
+}
+
+/**
  * Late events: `count` users who were signed up but not active on day x get an event that day
  * (new (user, date) pairs), as ingestion would receive them: [user_id, epoch ms].
  */

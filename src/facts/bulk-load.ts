@@ -118,10 +118,10 @@ const COLUMNS = ["user_id", "occurred_at"] as const;
  * in double quotes (a quote inside doubled; commas and line breaks allowed inside). Lines without a
  * quote take a fast path. Blank lines are skipped.
  */
-export class CsvEventParser {
+class CsvEventParser {
   private carry = "";
   private line = 1;
-  private header: number[] | null = null; // header column index → position in COLUMNS
+  private headerSeen = false;
   private ncols = 0;
   private uidCol = 0;
   private atCol = 1;
@@ -262,16 +262,15 @@ export class CsvEventParser {
       break;
     }
     for (let k = p; k < next; k++) if (s.charCodeAt(k) === 10) this.line++;
-    if (next === len && (len === p || s.charCodeAt(len - 1) !== 10)) this.line++; // last record without a final line break
     if (error) {
-      if (this.header === null) throw new BulkLoadFileError(`line ${startLine}: ${error}`);
+      if (!this.headerSeen) throw new BulkLoadFileError(`line ${startLine}: ${error}`);
       this.sink.bad(startLine, "", error, undefined, undefined);
     } else this.record(f, startLine);
     return next;
   }
 
   private record(f: string[], line: number) {
-    if (this.header === null) return this.readHeader(f, line);
+    if (!this.headerSeen) return this.readHeader(f, line);
     if (f.length !== this.ncols) {
       const uid = f.length > this.uidCol ? f[this.uidCol] : undefined;
       const at = f.length > this.atCol ? f[this.atCol] : undefined;
@@ -290,7 +289,7 @@ export class CsvEventParser {
       seen.add(n);
     }
     for (const c of COLUMNS) if (!seen.has(c)) throw new BulkLoadFileError(`line ${line}: missing column '${c}' (the header must be ${COLUMNS.join(",")})`);
-    this.header = names.map((n) => COLUMNS.indexOf(n as (typeof COLUMNS)[number]));
+    this.headerSeen = true;
     this.ncols = names.length;
     this.uidCol = names.indexOf("user_id");
     this.atCol = names.indexOf("occurred_at");
@@ -298,12 +297,12 @@ export class CsvEventParser {
 
   /** Called after the last chunk: a file without even a header is refused. */
   finish() {
-    if (this.header === null) throw new BulkLoadFileError(`the file is empty (expected a header ${COLUMNS.join(",")})`);
+    if (!this.headerSeen) throw new BulkLoadFileError(`the file is empty (expected a header ${COLUMNS.join(",")})`);
   }
 }
 
 /** One JSON object per line; blank lines are skipped; LF or CRLF. */
-export class NdjsonEventParser {
+class NdjsonEventParser {
   private carry = "";
   private line = 1;
 

@@ -21,6 +21,8 @@ CREATE TABLE "campaign" (
     "locked_at" TIMESTAMPTZ(3),
     "locked_reason" TEXT,
     "data_version" INTEGER NOT NULL DEFAULT 0,
+    "metrics_pending_from" DATE,
+    "metrics_full_refresh" BOOLEAN NOT NULL DEFAULT false,
     "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "updated_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     CONSTRAINT "campaign_pkey" PRIMARY KEY ("id")
@@ -36,8 +38,13 @@ CREATE TABLE "campaign_assignment" (
     "bucket" INTEGER NOT NULL,
     "state" TEXT NOT NULL,
     "inactivity_periods" INTEGER NOT NULL,
+    "window_days" INTEGER NOT NULL DEFAULT 0,
+    "covariate_days" INTEGER NOT NULL DEFAULT 0,
     CONSTRAINT "campaign_assignment_pkey" PRIMARY KEY ("campaign_id","user_key")
 );
+-- Members' window and covariate days are updated in place after each processing run (no indexed
+-- column changes): room on each page keeps those updates HOT.
+ALTER TABLE "campaign_assignment" SET (fillfactor = 85);
 
 -- CreateTable
 CREATE TABLE "campaign_send" (
