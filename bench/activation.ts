@@ -16,7 +16,6 @@ import os from "node:os";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { AddressInfo } from "node:net";
 import pg from "pg";
 import "../src/db/client.js"; // pg type parsers (DATE as text, int8 as number) the engine relies on
 import { migrateDatabase } from "../src/db/migrate.js";
@@ -28,6 +27,7 @@ import type { FactRef } from "../src/activation/engine.js";
 import { copyActivity, createUsersAndParams, dateOfX, insertActivity, lateEvents } from "./activation/generate.js";
 import { BASELINE_GRAINS, baselineSteps, comparedColumns, dropSql, statusCompareColumns } from "./activation/baseline-sql.js";
 import { statusColumnsSql } from "../src/activation/postgres/status-sql.js";
+import { streamStatus } from "./activation/stream.js";
 
 // ---------------------------------------------------------------- options
 function opt(name: string): string | undefined {
@@ -131,8 +131,10 @@ pool.on("error", () => {});
 
 const machine = await (async () => {
   const v = await pool.query<{ version: string }>(`SELECT version()`);
-  const settings = await pool.query<{ name: string; setting: string; unit: string | null }>(
-    `SELECT name, setting, unit FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'maintenance_work_mem', 'max_parallel_workers_per_gather', 'synchronous_commit', 'max_wal_size')`,
+  const settings = await pool.query<{ name: string; v: string }>(
+    `SELECT name, current_setting(name) AS v FROM pg_settings
+     WHERE name IN ('shared_buffers', 'work_mem', 'maintenance_work_mem', 'max_parallel_workers_per_gather', 'max_wal_size', 'wal_compression')
+     ORDER BY name`,
   );
   return {
     cpus: os.cpus().length,
@@ -140,7 +142,7 @@ const machine = await (async () => {
     memory_gb: Math.round(os.totalmem() / 1024 ** 3),
     node: process.version,
     postgres: v.rows[0]!.version.split(" on ")[0],
-    postgres_settings: Object.fromEntries(settings.rows.map((s) => [s.name, `${s.setting}${s.unit ?? ""}`])),
+    postgres_settings: Object.fromEntries(settings.rows.map((s) => [s.name, s.v])),
   };
 })();
 log(`machine: ${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gb} GB, node ${machine.node}, ${machine.postgres}`);
@@ -232,49 +234,7 @@ results.storage = { ...storage, method: "pg_total_relation_size (heap + indexes 
 row("storage: layer (islands + metrics)", `${storage.layer_mb.toFixed(0)} MB = ${storage.ratio.toFixed(2)} × activity_day (${storage.activity_day_mb.toFixed(0)} MB)`, "≤ 2×", storage.ratio <= 2);
 
 // 6. status of one period for all users through the API
-const stream = await (async () => {
-  const { loadConfig } = await import("../src/config.js");
-  const { createContext } = await import("../src/bootstrap.js");
-  const { buildApp } = await import("../src/app.js");
-  const { createApiKey } = await import("../src/keys/api-keys.js");
-  const ctx = createContext(loadConfig({ DATABASE_URL: DB_URL, REDIS_URL, REDIS_PREFIX: "aa-bench-activation", LOG_LEVEL: "silent", WORKERS: "0" }));
-  const app = await buildApp(ctx);
-  await app.listen({ host: "127.0.0.1", port: 0 });
-  try {
-    const port = (app.server.address() as AddressInfo).port;
-    const { key } = await createApiKey(ctx.db.prisma, { name: "bench", scopes: ["read"] });
-    const url = `http://127.0.0.1:${port}/v1/facts/${main.name}/status?grain=day&period=${dateOfX(0)}`;
-    const headers = { authorization: `Bearer ${key}`, accept: "application/x-ndjson" };
-    const runOnce = async () => {
-      global.gc?.();
-      const rssBefore = process.memoryUsage().rss;
-      let peak = rssBefore;
-      const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
-      const t0 = performance.now();
-      const res = await fetch(url, { headers });
-      if (res.status !== 200) throw new Error(`status export: HTTP ${res.status} ${await res.text()}`);
-      const reader = res.body!.getReader();
-      let bytes = 0, lines = 0, ttfb = 0, first: string | null = null;
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        if (!ttfb) ttfb = ms(t0);
-        if (first === null) first = Buffer.from(value).toString("utf8").split("\n")[0]!;
-        bytes += value.length;
-        for (let i = 0; i < value.length; i++) if (value[i] === 10) lines++;
-      }
-      const t = ms(t0);
-      clearInterval(sampler);
-      peak = Math.max(peak, process.memoryUsage().rss);
-      return { ms: t, ttfb_ms: ttfb, rows: lines, bytes, rss_before_mb: mb(rssBefore), rss_peak_mb: mb(peak), first_row: first, content_type: res.headers.get("content-type") };
-    };
-    await runOnce(); // warm: plan cache, pages in memory
-    return await runOnce();
-  } finally {
-    await app.close();
-    await ctx.close();
-  }
-})();
+const stream = await streamStatus(DB_URL, REDIS_URL, main.name, dateOfX(0));
 const rowsPerSec = stream.rows / (stream.ms / 1000);
 log(`status stream: ${fmtInt(stream.rows)} rows, ${(stream.bytes / 1e6).toFixed(1)} MB in ${sec(stream.ms)} (${fmtInt(rowsPerSec)} rows/s), RSS ${stream.rss_before_mb.toFixed(0)} → peak ${stream.rss_peak_mb.toFixed(0)} MB`);
 results.status_stream = { ...stream, rows_per_s: rowsPerSec, period: dateOfX(0), grain: "day", note: "second of two identical requests; RSS of the bench process, which runs the server and the client" };
@@ -335,10 +295,10 @@ if (RUN_BASELINES) {
         agreement[grain] = compare(`baseline PostgreSQL vs layer, ${grain}`, g, await ourMetrics(g, from, Tp), theirs);
       }
       // Every status field of every user, as the layer derives it from the islands, against the
-      // baseline's status table: at the last period and at one 10 periods back, at every grain.
+      // baseline's status table: at the last period and at an earlier one, at every grain.
       for (const { grain, g } of BASELINE_GRAINS) {
         const Tp = periodOfDate(grain, T);
-        for (const P of [Tp, Tp - 10]) {
+        for (const P of [Tp, Tp - ({ day: 10, week: 4, month: 2 } as const)[grain]]) {
           const cols = statusCompareColumns(g);
           const r = await c.query(
             `SELECT count(*) AS rows, count(*) FILTER (WHERE o.user_key IS NULL OR b.user_key IS NULL OR ${cols.map((k) => `o.${k} IS DISTINCT FROM b.${k}`).join(" OR ")}) AS diff

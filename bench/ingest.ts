@@ -4,16 +4,16 @@
 //   (a) HTTP: the real server in-process on a random loopback port, a local client posting
 //       10,000-event JSON batches, 4 requests in flight;
 //   (b) bulk: a generated CSV file loaded end to end through the CLI's code path (bulkLoadFile);
-//   (c) raw: PostgreSQL COPY of the same file into an UNLOGGED table, the ceiling for (b).
+//   (c) raw: PostgreSQL COPY of the same file into an UNLOGGED table, the ceiling for (b); run before
+//       and after (b), the faster run counts (other work on the machine skews single runs).
 // Both draw on one population of USERS users (the HTTP run comes first, so the bulk load mostly
 // meets known users, as a backfill of a new fact on a live system would; the count of users it adds
 // is reported). Prints a table and writes bench/results/ingest.json.
-import { createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, stat, unlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
-import { createReadStream } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import pg from "pg";
@@ -209,6 +209,7 @@ async function httpIngest(ctx: ReturnType<typeof createContext>, fact: string, t
 
 async function main() {
   const started = performance.now();
+  const loadStart = os.loadavg()[0]!;
   console.log(`ingest bench: ${fmt(httpEvents)} events over HTTP, ${fmt(bulkEvents)} in the bulk file; ${os.cpus().length} cpus, node ${process.version}`);
   await admin(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(DB_NAME)} WITH (FORCE)`);
   await migrateDatabase(dbUrl);
@@ -233,11 +234,11 @@ async function main() {
     const fileBytes = (await stat(file)).size;
     console.log(`${(fileBytes / 1e6).toFixed(0)} MB in ${secs(performance.now() - t).toFixed(1)} s`);
 
-    // (c) raw COPY first (it also warms the file into the page cache for both)
+    // (c) raw COPY first (it also warms the file into the page cache for both), and again after
+    // (b): the faster of the two is the ceiling the ratio is taken against.
     process.stdout.write(`(c) raw COPY into an UNLOGGED table … `);
-    const raw = await rawCopy(file);
-    const rawRate = raw.rows / secs(raw.ms);
-    console.log(`${fmt(rawRate)} rows/s`);
+    const raw1 = await rawCopy(file);
+    console.log(`${fmt(raw1.rows / secs(raw1.ms))} rows/s`);
 
     // (b) bulk load, the CLI's code path
     process.stdout.write(`(b) bulk load (parse, validate, COPY to staging, users, fold into activity_day) … `);
@@ -249,15 +250,20 @@ async function main() {
     const bulkRate = bulk.rows / secs(bulkMs);
     console.log(`${fmt(bulkRate)} rows/s`);
     const newUsers = (await userCount()) - usersBefore;
+    process.stdout.write(`(c) raw COPY again … `);
+    const raw2 = await rawCopy(file);
+    console.log(`${fmt(raw2.rows / secs(raw2.ms))} rows/s`);
+    const raw = raw2.ms < raw1.ms ? raw2 : raw1;
+    const rawRate = raw.rows / secs(raw.ms);
     const activityRows = (await ctx.db.pool.query<{ n: number }>(`SELECT count(*) AS n FROM activity_day WHERE fact_id = (SELECT id FROM fact WHERE name = 'bench_bulk')`)).rows[0]!.n;
 
     const ratio = bulkRate / rawRate;
     const rows: Array<[string, string, string, string]> = [
       ["HTTP ingestion (10k batches × 4)", fmt(http.events), secs(http.ms).toFixed(1), `${fmt(httpRate)} events/s`],
       ["bulk load, end to end", fmt(bulk.rows), secs(bulkMs).toFixed(1), `${fmt(bulkRate)} rows/s`],
-      ["raw COPY (UNLOGGED table)", fmt(raw.rows), secs(raw.ms).toFixed(1), `${fmt(rawRate)} rows/s`],
+      ["raw COPY (UNLOGGED table), best of 2", fmt(raw.rows), secs(raw.ms).toFixed(1), `${fmt(rawRate)} rows/s`],
     ];
-    const w = [34, 11, 8, 20];
+    const w = [38, 11, 8, 20];
     const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join("  ");
     console.log("");
     console.log(line(["measure", "rows", "s", "throughput"]));
@@ -302,16 +308,23 @@ async function main() {
         activity_rows: activityRows,
         new_users: newUsers,
       },
-      raw_copy: { rows: raw.rows, seconds: +secs(raw.ms).toFixed(3), rows_per_s: Math.round(rawRate) },
+      raw_copy: {
+        rows: raw.rows,
+        seconds: +secs(raw.ms).toFixed(3),
+        rows_per_s: Math.round(rawRate),
+        runs_seconds: [+secs(raw1.ms).toFixed(3), +secs(raw2.ms).toFixed(3)],
+      },
       ratio_bulk_raw: +ratio.toFixed(4),
       target_ratio: TARGET_RATIO,
       ratio_target_met: ratio >= TARGET_RATIO,
       total_seconds: +secs(performance.now() - started).toFixed(1),
+      // Other work on the machine skews every figure: the 1-minute load average at the start and end.
+      load_average: [+loadStart.toFixed(2), +os.loadavg()[0]!.toFixed(2)],
     };
     const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "results");
     await mkdir(dir, { recursive: true });
     await writeFile(path.join(dir, "ingest.json"), `${JSON.stringify(result, null, 2)}\n`);
-    console.log(`written bench/results/ingest.json (total ${result.total_seconds} s)`);
+    console.log(`written bench/results/ingest.json (total ${result.total_seconds} s; load average ${result.load_average.join(" → ")} on ${result.cpus} cpus)`);
   } finally {
     await unlink(file).catch(() => {});
     await ctx.close();

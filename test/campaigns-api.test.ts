@@ -190,6 +190,20 @@ describe("campaigns, assignments and immutability", () => {
     expect(res.json().locked_reason).toBe("assignments_pulled");
   });
 
+  it("holdout 0: everyone is treated; lift, CI, p-value and SRM are null with reasons", async () => {
+    const c = await createCampaign({ holdout_percent: 0, salt: "no-holdout" });
+    expect(c.counts).toMatchObject({ treatment: memberCount, control: 0 });
+    const r = (await api(env).get(`/v1/campaigns/${c.id}/results`)).json();
+    expect(r.goal.groups.control).toEqual({ n: 0, mean: null });
+    for (const k of ["absolute_lift", "absolute_ci95", "relative_lift", "relative_ci95", "p_value"]) {
+      expect(r.goal[k], k).toBeNull();
+      expect(r.goal.reasons[k], k).toMatch(/control group has no users/);
+    }
+    expect(r.goal.cuped).toMatchObject({ absolute_lift: null, theta: null });
+    expect(r.srm).toMatchObject({ p_value: null, flagged: false, reason: expect.stringMatching(/one arm/) });
+    expect(JSON.stringify(r)).not.toMatch(/NaN|Infinity/);
+  });
+
   it("lists campaigns newest first, paged; deletes one", async () => {
     const all = await allPages(env, "/v1/campaigns", 2);
     expect(all.length).toBeGreaterThanOrEqual(5);
@@ -315,8 +329,19 @@ describe("a campaign measured through the window", () => {
     expect(r.goal.reasons.absolute_ci95).toMatch(/zero variance/);
   });
 
-  it("after processing the rest of the data, a job recomputes the results: numbers match the raw events", async () => {
+  it("mid-window, after a run with late data, the results follow the processed days", async () => {
     await ingest(env, FACT, part2);
+    await processThrough(env, FACT, "2026-04-24");
+    const r = await results((x) => x.window.processed_through === "2026-04-24" && !x.stale);
+    expect(r.window).toMatchObject({ days_observed: 8, complete: false });
+    for (const arm of ["treatment", "control"] as const) {
+      const users = [...arms].filter(([, g]) => g === arm).map(([u]) => u);
+      const ys = users.map((u) => daysIn(u, LAUNCH, "2026-04-24"));
+      expect(r.goal.groups[arm].mean, arm).toBeCloseTo(ys.reduce((a, b) => a + b, 0) / users.length, 12);
+    }
+  });
+
+  it("after processing the rest of the data, a job recomputes the results: numbers match the raw events", async () => {
     await processThrough(env, FACT, meta.through);
     const r = await results((x) => x.window.complete && !x.stale && x.funnel.treatment.reached > 0);
     expect(r.window).toEqual({ start: LAUNCH, end: WINDOW_END, processed_through: meta.through, days_total: 14, days_observed: 14, complete: true });
@@ -414,6 +439,17 @@ describe("a campaign measured through the window", () => {
     expect(r.goal.p_value).toBeCloseTo(want.p_value!, 12);
     expect(r.goal.absolute_ci95[1]).toBeCloseTo(want.absolute_ci95![1], 12);
   });
+
+  it("another window recomputes every member's days from the layer", async () => {
+    expect((await api(env).patch(`/v1/campaigns/${c.id}`, { goal: { ...goal("active_periods"), window_periods: 7 } })).statusCode).toBe(200);
+    const r = (await api(env).get(`/v1/campaigns/${c.id}/results?refresh=true`)).json();
+    expect(r.window).toMatchObject({ start: LAUNCH, end: "2026-04-23", days_total: 7, days_observed: 7, complete: true });
+    for (const arm of ["treatment", "control"] as const) {
+      const users = [...arms].filter(([, g]) => g === arm).map(([u]) => u);
+      const mean = users.reduce((a, u) => a + daysIn(u, LAUNCH, "2026-04-23"), 0) / users.length;
+      expect(r.goal.groups[arm].mean, arm).toBeCloseTo(mean, 12);
+    }
+  });
 });
 
 describe("the global control group", () => {
@@ -447,5 +483,33 @@ describe("the global control group", () => {
     expect(again.global_control).toEqual({ percent: 30, salt: "global-salt" });
     expect(await allPages(env, `/v1/campaigns/${c.id}/assignments`)).toEqual(rows);
     expect((await createCampaign({ salt: "after-off" })).counts.global_control).toBe(0);
+  });
+});
+
+describe("exports of unusual user ids", () => {
+  it("stream as valid NDJSON and CSV", async () => {
+    const ids = ['quote"d', "back\\slash", "comma,id", "한국어 사용자", "🙂👩‍👩‍👧", "it's", "{\"json\":1}", "12345"];
+    await createFact(env, "odd_ids", "UTC");
+    await ingest(env, "odd_ids", ids.map((u) => ({ user_id: u, occurred_at: "2026-04-01T10:00:00Z" })));
+    await processThrough(env, "odd_ids", "2026-04-01");
+    const a = await api(env).post("/v1/audiences", { name: "Odd", fact: "odd_ids", grain: "day", filter: { field: "state", op: "eq", value: "new" } });
+    const m = await api(env).post(`/v1/audiences/${a.json().id}/materializations`, {});
+    let list;
+    do {
+      await new Promise((r) => setTimeout(r, 50));
+      list = (await api(env).get(`/v1/materializations/${m.json().id}`)).json();
+    } while (list.status !== "succeeded");
+    const c = await api(env).post("/v1/campaigns", { name: "Odd", materialization_id: list.id, holdout_percent: 50, goal: { fact: "odd_ids", window_periods: 3, metric: "returned" } });
+    expect(c.statusCode, c.body).toBe(201);
+    const nd = await api(env).get(`/v1/campaigns/${c.json().id}/assignments`, { accept: "application/x-ndjson" });
+    const rows = nd.body.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    expect(rows.map((r) => r.user_id).sort()).toEqual([...ids].sort());
+    for (const r of rows) expect(r.group).toBe(assign(r.user_id, { salt: c.json().id, holdoutPercent: 50 }).arm);
+    const paged = await allPages(env, `/v1/campaigns/${c.json().id}/assignments`, 3);
+    expect(paged).toEqual(rows);
+    const csv = (await api(env).get(`/v1/campaigns/${c.json().id}/assignments`, { accept: "text/csv" })).body;
+    expect(csv.trim().split("\n")).toHaveLength(ids.length + 1);
+    expect(csv).toContain('"comma,id"');
+    expect(csv).toContain('"quote""d"');
   });
 });

@@ -9,7 +9,7 @@ import { dateToDay, dayToDate, parseDate } from "../activation/periods.js";
 import { localDate } from "../facts/timezones.js";
 import { checkUserId, parseInstant } from "../facts/event-validation.js";
 import type { ExportFormat } from "../activation/postgres/copy-out.js";
-import type { CampaignArm } from "../activation/postgres/campaigns.js";
+import type { ActivityRanges, CampaignArm } from "../activation/postgres/campaigns.js";
 import { holdoutThreshold, isWholeBuckets } from "./assignment.js";
 import { getControlGroupSettings } from "./control-group.js";
 
@@ -188,6 +188,15 @@ function checkLaunchDate(launch: string, asOf: string) {
     ]);
 }
 
+/** Days of the CUPED covariate: active days on the goal fact in this many days before launch_date. */
+export const COVARIATE_DAYS = 28;
+
+/** The goal's day ranges: the window (window_periods days from launch) and the covariate period before it. */
+export function activityRanges(factId: number, launchDate: string, windowPeriods: number): ActivityRanges {
+  const L = dateToDay(launchDate);
+  return { factId, windowStart: L, windowEnd: L + windowPeriods - 1, covariateStart: L - COVARIATE_DAYS, covariateEnd: L - 1 };
+}
+
 /** Bumps the data version the stored results are compared with, and queues a recomputation. */
 export async function markResultsStale(ctx: AppContext, campaignIds: string[], delayMs = 0): Promise<void> {
   for (const id of campaignIds) await ctx.queues.enqueueCampaignResults({ campaignId: id }, delayMs).catch(() => {});
@@ -210,17 +219,19 @@ export async function createCampaign(ctx: AppContext, body: CreateCampaignBody):
       holdoutBuckets: holdoutThreshold(holdout),
       globalSalt: global?.salt ?? null,
       globalBuckets: global ? holdoutThreshold(global.percent) : 0,
+      goal: activityRanges(fact.id, launch, body.goal.window_periods),
     },
     {
-      after: async (tx, counts) => {
+      after: async (tx, counts, through) => {
         await tx.query(
           `INSERT INTO campaign (id, name, materialization_id, audience_id, as_of, grain, goal_fact_id, goal_fact, goal_metric, goal_window_periods,
                                  holdout_percent, salt, launch_date, global_control_percent, global_control_salt,
-                                 treatment_count, control_count, global_control_count)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+                                 treatment_count, control_count, global_control_count, metrics_through)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
           [
             id, body.name, list.id, list.audienceId, list.asOf, list.grain, fact.id, fact.name, body.goal.metric, body.goal.window_periods,
             holdout, salt, launch, global?.percent ?? 0, global?.salt ?? null, counts.treatment, counts.control, counts.global_control,
+            through === null ? null : dayToDate(through),
           ],
         );
       },
@@ -278,6 +289,7 @@ export async function updateCampaign(ctx: AppContext, id: string, body: UpdateCa
         holdoutBuckets: holdoutThreshold(holdout),
         globalSalt: c.globalControlPercent > 0 ? c.globalControlSalt : null,
         globalBuckets: holdoutThreshold(c.globalControlPercent),
+        goal: activityRanges(fact?.id ?? c.goalFactId, launch, body.goal?.window_periods ?? c.goalWindowPeriods),
       },
       {
         // Under the row lock, so a pull or a send that locked the campaign meanwhile wins.
@@ -291,12 +303,16 @@ export async function updateCampaign(ctx: AppContext, id: string, body: UpdateCa
           if (row.locked_at) throw launchedConflict(c, row.locked_reason ?? "assignments_pulled", changed);
           if (row.launch_date <= todayIn(goalTz)) throw launchedConflict(c, "launch_date_reached", changed);
         },
-        after: async (tx, counts) => {
+        after: async (tx, counts, through) => {
           await tx.query(
             `UPDATE campaign SET materialization_id = $2, audience_id = $3, as_of = $4, grain = $5, holdout_percent = $6, salt = $7, launch_date = $8,
-                    treatment_count = $9, control_count = $10, global_control_count = $11, data_version = data_version + 1, updated_at = now()
+                    treatment_count = $9, control_count = $10, global_control_count = $11, data_version = data_version + 1, updated_at = now(),
+                    metrics_through = $12, metrics_pending_from = NULL, metrics_full_refresh = false
              WHERE id = $1`,
-            [id, list.id, list.audienceId, list.asOf, list.grain, holdout, salt, launch, counts.treatment, counts.control, counts.global_control],
+            [
+              id, list.id, list.audienceId, list.asOf, list.grain, holdout, salt, launch, counts.treatment, counts.control, counts.global_control,
+              through === null ? null : dayToDate(through),
+            ],
           );
           // Results of the old assignment mean nothing for the new one.
           await tx.query(`DELETE FROM campaign_result WHERE campaign_id = $1`, [id]);
@@ -317,6 +333,8 @@ export async function updateCampaign(ctx: AppContext, id: string, body: UpdateCa
               goalMetric: body.goal!.metric,
               goalWindowPeriods: body.goal!.window_periods,
               dataVersion: { increment: 1 },
+              // Another fact or window: every member's figures are recomputed (the metric alone needs none).
+              ...(body.goal!.fact !== c.goalFact || body.goal!.window_periods !== c.goalWindowPeriods ? { metricsFullRefresh: true } : {}),
             }
           : {}),
       },

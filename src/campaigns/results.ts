@@ -5,7 +5,7 @@ import { conflict } from "../http/problem.js";
 import { dateToDay, dayToDate } from "../activation/periods.js";
 import { INACTIVITY_BUCKETS, type CampaignArm, type GoalAggregateRow } from "../activation/postgres/campaigns.js";
 import type { RunView } from "../activation/runs.js";
-import { getCampaignRecord, SEND_STATUSES, type GoalMetric } from "./campaigns.js";
+import { activityRanges, COVARIATE_DAYS, getCampaignRecord, SEND_STATUSES, type GoalMetric } from "./campaigns.js";
 import { compareGroups, EMPTY_SUMS, sampleRatioMismatch, SRM_ALPHA, type GroupSums, type MetricComparison, type MetricKind } from "./statistics.js";
 
 /**
@@ -20,7 +20,6 @@ import { compareGroups, EMPTY_SUMS, sampleRatioMismatch, SRM_ALPHA, type GroupSu
  * alike.
  */
 
-export const COVARIATE_DAYS = 28;
 const STATES = ["new", "retained", "reactivated", "inactive"] as const;
 
 // ---------------------------------------------------------------- response schema
@@ -115,6 +114,8 @@ type StoredResults = Omit<CampaignResults, "stale" | "computed_at" | "duration_m
 
 // ---------------------------------------------------------------- computation
 
+const dayOf = (d: Date | null) => (d ? dateToDay(d.toISOString().slice(0, 10)) : null);
+
 type ArmSums = Record<CampaignArm, GroupSums>;
 const emptyArms = (): ArmSums => ({ treatment: { ...EMPTY_SUMS }, control: { ...EMPTY_SUMS }, global_control: { ...EMPTY_SUMS } });
 
@@ -130,19 +131,12 @@ export async function computeCampaignResults(ctx: AppContext, c: Campaign): Prom
   const launch = c.launchDate.toISOString().slice(0, 10);
   const L = dateToDay(launch);
   const W = c.goalWindowPeriods;
-  const T = fact.processedThrough ? dateToDay(fact.processedThrough.toISOString().slice(0, 10)) : null;
+  // The day the members' figures are as of (the goal fact's watermark when they were last brought up to date).
+  const T = dayOf(c.metricsThrough);
   const kind: MetricKind = c.goalMetric === "returned" ? "rate" : "mean";
   const hasGlobal = c.globalControlPercent > 0;
 
-  const rows = await ctx.engine.campaignGoalAggregates({
-    campaignId: c.id,
-    factId: fact.id,
-    metric: c.goalMetric as GoalMetric,
-    windowStart: L,
-    windowEnd: L + W - 1,
-    covariateStart: L - COVARIATE_DAYS,
-    covariateEnd: L - 1,
-  });
+  const rows = await ctx.engine.campaignGoalAggregates(c.id, c.goalMetric as GoalMetric);
   const all = emptyArms();
   const byBucket = new Map<string, ArmSums>();
   const bucketKey = (r: GoalAggregateRow) => `${r.dimension}:${r.bucket}`;
@@ -163,14 +157,7 @@ export async function computeCampaignResults(ctx: AppContext, c: Campaign): Prom
     `SELECT ($1::date)::timestamp AT TIME ZONE $3 AS "from", ($2::date)::timestamp AT TIME ZONE $3 AS "to"`,
     [launch, dayToDate(L + W), fact.timezone],
   );
-  const oRows = await ctx.engine.campaignOutcomeAggregates({
-    campaignId: c.id,
-    factId: fact.id,
-    from: bounds.rows[0]!.from,
-    to: bounds.rows[0]!.to,
-    covariateStart: L - COVARIATE_DAYS,
-    covariateEnd: L - 1,
-  });
+  const oRows = await ctx.engine.campaignOutcomeAggregates({ campaignId: c.id, from: bounds.rows[0]!.from, to: bounds.rows[0]!.to });
   const names = [...new Set(oRows.map((r) => r.name))].sort();
   const outcomes = names.map((name) => {
     const conv = emptyArms(), value = emptyArms();
@@ -231,6 +218,39 @@ export async function computeCampaignResults(ctx: AppContext, c: Campaign): Prom
   };
 }
 
+/**
+ * Brings the members' window and covariate days up to date with the goal fact's layer. The plan is
+ * decided under the campaign's row lock (so two computations never add the same days twice) from
+ * what the figures are as of (metrics_through) and what runs reported since (metrics_pending_from).
+ */
+export async function refreshMemberActivity(ctx: AppContext, c: Campaign) {
+  const launch = c.launchDate.toISOString().slice(0, 10);
+  return ctx.engine.refreshCampaignActivity(c.id, activityRanges(c.goalFactId, launch, c.goalWindowPeriods), {
+    plan: async (tx) => {
+      const r = await tx.query<{ metrics_through: string | null; metrics_pending_from: string | null; metrics_full_refresh: boolean; t: string | null }>(
+        `SELECT c.metrics_through, c.metrics_pending_from, c.metrics_full_refresh, f.processed_through AS t
+         FROM campaign c LEFT JOIN fact f ON f.id = c.goal_fact_id WHERE c.id = $1 FOR UPDATE OF c`,
+        [c.id],
+      );
+      const row = r.rows[0];
+      if (!row || row.t === null) return null;
+      const through = dateToDay(row.t);
+      const done = row.metrics_through === null ? null : dateToDay(row.metrics_through);
+      const pending = row.metrics_pending_from === null ? null : dateToDay(row.metrics_pending_from);
+      if (row.metrics_full_refresh || done === null) return { mode: "full", from: null, through };
+      if (pending === null) return null;
+      if (pending > done) return { mode: "delta", from: pending, through };
+      return { mode: "recompute", from: pending, through };
+    },
+    done: async (tx, plan) => {
+      await tx.query(
+        `UPDATE campaign SET metrics_through = $2, metrics_pending_from = NULL, metrics_full_refresh = false WHERE id = $1`,
+        [c.id, dayToDate(plan.through)],
+      );
+    },
+  });
+}
+
 /** Computes and stores a campaign's results; an older computation never overwrites a newer one. */
 export async function computeAndStoreResults(ctx: AppContext, campaignId: string): Promise<CampaignResults | null> {
   const c = await ctx.db.prisma.campaign.findUnique({ where: { id: campaignId } });
@@ -238,7 +258,13 @@ export async function computeAndStoreResults(ctx: AppContext, campaignId: string
   const t0 = performance.now();
   const computedAt = new Date();
   try {
-    const result = await computeCampaignResults(ctx, c);
+    // Fold the goal fact's newly processed days into the members' figures (only the users they touch).
+    let current = c;
+    if (c.metricsFullRefresh || c.metricsPendingFrom || !c.metricsThrough) {
+      await refreshMemberActivity(ctx, c);
+      current = (await ctx.db.prisma.campaign.findUnique({ where: { id: campaignId } })) ?? c;
+    }
+    const result = await computeCampaignResults(ctx, current);
     const duration = Math.round(performance.now() - t0);
     await ctx.db.pool.query(
       `INSERT INTO campaign_result (campaign_id, result, data_version, computed_at, duration_ms)
@@ -300,7 +326,7 @@ export async function getCampaignResults(ctx: AppContext, id: string, opts: { re
 export async function refreshCampaignsAfterRun(ctx: AppContext, factId: number, run: RunView): Promise<string[]> {
   // Never fails the run that calls it: the results can be recomputed on demand.
   const r = await ctx.db.pool.query<{ id: string }>(
-    `UPDATE campaign SET data_version = data_version + 1
+    `UPDATE campaign SET data_version = data_version + 1, metrics_pending_from = LEAST(metrics_pending_from, $2::date)
      WHERE goal_fact_id = $1 AND launch_date - ${COVARIATE_DAYS} <= $3::date AND launch_date + goal_window_periods - 1 >= $2::date
      RETURNING id`,
     [factId, run.from ?? run.through, run.through],

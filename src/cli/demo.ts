@@ -191,11 +191,11 @@ async function campaignStep(ctx: AppContext, audienceId: string, lastDay: number
   }
   for (let i = 0; i < sends.length; i += 10_000) await recordSends(ctx, campaign.id, { sends: sends.slice(i, i + 10_000) });
 
-  // The simulated effect: 15% of the treated users open the app on 1–3 days of the week after launch.
+  // The simulated effect: 40% of the treated users open the app on 1–3 days of the week after launch.
   const fact = await ctx.db.prisma.fact.findUniqueOrThrow({ where: { name: "app_opened" } });
   const extra: Array<{ user_id: string; occurred_at: string }> = [];
   for (const u of treated) {
-    if (rnd() >= 0.15) continue;
+    if (rnd() >= 0.4) continue;
     const days = 1 + Math.floor(rnd() * 3);
     for (let k = 0; k < days; k++) extra.push(...eventsForDay(rnd, u, launchDay + Math.floor(rnd() * 7), 1));
   }
@@ -234,6 +234,8 @@ function printResults(r: CampaignResults) {
     console.log(`    ${label.padEnd(18)}${t.padStart(9)}  ${c.padStart(9)}    ${pp(lift).padEnd(14)}  ${ciPp(ci).padEnd(21)}  ${rel.padStart(8)}   ${pval(p)}`);
   line("returned", rate(g.groups.treatment.mean), rate(g.groups.control.mean), g.absolute_lift, g.absolute_ci95, g.relative_lift === null ? "—" : `${g.relative_lift >= 0 ? "+" : ""}${(g.relative_lift * 100).toFixed(0)}%`, g.p_value);
   line(`CUPED (θ ${g.cuped.theta === null ? "—" : g.cuped.theta.toFixed(3)})`, "", "", g.cuped.absolute_lift, g.cuped.absolute_ci95, "", g.cuped.p_value);
+  if (g.p_value !== null && g.p_value >= 0.05)
+    console.log(`    (${n(g.groups.treatment.n + g.groups.control.n)} users: too few to tell this lift from chance at 95% — a bigger list or holdout narrows the interval)`);
   console.log(
     `  sample-ratio check: χ² = ${r.srm.chi_square === null ? "—" : r.srm.chi_square.toFixed(2)}, p = ${r.srm.p_value === null ? "—" : r.srm.p_value.toFixed(3)} ` +
       `(${r.srm.flagged ? "MISMATCH: check the assignment pipeline" : `fair ${100 - r.assignment.holdout_percent}/${r.assignment.holdout_percent} split`})`,

@@ -4,8 +4,6 @@ import { bulkLoadFile, type BulkLoadResult, type EventFileFormat } from "../fact
 import { ProgressBar } from "./progress.js";
 
 const PHASES: Record<string, string> = {
-  copy: "copying",
-  group: "grouping events by user and day",
   users: "adding new users",
   fold: "folding into activity days",
   commit: "committing",

@@ -397,7 +397,8 @@ export async function openEventFile(file: string, format?: EventFileFormat, chun
         decoded += chunk.length;
         if (first && t.length) {
           first = false;
-          if (!resolved) resolved = /^\uFEFF?\s*\{/.test(t) ? "ndjson" : "csv";
+          if (t.charCodeAt(0) === 0xfeff) t = t.slice(1); // a byte order mark is no data
+          if (!resolved) resolved = /^\s*\{/.test(t) ? "ndjson" : "csv";
         }
         if (t.length) yield t;
       }

@@ -34,11 +34,13 @@ function daysInMonth(y: number, m: number) {
 
 const DAYS_IN_MONTH = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
-/** Two ASCII digits at i as a number, or -1. */
+/** Two ASCII digits at i as a number, or a negative number. */
 function twoDigits(s: string, i: number): number {
   const a = s.charCodeAt(i) - 48;
   const b = s.charCodeAt(i + 1) - 48;
-  return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : -1;
+  // >>> 0 turns a negative difference into a large number. (Past the end of the string it would
+  // read NaN as 0: callers check the length first.)
+  return a >>> 0 <= 9 && b >>> 0 <= 9 ? a * 10 + b : -1;
 }
 
 /**
@@ -48,11 +50,10 @@ function twoDigits(s: string, i: number): number {
  */
 function fastInstant(s: string): number {
   const len = s.length;
-  if (len < 20) return NaN;
+  if (len < 20 || s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45 || s.charCodeAt(13) !== 58 || s.charCodeAt(16) !== 58) return NaN;
   const y100 = twoDigits(s, 0), y1 = twoDigits(s, 2), mo = twoDigits(s, 5), d = twoDigits(s, 8);
   const h = twoDigits(s, 11), mi = twoDigits(s, 14), sec = twoDigits(s, 17);
   if (y100 < 1 || y1 < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60) return NaN;
-  if (s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45 || s.charCodeAt(13) !== 58 || s.charCodeAt(16) !== 58) return NaN;
   const sep = s.charCodeAt(10);
   if (sep !== 84 && sep !== 116 && sep !== 32) return NaN; // T t space
   const y = y100 * 100 + y1;

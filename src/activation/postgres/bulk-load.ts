@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import type { FactRef } from "../engine.js";
-import { ensureUserKeysFrom, foldEventsIntoActivity, mergeFolds, recordFold, type EventSource, type FoldResult } from "./ingest.js";
+import { ensureUserKeysFrom, foldEventsIntoActivity, mergeFolds, recordFold, type EventSource, type FoldResult, type SqlRelation } from "./ingest.js";
 
 /** Validated events in columns: user ids and epoch milliseconds, index by index. */
 export interface EventColumns {
@@ -12,10 +12,10 @@ export interface EventColumns {
   length?: number;
 }
 
-export type BulkLoadPhase = "copy" | "group" | "users" | "fold" | "commit";
+export type BulkLoadPhase = "users" | "fold" | "commit";
 
 export interface BulkLoadOptions {
-  /** Called as the folding connection moves from phase to phase (per segment). */
+  /** Called as the loading transaction moves from phase to phase (per segment). */
   progress?: (phase: BulkLoadPhase) => void;
   /** Events per segment (COPY and group on one connection, new users and fold on the other). */
   segmentRows?: number;
@@ -36,14 +36,14 @@ export interface BulkLoadSummary {
 }
 
 export const DEFAULT_SEGMENT_ROWS = 1_000_000;
-const SCRATCH = /^bulk_(day|new)_(\d+)_[0-9a-f]+_\d+$/;
+const SCRATCH = /^bulk_day_(\d+)_[0-9a-f]+_\d+$/;
 
 /** Drops scratch tables of loads whose backend is gone (a process that died mid-load). */
 async function dropOrphanedScratch(client: pg.ClientBase): Promise<void> {
   const r = await client.query<{ relname: string }>(
     `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind = 'r' AND c.relpersistence = 'u' AND n.nspname = current_schema()
-       AND c.relname ~ '^bulk_(day|new)_[0-9]+_'
+       AND c.relname ~ '^bulk_day_[0-9]+_'
        AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = split_part(c.relname, '_', 3)::int)`,
   );
   const names = r.rows.map((x) => x.relname).filter((n) => SCRATCH.test(n));
@@ -52,21 +52,45 @@ async function dropOrphanedScratch(client: pg.ClientBase): Promise<void> {
 
 /** Staged segments the staging connection may run ahead of the fold (bounds the disk used). */
 const STAGED_AHEAD = 2;
+/** COPY text the parser may run ahead of the staging connection (bounds the memory used). */
+const ENCODED_AHEAD_BYTES = 8 << 20;
 
-const NEEDS_ESCAPE = /[\\\t\n\r]/;
+// COPY's binary format: a signature, flags and header extension length; then per row a field count
+// and each field as a length and its bytes; a -1 field count ends it. No escaping, no number text.
+const BINARY_HEADER = Buffer.concat([Buffer.from("PGCOPY\n\xff\r\n\0", "latin1"), Buffer.alloc(8)]);
+const BINARY_TRAILER = Buffer.from([0xff, 0xff]);
 
-/** COPY text format: backslash, tab and line breaks are escaped (validated ids never hold the latter). */
-function copyText(v: string): string {
-  if (!NEEDS_ESCAPE.test(v)) return v;
-  return v.replace(/[\\\t\n\r]/g, (c) => (c === "\\" ? "\\\\" : c === "\t" ? "\\t" : c === "\n" ? "\\n" : "\\r"));
-}
-
-/** Encodes a batch as COPY text rows `uid<TAB>ms`. */
+/** Encodes a batch as COPY binary rows (uid text, ms int8). */
 function encodeBatch(b: EventColumns): { buf: Buffer; rows: number } {
   const n = b.length ?? b.userIds.length;
-  let text = "";
-  for (let i = 0; i < n; i++) text += `${copyText(b.userIds[i]!)}\t${b.timesMs[i]!}\n`;
-  return { buf: Buffer.from(text, "utf8"), rows: n };
+  let size = 0;
+  for (let i = 0; i < n; i++) size += 18 + 3 * b.userIds[i]!.length;
+  const buf = Buffer.allocUnsafe(size);
+  let o = 0;
+  for (let i = 0; i < n; i++) {
+    const uid = b.userIds[i]!;
+    buf.writeInt16BE(2, o);
+    const start = o + 6;
+    let end = start;
+    // Most ids are ASCII: copied here byte by byte; any other character writes the id as UTF-8.
+    for (let k = 0; k < uid.length; k++) {
+      const c = uid.charCodeAt(k);
+      if (c >= 128) {
+        end = start + buf.write(uid, start, "utf8");
+        break;
+      }
+      buf[end++] = c;
+    }
+    buf.writeInt32BE(end - start, o + 2);
+    o = end;
+    const ms = b.timesMs[i]!;
+    const hi = Math.floor(ms / 4294967296);
+    buf.writeInt32BE(8, o);
+    buf.writeInt32BE(hi, o + 4);
+    buf.writeUInt32BE(ms - hi * 4294967296, o + 8);
+    o += 12;
+  }
+  return { buf: buf.subarray(0, o), rows: n };
 }
 
 /**
@@ -150,14 +174,14 @@ function waitDrain(stream: NodeJS.WritableStream): Promise<void> {
  * Loads a stream of validated events into a fact, atomically, in segments (a million events by
  * default; the first ones smaller, so that work starts early) that three workers pass along:
  *
- * 1. the caller's iterable (the file parser) runs ahead into a bounded queue of COPY text;
- * 2. a staging connection COPYs each segment into a temporary table and groups it, in one pass, into
- *    the first and last instant per user id and activity date (the fact's timezone decides the date,
- *    as in the fold) in an UNLOGGED table of its own: several times fewer rows than events;
- *    It also lists the segment's user ids that are not in app_user yet (as committed then);
+ * 1. the caller's iterable (the file parser) runs ahead into a bounded queue of COPY rows;
+ * 2. a staging connection COPYs each segment (binary) into a temporary table and groups it, in one
+ *    pass, into the first and last instant per user id and activity date (the fact's timezone decides
+ *    the date, as in the fold), with the user key of ids already known, in an UNLOGGED table of its
+ *    own: several times fewer rows than events;
  * 3. the loading transaction, on another connection, takes the staged segments in order and runs the
- *    same statements as an HTTP batch over each: new user keys (of the listed ids only: known ids
- *    stay known), then the fold into activity_day; the fact's bookkeeping is moved once, at the end.
+ *    same statements as an HTTP batch over each: new user keys (for the ids the staging did not
+ *    know), then the fold into activity_day; the fact's bookkeeping is moved once, at the end.
  *
  * Everything the fact keeps (users, activity, the fact row) is written by the loading transaction
  * alone, so a failure anywhere, or `batches` throwing (a rejected file), rolls it all back: nothing is
@@ -196,9 +220,9 @@ export async function bulkLoadEvents(
     }
   };
 
-  // About two segments of COPY text (~25 bytes an event): the one being copied and the next.
-  const encoded = new Channel<{ buf: Buffer; rows: number }>(Math.max(16 << 20, segmentRows * 64), (x) => x.buf.length);
-  const ready = new Channel<{ table: string; newIds: string; rows: number }>(STAGED_AHEAD, () => 1);
+  // A few MB of COPY text keep the staging connection busy; more would only hold memory.
+  const encoded = new Channel<{ buf: Buffer; rows: number }>(ENCODED_AHEAD_BYTES, (x) => x.buf.length);
+  const ready = new Channel<{ table: string; rows: number }>(STAGED_AHEAD, () => 1);
   const failAll = (err: Error) => {
     encoded.fail(err);
     ready.fail(err);
@@ -227,14 +251,14 @@ export async function bulkLoadEvents(
         const target = Math.min(segmentRows, Math.max(1, Math.floor(segmentRows / 8)) * 2 ** k);
         const raw = `bulk_raw_${loadId}`;
         const table = `bulk_day_${loadId}_${k}`;
-        const newIds = `bulk_new_${loadId}_${k}`;
         await stage.query("BEGIN");
         await stage.query("SET LOCAL work_mem = '256MB'");
         await stage.query("SET LOCAL jit = off");
         await stage.query(`CREATE TEMP TABLE ${raw} (uid text COLLATE "C" NOT NULL, ms int8 NOT NULL) ON COMMIT DROP`);
-        const copy = stage.query(copyFrom(`COPY ${raw} (uid, ms) FROM STDIN`));
+        const copy = stage.query(copyFrom(`COPY ${raw} (uid, ms) FROM STDIN WITH (FORMAT binary)`));
         let copyError: Error | undefined;
         copy.on("error", (err: Error) => (copyError ??= err));
+        copy.write(BINARY_HEADER);
         let rows = 0;
         const t = performance.now();
         try {
@@ -258,7 +282,7 @@ export async function bulkLoadEvents(
           if (copyError) return reject(copyError);
           copy.once("finish", resolve);
           copy.once("error", reject);
-          copy.end();
+          copy.end(BINARY_TRAILER);
         });
         timings.copy! += Math.round(performance.now() - t);
         if (rows === 0) {
@@ -267,27 +291,27 @@ export async function bulkLoadEvents(
         }
         await timed("group", async () => {
           staged.push(table);
-          await stage!.query(`CREATE UNLOGGED TABLE ${table} (uid text COLLATE "C" NOT NULL, f timestamptz NOT NULL, l timestamptz NOT NULL)`);
           await stage!.query(
-            `INSERT INTO ${table} (uid, f, l)
-             SELECT e.uid, to_timestamp(min(e.ms)::float8 / 1000.0), to_timestamp(max(e.ms)::float8 / 1000.0)
-             FROM ${raw} AS e
-             GROUP BY e.uid, (to_timestamp(e.ms::float8 / 1000.0) AT TIME ZONE $1)::date`,
+            `CREATE UNLOGGED TABLE ${table} (
+               uid text COLLATE "C" NOT NULL, user_key int, d date NOT NULL, f timestamptz NOT NULL, l timestamptz NOT NULL)`,
+          );
+          // One pass over the segment's events: their first and last instant per user id and local
+          // date (the fact's timezone decides it, as in the fold), with the user's key when the id
+          // is known (as committed now; the loading transaction adds the others).
+          await stage!.query(
+            `INSERT INTO ${table} (uid, user_key, d, f, l)
+             SELECT g.uid, u.user_key, g.d, g.f, g.l
+             FROM (SELECT e.uid, (to_timestamp(e.ms::float8 / 1000.0) AT TIME ZONE $1)::date AS d,
+                          to_timestamp(min(e.ms)::float8 / 1000.0) AS f, to_timestamp(max(e.ms)::float8 / 1000.0) AS l
+                   FROM ${raw} AS e GROUP BY 1, 2) AS g
+             LEFT JOIN app_user AS u ON u.external_id = g.uid`,
             [fact.timezone],
           );
           // Never analysed by autovacuum in time: the fold's planner needs its statistics.
           await stage!.query(`ANALYZE ${table}`);
-          // The user ids not known yet (as committed now), so that the loading transaction only
-          // looks at those for new user keys; it still checks them, as ids may arrive meanwhile.
-          staged.push(newIds);
-          await stage!.query(
-            `CREATE UNLOGGED TABLE ${newIds} AS
-             SELECT DISTINCT d.uid FROM ${table} AS d
-             WHERE NOT EXISTS (SELECT 1 FROM app_user AS u WHERE u.external_id = d.uid)`,
-          );
           await stage!.query("COMMIT");
         });
-        await ready.push({ table, newIds, rows });
+        await ready.push({ table, rows });
       }
       ready.end();
     } catch (err) {
@@ -306,16 +330,27 @@ export async function bulkLoadEvents(
     await client.query("SET LOCAL jit = off");
     let rows = 0;
     let segments = 0;
-    let total: FoldResult = { earliest_date: null, latest_date: null, min_new_date: null };
+    let total: FoldResult = { earliest_date: null, latest_date: null, min_new_date: null, untracked_from: null };
     for (;;) {
       const seg = await timed("wait", () => ready.shift());
       if (seg === null) break;
       segments++;
       rows += seg.rows;
-      const source: EventSource = () => ({ sql: `SELECT d.uid, d.f, d.l FROM ${seg.table} AS d`, params: [], grouped: true });
-      const candidates: EventSource = () => ({ sql: `SELECT n.uid FROM ${seg.newIds} AS n`, params: [] });
+      // Ids the staging connection did not know get keys here; a second lookup finds them (and
+      // any that another transaction added meanwhile).
+      const unknown: SqlRelation = () => ({ sql: `SELECT s.uid FROM ${seg.table} AS s WHERE s.user_key IS NULL`, params: [] });
+      const source: EventSource = {
+        shape: "days",
+        relation: () => ({
+          sql: `SELECT s.user_key, s.d, s.f, s.l FROM ${seg.table} AS s WHERE s.user_key IS NOT NULL
+                UNION ALL
+                SELECT u.user_key, s.d, s.f, s.l FROM ${seg.table} AS s JOIN app_user AS u ON u.external_id = s.uid
+                WHERE s.user_key IS NULL`,
+          params: [],
+        }),
+      };
       progress?.("users");
-      await timed("users", () => ensureUserKeysFrom(client, candidates));
+      await timed("users", () => ensureUserKeysFrom(client, unknown));
       progress?.("fold");
       total = mergeFolds(total, await timed("fold", () => foldEventsIntoActivity(client, fact, source)));
     }

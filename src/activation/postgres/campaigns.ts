@@ -21,6 +21,17 @@ export interface AssignmentParams {
   /** The global control group's salt and threshold (0: none). */
   globalSalt: string | null;
   globalBuckets: number;
+  /** The goal: members' window and covariate days are computed with the assignment. */
+  goal: ActivityRanges;
+}
+
+/** Where a campaign reads its goal: a fact's day islands, and two day ranges (day numbers, inclusive). */
+export interface ActivityRanges {
+  factId: number;
+  windowStart: number;
+  windowEnd: number;
+  covariateStart: number;
+  covariateEnd: number;
 }
 
 export type ArmCounts = Record<CampaignArm, number>;
@@ -28,8 +39,8 @@ export type ArmCounts = Record<CampaignArm, number>;
 export interface AssignHooks {
   /** First statement of the transaction (lock and check the campaign row). */
   before?: (tx: pg.PoolClient) => Promise<void>;
-  /** Last statements of the transaction (write the campaign row with the counts). */
-  after?: (tx: pg.PoolClient, counts: ArmCounts) => Promise<void>;
+  /** Last statements of the transaction (write the campaign row with the counts and the day number the members' figures are as of). */
+  after?: (tx: pg.PoolClient, counts: ArmCounts, through: number | null) => Promise<void>;
 }
 
 /**
@@ -41,19 +52,28 @@ export async function assignCampaign(pool: pg.Pool, p: AssignmentParams, hooks: 
     await hooks.before?.(c);
     await c.query("SET LOCAL work_mem = '256MB'");
     await c.query(`DELETE FROM campaign_assignment WHERE campaign_id = $1`, [p.campaignId]);
+    const g = p.goal;
+    // Members' figures as of the goal fact's watermark now (days beyond it belong to a run in flight,
+    // whose completion folds them in).
+    const through = (await c.query<{ t: number | null }>(`SELECT processed_through - DATE '1970-01-01' AS t FROM fact WHERE id = $1`, [g.factId])).rows[0]?.t ?? null;
     const inserted = await c.query(
-      `INSERT INTO campaign_assignment (campaign_id, user_key, arm, bucket, state, inactivity_periods)
+      `WITH act AS (${activitySql("$7", "$8", "$9", "$10", "$11", "$12")})
+       INSERT INTO campaign_assignment (campaign_id, user_key, arm, bucket, state, inactivity_periods, window_days, covariate_days)
        SELECT $1::uuid, m.user_key,
               CASE WHEN $5::int > 0 AND aa_assignment_bucket($4::text, u.external_id) < $5::int THEN 'global_control'
                    WHEN b.bucket < $3::int THEN 'control'
                    ELSE 'treatment' END,
-              b.bucket, m.state, m.inactivity_periods
+              b.bucket, m.state, m.inactivity_periods, COALESCE(act.y, 0), COALESCE(act.x, 0)
        FROM audience_member m
        JOIN app_user u ON u.user_key = m.user_key
        CROSS JOIN LATERAL (SELECT aa_assignment_bucket($2::text, u.external_id) AS bucket) b
+       LEFT JOIN act ON act.user_key = m.user_key
        WHERE m.materialization_id = $6::uuid
        ORDER BY m.user_key`,
-      [p.campaignId, p.salt, p.holdoutBuckets, p.globalSalt ?? "", p.globalSalt === null ? 0 : p.globalBuckets, p.materializationId],
+      [
+        p.campaignId, p.salt, p.holdoutBuckets, p.globalSalt ?? "", p.globalSalt === null ? 0 : p.globalBuckets, p.materializationId,
+        g.factId, g.windowStart, g.windowEnd, g.covariateStart, g.covariateEnd, through ?? -1,
+      ],
     );
     // The planner's picture of the table changes by a whole list at a time.
     if ((inserted.rowCount ?? 0) >= 10_000) await c.query(`ANALYZE campaign_assignment`);
@@ -63,7 +83,7 @@ export async function assignCampaign(pool: pg.Pool, p: AssignmentParams, hooks: 
     );
     const counts: ArmCounts = { treatment: 0, control: 0, global_control: 0 };
     for (const row of r.rows) counts[row.arm] = row.n;
-    await hooks.after?.(c, counts);
+    await hooks.after?.(c, counts, through);
     return counts;
   }, 1);
 }
@@ -101,19 +121,28 @@ export async function assignmentPage(pool: pg.Pool, campaignId: string, arm: Cam
   return (await pool.query<AssignmentRow>(assignmentSelect(arm, true), params)).rows;
 }
 
+/**
+ * Both sides are read in user_key order by their primary keys: a merge join streams rows in export
+ * order with no hash table and no sort (the planner otherwise picks a parallel hash join and a sort
+ * of the whole list that spills to disk, three times slower).
+ */
+const EXPORT_PLAN = { jit: "off", enable_hashjoin: "off", max_parallel_workers_per_gather: "0" } as const;
+
 export function assignmentExport(pool: pg.Pool, campaignId: string, arm: CampaignArm | undefined, format: ExportFormat): Promise<Readable> {
   const params = [campaignId, ...(arm ? [arm] : [])];
-  if (format === "csv") return copyQueryOut(pool, assignmentSelect(arm, false), params, ASSIGNMENT_COLUMNS, format);
-  // NDJSON lines built in SQL (the same document row_to_json would give, at twice the speed): arm and
-  // action are our own words, the user id goes through to_json.
+  if (format === "csv") return copyQueryOut(pool, assignmentSelect(arm, false), params, ASSIGNMENT_COLUMNS, format, EXPORT_PLAN);
+  // NDJSON lines built in SQL (the document row_to_json would give, faster): to_json quotes the user
+  // id; arm and action are our own words.
   return copyJsonLinesOut(
     pool,
-    `SELECT '{"user_id":' || to_json(u.external_id)::text || ',"group":"' || a.arm || '","bucket":' || a.bucket
+    `SELECT '{"user_id":' || to_json(u.external_id)::text
+            || ',"group":"' || a.arm || '","bucket":' || a.bucket
             || ',"action":"' || CASE WHEN a.arm = 'treatment' THEN 'send' ELSE 'hold_out' END || '"}' AS line
      FROM campaign_assignment a JOIN app_user u ON u.user_key = a.user_key
      WHERE a.campaign_id = $1${arm ? " AND a.arm = $2" : ""}
      ORDER BY a.user_key`,
     params,
+    EXPORT_PLAN,
   );
 }
 
@@ -233,51 +262,111 @@ export interface GoalAggregateRow extends SumsRow {
   bucket: string | null;
 }
 
-export interface GoalQuery {
-  campaignId: string;
-  factId: number;
-  metric: "returned" | "active_periods";
-  /** Day numbers (days since 1970-01-01), inclusive. */
-  windowStart: number;
-  windowEnd: number;
-  covariateStart: number;
-  covariateEnd: number;
-}
-
 export const INACTIVITY_BUCKETS = ["0", "1-6", "7-29", "30+"] as const;
 
-/** Active days of each user in [start, end] from its day islands: Σ max(0, min(end_p, end) − max(start_p, start) + 1). */
+/** The breakdown bucket of an inactivity_periods value: 0, 1-6, 7-29, 30+. */
+export function inactivityBucket(periods: number): (typeof INACTIVITY_BUCKETS)[number] {
+  return periods <= 0 ? "0" : periods <= 6 ? "1-6" : periods <= 29 ? "7-29" : "30+";
+}
+
+/** Active days in [start, end] of an island: max(0, min(end_p, end) − max(start_p, start) + 1). */
 const overlap = (start: string, end: string) => `GREATEST(0, LEAST(i.end_p, ${end}) - GREATEST(i.start_p, ${start}) + 1)`;
 
 /**
- * Per arm, and per arm and breakdown bucket (the member's inactivity_periods bucket and state at the
- * list's as_of): n, Σy, Σy², Σx, Σx², Σxy, where y is the goal metric over the window and x the
- * active days in the covariate period, both read from the goal fact's day islands. One pass: the
- * islands are folded per user, joined to the assignments and summed per (arm, state, inactivity capped
- * at 30); those few cells are then added up per arm and per bucket (sums are additive).
+ * Per user with activity in the covariate period or the window: y = active days in the window, x =
+ * active days in the covariate period, from the fact's day islands, as of day `t` (parameters: fact,
+ * window start and end, covariate start and end, t; `from`: only days from then on count).
  */
-export async function goalAggregates(pool: pg.Pool, q: GoalQuery): Promise<GoalAggregateRow[]> {
-  const y = q.metric === "returned" ? "CASE WHEN act.y > 0 THEN 1 ELSE 0 END" : "COALESCE(act.y, 0)";
-  const r = await withTransaction(pool, async (c) => {
-    // One big hash aggregate per user: keep it in memory, and skip JIT (its compile time is most of a
-    // second here and buys nothing for expressions this small).
+function activitySql(fact: string, ws: string, we: string, cs: string, ce: string, t: string, opts: { users?: string; from?: string } = {}): string {
+  const lo = (start: string) => (opts.from ? `GREATEST(${start}::int, ${opts.from}::int)` : `${start}::int`);
+  const hi = (end: string) => `LEAST(${end}::int, ${t}::int)`;
+  return `SELECT i.user_key, sum(${overlap(lo(ws), hi(we))})::int AS y, sum(${overlap(lo(cs), hi(ce))})::int AS x
+          FROM layer_island i
+          WHERE i.fact_id = ${fact}::int AND i.grain = 0 AND i.end_p >= ${lo(cs)} AND i.start_p <= ${hi(we)}${opts.users ? ` AND i.user_key IN (${opts.users})` : ""}
+          GROUP BY i.user_key`;
+}
+
+/**
+ * How to bring the members' figures up to date, decided under the campaign's row lock:
+ * - `full`: every member recomputed from the islands (the goal changed, or never computed);
+ * - `delta`: the days from `from` on were never counted (from is after the watermark the figures are
+ *   as of): their active days are added — a daily run costs the users active that day;
+ * - `recompute`: late data changed days already counted: the members active from `from` on are
+ *   recomputed whole.
+ * All as of day `through` (the goal fact's watermark).
+ */
+export interface RefreshPlan {
+  mode: "full" | "delta" | "recompute";
+  from: number | null;
+  through: number;
+}
+
+export interface RefreshHooks {
+  /** Locks the campaign row and decides; null: nothing to do. */
+  plan: (tx: pg.PoolClient) => Promise<RefreshPlan | null>;
+  /** Records that the figures are now as of plan.through, in the same transaction (so a delta is never added twice). */
+  done: (tx: pg.PoolClient, plan: RefreshPlan, changed: number) => Promise<void>;
+}
+
+/** Brings the members' window and covariate days up to date with the goal fact's layer; returns the members changed. */
+export async function refreshActivity(pool: pg.Pool, campaignId: string, r: ActivityRanges, hooks: RefreshHooks): Promise<{ plan: RefreshPlan | null; changed: number }> {
+  return withTransaction(pool, async (c) => {
+    const plan = await hooks.plan(c);
+    if (!plan) return { plan, changed: 0 };
     await c.query("SET LOCAL work_mem = '256MB'");
     await c.query("SET LOCAL jit = off");
+    const params: unknown[] = [campaignId, r.factId, r.windowStart, r.windowEnd, r.covariateStart, r.covariateEnd, plan.through];
+    let res;
+    if (plan.mode === "full") {
+      res = await c.query(
+        `WITH act AS (${activitySql("$2", "$3", "$4", "$5", "$6", "$7")}),
+              v AS (SELECT a.user_key, COALESCE(act.y, 0) AS y, COALESCE(act.x, 0) AS x
+                    FROM campaign_assignment a LEFT JOIN act ON act.user_key = a.user_key WHERE a.campaign_id = $1)
+         UPDATE campaign_assignment a SET window_days = v.y, covariate_days = v.x
+         FROM v WHERE a.campaign_id = $1 AND a.user_key = v.user_key AND (a.window_days <> v.y OR a.covariate_days <> v.x)`,
+        params,
+      );
+    } else if (plan.mode === "delta") {
+      res = await c.query(
+        `WITH d AS (${activitySql("$2", "$3", "$4", "$5", "$6", "$7", { from: "$8" })})
+         UPDATE campaign_assignment a SET window_days = a.window_days + d.y, covariate_days = a.covariate_days + d.x
+         FROM d WHERE a.campaign_id = $1 AND a.user_key = d.user_key AND (d.y > 0 OR d.x > 0)`,
+        [...params, plan.from],
+      );
+    } else {
+      // Activity only grows, so a member whose figures changed has an island reaching into [from, window end].
+      const changed = `SELECT DISTINCT j.user_key FROM layer_island j
+                       WHERE j.fact_id = $2::int AND j.grain = 0 AND j.end_p >= GREATEST($8::int, $5::int) AND j.start_p <= LEAST($4::int, $7::int)`;
+      res = await c.query(
+        `WITH act AS (${activitySql("$2", "$3", "$4", "$5", "$6", "$7", { users: changed })})
+         UPDATE campaign_assignment a SET window_days = act.y, covariate_days = act.x
+         FROM act WHERE a.campaign_id = $1 AND a.user_key = act.user_key AND (a.window_days <> act.y OR a.covariate_days <> act.x)`,
+        [...params, plan.from],
+      );
+    }
+    const changed = res.rowCount ?? 0;
+    await hooks.done(c, plan, changed);
+    return { plan, changed };
+  }, 1);
+}
+
+/**
+ * Per arm, and per arm and breakdown bucket (the member's inactivity_periods bucket and state at the
+ * list's as_of): n, Σy, Σy², Σx, Σx², Σxy over the members' stored window days (y: the goal metric,
+ * `returned` = 1 when any) and covariate days (x). One scan of the campaign's assignments, summed per
+ * (arm, state, inactivity capped at 30); those few cells are then added per arm and per bucket.
+ */
+export async function goalAggregates(pool: pg.Pool, campaignId: string, metric: "returned" | "active_periods"): Promise<GoalAggregateRow[]> {
+  const y = metric === "returned" ? "CASE WHEN window_days > 0 THEN 1 ELSE 0 END" : "window_days";
+  const r = await withTransaction(pool, async (c) => {
+    await c.query("SET LOCAL jit = off");
     return c.query<SumsRow & { arm: CampaignArm; state: string; ip: number }>(
-      `WITH act AS (
-         SELECT i.user_key, sum(${overlap("$3::int", "$4::int")})::int AS y, sum(${overlap("$5::int", "$6::int")})::int AS x
-         FROM layer_island i
-         WHERE i.fact_id = $2 AND i.grain = 0 AND i.end_p >= LEAST($3::int, $5::int) AND i.start_p <= GREATEST($4::int, $6::int)
-         GROUP BY i.user_key
-       ), per_user AS (
-         SELECT a.arm, a.state, LEAST(GREATEST(a.inactivity_periods, 0), 30) AS ip, ${y} AS y, COALESCE(act.x, 0) AS x
-         FROM campaign_assignment a LEFT JOIN act ON act.user_key = a.user_key
-         WHERE a.campaign_id = $1
-       )
-       SELECT arm, state, ip, count(*)::int AS n, sum(y)::float8 AS sy, sum(y * y)::float8 AS syy,
+      `SELECT arm, state, ip, count(*)::int AS n, sum(y)::float8 AS sy, sum(y * y)::float8 AS syy,
               sum(x)::float8 AS sx, sum(x * x)::float8 AS sxx, sum(x * y)::float8 AS sxy
-       FROM per_user GROUP BY arm, state, ip`,
-      [q.campaignId, q.factId, q.windowStart, q.windowEnd, q.covariateStart, q.covariateEnd],
+       FROM (SELECT arm, state, LEAST(GREATEST(inactivity_periods, 0), 30) AS ip, ${y} AS y, covariate_days AS x
+             FROM campaign_assignment WHERE campaign_id = $1) a
+       GROUP BY arm, state, ip`,
+      [campaignId],
     );
   });
   const cells = new Map<string, GoalAggregateRow>();
@@ -300,11 +389,6 @@ export async function goalAggregates(pool: pg.Pool, q: GoalQuery): Promise<GoalA
   return [...cells.values()];
 }
 
-/** The breakdown bucket of an inactivity_periods value: 0, 1-6, 7-29, 30+. */
-export function inactivityBucket(periods: number): (typeof INACTIVITY_BUCKETS)[number] {
-  return periods <= 0 ? "0" : periods <= 6 ? "1-6" : periods <= 29 ? "7-29" : "30+";
-}
-
 export interface OutcomeAggregateRow {
   name: string;
   arm: CampaignArm;
@@ -319,28 +403,19 @@ export interface OutcomeAggregateRow {
 }
 
 /** Per outcome name and arm, over outcomes that occurred in [from, to): converters, value sums and covariate cross-sums. */
-export async function outcomeAggregates(
-  pool: pg.Pool,
-  q: { campaignId: string; factId: number; from: Date; to: Date; covariateStart: number; covariateEnd: number },
-): Promise<OutcomeAggregateRow[]> {
+export async function outcomeAggregates(pool: pg.Pool, q: { campaignId: string; from: Date; to: Date }): Promise<OutcomeAggregateRow[]> {
   const r = await pool.query<OutcomeAggregateRow>(
-    `WITH o AS MATERIALIZED (
+    `WITH o AS (
        SELECT user_key, name, sum(COALESCE(value, 0))::float8 AS v
-       FROM campaign_outcome WHERE campaign_id = $1 AND occurred_at >= $3 AND occurred_at < $4
+       FROM campaign_outcome WHERE campaign_id = $1 AND occurred_at >= $2 AND occurred_at < $3
        GROUP BY user_key, name
-     ), x AS (
-       SELECT i.user_key, sum(${overlap("$5::int", "$6::int")})::int AS x
-       FROM layer_island i
-       WHERE i.fact_id = $2 AND i.grain = 0 AND i.user_key IN (SELECT user_key FROM o) AND i.end_p >= $5::int AND i.start_p <= $6::int
-       GROUP BY i.user_key
      )
      SELECT o.name, a.arm, count(*)::int AS converters, sum(o.v)::float8 AS sv, sum(o.v * o.v)::float8 AS svv,
-            sum(COALESCE(x.x, 0))::float8 AS sx, sum(COALESCE(x.x, 0) * o.v)::float8 AS sxv
+            sum(a.covariate_days)::float8 AS sx, sum(a.covariate_days * o.v)::float8 AS sxv
      FROM o JOIN campaign_assignment a ON a.campaign_id = $1 AND a.user_key = o.user_key
-     LEFT JOIN x ON x.user_key = o.user_key
      GROUP BY o.name, a.arm
      ORDER BY o.name, a.arm`,
-    [q.campaignId, q.factId, q.from, q.to, q.covariateStart, q.covariateEnd],
+    [q.campaignId, q.from, q.to],
   );
   return r.rows;
 }

@@ -27,7 +27,14 @@ export function inlineParams(sql: string, params: readonly unknown[]): string {
  * memory whatever the size. The NDJSON form is COPY in CSV mode with quote and delimiter bytes that
  * JSON text never contains raw, so each row_to_json line passes through untouched.
  */
-export async function copyQueryOut(pool: pg.Pool, sql: string, params: readonly unknown[], columns: readonly string[], format: ExportFormat): Promise<Readable> {
+export async function copyQueryOut(
+  pool: pg.Pool,
+  sql: string,
+  params: readonly unknown[],
+  columns: readonly string[],
+  format: ExportFormat,
+  settings?: PlannerSettings,
+): Promise<Readable> {
   const inner = inlineParams(sql, params);
   // ::text everywhere: CSV then shows booleans as true/false (not t/f); other types print the same.
   const select = columns.map((c) => (format === "csv" ? `q.${c}::text AS ${c}` : `q.${c}`)).join(", ");
@@ -35,25 +42,53 @@ export async function copyQueryOut(pool: pg.Pool, sql: string, params: readonly 
     format === "csv"
       ? `COPY (SELECT ${select} FROM (${inner}) q) TO STDOUT WITH (FORMAT csv, HEADER true)`
       : `COPY (SELECT row_to_json(r)::text FROM (SELECT ${select} FROM (${inner}) q) r) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')`;
-  return streamCopy(pool, copySql);
+  return streamCopy(pool, copySql, settings);
 }
+
+/**
+ * Planner settings for one export's connection (set before the COPY, reset before the connection goes
+ * back to the pool), for exports whose best plan the planner misses — e.g. a merge join of two
+ * primary keys instead of a hash join and a sort of millions of rows. Names and values are ours.
+ */
+export type PlannerSettings = Partial<Record<"jit" | "enable_hashjoin" | "max_parallel_workers_per_gather" | "work_mem", string>>;
 
 /**
  * Streams NDJSON from a query whose single column `line` is already one JSON document per row (built
  * in SQL with to_json for strings): for wide exports this is about twice as fast as row_to_json.
  */
-export function copyJsonLinesOut(pool: pg.Pool, sql: string, params: readonly unknown[]): Promise<Readable> {
-  return streamCopy(pool, `COPY (SELECT q.line FROM (${inlineParams(sql, params)}) q) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')`);
+export function copyJsonLinesOut(pool: pg.Pool, sql: string, params: readonly unknown[], settings?: PlannerSettings): Promise<Readable> {
+  return streamCopy(pool, `COPY (SELECT q.line FROM (${inlineParams(sql, params)}) q) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')`, settings);
 }
 
-async function streamCopy(pool: pg.Pool, copySql: string): Promise<Readable> {
+const SETTING_VALUE = /^[A-Za-z0-9_]+$/;
+
+async function streamCopy(pool: pg.Pool, copySql: string, settings: PlannerSettings = {}): Promise<Readable> {
   const client = await pool.connect();
+  const names = Object.keys(settings) as Array<keyof PlannerSettings>;
+  if (names.length) {
+    try {
+      await client.query(
+        names
+          .map((n) => {
+            const v = settings[n]!;
+            if (!SETTING_VALUE.test(v)) throw new Error(`bad value for ${n}`);
+            return `SET ${n} = '${v}'`;
+          })
+          .join("; "),
+      );
+    } catch (err) {
+      client.release(err as Error);
+      throw err;
+    }
+  }
   const out = new PassThrough();
   let released = false;
   const release = (err?: Error) => {
     if (released) return;
     released = true;
-    client.release(err);
+    if (err || !names.length) client.release(err);
+    // The connection goes back to the pool as it came: settings reset.
+    else client.query(names.map((n) => `RESET ${n}`).join("; ")).then(() => client.release(), (e: Error) => client.release(e));
   };
   const stream = client.query(copyTo(copySql));
   stream.on("error", (err) => {

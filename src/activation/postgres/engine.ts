@@ -37,8 +37,9 @@ export class PostgresLayerEngine implements LayerEngine {
   }
 
   /**
-   * Bulk ingestion: validated events streamed through COPY into a staging table and folded like an
-   * HTTP batch, all in one transaction. An error thrown by `batches` rolls everything back.
+   * Bulk ingestion: validated events streamed through COPY into staging tables and folded like HTTP
+   * batches, segment by segment, in one transaction (see bulkLoadEvents). An error thrown by
+   * `batches` rolls everything back.
    */
   bulkLoad(fact: FactRef, batches: AsyncIterable<EventColumns>, options?: BulkLoadOptions): Promise<BulkLoadSummary> {
     return bulkLoadEvents(this.pool, fact, batches, options);
@@ -165,8 +166,13 @@ export class PostgresLayerEngine implements LayerEngine {
     return campaigns.recordOutcomes(this.pool, campaignId, outcomes, after);
   }
 
-  campaignGoalAggregates(q: campaigns.GoalQuery) {
-    return campaigns.goalAggregates(this.pool, q);
+  /** Folds the goal fact's processed activity into the members' window and covariate days (from a day number, or all). */
+  refreshCampaignActivity(campaignId: string, ranges: campaigns.ActivityRanges, hooks: campaigns.RefreshHooks) {
+    return campaigns.refreshActivity(this.pool, campaignId, ranges, hooks);
+  }
+
+  campaignGoalAggregates(campaignId: string, metric: "returned" | "active_periods") {
+    return campaigns.goalAggregates(this.pool, campaignId, metric);
   }
 
   campaignOutcomeAggregates(q: Parameters<typeof campaigns.outcomeAggregates>[1]) {

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { GRAINS, dateToDay, periodEndDay, periodOfDay, periodStartDay } from "../periods.js";
 
 /**
  * SQL of the period number of date expression `d` at grain g: the body of the migration's
@@ -56,14 +57,7 @@ export async function mergeNewPeriods(
     return null;
   }
   // Only periods up to the latest island end can be covered already (none, for a run of new days).
-  if (range.lo <= maxEnd) {
-    await client.query(
-      `DELETE FROM np USING layer_island i
-       WHERE ${isl} AND i.end_p >= ${range.lo | 0} AND i.start_p <= ${Math.min(range.hi!, maxEnd) | 0} AND np.p <= ${maxEnd | 0}
-         AND i.user_key = np.user_key AND i.start_p <= np.p AND i.end_p >= np.p`,
-      [factId],
-    );
-  }
+  if (range.lo <= maxEnd) await dropCovered(client, factId, g, from, through, range.lo, Math.min(range.hi!, maxEnd));
   await client.query(`CREATE TEMP TABLE au ON COMMIT DROP AS SELECT user_key, min(p) AS m FROM np GROUP BY user_key`);
   await client.query("ANALYZE au");
   const minNew = (await client.query<{ m: number | null }>(`SELECT min(m) AS m FROM au`)).rows[0]!.m;
@@ -82,9 +76,57 @@ export async function mergeNewPeriods(
   await client.query("ANALYZE lat");
   const general = (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM lat WHERE end_p >= m`)).rows[0]!.n;
   if (general > 0) await mergeGeneral(client, factId, g);
-  await mergeAppended(client, factId, g);
+  const onePerUser = (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM np`)).rows[0]!.n === (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM au`)).rows[0]!.n;
+  await mergeAppended(client, factId, g, onePerUser);
   await client.query("DROP TABLE np; DROP TABLE au; DROP TABLE lat");
   return minNew;
+}
+
+/**
+ * Removes from np the periods [lo, X] that islands cover already. A late run reads every period
+ * since its start date, nearly all of them covered: checking each against the islands would cost
+ * the whole window. Activity only ever adds periods, and an island period inside [from, through]
+ * comes from activity there, so a user whose islands cover as many of the periods that lie wholly
+ * inside the window as np holds for it has them all covered. Only the other users, and the first
+ * and last periods when the window starts or ends inside them, are checked period by period.
+ */
+async function dropCovered(
+  client: pg.ClientBase, factId: number, g: number, from: string, through: string, lo: number, X: number,
+): Promise<void> {
+  const isl = `i.fact_id = $1 AND i.grain = ${g}`;
+  const grain = GRAINS[g]!;
+  const fromDay = dateToDay(from), throughDay = dateToDay(through);
+  const p0 = periodOfDay(grain, fromDay), p1 = periodOfDay(grain, throughDay);
+  // The periods wholly inside [from, through]: [whole, last].
+  const whole = Math.max(lo, periodStartDay(grain, p0) === fromDay ? p0 : p0 + 1) | 0;
+  const last = Math.min(X, periodEndDay(grain, p1) === throughDay ? p1 : p1 - 1) | 0;
+  const x = X | 0;
+  if (whole <= last) {
+    await client.query(
+      `CREATE TEMP TABLE unc ON COMMIT DROP AS
+       SELECT a.user_key
+       FROM (SELECT user_key, count(*) AS c FROM np WHERE p BETWEEN ${whole} AND ${last} GROUP BY user_key) a
+       LEFT JOIN (SELECT i.user_key, sum(LEAST(i.end_p, ${last}) - GREATEST(i.start_p, ${whole}) + 1) AS c
+                  FROM layer_island i WHERE ${isl} AND i.end_p >= ${whole} AND i.start_p <= ${last}
+                  GROUP BY i.user_key) b ON b.user_key = a.user_key
+       WHERE b.c IS NULL OR b.c < a.c`,
+      [factId],
+    );
+    await client.query("ANALYZE unc");
+    await client.query(
+      `CREATE TEMP TABLE np_left ON COMMIT DROP AS
+       SELECT np.user_key, np.p FROM np
+       WHERE np.p > ${last} OR np.p < ${whole} OR np.user_key IN (SELECT user_key FROM unc)`,
+    );
+    await client.query("DROP TABLE np; DROP TABLE unc; ALTER TABLE np_left RENAME TO np");
+    await client.query("ANALYZE np");
+  }
+  await client.query(
+    `DELETE FROM np USING layer_island i
+     WHERE ${isl} AND i.end_p >= ${lo | 0} AND i.start_p <= ${x} AND np.p <= ${x}
+       AND i.user_key = np.user_key AND i.start_p <= np.p AND i.end_p >= np.p`,
+    [factId],
+  );
 }
 
 /**
@@ -93,10 +135,18 @@ export async function mergeNewPeriods(
  * updated once (its end, or its next_start), the other new islands are inserted with the values
  * carried from L: the same islands and values as merging them from scratch.
  */
-async function mergeAppended(client: pg.ClientBase, factId: number, g: number): Promise<void> {
+async function mergeAppended(client: pg.ClientBase, factId: number, g: number, onePerUser: boolean): Promise<void> {
   const isl = `i.fact_id = $1 AND i.grain = ${g}`;
+  // One new period per user (a run of one new day): each is one new island, nothing to chain.
+  if (onePerUser)
+    await client.query(
+      `CREATE TEMP TABLE nw ON COMMIT DROP AS
+       SELECT user_key, m AS s, m AS e, start_p AS ls, end_p AS le, active_before AS lab, first_p AS lf,
+              1::bigint AS k, NULL::int AS next_s, NULL::int AS prev_e, 0::bigint AS len_before, m AS first_s
+       FROM lat WHERE end_p IS NULL OR end_p < m`,
+    );
   // np holds distinct (user, period) rows, so p - row_number() is constant along a run of periods.
-  await client.query(
+  else await client.query(
     `CREATE TEMP TABLE nw ON COMMIT DROP AS
      SELECT user_key, s, e, ls, le, lab, lf,
             row_number() OVER u AS k,
