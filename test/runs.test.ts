@@ -346,8 +346,8 @@ describe("failed runs leave earlier results intact", () => {
     ]);
     const record = await factRecord("r_inflight");
     const pool = env.ctx.db.pool;
-    // The run stops inside its week grain (islands written, extended or closed) until we let it go;
-    // we read once its day grain has committed.
+    // The run stops inside its week grain (its day grain already written in the same transaction)
+    // until we let it go; we read meanwhile.
     const gate = new pg.Client({ connectionString: env.ctx.config.DATABASE_URL });
     await gate.connect();
     await gate.query("SELECT pg_advisory_lock(77001)");
@@ -360,10 +360,8 @@ describe("failed runs leave earlier results intact", () => {
       running = executeRun(env.ctx, run.id);
       const deadline = Date.now() + 20_000;
       const held = async () => (await pool.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 77001 AND NOT granted`)).rowCount! > 0;
-      const dayDone = async () =>
-        (await pool.query(`SELECT 1 FROM layer_island WHERE fact_id = $1 AND grain = 0 AND end_p >= $2`, [record.id, dateToDay("2026-03-06")])).rowCount! > 0;
-      while (!(await held()) || !(await dayDone())) {
-        if (Date.now() > deadline) throw new Error("the run never reached its week grain with its day grain committed");
+      while (!(await held())) {
+        if (Date.now() > deadline) throw new Error("the run never reached its week grain");
         await new Promise((r) => setTimeout(r, 20));
       }
       expect((await getRun(run.id)).status).toBe("running");
@@ -380,13 +378,10 @@ describe("failed runs leave earlier results intact", () => {
     expect(after.timeline.map((r: Record<string, unknown>) => r.state)).toEqual(["new", ...Array(6).fill("inactive"), "reactivated"]);
   });
 
-  // KNOWN BUG (src/activation/postgres/process.ts, not ours to edit): each grain commits in its own
-  // transaction before the watermark moves, so after a failure in a later grain the earlier grains
-  // already show the late events (day 03-05 counts the user late on 03-04) and the days after the
-  // watermark inside its partial week (week 03-02 counts the users of 03-06 and 03-07), contrary to
-  // "every model answers as of T" and "a failed job leaves earlier results intact". Drop `.fails` once
-  // the grains and the watermark commit together.
-  it.fails("KNOWN BUG: a failed run leaves the answers as of the watermark exactly as they were", async () => {
+  // Grains and the watermark commit together: after a failure in a later grain, no grain shows the
+  // late events (day 03-05 would count the user late on 03-04) nor the days after the watermark inside
+  // its partial week (week 03-02 would count the users of 03-06 and 03-07).
+  it("a failed run leaves the answers as of the watermark exactly as they were", async () => {
     const { before, statusBefore } = await failingSetup("r_fail_answers");
     expect((await factView("r_fail_answers")).processed_through).toBe("2026-03-05");
     const statusAfter: Record<string, unknown> = {};

@@ -32,7 +32,8 @@ const original = pg.Client.prototype.query as (...args: unknown[]) => unknown;
   }
   return res;
 };
-const pool = new pg.Pool({ connectionString: url, max: 4 });
+// BENCH_PG_OPTIONS, e.g. "-c wal_compression=lz4", tries server settings for the run's sessions.
+const pool = new pg.Pool({ connectionString: url, max: 4, ...(process.env.BENCH_PG_OPTIONS ? { options: process.env.BENCH_PG_OPTIONS } : {}) });
 const f = (await pool.query(`SELECT id, name, timezone FROM fact WHERE name = $1`, [factName])).rows[0];
 const insI = process.argv.indexOf("--insert-x");
 if (insI >= 0) {

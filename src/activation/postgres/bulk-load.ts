@@ -50,6 +50,14 @@ async function dropOrphanedScratch(client: pg.ClientBase): Promise<void> {
   if (names.length) await client.query(`DROP TABLE IF EXISTS ${names.map((n) => `"${n}"`).join(", ")}`);
 }
 
+/**
+ * Planner settings of both transactions (SET LOCAL: they end with them). A segment's sorts and hash
+ * aggregates stay in memory; compiling these short expressions costs more than it saves; and the
+ * user table is looked up by index for a segment's ids rather than hashed whole (it is cached, and
+ * far larger than a segment when there are millions of users).
+ */
+const TUNING = "SET LOCAL work_mem = '256MB'; SET LOCAL jit = off; SET LOCAL random_page_cost = 1.1";
+
 /** Staged segments the staging connection may run ahead of the fold (bounds the disk used). */
 const STAGED_AHEAD = 2;
 /** COPY text the parser may run ahead of the staging connection (bounds the memory used). */
@@ -196,6 +204,8 @@ export async function bulkLoadEvents(
 ): Promise<BulkLoadSummary> {
   const segmentRows = Math.max(1, options.segmentRows ?? DEFAULT_SEGMENT_ROWS);
   const progress = options.progress;
+  const poolMax = (pool as pg.Pool & { options?: { max?: number } }).options?.max;
+  if (poolMax !== undefined && poolMax < 2) throw new Error(`the bulk loader needs two database connections at once; the pool allows ${poolMax} (PG_POOL_MAX)`);
   // The loading transaction's connection comes first: its backend pid names the scratch tables, so
   // tables left behind by a crashed process (whose backend is gone) can be told apart and dropped.
   const client = await pool.connect();
@@ -252,8 +262,7 @@ export async function bulkLoadEvents(
         const raw = `bulk_raw_${loadId}`;
         const table = `bulk_day_${loadId}_${k}`;
         await stage.query("BEGIN");
-        await stage.query("SET LOCAL work_mem = '256MB'");
-        await stage.query("SET LOCAL jit = off");
+        await stage.query(TUNING);
         await stage.query(`CREATE TEMP TABLE ${raw} (uid text COLLATE "C" NOT NULL, ms int8 NOT NULL) ON COMMIT DROP`);
         const copy = stage.query(copyFrom(`COPY ${raw} (uid, ms) FROM STDIN WITH (FORMAT binary)`));
         let copyError: Error | undefined;
@@ -324,10 +333,7 @@ export async function bulkLoadEvents(
 
   try {
     await client.query("BEGIN");
-    // Big sorts and hash joins of a segment stay in memory; compiling these short expressions
-    // costs more than it saves. Both only for this transaction.
-    await client.query("SET LOCAL work_mem = '256MB'");
-    await client.query("SET LOCAL jit = off");
+    await client.query(TUNING);
     let rows = 0;
     let segments = 0;
     let total: FoldResult = { earliest_date: null, latest_date: null, min_new_date: null, untracked_from: null };

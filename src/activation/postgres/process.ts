@@ -30,7 +30,7 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
   const { progress, resumeFrom, onClaimed } = options;
   const lockClient = await pool.connect();
   const timings: Record<string, number> = {};
-  let claimed: { from: string | null } | null = null;
+  let claimed: { from: string | null; firstBuild: boolean } | null = null;
   try {
     let t0 = performance.now();
     await lockClient.query("SELECT pg_advisory_lock($1, $2)", [RUN_LOCK_NS, fact.id]);
@@ -54,38 +54,37 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
       await c.query(`UPDATE fact SET running_through = $2, dirty_from = NULL WHERE id = $1`, [fact.id, through]);
       // Recorded in the same transaction that cleared dirty_from: a retry after a crash resumes from it.
       await onClaimed?.(from, c);
-      return { from };
+      return { from, firstBuild: row.processed_through === null };
     });
     const from = claimed.from;
     await progress?.(0.02, "claimed");
 
-    if (from !== null && from <= through) {
-      // Each grain in its own transaction, touching only that grain's rows: they are independent, so
-      // two run at once (the day grain, the largest, on one connection; week then month on the other).
+    /** One grain's islands and metrics, on the caller's transaction. */
+    const processGrain = async (c: pg.PoolClient, grain: (typeof GRAINS)[number]) => {
+      const g = GRAIN_CODE[grain];
+      await c.query(`SET LOCAL work_mem = '${GRAIN_WORK_MEM}'`);
+      const info: { built?: number } = {};
+      const minNew = await mergeNewPeriods(c, fact.id, g, from!, through, info);
+      const stored = await c.query<{ p: number | null }>(`SELECT max(period) AS p FROM layer_metric WHERE fact_id = $1 AND grain = ${g}`, [fact.id]);
+      const maxStored = stored.rows[0]!.p;
+      const candidates = [minNew, maxStored === null ? null : maxStored + 1].filter((x): x is number => x !== null);
+      // A first build that is a large part of the table: its metrics read most of what they scan.
+      const seqScan = info.built !== undefined && info.built > 0.1 * (await tableRowsEstimate(c));
+      if (candidates.length) await recomputeMetrics(c, fact.id, g, Math.min(...candidates), periodOfDate(grain, through), { seqScan });
+    };
+    const moveWatermark = (c: pg.ClientBase | pg.Pool) =>
+      c.query(`UPDATE fact SET processed_through = GREATEST(processed_through, $2::date), running_through = NULL WHERE id = $1`, [fact.id, through]);
+
+    if (from !== null && from <= through && claimed.firstBuild) {
+      // A first build: nothing answers before the watermark exists, so the grains may commit apart,
+      // two at once (the day grain, the largest, on one connection; week then month on the other).
+      // A retry merges idempotently over whatever grains had committed.
       const queue = [...GRAINS];
       let done = 0;
       const runGrains = async () => {
         for (let grain = queue.shift(); grain !== undefined; grain = queue.shift()) {
           const g0 = performance.now();
-          await withTransaction(
-            pool,
-            async (c) => {
-              const g = GRAIN_CODE[grain];
-              await c.query(`SET LOCAL work_mem = '${GRAIN_WORK_MEM}'`);
-              const info: { built?: number } = {};
-              const minNew = await mergeNewPeriods(c, fact.id, g, from, through, info);
-              const stored = await c.query<{ p: number | null }>(
-                `SELECT max(period) AS p FROM layer_metric WHERE fact_id = $1 AND grain = ${g}`,
-                [fact.id],
-              );
-              const maxStored = stored.rows[0]!.p;
-              const candidates = [minNew, maxStored === null ? null : maxStored + 1].filter((x): x is number => x !== null);
-              // A first build that is a large part of the table: its metrics read most of what they scan.
-              const seqScan = info.built !== undefined && info.built > 0.1 * (await tableRowsEstimate(c));
-              if (candidates.length) await recomputeMetrics(c, fact.id, g, Math.min(...candidates), periodOfDate(grain, through), { seqScan });
-            },
-            1,
-          );
+          await withTransaction(pool, (c) => processGrain(c, grain), 1);
           timings[`${grain}_ms`] = Math.round(performance.now() - g0);
           done++;
           await progress?.(0.05 + (0.9 * done) / GRAINS.length, `${grain} done`);
@@ -95,11 +94,26 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
       const settled = await Promise.allSettled(Array.from({ length: GRAIN_CONCURRENCY }, runGrains));
       const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (failed) throw failed.reason;
+      await moveWatermark(pool);
+    } else {
+      // Once answers exist they must stay exactly "as of the watermark" until it moves: every grain and
+      // the watermark commit together, and a failure anywhere leaves everything as it was.
+      await withTransaction(
+        pool,
+        async (c) => {
+          if (from !== null && from <= through) {
+            for (const [i, grain] of GRAINS.entries()) {
+              const g0 = performance.now();
+              await processGrain(c, grain);
+              timings[`${grain}_ms`] = Math.round(performance.now() - g0);
+              await progress?.(0.05 + (0.9 * (i + 1)) / GRAINS.length, `${grain} done`);
+            }
+          }
+          await moveWatermark(c);
+        },
+        1,
+      );
     }
-    await pool.query(
-      `UPDATE fact SET processed_through = GREATEST(processed_through, $2::date), running_through = NULL WHERE id = $1`,
-      [fact.id, through],
-    );
     // After a large rebuild the planner's statistics are stale until autovacuum catches up, and plans
     // for status and audience queries go wrong meanwhile: refresh them now.
     if (from !== null && dateToDay(through) - dateToDay(from) >= 28) {
