@@ -9,6 +9,7 @@
 // Both draw on one population of USERS users (the HTTP run comes first, so the bulk load mostly
 // meets known users, as a backfill of a new fact on a live system would; the count of users it adds
 // is reported). Prints a table and writes bench/results/ingest.json.
+import { mulberry32 } from "../src/util/prng.js";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, stat, unlink, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -68,17 +69,7 @@ async function admin(sql: string) {
   }
 }
 
-/** A deterministic generator (mulberry32). */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 /**
  * Events of USERS users over the last DAYS days, in arrival order (time order, give or take the

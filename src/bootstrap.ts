@@ -53,3 +53,22 @@ export async function checkServices(config: Config): Promise<string | null> {
   }
   return problems.length ? problems.join("\n") : null;
 }
+
+/**
+ * What every long-running process does first: stop with a clear message when PostgreSQL or Redis does
+ * not answer, then apply migrations.
+ */
+export async function prepareServices(config: Config, log: (msg: string) => void = () => {}): Promise<void> {
+  const down = await checkServices(config);
+  if (down) {
+    console.error(down);
+    process.exit(1);
+  }
+  await (await import("./db/migrate.js")).migrateDatabase(config.DATABASE_URL, log);
+}
+
+/** Recurring work, kept in Redis: the daily processing and the audiences' refresh schedules. */
+export async function upsertSchedules(ctx: AppContext): Promise<void> {
+  await ctx.queues.upsertDailyProcessing(ctx.config.PROCESS_CRON);
+  await (await import("./audiences/refresh.js")).syncRefreshSchedules(ctx);
+}

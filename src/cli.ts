@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { createContext, checkServices } from "./bootstrap.js";
+import { createContext, prepareServices } from "./bootstrap.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { migrateDatabase } from "./db/migrate.js";
 import { createApiKey, listApiKeys, revokeApiKey, SCOPES, type Scope } from "./keys/api-keys.js";
@@ -21,12 +21,7 @@ type Ctx = ReturnType<typeof createContext>;
 
 async function withContext<T>(fn: (ctx: Ctx) => Promise<T>): Promise<T> {
   const config = loadConfig();
-  const down = await checkServices(config);
-  if (down) {
-    console.error(down);
-    process.exit(1);
-  }
-  await migrateDatabase(config.DATABASE_URL, (m) => console.error(m));
+  await prepareServices(config, (m) => console.error(m));
   const ctx = createContext(config);
   try {
     return await fn(ctx);

@@ -1,26 +1,16 @@
 import { buildApp } from "./app.js";
-import { createContext, checkServices } from "./bootstrap.js";
+import { createContext, prepareServices, upsertSchedules } from "./bootstrap.js";
 import { ConfigError, loadConfig } from "./config.js";
-import { migrateDatabase } from "./db/migrate.js";
 import { startWorkers } from "./jobs/workers.js";
-import { syncRefreshSchedules } from "./audiences/refresh.js";
 
 /** `npm start`: migrations, the API and (unless WORKERS=0) in-process workers; graceful on SIGTERM. */
 async function main() {
   const config = loadConfig();
-  const down = await checkServices(config);
-  if (down) {
-    console.error(down);
-    process.exit(1);
-  }
-  await migrateDatabase(config.DATABASE_URL, (m) => console.log(m));
+  await prepareServices(config, (m) => console.log(m));
   const ctx = createContext(config);
   const app = await buildApp(ctx);
   const workers = config.WORKERS > 0 ? startWorkers(ctx, app.log) : null;
-  if (workers) {
-    await ctx.queues.upsertDailyProcessing(config.PROCESS_CRON);
-    await syncRefreshSchedules(ctx);
-  }
+  if (workers) await upsertSchedules(ctx);
   await app.listen({ port: config.PORT, host: config.HOST });
 
   let stopping = false;

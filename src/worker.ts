@@ -1,24 +1,16 @@
 import pino from "pino";
-import { createContext, checkServices } from "./bootstrap.js";
+import { createContext, prepareServices, upsertSchedules } from "./bootstrap.js";
 import { ConfigError, loadConfig } from "./config.js";
-import { migrateDatabase } from "./db/migrate.js";
 import { startWorkers } from "./jobs/workers.js";
-import { syncRefreshSchedules } from "./audiences/refresh.js";
 
 /** `npm run worker`: job workers only, to scale out processing and materialisation. */
 async function main() {
   const config = loadConfig();
-  const down = await checkServices(config);
-  if (down) {
-    console.error(down);
-    process.exit(1);
-  }
-  await migrateDatabase(config.DATABASE_URL);
+  await prepareServices(config);
   const log = pino({ level: config.LOG_LEVEL });
   const ctx = createContext(config);
   const workers = startWorkers(ctx, log);
-  await ctx.queues.upsertDailyProcessing(config.PROCESS_CRON);
-  await syncRefreshSchedules(ctx);
+  await upsertSchedules(ctx);
   log.info("workers started");
   let stopping = false;
   const stop = async () => {

@@ -4,17 +4,8 @@
 // both; and false positives (p < 0.05) must stay near 5%. The PRNG is seeded: the run is deterministic.
 import { describe, expect, it } from "vitest";
 import { compareGroups, EMPTY_SUMS, type GroupSums } from "../src/campaigns/statistics.js";
+import { mulberry32 } from "../src/util/prng.js";
 
-function mulberry32(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const CAMPAIGNS = 1000;
 const USERS = 2000;

@@ -1,16 +1,8 @@
 import { dayToDate } from "../activation/periods.js";
+import { mulberry32 } from "../util/prng.js";
 
-/** A deterministic PRNG (mulberry32): the demo data is the same on every machine. */
-export function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The demo data is the same on every machine. */
+export const prng = mulberry32;
 
 export interface DemoUserDays {
   userId: string;
