@@ -12,6 +12,7 @@
  *   - one more day with D/2 and 2·D days of history of the same users (flat cost).
  * Prints a table of figures, targets and pass/fail; writes bench/results/activation.json.
  */
+import { adminQuery, timedWith } from "./common.js";
 import os from "node:os";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -71,23 +72,9 @@ const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
-async function timed<T>(label: string, fn: () => Promise<T>): Promise<[T, number]> {
-  const t0 = performance.now();
-  const out = await fn();
-  const t = ms(t0);
-  log(`${label}: ${sec(t)}`);
-  return [out, t];
-}
+const timed = <T>(label: string, fn: () => Promise<T>) => timedWith(fn, (t) => log(`${label}: ${sec(t)}`));
 
-async function admin(sql: string) {
-  const c = new pg.Client({ connectionString: ADMIN_URL });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
+const admin = (sql: string) => adminQuery(ADMIN_URL, sql);
 
 async function createFactRow(pool: pg.Pool, name: string): Promise<FactRef> {
   const r = await pool.query<{ id: number }>(`INSERT INTO fact (name, timezone) VALUES ($1, 'UTC') RETURNING id`, [name]);

@@ -15,6 +15,7 @@
  *   4. the assignment export streamed over HTTP as NDJSON (target ≥ 300,000 rows/s), and as CSV.
  * Prints figures with targets; writes bench/results/campaigns.json (figures, date, CPU count).
  */
+import { adminQuery, timedWith } from "./common.js";
 import os from "node:os";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -76,22 +77,8 @@ const dateOf = (x: number) => {
   d.setUTCDate(d.getUTCDate() + x);
   return d.toISOString().slice(0, 10);
 };
-async function timed<T>(label: string, fn: () => Promise<T>): Promise<[T, number]> {
-  const t0 = performance.now();
-  const out = await fn();
-  const t = ms(t0);
-  log(`${label}: ${sec(t)}`);
-  return [out, t];
-}
-async function admin(sql: string) {
-  const c = new pg.Client({ connectionString: ADMIN_URL });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
+const timed = <T>(label: string, fn: () => Promise<T>) => timedWith(fn, (t) => log(`${label}: ${sec(t)}`));
+const admin = (sql: string) => adminQuery(ADMIN_URL, sql);
 
 interface Row {
   figure: string;

@@ -1,0 +1,23 @@
+import pg from "pg";
+
+/** Helpers the benchmarks share. */
+
+/** Runs one statement on a short-lived connection (CREATE/DROP DATABASE cannot use a pool's transaction). */
+export async function adminQuery(url: string, sql: string): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Times `fn`, reports the milliseconds to `report`, and returns the result with them. */
+export async function timedWith<T>(fn: () => Promise<T>, report: (ms: number) => void): Promise<[T, number]> {
+  const t0 = performance.now();
+  const out = await fn();
+  const t = performance.now() - t0;
+  report(t);
+  return [out, t];
+}
