@@ -98,6 +98,15 @@ export async function mergeNewPeriods(
     );
   } else {
     await newUsers();
+    // One new period per user, after every island (a run of the day after the watermark): no island
+    // can be covered or merged, so the latest islands are changed in one pass.
+    const counts = (await client.query<{ np: number; au: number }>(`SELECT (SELECT count(*) FROM np)::int AS np, (SELECT count(*) FROM au)::int AS au`)).rows[0]!;
+    if (counts.np === counts.au) {
+      const minNew = (await client.query<{ m: number | null }>(`SELECT min(m) AS m FROM au`)).rows[0]!.m;
+      await appendOnePeriod(client, factId, g);
+      await client.query("DROP TABLE np; DROP TABLE au");
+      return minNew;
+    }
     await latestOf("au");
   }
   const minNew = (await client.query<{ m: number | null }>(`SELECT min(m) AS m FROM au`)).rows[0]!.m;
@@ -116,6 +125,48 @@ export async function mergeNewPeriods(
   await applyOpenEndDelta(client, factId, g);
   await client.query("DROP TABLE np; DROP TABLE au; DROP TABLE lat");
   return minNew;
+}
+
+/**
+ * au holds one new period m per user, later than the end of every island, so later than the end of
+ * each user's latest island L. Each L is extended (m = its end + 1) or closed (next_start = m, which moves
+ * it to the closed partition) by one UPDATE that also returns what the new islands carry from it;
+ * the new islands are then inserted: the same result as mergeAppended, without reading L first.
+ */
+async function appendOnePeriod(client: pg.ClientBase, factId: number, g: number): Promise<void> {
+  await client.query(
+    `CREATE TEMP TABLE touched (user_key int, m int, start_p int, end_p int, prev_end int, next_start int, active_before int, first_p int) ON COMMIT DROP`,
+  );
+  await client.query(
+    `WITH changed AS (
+       UPDATE layer_island i
+       SET end_p = CASE WHEN au.m = i.end_p + 1 THEN au.m ELSE i.end_p END,
+           next_start = CASE WHEN au.m = i.end_p + 1 THEN NULL ELSE au.m END
+       FROM au
+       WHERE i.fact_id = $1 AND i.grain = ${g} AND i.next_start IS NULL AND i.user_key = au.user_key
+       RETURNING i.user_key, au.m, i.start_p, i.end_p, i.prev_end, i.next_start, i.active_before, i.first_p)
+     INSERT INTO touched SELECT * FROM changed`,
+    [factId],
+  );
+  // L's end before the update: m - 1 when it was extended, its end otherwise.
+  const oldEnd = "CASE WHEN next_start IS NULL THEN end_p - 1 ELSE end_p END";
+  await beginOpenEndDelta(client, openEndCountsSql("touched", "start_p", oldEnd, "prev_end", -1));
+  await addOpenEndDelta(client, openEndCountsSql("touched WHERE next_start IS NULL", "start_p", "end_p", "prev_end", 1));
+  // New islands of one period: after a closed L (a return), or a user's first.
+  await client.query(
+    `CREATE TEMP TABLE fresh ON COMMIT DROP AS
+     SELECT user_key, m, end_p AS prev_end, active_before + end_p - start_p + 1 AS active_before, first_p FROM touched WHERE next_start IS NOT NULL
+     UNION ALL
+     SELECT au.user_key, au.m, NULL, 0, au.m FROM au WHERE NOT EXISTS (SELECT 1 FROM touched t WHERE t.user_key = au.user_key)`,
+  );
+  await client.query(
+    `INSERT INTO layer_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
+     SELECT $1, ${g}, user_key, m, m, prev_end, NULL, active_before, first_p FROM fresh ORDER BY user_key`,
+    [factId],
+  );
+  await addOpenEndDelta(client, openEndCountsSql("fresh", "m", "m", "prev_end", 1));
+  await applyOpenEndDelta(client, factId, g);
+  await client.query("DROP TABLE touched; DROP TABLE fresh");
 }
 
 /**
