@@ -5,6 +5,7 @@ import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, val
 import { contextPlugin, type AppContext } from "./context.js";
 import authPlugin from "./http/auth.js";
 import { problemErrorHandler, sendProblem } from "./http/problem.js";
+import untrustedInputPlugin, { frameworkErrorHandler } from "./http/untrusted-input.js";
 import healthRoutes from "./routes/health.js";
 import factRoutes from "./routes/facts.js";
 import eventRoutes from "./routes/events.js";
@@ -39,8 +40,9 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
   const app = Fastify({
     logger: { level: context.config.LOG_LEVEL, redact: { paths: ["req.headers.authorization", "headers.authorization"], censor: "[redacted]" } },
     bodyLimit: 1024 * 1024,
-    // Ids and cursors only; deeper JSON than this is abuse, not data.
+    // Ids and cursors only; a longer path parameter is abuse, not data.
     routerOptions: { maxParamLength: 600 },
+    frameworkErrors: frameworkErrorHandler,
     ...options,
   }).withTypeProvider<ZodTypeProvider>();
 
@@ -57,6 +59,7 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
   });
   await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
   await app.register(authPlugin);
+  await app.register(untrustedInputPlugin);
 
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes);
