@@ -121,6 +121,19 @@ describe("per-key rate limit", () => {
     }
   });
 
+  it("the OpenAPI document lists the 429 on every /v1 operation, and not on /health or /ready", async () => {
+    const doc = env.app.swagger() as unknown as { paths: Record<string, Record<string, { responses: Record<string, { description: string; content?: object }> }>> };
+    let operations = 0;
+    for (const [path, methods] of Object.entries(doc.paths))
+      for (const op of Object.values(methods)) {
+        if (path.startsWith("/v1/")) {
+          operations++;
+          expect(op.responses["429"], path).toMatchObject({ description: expect.stringMatching(/Retry-After/), content: { "application/problem+json": expect.any(Object) } });
+        } else expect(op.responses["429"], path).toBeUndefined();
+      }
+    expect(operations).toBeGreaterThan(30);
+  });
+
   it("RATE_LIMIT_MAX=0 turns the limit off", async () => {
     const ctx = createContext({ ...env.ctx.config, RATE_LIMIT_MAX: 0 });
     const app = await buildApp(ctx);

@@ -39,12 +39,14 @@ export default fp(
       if (!schema || schema.hide || !(route.url === "/v1" || route.url.startsWith("/v1/"))) return;
       schema.response = { ...schema.response, 429: problemSchema };
       documentProblemResponses(schema.response);
+      (schema.response[429] as { description: string }).description =
+        "Too Many Requests: this API key used up its RATE_LIMIT_MAX requests of the window; the Retry-After header says in how many seconds to retry";
     });
     if (max === 0) return;
-    const redis = app.queues.connection;
     app.addHook("onRequest", async (request, reply) => {
       const key = request.apiKey;
       if (!key) return;
+      const redis = app.queues.connection;
       if (redis.status !== "ready") return;
       let counted: RateLimitCount;
       try {
