@@ -341,6 +341,37 @@ describe("fuzzed audience definitions", () => {
   });
 });
 
+// ---- query strings
+
+describe("fuzzed query strings on the read routes", () => {
+  it("every combination answers 200 or a 4xx problem+json naming the parameter", async () => {
+    const encodable = fc.oneof(
+      fc.string({ unit: "grapheme", maxLength: 30 }),
+      fc.constantFrom(...SQL_LIKE, ...UNICODE, "a\u0000b", "", "0", "-1", "1e400", "10001", "NaN", "2026-03-01", "2026-W09", "2026-03", "day", "week", "month", "true"),
+      dateText,
+      fc.integer().map(String),
+      fc.base64String({ maxLength: 40 }),
+    );
+    const rawValue = fc.oneof(
+      { weight: 6, arbitrary: encodable.map((v) => encodeURIComponent(v)) },
+      { weight: 1, arbitrary: fc.constantFrom("%", "%ZZ", "%C0%80", "%ED%A0%80", "%FF", "a%00b", "+", "%2B%2B", "a&b=c") },
+    );
+    const params = ["limit", "cursor", "grain", "period", "date", "from", "to", "state", "transition_segment", "user_id", "base", "compare", "fact", "service", "group", "refresh", "since"];
+    const routes = [
+      "/v1/facts", "/v1/audiences", "/v1/campaigns", `/v1/facts/${FACT}/status`, `/v1/facts/${FACT}/activation`, `/v1/facts/${FACT}/first-last`,
+      `/v1/facts/${FACT}/metrics`, `/v1/facts/${FACT}/metrics/contribution`, `/v1/facts/${FACT}/users/seed-1/status`, `/v1/facts/${FACT}/runs`, "/v1/services/svc/core-actions",
+    ];
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...routes), fc.array(fc.tuple(fc.constantFrom(...params), rawValue), { maxLength: 5 }), async (route, pairs) => {
+        const url = pairs.length ? `${route}?${pairs.map(([k, v]) => `${k}=${v}`).join("&")}` : route;
+        const res = await api(env, env.keys.read).get(url);
+        expectHandled(res, `GET ${url}`);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
 // ---- literal round trips
 
 const LITERALS = [...SQL_LIKE, ...UNICODE];
