@@ -207,10 +207,14 @@ row(`late events, ${late.length} rows ${LATE_DAYS_BACK} d back`, `${sec(lateRun.
 
 // 5. storage (only the main fact exists at this point)
 const storage = await (async () => {
-  // Summed over a partitioned table's partitions (the parent itself holds nothing).
-  const size = async (rel: string) =>
-    Number((await pool.query(`SELECT sum(pg_total_relation_size(relid)) AS s FROM pg_partition_tree($1)`, [rel])).rows[0].s);
-  const heap = async (rel: string) => Number((await pool.query(`SELECT sum(pg_table_size(relid)) AS s FROM pg_partition_tree($1)`, [rel])).rows[0].s);
+  // A partitioned table's size is its partitions' (the parent itself holds nothing); pg_partition_tree
+  // lists nothing for a plain table.
+  const sizeBy = async (fn: "pg_total_relation_size" | "pg_table_size", rel: string) =>
+    Number(
+      (await pool.query(`SELECT COALESCE((SELECT sum(${fn}(relid)) FROM pg_partition_tree($1)), ${fn}($1)) AS s`, [rel])).rows[0].s,
+    );
+  const size = (rel: string) => sizeBy("pg_total_relation_size", rel);
+  const heap = (rel: string) => sizeBy("pg_table_size", rel);
   const island = await size("layer_island"), openEnds = await size("layer_open_end"), metric = await size("layer_metric");
   const activity = await size("activity_day");
   return {
