@@ -11,7 +11,9 @@ export interface IntervalRow {
  * Lift estimates with their 95% confidence intervals on one axis through zero: an interval that
  * crosses zero is a lift this data cannot tell from chance. SVG, with the numbers in text beside it.
  */
-export function IntervalChart({ rows, title }: { rows: IntervalRow[]; title: string }) {
+export function IntervalChart({ rows, title, unit = "pp" }: { rows: IntervalRow[]; title: string; unit?: "pp" | "days" }) {
+  const show = (v: number | null) => (unit === "pp" ? pp(v) : v === null ? "—" : `${v >= 0 ? "+" : ""}${v.toFixed(2)} days`);
+  const scale = unit === "pp" ? 100 : 1;
   const values = rows.flatMap((r) => [r.estimate, ...(r.ci ?? [])]).filter((v): v is number => v !== null && Number.isFinite(v));
   const lo = Math.min(0, ...values);
   const hi = Math.max(0, ...values);
@@ -27,12 +29,12 @@ export function IntervalChart({ rows, title }: { rows: IntervalRow[]; title: str
   const ticks = niceTicks(min, max);
   return (
     <figure class="interval-chart">
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`${title}: ${rows.map((r) => `${r.label} ${pp(r.estimate)}${r.ci ? ` (95% CI ${pp(r.ci[0])} to ${pp(r.ci[1])})` : ""}`).join("; ")}`}>
+      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`${title}: ${rows.map((r) => `${r.label} ${show(r.estimate)}${r.ci ? ` (95% CI ${show(r.ci[0])} to ${show(r.ci[1])})` : ""}`).join("; ")}`}>
         {ticks.map((t) => (
           <g key={t}>
             <line x1={x(t)} x2={x(t)} y1={0} y2={H - 24} class={t === 0 ? "zero" : "grid"} />
             <text x={x(t)} y={H - 8} text-anchor="middle" class="tick">
-              {(t * 100).toFixed(Math.abs(max - min) < 0.05 ? 1 : 0)}
+              {(t * scale).toFixed(Math.abs(max - min) * scale < 5 ? 1 : 0)}
             </text>
           </g>
         ))}
@@ -56,14 +58,14 @@ export function IntervalChart({ rows, title }: { rows: IntervalRow[]; title: str
           );
         })}
       </svg>
-      <figcaption class="muted small">{title}: points are the lift in percentage points, bars its 95% confidence interval; the vertical line is no effect.</figcaption>
+      <figcaption class="muted small">{title}: points are the lift {unit === "pp" ? "in percentage points" : "in active days per user"}, bars its 95% confidence interval; the vertical line is no effect.</figcaption>
     </figure>
   );
 }
 
 function niceTicks(min: number, max: number): number[] {
   const span = max - min;
-  const step = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1].find((s) => span / s <= 8) ?? 1;
+  const step = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50].find((s) => span / s <= 8) ?? 100;
   const out: number[] = [];
   for (let t = Math.ceil(min / step) * step; t <= max + 1e-12; t += step) out.push(Math.round(t / step) * step);
   return out;

@@ -58,7 +58,8 @@ function Builder(props: { facts: string[]; def: Definition; setDef(d: Definition
   const [preview, setPreview] = useState<{ result: Preview | null; error: ApiError | Error | null; pending: boolean }>({ result: null, error: null, pending: true });
   const [saveState, setSaveState] = useState<{ busy: boolean; error: unknown; message: string | null }>({ busy: false, error: null, message: null });
   const [versionsTick, setVersionsTick] = useState(0);
-  const payload = useMemo(() => JSON.stringify({ definition: def, ...(asOf ? { as_of: asOf } : {}) }), [def, asOf]);
+  // The name does not change the count: an unnamed draft is counted too (saving still needs a name).
+  const payload = useMemo(() => JSON.stringify({ definition: { ...def, name: def.name.trim() || "Unsaved audience" }, ...(asOf ? { as_of: asOf } : {}) }), [def, asOf]);
 
   // The live count: a debounced preview of what is on screen; older answers never overwrite newer ones.
   useEffect(() => {
@@ -76,7 +77,7 @@ function Builder(props: { facts: string[]; def: Definition; setDef(d: Definition
     };
   }, [payload]);
 
-  const errors: FieldError[] = preview.error instanceof ApiError ? (preview.error.problem.errors ?? []).map((e) => ({ path: normalizePath(e.path), message: e.message })) : [];
+  const errors: FieldError[] = preview.error instanceof ApiError ? (preview.error.problem.errors ?? []).filter((e) => e.path !== "definition.name").map((e) => ({ path: normalizePath(e.path), message: e.message })) : [];
   const saveErrors: FieldError[] = saveState.error instanceof ApiError ? (saveState.error.problem.errors ?? []).map((e) => ({ path: normalizePath(e.path), message: e.message })) : [];
   const allErrors = [...errors, ...saveErrors.filter((s) => !errors.some((e) => e.path === s.path))];
   const shown = nodePaths(def.filter);
@@ -191,12 +192,11 @@ function PreviewPanel({ preview }: { preview: { result: Preview | null; error: E
   const problem = preview.error;
   return (
     <aside class="preview" aria-label="Live preview">
-      <h2>Live count</h2>
+      <h2 id="count-h">Live count of users</h2>
       <p class="count" aria-live="polite" aria-busy={preview.pending}>
-        <output id="preview-count" data-testid="preview-count" class={problem || preview.pending ? "stale" : undefined}>
+        <output id="preview-count" data-testid="preview-count" aria-labelledby="count-h" class={problem || preview.pending ? "stale" : undefined}>
           {r ? fmt(r.count) : "—"}
-        </output>{" "}
-        users
+        </output>
       </p>
       <p class="muted small status-line">
         {preview.pending ? "Updating…" : problem ? "Not counted: fix the definition" : r ? `as of ${r.as_of} (${r.grain}), counted in ${r.took_ms} ms` : ""}

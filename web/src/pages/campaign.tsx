@@ -6,7 +6,7 @@ import { ErrorMessage, fmt, label, Link, Loading, pct, pp } from "../ui";
 import type { Campaign, CampaignResults, MetricResult } from "../types";
 
 const pval = (p: number | null) => (p === null ? "—" : p < 0.0001 ? "< 0.0001" : p.toFixed(4));
-const ciText = (ci: [number, number] | null) => (ci ? `${pp(ci[0])} to ${pp(ci[1])}` : "—");
+const days = (v: number | null) => (v === null ? "—" : `${v >= 0 ? "+" : ""}${v.toFixed(2)} d`);
 
 export function CampaignPage({ id }: { id: string }) {
   const c = useFetch<Campaign>(`/v1/campaigns/${id}`);
@@ -61,6 +61,9 @@ function Results({ r }: { r: CampaignResults }) {
   const buckets = r.breakdowns.inactivity_periods.filter((b) => b.groups.treatment.n + b.groups.control.n > 0);
   const isRate = g.metric === "returned";
   const mean = (v: number | null) => (isRate ? pct(v) : v === null ? "—" : v.toFixed(2));
+  // A rate's lift is in percentage points; active days' lift in days per user.
+  const lift = isRate ? pp : days;
+  const ciText = (ci: [number, number] | null) => (ci ? `${lift(ci[0])} to ${lift(ci[1])}` : "—");
   return (
     <>
       <div class="badges" data-testid="results-badges">
@@ -74,11 +77,13 @@ function Results({ r }: { r: CampaignResults }) {
         {r.stale && <span class="badge warn">Newer data exists: recomputation queued</span>}
       </div>
       <p class="headline">
-        Lift <strong data-testid="lift">{pp(g.absolute_lift)}</strong> (95% CI {ciText(g.absolute_ci95)}, p {pval(g.p_value)})
+        Lift <strong data-testid="lift">{lift(g.absolute_lift)}</strong> (95% CI {ciText(g.absolute_ci95)}, p {pval(g.p_value)}
+        {g.p_value !== null && g.p_value >= 0.05 ? ": not distinguishable from no effect at 95%" : ""})
         {g.relative_lift !== null && <> — relative {pct(g.relative_lift, 0)}</>}
       </p>
       <p class="muted small">{r.analysis}</p>
       <IntervalChart
+        unit={isRate ? "pp" : "days"}
         title="Lift by inactivity at the list's as_of"
         rows={[
           { label: "All members", estimate: g.absolute_lift, ci: g.absolute_ci95 },
@@ -102,14 +107,14 @@ function Results({ r }: { r: CampaignResults }) {
             </tr>
           </thead>
           <tbody>
-            <ResultRow name="All members" m={g} mean={mean} />
+            <ResultRow name="All members" m={g} mean={mean} lift={lift} ciText={ciText} />
             {buckets.map((b) => (
-              <ResultRow key={b.bucket} name={`inactive ${b.bucket}`} m={b} mean={mean} />
+              <ResultRow key={b.bucket} name={`inactive ${b.bucket}`} m={b} mean={mean} lift={lift} ciText={ciText} />
             ))}
             {r.breakdowns.state
               .filter((b) => b.groups.treatment.n + b.groups.control.n > 0)
               .map((b) => (
-                <ResultRow key={`s-${b.bucket}`} name={`state ${label(b.bucket)}`} m={b} mean={mean} />
+                <ResultRow key={`s-${b.bucket}`} name={`state ${label(b.bucket)}`} m={b} mean={mean} lift={lift} ciText={ciText} />
               ))}
           </tbody>
         </table>
@@ -124,7 +129,7 @@ function Results({ r }: { r: CampaignResults }) {
   );
 }
 
-function ResultRow({ name, m, mean }: { name: string; m: MetricResult; mean(v: number | null): string }) {
+function ResultRow({ name, m, mean, lift, ciText }: { name: string; m: MetricResult; mean(v: number | null): string; lift(v: number | null): string; ciText(ci: [number, number] | null): string }) {
   return (
     <tr>
       <th scope="row">{name}</th>
@@ -132,7 +137,7 @@ function ResultRow({ name, m, mean }: { name: string; m: MetricResult; mean(v: n
       <td class="num">{fmt(m.groups.control.n)}</td>
       <td class="num">{mean(m.groups.treatment.mean)}</td>
       <td class="num">{mean(m.groups.control.mean)}</td>
-      <td class="num">{pp(m.absolute_lift)}</td>
+      <td class="num">{lift(m.absolute_lift)}</td>
       <td>{ciText(m.absolute_ci95)}</td>
       <td class="num">{pval(m.p_value)}</td>
     </tr>

@@ -188,6 +188,12 @@ function ContributionView({ fact, grain, rows }: { fact: string; grain: Grain; r
     }
     bars.push([0, d.compare.active]);
     colors.push(COLORS.total!);
+    // The changes are small next to the totals: start the axis near the lowest level so they show.
+    const levels = bars.slice(1, -1).flat().concat(d.base.active, d.compare.active);
+    const lo = Math.min(...levels), hi = Math.max(...levels);
+    const pad = Math.max(5, (hi - lo) * 0.6);
+    const span = hi - lo + 1.5 * pad;
+    const step = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000].find((s) => span / s <= 8) ?? 10 ** Math.ceil(Math.log10(span));
     return {
       type: "bar",
       data: {
@@ -199,7 +205,7 @@ function ContributionView({ fact, grain, rows }: { fact: string; grain: Grain; r
           legend: { display: false },
           tooltip: { callbacks: { label: (ctx) => { const [a, b] = ctx.raw as [number, number]; return ctx.dataIndex === 0 || ctx.dataIndex === bars.length - 1 ? fmt(b) : `${b - a >= 0 ? "+" : ""}${fmt(b - a)}`; } } },
         },
-        scales: { y: { beginAtZero: false } },
+        scales: { y: { min: Math.max(0, Math.floor((lo - pad) / step) * step), max: Math.ceil((hi + pad / 2) / step) * step, ticks: { stepSize: step } } },
       },
     };
   }, [c.data]);
@@ -231,6 +237,7 @@ function ContributionView({ fact, grain, rows }: { fact: string; grain: Grain; r
             config={config}
             label={`Waterfall from ${fmt(c.data.base.active)} active users in ${c.data.base.period} to ${fmt(c.data.compare.active)} in ${c.data.compare.period}: ${c.data.by_segment.map((s) => `${label(s.name)} ${s.delta >= 0 ? "+" : ""}${s.delta}`).join(", ")}.`}
           />
+          <div class="table-scroll">
           <table>
             <caption>
               {fmt(c.data.base.active)} → {fmt(c.data.compare.active)} ({c.data.delta_active >= 0 ? "+" : ""}
@@ -264,6 +271,7 @@ function ContributionView({ fact, grain, rows }: { fact: string; grain: Grain; r
               </tr>
             </tbody>
           </table>
+          </div>
         </div>
       ) : (
         <div class="chart" style={{ height: "280px" }} />
