@@ -31,8 +31,8 @@ let campaignId: string;
 
 const nav = (name: string) => page.getByRole("navigation", { name: "Main" }).getByRole("link", { name });
 
-async function shot(name: string, target: Page = page) {
-  await target.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+async function shot(name: string, fullPage = true) {
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage });
 }
 
 /** What the demo does, through the HTTP API: two facts of one service, users who come and go. */
@@ -263,7 +263,7 @@ describe("console in Chromium", () => {
 
     const idsOnPage = () => page.locator("table.members tbody tr td:first-child").allTextContents();
     await expect.poll(idsOnPage).toEqual(all.slice(0, 50));
-    await shot("members");
+    await shot("members", false);
     if (all.length > 50) {
       await page.getByRole("button", { name: "Next page" }).click();
       await expect.poll(idsOnPage).toEqual(all.slice(50, 100));
@@ -279,6 +279,27 @@ describe("console in Chromium", () => {
     const col = lines[0]!.split(",").indexOf("user_id");
     expect(col).toBeGreaterThanOrEqual(0);
     expect(lines.slice(1).map((l) => l.split(",")[col]!.replace(/^"|"$/g, "")).sort()).toEqual([...all].sort());
+  });
+
+  it("materializes again as of an earlier date and shows who entered and exited versus the previous list", async () => {
+    await page.getByRole("link", { name: "← Audience" }).click();
+    await page.getByRole("heading", { level: 1, name: /^Audience: / }).waitFor();
+    const audienceId = page.url().split("/").pop()!;
+    const asOf = dayToDate(lastDay - 7);
+    await page.getByLabel(/^As of/).fill(asOf);
+    await page.getByText(new RegExp(`^as of ${asOf} \\(day\\)`)).waitFor();
+    await page.getByRole("button", { name: "Materialize now" }).click();
+    await page.getByText(/^Done: /).waitFor();
+    await page.getByRole("link", { name: /View the .* members/ }).click();
+    await page.getByRole("heading", { level: 1, name: new RegExp(`List as of ${asOf}`) }).waitFor();
+    const lists = (await api(env).get(`/v1/audiences/${audienceId}/materializations`)).json().data;
+    const [current, previous] = lists;
+    expect(current.as_of).toBe(asOf);
+    const changes = (await api(env).get(`/v1/materializations/${current.id}/changes?since=${previous.id}&limit=20`)).json();
+    const text = `${changes.counts.entered.toLocaleString("en-US")} entered, ${changes.counts.exited.toLocaleString("en-US")} exited, ${changes.counts.stayed.toLocaleString("en-US")} stayed`;
+    await page.getByText(text).waitFor();
+    expect(await page.getByText(`Versus the list as of ${previous.as_of}`).count()).toBe(1);
+    await shot("changes");
   });
 
   it("opens a campaign's results: lift with its interval chart, SRM check, window, inactivity buckets", async () => {

@@ -128,8 +128,10 @@ function Changes({ mat }: { mat: Materialization }) {
   const [error, setError] = useState<unknown>(null);
   useEffect(() => {
     get<Page<Materialization>>(`/v1/audiences/${mat.audience_id}/materializations?limit=100`).then((p) => {
-      const older = p.data.filter((x) => x.status === "succeeded" && x.id !== mat.id && x.created_at < mat.created_at);
-      setPrev(older[0] ?? null);
+      // The previous list: the latest one as of an earlier date, else the one made before this one.
+      const others = p.data.filter((x) => x.status === "succeeded" && x.id !== mat.id);
+      const earlier = others.filter((x) => x.as_of < mat.as_of).sort((a, b) => (a.as_of === b.as_of ? b.created_at.localeCompare(a.created_at) : b.as_of.localeCompare(a.as_of)));
+      setPrev(earlier[0] ?? others.find((x) => x.created_at < mat.created_at) ?? null);
     }, setError);
   }, [mat.id]);
   const changes = useFetch<ChangesPage>(prev ? `/v1/materializations/${mat.id}/changes${qs({ since: prev.id, kind, limit: 20 })}` : null);
