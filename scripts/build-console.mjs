@@ -2,7 +2,7 @@
 // last build, so `npm start`, `npm test` and `npm run demo` work on a fresh clone after `npm ci`.
 // All output goes to stderr: `npm run --silent cli` prints only results.
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
@@ -25,12 +25,15 @@ if (!process.argv.includes("--force") && existsSync(stamp) && readFileSync(stamp
 
 const started = performance.now();
 const { build } = await import("vite");
+// Built beside and moved in whole: two builds at once (npm start beside npm test) never write into one folder.
+const tmpDir = `${outDir}.tmp-${process.pid}`;
 await build({
   root: web,
   configFile: path.join(web, "vite.config.ts"),
   logLevel: "warn",
-  customLogger: undefined,
-  build: { outDir, emptyOutDir: true },
+  build: { outDir: tmpDir, emptyOutDir: true },
 });
-writeFileSync(stamp, digest);
+writeFileSync(path.join(tmpDir, ".source-hash"), digest);
+rmSync(outDir, { recursive: true, force: true });
+renameSync(tmpDir, outDir);
 process.stderr.write(`console built into dist/console in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
