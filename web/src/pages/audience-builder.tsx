@@ -334,7 +334,7 @@ function Versions({ audience, onLoad }: { audience: Audience; onLoad(d: Definiti
       <h2 id="ver-h">Version history</h2>
       <ErrorMessage error={v.error} />
       {v.data && (
-        <ol class="versions" reversed>
+        <ul class="versions">
           {v.data.data.map((x) => (
             <li key={x.version}>
               Version {x.version}, {new Date(x.created_at).toLocaleString()}{" "}
@@ -343,7 +343,7 @@ function Versions({ audience, onLoad }: { audience: Audience; onLoad(d: Definiti
               </button>
             </li>
           ))}
-        </ol>
+        </ul>
       )}
     </section>
   );
