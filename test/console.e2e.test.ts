@@ -231,10 +231,16 @@ describe("console in Chromium", () => {
       expect(await page.getByRole("complementary", { name: "Live preview" }).getByRole("row", { name: new RegExp(`^${state}`) }).first().textContent()).toContain(n.toLocaleString("en-US"));
     await shot("audience-builder");
 
-    // A mistake: the API's message appears next to condition 2, and the count is not updated.
+    // A mistake: the API's message appears next to condition 2, and the count is not updated; the
+    // preview panel keeps its size (no layout jump).
+    const panel = page.getByRole("complementary", { name: "Live preview" });
+    const heightBefore = (await panel.boundingBox())!.height;
     await page.getByLabel("Value of condition 2").fill("");
     const c2 = page.getByRole("group", { name: "condition 2" });
     await expect.poll(() => c2.getByRole("alert").textContent()).toContain("filter.all[1].value");
+    expect(await page.getByTestId("preview-status").textContent()).toMatch(/^Not counted: /);
+    expect(await page.getByTestId("preview-count").textContent()).toBe(expected.count.toLocaleString("en-US"));
+    expect((await panel.boundingBox())!.height).toBe(heightBefore);
     await page.getByLabel("Value of condition 2").fill("2");
     await expect.poll(() => c2.getByRole("alert").count()).toBe(0);
     await expect.poll(() => page.getByTestId("preview-count").textContent()).toBe(expected.count.toLocaleString("en-US"));

@@ -1,5 +1,5 @@
 import { render } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import "./styles.css";
 import { api, ApiError, forgetKey, onUnauthorized, storedKey, storeKey } from "./api";
 import { navigate, useLocation } from "./router";
@@ -77,6 +77,13 @@ function App() {
   useEffect(() => {
     if (path !== "/sign-in" && !storedKey()) navigate(`/sign-in${path === "/" ? "" : `?next=${encodeURIComponent(path + location.search)}`}`, true);
     else if (path === "/" && storedKey()) navigate("/dashboard", true);
+  }, [path]);
+
+  const first = useRef(true);
+  useEffect(() => {
+    // After a client-side page change, move focus to the new page (as a full page load would).
+    if (first.current) first.current = false;
+    else document.getElementById("main")?.focus();
   }, [path]);
 
   if (path === "/sign-in" || !storedKey()) return <SignIn notice={notice} />;

@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, ApiError, get, type Page } from "../api";
-import { GRAINS, type FilterNode, type Grain } from "../fields";
+import { GRAINS, GROWTH_STATES, type FilterNode, type Grain } from "../fields";
 import { GroupEditor, nodePaths, errorsAt, type FieldError } from "../filter-editor";
 import { useFacts, useFetch } from "../data";
 import { navigate } from "../router";
@@ -180,39 +180,38 @@ function Builder(props: { facts: string[]; def: Definition; setDef(d: Definition
         {saved && <Materialize audience={saved} asOf={asOf} dirty={dirty} />}
         {saved && <Versions key={versionsTick} audience={saved} onLoad={(d) => setDef({ ...d, filter: asGroup(d.filter) })} />}
       </div>
-      <PreviewPanel preview={preview} />
+      <PreviewPanel preview={preview} grain={def.grain} />
     </div>
   );
 }
 
 const STATE_ORDER = ["new", "retained", "reactivated", "inactive"];
 
-function PreviewPanel({ preview }: { preview: { result: Preview | null; error: Error | null; pending: boolean } }) {
+function PreviewPanel({ preview, grain }: { preview: { result: Preview | null; error: Error | null; pending: boolean }; grain: Grain }) {
   const r = preview.result;
   const problem = preview.error;
+  // Fixed rows and a fixed status line: nothing below moves while the count updates.
+  const status = preview.pending ? "Updating…" : problem
+      ? problem instanceof ApiError && problem.problem.errors?.length
+        ? "Not counted: fix what is marked in the definition."
+        : `Not counted: ${problem instanceof ApiError && problem.status === 403 ? "not allowed (403): " : ""}${problem.message}` : r ? `as of ${r.as_of} (${r.grain}), counted in ${r.took_ms} ms` : "";
   return (
     <aside class="preview" aria-label="Live preview">
       <h2 id="count-h">Live count of users</h2>
-      <p class="count" aria-live="polite" aria-busy={preview.pending}>
+      <p class="count" aria-busy={preview.pending}>
         <output id="preview-count" data-testid="preview-count" aria-labelledby="count-h" class={problem || preview.pending ? "stale" : undefined}>
           {r ? fmt(r.count) : "—"}
         </output>
       </p>
-      <p class="muted small status-line">
-        {preview.pending ? "Updating…" : problem ? "Not counted: fix the definition" : r ? `as of ${r.as_of} (${r.grain}), counted in ${r.took_ms} ms` : ""}
+      <p class={`small status-line ${problem && !preview.pending ? "error" : "muted"}`} aria-live="polite" data-testid="preview-status">
+        {status}
       </p>
-      {problem && !(problem instanceof ApiError && problem.problem.errors?.length) && <ErrorMessage error={problem} />}
-      {problem instanceof ApiError && problem.problem.errors?.length ? (
-        <p class="error" role="alert">
-          {problem.message}
-        </p>
-      ) : null}
       <h3>By state</h3>
       <Breakdown values={r?.by_state ?? {}} order={STATE_ORDER} total={r?.count ?? 0} />
-      {r && Object.keys(r.by_growth_state).length > 0 && (
+      {grain === "day" && (
         <>
           <h3>By growth state</h3>
-          <Breakdown values={r.by_growth_state} order={Object.keys(r.by_growth_state)} total={r.count} />
+          <Breakdown values={r?.by_growth_state ?? {}} order={GROWTH_STATES} total={r?.count ?? 0} />
         </>
       )}
       {r && r.sample.length > 0 && (
