@@ -17,6 +17,7 @@ import audienceRoutes from "./routes/audiences.js";
 import materializationRoutes from "./routes/materializations.js";
 import webhookRoutes from "./routes/webhooks.js";
 import campaignRoutes from "./routes/campaigns.js";
+import consoleRoutes from "./routes/console.js";
 
 export const API_VERSION = "0.1.0";
 
@@ -85,6 +86,7 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
     },
     { prefix: "/v1" },
   );
+  await app.register(consoleRoutes);
   await app.ready();
   // A schema that cannot become OpenAPI fails here, at startup, not when someone opens /docs.
   app.swagger();

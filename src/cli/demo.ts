@@ -139,6 +139,7 @@ export async function runDemo(ctx: AppContext): Promise<void> {
   const { key } = await createApiKey(ctx.db.prisma, { name: "demo", scopes: ["read", "write"] });
   const base = `http://${ctx.config.HOST}:${ctx.config.PORT}`;
   console.log(`\nDone in ${((performance.now() - t0) / 1000).toFixed(1)} s. Start the API with \`npm start\`, then:`);
+  console.log(`  console       ${base}/   (sign in with the API key below: dashboard, audience builder, campaign results)`);
   console.log(`  API docs      ${base}/docs`);
   console.log(`  API key       ${key}   (read,write)`);
   console.log(`  try           curl -H "Authorization: Bearer ${key}" "${base}/v1/facts/app_opened/metrics?grain=week"`);

@@ -1,0 +1,42 @@
+import type { ComponentChildren } from "preact";
+import { ApiError } from "./api";
+import { linkClick } from "./router";
+
+export const fmt = (n: number | null | undefined) => (n === null || n === undefined ? "—" : n.toLocaleString("en-US"));
+export const pct = (x: number | null | undefined, digits = 1) => (x === null || x === undefined ? "—" : `${(x * 100).toFixed(digits)}%`);
+export const pp = (x: number | null | undefined) => (x === null || x === undefined ? "—" : `${x >= 0 ? "+" : ""}${(x * 100).toFixed(1)} pp`);
+export const label = (s: string) => s.replace(/_/g, " ");
+
+export function Link(props: { href: string; children: ComponentChildren; class?: string; "aria-current"?: "page" | undefined }) {
+  return (
+    <a href={props.href} class={props.class} aria-current={props["aria-current"]} onClick={linkClick}>
+      {props.children}
+    </a>
+  );
+}
+
+/** Every API error is shown as its problem+json detail. */
+export function ErrorMessage({ error }: { error: unknown }) {
+  if (!error) return null;
+  const text =
+    error instanceof ApiError
+      ? error.status === 403
+        ? `Not allowed (403): ${error.message}`
+        : `${error.message}${error.problem.errors?.length ? "" : ""}`
+      : error instanceof Error
+        ? error.message
+        : String(error);
+  return (
+    <p class="error" role="alert">
+      {text}
+    </p>
+  );
+}
+
+export function Loading({ what }: { what: string }) {
+  return (
+    <p class="muted" aria-live="polite">
+      Loading {what}…
+    </p>
+  );
+}
