@@ -27,7 +27,10 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
       QUEUE_NAMES.processing,
       async (job: Job) => {
         const { runId } = processRunPayload.parse(job.data);
-        const run = await executeRun(ctx, runId, { finalAttempt: isFinalAttempt(job), progress: (f) => job.updateProgress(Math.round(f * 100)) });
+        // Progress in Redis is informative only (the run record has it too): never wait for it, so a
+        // Redis outage does not hold the run's PostgreSQL transactions open.
+        const progress = (f: number) => void job.updateProgress(Math.round(f * 100)).catch(() => {});
+        const run = await executeRun(ctx, runId, { finalAttempt: isFinalAttempt(job), progress });
         return { status: run.status };
       },
       // Runs of one fact serialise in the engine; two facts may process at once.
