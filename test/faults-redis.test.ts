@@ -125,3 +125,60 @@ describe("Redis restarted during a job", () => {
     expect(lists[0]).toEqual(lists[1]);
   });
 });
+
+describe("Redis restarted with its data lost", () => {
+  let lostEnv: TestEnv;
+  let volatile: PrivateRedis;
+  let lostWorkers: RunningWorkers | null = null;
+  beforeAll(async () => {
+    volatile = await PrivateRedis.start({ persistent: false });
+    lostEnv = await createTestEnv({ REDIS_URL: volatile.url, JOB_LOCK_MS: "1500", JOB_STALLED_CHECK_MS: "500" });
+    await createFact(lostEnv, "v_fault");
+    await ingest(lostEnv, "v_fault", events);
+  });
+  afterAll(async () => {
+    await lostWorkers?.close();
+    await lostEnv?.close();
+    await volatile?.stop();
+  });
+
+  it("queues the lost jobs again from their records once Redis is back; the run ends once, equal to an undisturbed one", async () => {
+    // The run's job is taken but waits for its fact (another run holds it): its record is queued.
+    const { id: factId } = (await lostEnv.ctx.db.prisma.fact.findUnique({ where: { name: "v_fault" } }))!;
+    const holder = new pg.Client({ connectionString: lostEnv.childEnv.DATABASE_URL });
+    await holder.connect();
+    try {
+      await holder.query("SELECT pg_advisory_lock(4271, $1)", [factId]);
+      lostWorkers = lostEnv.startWorkers();
+      const res = await api(lostEnv).post("/v1/facts/v_fault/runs", { through: LAST });
+      expect(res.statusCode, res.body).toBe(202);
+      const runId = res.json().id as string;
+      await new Promise((r) => setTimeout(r, 500));
+      await volatile.kill();
+      await volatile.start(); // empty: every queue and job is gone
+      const deadline = Date.now() + 20_000;
+      let state = "unknown";
+      while (Date.now() < deadline && (state = await lostEnv.ctx.queues.processing.getJobState(`run-${runId}`).catch(() => "unknown")) === "unknown")
+        await new Promise((r) => setTimeout(r, 100));
+      expect(state, "the job is queued again after Redis came back empty").not.toBe("unknown");
+      await holder.query("SELECT pg_advisory_unlock(4271, $1)", [factId]);
+      const deadline2 = Date.now() + 30_000;
+      let run: Record<string, unknown> = {};
+      while (Date.now() < deadline2 && (run = (await api(lostEnv).get(`/v1/runs/${runId}`)).json()).status !== "succeeded")
+        await new Promise((r) => setTimeout(r, 100));
+      expect(run).toMatchObject({ status: "succeeded", from: FIRST, through: LAST, error: null });
+      // Both jobs of the run (the one Redis forgot, still in its worker, and the one queued again)
+      // are done once the new one completes; the record is still the first finish's.
+      const deadline3 = Date.now() + 30_000;
+      while (Date.now() < deadline3 && (state = await lostEnv.ctx.queues.processing.getJobState(`run-${runId}`)) !== "completed")
+        await new Promise((r) => setTimeout(r, 100));
+      expect(state).toBe("completed");
+      await new Promise((r) => setTimeout(r, 500));
+      expect((await api(lostEnv).get(`/v1/runs/${runId}`)).json()).toEqual(run);
+      const auth = lostEnv.auth().authorization;
+      expect(await layerSnapshot(lostEnv.app, auth, "v_fault", FIRST, LAST)).toEqual(await layerSnapshot(env.app, env.auth().authorization, "q_ref", FIRST, LAST));
+    } finally {
+      await holder.end().catch(() => {});
+    }
+  });
+});

@@ -102,6 +102,8 @@ export async function listRuns(ctx: AppContext, fact: Fact, q: PageQuery) {
   return toPage(rows, q.limit, (r) => [r.createdAt.toISOString(), r.id], (r) => runView(r, fact.name));
 }
 
+class RunAlreadyFinishedError extends Error {}
+
 /**
  * Executes a run record (the job processor and the CLI call this). Idempotent: a finished run is left
  * as it is, and a run whose worker died resumes from the start date it had claimed.
@@ -120,10 +122,14 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
     const result = await ctx.engine.process(fact, day(run.throughDate)!, {
       resumeFrom: day(run.fromDate),
       onClaimed: async (from, client) => {
-        await client.query(
-          `UPDATE processing_run SET from_date = $2, status = 'running', started_at = COALESCE(started_at, $3), error = NULL WHERE id = $1`,
+        const claimed = (await client.query(
+          `UPDATE processing_run SET from_date = $2, status = 'running', started_at = COALESCE(started_at, $3), error = NULL
+           WHERE id = $1 AND status IN ('queued', 'running')`,
           [runId, from, new Date()],
-        );
+        )) as { rowCount: number | null };
+        // Another job of this run (one queued again after Redis lost it) finished it while this one
+        // waited for the fact: give the claim back untouched.
+        if (claimed.rowCount === 0) throw new RunAlreadyFinishedError();
       },
       progress: async (fraction, step) => {
         if (fraction >= 1) doneAt ??= new Date();
@@ -143,6 +149,7 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
     await afterRunSucceeded(ctx, run.fact.id, view);
     return view;
   } catch (err) {
+    if (err instanceof RunAlreadyFinishedError) return getRun(ctx, runId);
     const message = err instanceof NothingToProcessError ? err.message : `processing failed: ${(err as Error).message}`;
     const final = opts.finalAttempt || err instanceof NothingToProcessError;
     const updated = await ctx.db.prisma.processingRun.update({

@@ -36,15 +36,16 @@ const portAnswers = (port: number) =>
   });
 
 /**
- * A redis-server of its own with an append-only file synced on every write, as a production Redis
- * under BullMQ is configured: a restart (even a kill) keeps the queues.
+ * A redis-server of its own, by default with an append-only file synced on every write, as a
+ * production Redis under BullMQ is configured: a restart (even a kill) keeps the queues.
  */
 export class PrivateRedis {
   private proc: ChildProcess | null = null;
-  private constructor(readonly port: number, readonly dir: string) {}
+  private constructor(readonly port: number, readonly dir: string, readonly persistent: boolean) {}
 
-  static async start(): Promise<PrivateRedis> {
-    const r = new PrivateRedis(await freePort(), mkdtempSync(path.join(os.tmpdir(), "aa-redis-")));
+  /** `persistent: false` is a Redis that forgets everything when it restarts (like a cache). */
+  static async start(options: { persistent?: boolean } = {}): Promise<PrivateRedis> {
+    const r = new PrivateRedis(await freePort(), mkdtempSync(path.join(os.tmpdir(), "aa-redis-")), options.persistent ?? true);
     await r.start();
     return r;
   }
@@ -54,7 +55,7 @@ export class PrivateRedis {
   }
 
   async start(): Promise<void> {
-    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always"];
+    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", "", "--appendonly", this.persistent ? "yes" : "no", "--appendfsync", "always"];
     this.proc = spawn("redis-server", args, { stdio: "ignore" });
     const proc = this.proc;
     await waitUntil("private redis start", async () => proc.exitCode === null && (await portAnswers(this.port)));
