@@ -1,9 +1,9 @@
 /**
- * `npm run bench -- load [--seconds 60] [--clients 50] [--users 50000] [--days 60] [--max-requests 2000000]`
+ * `npm run bench -- load [--seconds 60] [--clients 50] [--users 50000] [--days 60] [--max-requests 2000000] [--pool N]`
  *
  * The service under mixed load, on a database of its own (aa_bench_load, dropped and recreated) and a
  * Redis prefix of its own (aa-bench-load). The real server runs as a child process (`src/server.ts`,
- * API and one in-process worker, default pool), on a random loopback port. This process is the load
+ * API and one in-process worker, its default pool of 10 connections unless `--pool`), on a random loopback port. This process is the load
  * generator: `--clients` concurrent clients, each a loop of requests until `--seconds` have passed or
  * `--max-requests` were sent, mixing
  *   - event ingestion: 1,000-event JSON batches into the fact being processed, on dates after its
@@ -17,7 +17,7 @@
  * Prints a table; writes bench/results/load.json.
  */
 import { spawn } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -43,6 +43,7 @@ const { values } = parseArgs({
     users: { type: "string", default: "50000" },
     days: { type: "string", default: "60" },
     "max-requests": { type: "string", default: "2000000" },
+    pool: { type: "string" },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -50,9 +51,10 @@ const CLIENTS = Number(values.clients);
 const USERS = Number(values.users);
 const DAYS = Number(values.days);
 const MAX_REQUESTS = Number(values["max-requests"]);
-for (const [k, v] of Object.entries({ SECONDS, CLIENTS, USERS, DAYS, MAX_REQUESTS }))
+const POOL = values.pool === undefined ? undefined : Number(values.pool);
+for (const [k, v] of Object.entries({ SECONDS, CLIENTS, USERS, DAYS, MAX_REQUESTS, POOL: POOL ?? 10 }))
   if (!Number.isInteger(v) || v <= 0) {
-    console.error(`bad --${k.toLowerCase()}; usage: npm run bench -- load [--seconds S] [--clients C] [--users U] [--days D] [--max-requests N]`);
+    console.error(`bad --${k.toLowerCase()}; usage: npm run bench -- load [--seconds S] [--clients C] [--users U] [--days D] [--max-requests N] [--pool N]`);
     process.exit(2);
   }
 if (DAYS <= 11) {
@@ -144,7 +146,7 @@ async function freePort(): Promise<number> {
 
 async function startServer(port: number) {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(HERE, "../src/server.ts")], {
-    env: { ...process.env, DATABASE_URL: DB_URL, REDIS_URL, REDIS_PREFIX, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "warn", WORKERS: "1" },
+    env: { ...process.env, DATABASE_URL: DB_URL, REDIS_URL, REDIS_PREFIX, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "warn", WORKERS: "1", ...(POOL ? { PG_POOL_MAX: String(POOL) } : {}) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -156,6 +158,16 @@ async function startServer(port: number) {
     if (await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false)) return { child, output: () => out };
     if (Date.now() > deadline) throw new Error(`server did not start: ${out}`);
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); null elsewhere. */
+function cpuSecondsOf(pid: number | undefined): number | null {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return null;
   }
 }
 
@@ -242,6 +254,8 @@ async function main() {
     }
   };
 
+  const serverCpu0 = cpuSecondsOf(server.child.pid);
+  const ownCpu0 = process.cpuUsage();
   const start = performance.now();
   const deadline = start + SECONDS * 1000;
   const jobs: Record<string, unknown> = {};
@@ -290,6 +304,13 @@ async function main() {
   };
   await Promise.all(Array.from({ length: CLIENTS }, (_, i) => client(i)));
   const elapsed = (performance.now() - start) / 1000;
+  const serverCpu1 = cpuSecondsOf(server.child.pid);
+  const ownCpu = process.cpuUsage(ownCpu0);
+  // Cores each process kept busy on average during the load (2 = both cores of this machine).
+  const cores = {
+    server_process: serverCpu0 === null || serverCpu1 === null ? null : +((serverCpu1 - serverCpu0) / elapsed).toFixed(2),
+    load_generator: +((ownCpu.user + ownCpu.system) / 1e6 / elapsed).toFixed(2),
+  };
   clearInterval(loadTimer);
   loadSamples.push(load());
   log(`load done: ${fmt(sent)} requests in ${elapsed.toFixed(1)} s; waiting for the jobs`);
@@ -331,7 +352,8 @@ async function main() {
     when: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memory_gb: Math.round(os.totalmem() / 2 ** 30), note: "shared with other agents' builds, tests and benchmarks" },
     load_average: { start: loadSamples[0]!, end: loadSamples.at(-1)!, max_1min: Math.max(...loadSamples.map((l) => l[0]!)), samples_every_5s: loadSamples.map((l) => l[0]) },
-    options: { seconds: SECONDS, clients: CLIENTS, users: USERS, days: DAYS, batch: BATCH, mix: MIX, max_requests: MAX_REQUESTS, server: "src/server.ts, WORKERS=1, PG_POOL_MAX default (10)" },
+    options: { seconds: SECONDS, clients: CLIENTS, users: USERS, days: DAYS, batch: BATCH, mix: MIX, max_requests: MAX_REQUESTS, server: `src/server.ts, WORKERS=1, PG_POOL_MAX=${POOL ?? "10 (default)"}` },
+    cores_busy: cores,
     setup_seconds: +setupSeconds.toFixed(1),
     elapsed_seconds: +elapsed.toFixed(1),
     requests: sent,
@@ -352,6 +374,7 @@ async function main() {
   for (const r of rows) console.log(`| ${r.op} | ${fmt(r.ok)} | ${r.errors} | ${r.per_second} | ${r.p50_ms} | ${r.p95_ms} | ${r.p99_ms} |`);
   console.log(`events accepted ${fmt(accepted)} (${fmt(accepted / elapsed)}/s); stored ${fmt(stored.n)}; counted by the layer ${fmt(counted)}: ${lossFree ? "no loss" : "LOSS"}`);
   console.log(`jobs: ${JSON.stringify(jobs)}`);
+  console.log(`cores kept busy: server process ${cores.server_process ?? "n/a"}, load generator ${cores.load_generator} (the rest: PostgreSQL, Redis, other work)`);
   for (const r of rows) if (r.error_samples.length) console.log(`${r.op} errors: ${r.error_samples.join(" | ")}`);
   if (errors > 0 || !lossFree) process.exitCode = 1;
 }
