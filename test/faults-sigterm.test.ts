@@ -125,6 +125,8 @@ describe("stopping the server during a large ingestion request", () => {
     const server = await startServer();
     try {
       const { result } = postInHalves(server.port, batchBody("half"), async () => {
+        // Time for the server to read the headers: from then on the request is in flight.
+        await new Promise((r) => setTimeout(r, 300));
         server.child.kill("SIGTERM");
         await new Promise((r) => setTimeout(r, 300));
       });
