@@ -2,10 +2,11 @@
  * `npm run bench -- load [--seconds 60] [--clients 50] [--users 50000] [--days 60] [--max-requests 2000000] [--pool N]`
  *
  * The service under mixed load, on a database of its own (aa_bench_load, dropped and recreated) and a
- * Redis prefix of its own (aa-bench-load). The real server runs as a child process (`src/server.ts`,
- * API and one in-process worker, its default pool of 10 connections unless `--pool`), on a random loopback port. This process is the load
- * generator: `--clients` concurrent clients, each a loop of requests until `--seconds` have passed or
- * `--max-requests` were sent, mixing
+ * Redis prefix of its own (aa-bench-load). The real server runs as a child process (`src/server.ts`:
+ * API and one in-process worker, its default pool of 10 connections unless `--pool`) on a random
+ * loopback port. This process is the load generator: `--clients` concurrent clients, each with an API
+ * key of its own (read, write), each a loop of requests until `--seconds` have passed or
+ * `--max-requests` were sent in all, mixing
  *   - event ingestion: 1,000-event JSON batches into the fact being processed, on dates after its
  *     history, each event a new (user, date) pair so that every stored event is one row;
  *   - audience previews (a filter with a transition segment within 14 periods);
@@ -189,12 +190,15 @@ async function main() {
   await clearRedisPrefix();
   const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: DB_URL }) });
   const key = (await createApiKey(prisma, { name: "bench-load", scopes: ["admin"] })).key;
+  // Each client is a separate integration with a key of its own, as per-key rate limits expect.
+  const clientKeys: string[] = [];
+  for (let i = 0; i < CLIENTS; i++) clientKeys.push((await createApiKey(prisma, { name: `bench-load-client-${i}`, scopes: ["read", "write"] })).key);
   await prisma.$disconnect();
   const port = await freePort();
   const server = await startServer(port);
   const base = `http://127.0.0.1:${port}`;
-  const headers = { authorization: `Bearer ${key}`, "content-type": "application/json" };
-  const call = async (method: string, url: string, body?: unknown) => {
+  const call = async (method: string, url: string, body?: unknown, as = key) => {
+    const headers = { authorization: `Bearer ${as}`, "content-type": "application/json" };
     const res = await fetch(`${base}${url}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     const text = await res.text();
     return { status: res.status, json: () => JSON.parse(text), text };
@@ -232,24 +236,24 @@ async function main() {
     return { events };
   };
 
-  const request = async (op: Op, rnd: () => number, cursor: { value: string | null }) => {
+  const request = async (op: Op, rnd: () => number, cursor: { value: string | null }, as: string) => {
     switch (op) {
       case "ingest": {
-        const r = await call("POST", `/v1/facts/${FACT}/events`, ingestBody());
+        const r = await call("POST", `/v1/facts/${FACT}/events`, ingestBody(), as);
         if (r.status === 202) accepted += r.json().accepted as number;
         return r;
       }
       case "preview":
-        return call("POST", "/v1/audiences/preview", { definition: lapsed });
+        return call("POST", "/v1/audiences/preview", { definition: lapsed }, as);
       case "members": {
-        const r = await call("GET", `/v1/materializations/${firstList.id}/members?limit=1000${cursor.value ? `&cursor=${encodeURIComponent(cursor.value)}` : ""}`);
+        const r = await call("GET", `/v1/materializations/${firstList.id}/members?limit=1000${cursor.value ? `&cursor=${encodeURIComponent(cursor.value)}` : ""}`, undefined, as);
         if (r.status === 200) cursor.value = r.json().next_cursor;
         return r;
       }
       case "metrics": {
         const grain = (["day", "week", "month"] as const)[Math.floor(rnd() * 3)]!;
         // Every period from the start of the history through the watermark (which the run moves).
-        return call("GET", `/v1/facts/${FACT}/metrics?grain=${grain}&from=${dateOfX(-DAYS + 1)}`);
+        return call("GET", `/v1/facts/${FACT}/metrics?grain=${grain}&from=${dateOfX(-DAYS + 1)}`, undefined, as);
       }
     }
   };
@@ -291,7 +295,7 @@ async function main() {
       const s = stats[op];
       const q0 = performance.now();
       try {
-        const r = await request(op, rnd, cursor);
+        const r = await request(op, rnd, cursor, clientKeys[id]!);
         if (r.status >= 400) {
           s.errors++;
           if (s.samples.length < 5) s.samples.push(`${r.status} ${r.text.slice(0, 200)}`);
