@@ -1,10 +1,13 @@
 import Fastify, { type FastifyServerOptions } from "fastify";
+import type { DestinationStream } from "pino";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import { contextPlugin, type AppContext } from "./context.js";
 import authPlugin from "./http/auth.js";
+import rateLimitPlugin from "./http/rate-limit.js";
 import { problemErrorHandler, sendProblem } from "./http/problem.js";
+import untrustedInputPlugin, { frameworkErrorHandler } from "./http/untrusted-input.js";
 import healthRoutes from "./routes/health.js";
 import factRoutes from "./routes/facts.js";
 import eventRoutes from "./routes/events.js";
@@ -35,13 +38,20 @@ export function openapiDocument() {
 }
 
 /** Builds the application (no listen): plugins, routes, error handling. server.ts and the tests call it. */
-export async function buildApp(context: AppContext, options: FastifyServerOptions = {}) {
+export async function buildApp(context: AppContext, options: FastifyServerOptions & { logStream?: DestinationStream } = {}) {
+  const { logStream, ...fastifyOptions } = options;
   const app = Fastify({
-    logger: { level: context.config.LOG_LEVEL, redact: { paths: ["req.headers.authorization", "headers.authorization"], censor: "[redacted]" } },
+    logger: {
+      level: context.config.LOG_LEVEL,
+      redact: { paths: ["req.headers.authorization", "headers.authorization"], censor: "[redacted]" },
+      // Where log lines go instead of stdout (tests read them back).
+      ...(logStream ? { stream: logStream } : {}),
+    },
     bodyLimit: 1024 * 1024,
-    // Ids and cursors only; deeper JSON than this is abuse, not data.
+    // Ids and cursors only; a longer path parameter is abuse, not data.
     routerOptions: { maxParamLength: 600 },
-    ...options,
+    frameworkErrors: frameworkErrorHandler,
+    ...fastifyOptions,
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
@@ -57,6 +67,8 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
   });
   await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
   await app.register(authPlugin);
+  await app.register(rateLimitPlugin);
+  await app.register(untrustedInputPlugin);
 
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes);

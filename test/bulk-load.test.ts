@@ -467,7 +467,14 @@ function referenceInstant(raw: string): { ok: true; ms: number } | { ok: false; 
     return { ok: false, message: "occurred_at is not an RFC 3339 timestamp" };
   }
   const [y, mo, d, h, mi, s] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [number, number, number, number, number, number];
-  if (mo < 1 || mo > 12 || d < 1 || d > new Date(Date.UTC(y, mo, 0)).getUTCDate() || h > 23 || mi > 59 || s > 60)
+  // Date.UTC reads years 0–99 as 1900–1999; a Date whose full year is set afterwards does not.
+  const utc = (yy: number, ...rest: number[]) => {
+    const date = new Date(Date.UTC(2000, 0, 1));
+    date.setUTCFullYear(yy, rest[0] ?? 0, rest[1] ?? 1);
+    date.setUTCHours(rest[2] ?? 0, rest[3] ?? 0, rest[4] ?? 0, rest[5] ?? 0);
+    return date.getTime();
+  };
+  if (mo < 1 || mo > 12 || d < 1 || d > new Date(utc(y, mo, 0)).getUTCDate() || h > 23 || mi > 59 || s > 60)
     return { ok: false, message: "occurred_at is not a valid date and time" };
   let offsetMin = 0;
   if (m[8] !== "Z" && m[8] !== "z") {
@@ -476,12 +483,18 @@ function referenceInstant(raw: string): { ok: true; ms: number } | { ok: false; 
     offsetMin = (m[8]!.startsWith("-") ? -1 : 1) * (oh * 60 + om);
   }
   const ms = (m[7] ?? "").padEnd(3, "0").slice(0, 3);
-  const t = Date.UTC(y, mo - 1, d, h, mi, s, Number(ms)) - offsetMin * 60_000;
+  const t = utc(y, mo - 1, d, h, mi, s, Number(ms)) - offsetMin * 60_000;
   if (!Number.isFinite(t)) return { ok: false, message: "occurred_at is out of range" };
   return { ok: true, ms: t };
 }
 
 describe("parseInstant", () => {
+  it("reads years 0–99 as written (Date.UTC would make 0099 into 1999)", () => {
+    expect(parseInstant("0099-12-31T00:00:00Z")).toEqual({ ok: true, ms: Date.parse("0099-12-31T00:00:00Z") });
+    expect(new Date((parseInstant("0050-06-15T12:00:00+02:00") as { ms: number }).ms).toISOString()).toBe("0050-06-15T10:00:00.000Z");
+    expect(parseInstant("0000-02-29T00:00:00Z")).toEqual({ ok: true, ms: Date.parse("0000-02-29T00:00:00Z") });
+  });
+
   it("gives exactly what the regex parser gives, on well-formed and malformed timestamps", () => {
     const num = (max: number, width: number) => fc.integer({ min: 0, max }).map((n) => String(n).padStart(width, "0"));
     const instant = fc

@@ -19,7 +19,7 @@ function configError(env: Record<string, string>): string {
 describe("loadConfig", () => {
   it("has working defaults for every variable", () => {
     const c = loadConfig({});
-    expect(c).toMatchObject({ PORT: 3000, HOST: "127.0.0.1", LOG_LEVEL: "info", WORKERS: 1, REDIS_PREFIX: "aa" });
+    expect(c).toMatchObject({ PORT: 3000, HOST: "127.0.0.1", LOG_LEVEL: "info", WORKERS: 1, REDIS_PREFIX: "aa", RATE_LIMIT_MAX: 6000, RATE_LIMIT_WINDOW_MS: 60_000 });
     expect(c.DATABASE_URL).toMatch(/^postgresql:\/\//);
     expect(c.REDIS_URL).toMatch(/^redis:\/\//);
   });
@@ -38,6 +38,9 @@ describe("loadConfig", () => {
     [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
     [{ WORKERS: "many" }, "WORKERS"],
     [{ PG_POOL_MAX: "0" }, "PG_POOL_MAX"],
+    [{ RATE_LIMIT_MAX: "-1" }, "RATE_LIMIT_MAX"],
+    [{ RATE_LIMIT_MAX: "lots" }, "RATE_LIMIT_MAX"],
+    [{ RATE_LIMIT_WINDOW_MS: "0" }, "RATE_LIMIT_WINDOW_MS"],
   ])("names the bad variable: %o", (env, variable) => {
     const message = configError(env);
     expect(message).toMatch(/^Invalid configuration/);

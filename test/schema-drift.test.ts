@@ -120,7 +120,9 @@ export async function modelFromDatabase(client: pg.ClientBase | pg.Pool): Promis
        FROM information_schema.columns c
        JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE'
        JOIN pg_attribute a ON a.attrelid = format('%I.%I', c.table_schema, c.table_name)::regclass AND a.attname = c.column_name
+       JOIN pg_class rel ON rel.oid = a.attrelid
       WHERE c.table_schema = 'public' AND c.table_name <> '_prisma_migrations'
+        AND NOT rel.relispartition -- a partition is part of its parent's model, not one of its own
       ORDER BY c.table_name, c.ordinal_position`,
   );
   const columns: Shape = new Map();
@@ -136,7 +138,22 @@ export async function modelFromDatabase(client: pg.ClientBase | pg.Pool): Promis
       WHERE tc.table_schema = 'public' AND tc.constraint_type = 'PRIMARY KEY' AND tc.table_name <> '_prisma_migrations'
       GROUP BY tc.table_name`,
   );
-  return { columns, primaryKeys: new Map(pk.rows.map((x) => [x.table_name, x.columns])) };
+  // A table partitioned by an expression cannot have a primary key: the model's key is then a unique
+  // index on every partition, the same columns in each.
+  const partitionedKeys = await client.query<{ table_name: string; columns: string[] }>(
+    `SELECT parent.relname AS table_name, k.columns
+       FROM pg_class parent
+       JOIN pg_inherits inh ON inh.inhparent = parent.oid
+       JOIN pg_index ix ON ix.indrelid = inh.inhrelid AND ix.indisunique
+       CROSS JOIN LATERAL (
+         SELECT array_agg(att.attname::text ORDER BY o.n) AS columns
+           FROM unnest(ix.indkey::int2[]) WITH ORDINALITY o(attnum, n)
+           JOIN pg_attribute att ON att.attrelid = ix.indrelid AND att.attnum = o.attnum) k
+      WHERE parent.relkind = 'p' AND parent.relnamespace = 'public'::regnamespace
+      GROUP BY parent.oid, parent.relname, k.columns
+     HAVING count(*) = (SELECT count(*) FROM pg_inherits i2 WHERE i2.inhparent = parent.oid)`,
+  );
+  return { columns, primaryKeys: new Map([...pk.rows, ...partitionedKeys.rows].map((x) => [x.table_name, x.columns])) };
 }
 
 /** Every disagreement, one line each; empty when schema and database agree. */

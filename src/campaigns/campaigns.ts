@@ -474,7 +474,7 @@ function checkOutcome(raw: unknown): ItemCheck<{ outcomeId: string; userId: stri
 /** The items of a batch body `{<key>: [...]}`, with the checks every batch gets. */
 function batchItems(body: unknown, key: string): unknown[] {
   if (body === null || typeof body !== "object" || Array.isArray(body))
-    throw badRequest(`The body must be an object {"${key}": [...]}.`, [{ path: "", message: "expected an object" }]);
+    throw badRequest(`The body must be an object {"${key}": [...]}.`, [{ path: "body", message: "expected an object" }]);
   const extra = Object.keys(body).filter((k) => k !== key);
   if (extra.length) throw badRequest(`Unknown field '${extra[0]}'.`, extra.map((k) => ({ path: k, message: `unknown field '${k}'` })));
   const items = (body as Record<string, unknown>)[key];

@@ -8,6 +8,11 @@ export interface ValidEvent {
 
 export const MAX_USER_ID_LENGTH = 256;
 export const MAX_FUTURE_MS = 86_400_000;
+/**
+ * The earliest instant accepted. Processing covers every period from a fact's first activity on, so
+ * one event dated in year 1000 would cost a million periods of work; nothing real predates 1970.
+ */
+export const MIN_OCCURRED_AT_MS = 0;
 // RFC 3339 date-time; the offset (or Z) is mandatory: a local time is never guessed.
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-](\d{2}):(\d{2}))$/;
 const LOCAL_TIME = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/;
@@ -25,11 +30,21 @@ export function checkUserId(raw: unknown): { ok: true; value: string } | { ok: f
   if (raw.length === 0) return { ok: false, message: "user_id must not be empty" };
   if (raw.length > MAX_USER_ID_LENGTH) return { ok: false, message: `user_id is longer than ${MAX_USER_ID_LENGTH} characters` };
   if (CONTROL.test(raw)) return { ok: false, message: "user_id contains a control character" };
+  // An unpaired surrogate would be stored as U+FFFD: another id than the one sent.
+  if (!(raw as unknown as { isWellFormed(): boolean }).isWellFormed()) return { ok: false, message: "user_id is not valid Unicode (an unpaired UTF-16 surrogate)" };
   return { ok: true, value: raw };
 }
 
+// 400 Gregorian years are exactly this many ms; shifting by them keeps every date's calendar.
+const GREGORIAN_CYCLE_MS = 146_097 * 86_400_000;
+
+/** Date.UTC for every year: Date.UTC itself reads years 0–99 as 1900–1999. */
+function utcMs(y: number, monthIndex: number, d: number, h = 0, mi = 0, s = 0, ms = 0): number {
+  return y < 100 ? Date.UTC(y + 400, monthIndex, d, h, mi, s, ms) - GREGORIAN_CYCLE_MS : Date.UTC(y, monthIndex, d, h, mi, s, ms);
+}
+
 function daysInMonth(y: number, m: number) {
-  return new Date(Date.UTC(y, m, 0)).getUTCDate();
+  return new Date(utcMs(y, m, 0)).getUTCDate();
 }
 
 const DAYS_IN_MONTH = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
@@ -113,7 +128,7 @@ export function parseInstant(raw: unknown): { ok: true; ms: number } | { ok: fal
   }
   const ms = (m[7] ?? "").padEnd(3, "0").slice(0, 3);
   // A leap second (":60") is folded onto the next second, as RFC 3339 readers commonly do.
-  const t = Date.UTC(y, mo - 1, d, h, mi, s, Number(ms)) - offsetMin * 60_000;
+  const t = utcMs(y, mo - 1, d, h, mi, s, Number(ms)) - offsetMin * 60_000;
   if (!Number.isFinite(t)) return { ok: false, message: "occurred_at is out of range" };
   return { ok: true, ms: t };
 }
@@ -130,6 +145,7 @@ export function checkEvent(raw: unknown, nowMs: number): EventCheck {
   const at = parseInstant(obj.occurred_at);
   if (!at.ok) return { ok: false, path: "occurred_at", message: at.message };
   if (at.ms > nowMs + MAX_FUTURE_MS) return { ok: false, path: "occurred_at", message: "occurred_at is more than 1 day in the future" };
+  if (at.ms < MIN_OCCURRED_AT_MS) return { ok: false, path: "occurred_at", message: "occurred_at is before 1970-01-01T00:00:00Z" };
   return { ok: true, event: { userId: user.value, occurredAtMs: at.ms } };
 }
 

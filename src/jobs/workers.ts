@@ -50,7 +50,7 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
       QUEUE_NAMES.webhooks,
       async (job: Job) => {
         const { deliveryId } = webhookDeliveryPayload.parse(job.data);
-        await attemptDelivery(ctx, deliveryId, isFinalAttempt(job));
+        await attemptDelivery(ctx, deliveryId, isFinalAttempt(job), ctx.config.WEBHOOK_TIMEOUT_MS);
       },
       { connection, prefix, concurrency: 4 * scale, ...lock },
     ),

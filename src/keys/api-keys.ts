@@ -63,6 +63,9 @@ export async function revokeApiKey(db: PrismaClientOrTransaction, idOrPrefix: st
   return res.count;
 }
 
+/** How precise `last_used_at` is: it is written at most once per this interval per key. */
+export const LAST_USED_RESOLUTION_MS = 60_000;
+
 export interface AuthenticatedKey {
   id: string;
   name: string;
@@ -76,6 +79,11 @@ export async function authenticateApiKey(db: PrismaClientOrTransaction, presente
   const row = await db.apiKey.findUnique({ where: { hash } });
   if (!row || row.revokedAt) return null;
   if (!timingSafeEqual(Buffer.from(row.hash, "hex"), Buffer.from(hash, "hex"))) return null;
+  // At most one write per key and minute, however many requests it makes; the condition keeps
+  // concurrent requests (and API processes) from all writing it.
+  const staleBefore = new Date(Date.now() - LAST_USED_RESOLUTION_MS);
+  if (!row.lastUsedAt || row.lastUsedAt < staleBefore)
+    await db.apiKey.updateMany({ where: { id: row.id, OR: [{ lastUsedAt: null }, { lastUsedAt: { lt: staleBefore } }] }, data: { lastUsedAt: new Date() } });
   return { id: row.id, name: row.name, scopes: row.scopes as Scope[] };
 }
 

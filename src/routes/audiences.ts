@@ -19,7 +19,7 @@ const idParams = z.object({ id: z.string().uuid() });
 const documentedOnly = bodyValidatedInHandler;
 
 function bodyObject(body: unknown): Record<string, unknown> {
-  if (body === null || typeof body !== "object" || Array.isArray(body)) throw new ProblemError(400, "The body must be a JSON object.", { errors: [{ path: "", message: "expected an object" }] });
+  if (body === null || typeof body !== "object" || Array.isArray(body)) throw new ProblemError(400, "The body must be a JSON object.", { errors: [{ path: "body", message: "expected an object" }] });
   return body as Record<string, unknown>;
 }
 

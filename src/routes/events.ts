@@ -75,7 +75,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       } else {
         const body = req.body as unknown;
         if (body === null || typeof body !== "object" || Array.isArray(body))
-          throw new ProblemError(400, 'The body must be an object {"events": [...]}.', { errors: [{ path: "", message: "expected an object" }] });
+          throw new ProblemError(400, 'The body must be an object {"events": [...]}.', { errors: [{ path: "body", message: "expected an object" }] });
         const extra = Object.keys(body).filter((k) => k !== "events");
         if (extra.length) throw new ProblemError(400, `Unknown field '${extra[0]}'.`, { errors: extra.map((k) => ({ path: k, message: `unknown field '${k}'` })) });
         const events = (body as { events?: unknown }).events;

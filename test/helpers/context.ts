@@ -29,7 +29,9 @@ export async function createTestEnv(overrides: Record<string, string> = {}): Pro
   const worker = process.env.VITEST_POOL_ID ?? "0";
   const name = `aa_test_${runId}_${worker}_${process.pid}_${counter++}`;
   const url = await cloneTemplate(name, templateName(runId));
-  const config = loadConfig({ DATABASE_URL: url, REDIS_URL, REDIS_PREFIX: `aa-test-${runId}-${name}`, LOG_LEVEL: "silent", WORKERS: "1", ...overrides });
+  const config = loadConfig({ DATABASE_URL: url, REDIS_URL, REDIS_PREFIX: `aa-test-${runId}-${name}`, LOG_LEVEL: "silent", WORKERS: "1",
+    // The suite makes many requests with one key; test/rate-limit.test.ts sets a low limit of its own.
+    RATE_LIMIT_MAX: "1000000", ...overrides });
   const ctx = createContext(config);
   const app = await buildApp(ctx);
   const mk = async (scopes: ("read" | "write" | "admin")[]) => (await createApiKey(ctx.db.prisma, { name: scopes.join("+"), scopes })).key;

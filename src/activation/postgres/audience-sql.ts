@@ -92,7 +92,7 @@ const ENUM_VALUES: Record<string, readonly string[]> = {
 
 /**
  * The island of each user that governs period P. At the watermark's period that is the user's latest
- * island, which a partial index finds directly (layer_island_latest_idx).
+ * island, the only one in the open partition (layer_island_open).
  */
 export function governs(alias: string, P: string, latest: boolean): string {
   return latest ? `${alias}.next_start IS NULL` : `${alias}.start_p <= ${P} AND (${alias}.next_start IS NULL OR ${alias}.next_start > ${P})`;
@@ -113,10 +113,11 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
       alias = `x${others.size + 1}`;
       others.set(factId, alias);
       const fid = params.add(factId, "int");
-      joins.push(`LEFT JOIN LATERAL (
+      // The governing islands of that fact as one set (a hash join), not a lookup per user: an
+      // audience reads every user of its fact.
+      joins.push(`LEFT JOIN (
         SELECT x.* FROM layer_island x
-        WHERE x.fact_id = ${fid} AND x.grain = ${g} AND x.user_key = i.user_key AND x.start_p <= ${P}
-        ORDER BY x.start_p DESC LIMIT 1) ${alias} ON TRUE`);
+        WHERE x.fact_id = ${fid} AND x.grain = ${g} AND ${governs("x", P, false)}) ${alias} ON ${alias}.user_key = i.user_key`);
       const exprs = statusColumnExprs(alias, P, g);
       // A user without status on that fact has only nulls there.
       for (const [name, expr] of Object.entries(exprs))
@@ -165,12 +166,10 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
     const hits = wanted.flatMap((v) =>
       valueIntervals(c.field, v).map(([cond, a, b]) => `(${cond} AND GREATEST(${a}, ${w0}) <= LEAST(${b}, ${P}))`),
     );
-    // At most n islands start inside a window of n periods, plus the one governing its first period:
-    // the user's latest n + 1 islands up to P (a short backward scan of the primary key) hold them all.
-    return `EXISTS (SELECT 1 FROM (
-        SELECT * FROM layer_island y WHERE y.fact_id = ${fid} AND y.grain = ${g} AND y.user_key = s.user_key AND y.start_p <= ${P}
-        ORDER BY y.start_p DESC LIMIT ${Number(c.within) + 1}
-      ) j WHERE COALESCE(j.next_start, 1000000000) > ${w0} AND (${hits.join(" OR ")}))`;
+    // The islands governing some period of the window [w0, P] as one set: the users with a hit.
+    return `s.user_key IN (SELECT j.user_key FROM layer_island j
+        WHERE j.fact_id = ${fid} AND j.grain = ${g} AND j.start_p <= ${P} AND (j.next_start IS NULL OR j.next_start > ${w0})
+          AND (${hits.join(" OR ")}))`;
   };
 
   const compileNode = (n: ResolvedNode): string => {

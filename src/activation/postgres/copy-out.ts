@@ -23,9 +23,35 @@ export function inlineParams(sql: string, params: readonly unknown[]): string {
 }
 
 /**
+ * Text columns whose values are words of our own vocabulary (states, segments, arms, actions): they
+ * never need JSON escaping, so NDJSON quotes them as they are.
+ */
+const OWN_WORD_COLUMNS = new Set([
+  "state", "previous_state", "transition_segment", "last_active_state", "growth_state", "group", "arm", "action",
+]);
+
+// PostgreSQL type oids of the columns an export can have.
+const NUMBER_TYPES = new Set([20, 21, 23, 700, 701, 1700]); // int8 int2 int4 float4 float8 numeric
+const BOOL = 16, DATE = 1082, TEXT_TYPES = new Set([25, 1043]); // text, varchar
+
+/**
+ * The JSON text of column `c` of the row alias q, by its type: numbers, booleans and dates printed
+ * as they are (dates under DateStyle ISO, which every export sets), our own words quoted, any
+ * other text (user ids) and other types through to_json. Null is null.
+ */
+function jsonValueSql(c: string, type: number): string {
+  const v = `q.${c}`;
+  if (NUMBER_TYPES.has(type)) return `COALESCE(${v}::text, 'null')`;
+  if (type === BOOL) return `CASE WHEN ${v} THEN 'true' WHEN NOT ${v} THEN 'false' ELSE 'null' END`;
+  if (type === DATE || (TEXT_TYPES.has(type) && OWN_WORD_COLUMNS.has(c))) return `COALESCE('"' || ${v}::text || '"', 'null')`;
+  return `COALESCE(to_json(${v})::text, 'null')`;
+}
+
+/**
  * Streams a query's rows as CSV (with header) or NDJSON straight from PostgreSQL's COPY: constant
- * memory whatever the size. The NDJSON form is COPY in CSV mode with quote and delimiter bytes that
- * JSON text never contains raw, so each row_to_json line passes through untouched.
+ * memory whatever the size. Each NDJSON line is one JSON document built in SQL from the columns'
+ * types (the document row_to_json gives, two to three times faster); COPY runs in CSV mode with quote
+ * and delimiter bytes that JSON text never contains raw, so each line passes through untouched.
  */
 export async function copyQueryOut(
   pool: pg.Pool,
@@ -36,13 +62,17 @@ export async function copyQueryOut(
   settings?: PlannerSettings,
 ): Promise<Readable> {
   const inner = inlineParams(sql, params);
-  // ::text everywhere: CSV then shows booleans as true/false (not t/f); other types print the same.
-  const select = columns.map((c) => (format === "csv" ? `q.${c}::text AS ${c}` : `q.${c}`)).join(", ");
-  const copySql =
-    format === "csv"
-      ? `COPY (SELECT ${select} FROM (${inner}) q) TO STDOUT WITH (FORMAT csv, HEADER true)`
-      : `COPY (SELECT row_to_json(r)::text FROM (SELECT ${select} FROM (${inner}) q) r) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')`;
-  return streamCopy(pool, copySql, settings);
+  if (format === "csv") {
+    // ::text everywhere: CSV then shows booleans as true/false (not t/f); other types print the same.
+    const select = columns.map((c) => `q.${c}::text AS ${c}`).join(", ");
+    return streamCopy(pool, `COPY (SELECT ${select} FROM (${inner}) q) TO STDOUT WITH (FORMAT csv, HEADER true)`, settings);
+  }
+  // The column types, from planning the query without running it.
+  const described = await pool.query({ text: `SELECT ${columns.map((c) => `q.${c}`).join(", ")} FROM (${inner}) q LIMIT 0` });
+  const line = described.fields
+    .map((f, i) => `'${i ? "," : "{"}${JSON.stringify(f.name)}:' || ${jsonValueSql(f.name, f.dataTypeID)}`)
+    .join(" || ");
+  return copyJsonLinesOut(pool, `SELECT ${line} || '}' AS line FROM (${inner}) q`, [], settings);
 }
 
 /**
@@ -51,6 +81,9 @@ export async function copyQueryOut(
  * primary keys instead of a hash join and a sort of millions of rows. Names and values are ours.
  */
 export type PlannerSettings = Partial<Record<"jit" | "enable_hashjoin" | "max_parallel_workers_per_gather" | "work_mem", string>>;
+
+/** Settings every export runs under: dates print as YYYY-MM-DD whatever the server's default. */
+const EXPORT_SETTINGS = { datestyle: "ISO" } as const;
 
 /**
  * Streams NDJSON from a query whose single column `line` is already one JSON document per row (built
@@ -62,9 +95,10 @@ export function copyJsonLinesOut(pool: pg.Pool, sql: string, params: readonly un
 
 const SETTING_VALUE = /^[A-Za-z0-9_]+$/;
 
-async function streamCopy(pool: pg.Pool, copySql: string, settings: PlannerSettings = {}): Promise<Readable> {
+async function streamCopy(pool: pg.Pool, copySql: string, planner: PlannerSettings = {}): Promise<Readable> {
   const client = await pool.connect();
-  const names = Object.keys(settings) as Array<keyof PlannerSettings>;
+  const settings: Record<string, string | undefined> = { ...EXPORT_SETTINGS, ...planner };
+  const names = Object.keys(settings);
   if (names.length) {
     try {
       await client.query(

@@ -53,6 +53,7 @@ export class PostgresLayerEngine implements LayerEngine {
     await withTransaction(this.pool, async (c) => {
       await c.query(`DELETE FROM layer_metric WHERE fact_id = $1`, [factId]);
       await c.query(`DELETE FROM layer_island WHERE fact_id = $1`, [factId]);
+      await c.query(`DELETE FROM layer_open_end WHERE fact_id = $1`, [factId]);
       await c.query(`DELETE FROM activity_day WHERE fact_id = $1`, [factId]);
     });
   }

@@ -1,5 +1,15 @@
 import type pg from "pg";
 import { GRAINS, dateToDay, periodEndDay, periodOfDay, periodStartDay } from "../periods.js";
+import { addOpenEndDelta, applyOpenEndDelta, beginOpenEndDelta, latestEnd, openEndCountsSql, rebuildOpenEnds } from "./open-ends.js";
+
+/** The latest end period of a grain's closed islands (those with a next island), through its index. */
+async function latestClosedEnd(client: pg.ClientBase, factId: number, g: number): Promise<number | null> {
+  const r = await client.query<{ m: number | null }>(
+    `SELECT max(end_p) AS m FROM layer_island WHERE fact_id = $1 AND grain = ${g} AND next_start IS NOT NULL`,
+    [factId],
+  );
+  return r.rows[0]!.m;
+}
 
 /**
  * SQL of the period number of date expression `d` at grain g: the body of the migration's
@@ -37,8 +47,8 @@ export async function mergeNewPeriods(
 ): Promise<number | null> {
   const g = Number(grain) | 0; // a constant of ours, inlined so the planner sees it
   const isl = `i.fact_id = $1 AND i.grain = ${g}`;
-  // Through the end_p index: no islands yet means the first build of this grain.
-  const maxEnd = (await client.query<{ m: number | null }>(`SELECT max(i.end_p) AS m FROM layer_island i WHERE ${isl}`, [factId])).rows[0]!.m;
+  // No islands yet means the first build of this grain.
+  const maxEnd = await latestEnd(client, factId, g);
   if (maxEnd === null) return buildIslands(client, factId, g, from, through, info);
   await client.query(
     g === 0
@@ -56,30 +66,107 @@ export async function mergeNewPeriods(
     await client.query("DROP TABLE np");
     return null;
   }
+  // Each user's latest island (the one without a next island; none for a user new to the fact).
+  const latestOf = (users: string) =>
+    client.query(
+      `CREATE TEMP TABLE lat ON COMMIT DROP AS
+       SELECT au.user_key, au.m, i.start_p, i.end_p, i.prev_end, i.active_before, i.first_p
+       FROM ${users} au LEFT JOIN layer_island i ON ${isl} AND i.user_key = au.user_key AND i.next_start IS NULL`,
+      [factId],
+    );
+  const newUsers = async () => {
+    await client.query(`CREATE TEMP TABLE au ON COMMIT DROP AS SELECT user_key, min(p) AS m FROM np GROUP BY user_key`);
+    await client.query("ANALYZE au");
+  };
   // Only periods up to the latest island end can be covered already (none, for a run of new days).
-  if (range.lo <= maxEnd) await dropCovered(client, factId, g, from, through, range.lo, Math.min(range.hi!, maxEnd));
-  await client.query(`CREATE TEMP TABLE au ON COMMIT DROP AS SELECT user_key, min(p) AS m FROM np GROUP BY user_key`);
-  await client.query("ANALYZE au");
+  // Past the end of every closed island only a latest island can cover one (a run of a new day at
+  // week or month grain): those are dropped with the same lookup of latest islands the merge needs.
+  const closedMax = range.lo <= maxEnd ? await latestClosedEnd(client, factId, g) : null;
+  if (range.lo <= maxEnd && closedMax !== null && range.lo <= closedMax) {
+    await dropCovered(client, factId, g, from, through, range.lo, Math.min(range.hi!, maxEnd));
+    await newUsers();
+    await latestOf("au");
+  } else if (range.lo <= maxEnd) {
+    await client.query(`CREATE TEMP TABLE au_all ON COMMIT DROP AS SELECT user_key, min(p) AS m FROM np GROUP BY user_key`);
+    await latestOf("au_all");
+    await client.query(`DELETE FROM np USING lat l WHERE l.user_key = np.user_key AND np.p BETWEEN l.start_p AND l.end_p`);
+    await newUsers();
+    await client.query(
+      `DELETE FROM lat l WHERE NOT EXISTS (SELECT 1 FROM au WHERE au.user_key = l.user_key);
+       UPDATE lat l SET m = au.m FROM au WHERE au.user_key = l.user_key AND l.m <> au.m;
+       DROP TABLE au_all`,
+    );
+  } else {
+    await newUsers();
+    // One new period per user, after every island (a run of the day after the watermark): no island
+    // can be covered or merged, so the latest islands are changed in one pass.
+    const counts = (await client.query<{ np: number; au: number }>(`SELECT (SELECT count(*) FROM np)::int AS np, (SELECT count(*) FROM au)::int AS au`)).rows[0]!;
+    if (counts.np === counts.au) {
+      const minNew = (await client.query<{ m: number | null }>(`SELECT min(m) AS m FROM au`)).rows[0]!.m;
+      await appendOnePeriod(client, factId, g);
+      await client.query("DROP TABLE np; DROP TABLE au");
+      return minNew;
+    }
+    await latestOf("au");
+  }
   const minNew = (await client.query<{ m: number | null }>(`SELECT min(m) AS m FROM au`)).rows[0]!.m;
   if (minNew === null) {
-    await client.query("DROP TABLE np; DROP TABLE au");
+    await client.query("DROP TABLE np; DROP TABLE au; DROP TABLE lat");
     return null;
   }
-
-  // Each user's latest island (the one without a next island; none for a user new to the fact).
-  await client.query(
-    `CREATE TEMP TABLE lat ON COMMIT DROP AS
-     SELECT au.user_key, au.m, i.start_p, i.end_p, i.active_before, i.first_p
-     FROM au LEFT JOIN layer_island i ON ${isl} AND i.user_key = au.user_key AND i.next_start IS NULL`,
-    [factId],
-  );
   await client.query("ANALYZE lat");
+  // Every touched user's open island changes (or is merged again): out of the open-end counts now,
+  // back in with its new shape below.
+  await beginOpenEndDelta(client, openEndCountsSql("lat WHERE end_p IS NOT NULL", "start_p", "end_p", "prev_end", -1));
   const general = (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM lat WHERE end_p >= m`)).rows[0]!.n;
   if (general > 0) await mergeGeneral(client, factId, g);
   const onePerUser = (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM np`)).rows[0]!.n === (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM au`)).rows[0]!.n;
   await mergeAppended(client, factId, g, onePerUser);
+  await applyOpenEndDelta(client, factId, g);
   await client.query("DROP TABLE np; DROP TABLE au; DROP TABLE lat");
   return minNew;
+}
+
+/**
+ * au holds one new period m per user, later than the end of every island, so later than the end of
+ * each user's latest island L. Each L is extended (m = its end + 1) or closed (next_start = m, which moves
+ * it to the closed partition) by one UPDATE that also returns what the new islands carry from it;
+ * the new islands are then inserted: the same result as mergeAppended, without reading L first.
+ */
+async function appendOnePeriod(client: pg.ClientBase, factId: number, g: number): Promise<void> {
+  await client.query(
+    `CREATE TEMP TABLE touched (user_key int, m int, start_p int, end_p int, prev_end int, next_start int, active_before int, first_p int) ON COMMIT DROP`,
+  );
+  await client.query(
+    `WITH changed AS (
+       UPDATE layer_island i
+       SET end_p = CASE WHEN au.m = i.end_p + 1 THEN au.m ELSE i.end_p END,
+           next_start = CASE WHEN au.m = i.end_p + 1 THEN NULL ELSE au.m END
+       FROM au
+       WHERE i.fact_id = $1 AND i.grain = ${g} AND i.next_start IS NULL AND i.user_key = au.user_key
+       RETURNING i.user_key, au.m, i.start_p, i.end_p, i.prev_end, i.next_start, i.active_before, i.first_p)
+     INSERT INTO touched SELECT * FROM changed`,
+    [factId],
+  );
+  // L's end before the update: m - 1 when it was extended, its end otherwise.
+  const oldEnd = "CASE WHEN next_start IS NULL THEN end_p - 1 ELSE end_p END";
+  await beginOpenEndDelta(client, openEndCountsSql("touched", "start_p", oldEnd, "prev_end", -1));
+  await addOpenEndDelta(client, openEndCountsSql("touched WHERE next_start IS NULL", "start_p", "end_p", "prev_end", 1));
+  // New islands of one period: after a closed L (a return), or a user's first.
+  await client.query(
+    `CREATE TEMP TABLE fresh ON COMMIT DROP AS
+     SELECT user_key, m, end_p AS prev_end, active_before + end_p - start_p + 1 AS active_before, first_p FROM touched WHERE next_start IS NOT NULL
+     UNION ALL
+     SELECT au.user_key, au.m, NULL, 0, au.m FROM au WHERE NOT EXISTS (SELECT 1 FROM touched t WHERE t.user_key = au.user_key)`,
+  );
+  await client.query(
+    `INSERT INTO layer_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
+     SELECT $1, ${g}, user_key, m, m, prev_end, NULL, active_before, first_p FROM fresh ORDER BY user_key`,
+    [factId],
+  );
+  await addOpenEndDelta(client, openEndCountsSql("fresh", "m", "m", "prev_end", 1));
+  await applyOpenEndDelta(client, factId, g);
+  await client.query("DROP TABLE touched; DROP TABLE fresh");
 }
 
 /**
@@ -141,14 +228,14 @@ async function mergeAppended(client: pg.ClientBase, factId: number, g: number, o
   if (onePerUser)
     await client.query(
       `CREATE TEMP TABLE nw ON COMMIT DROP AS
-       SELECT user_key, m AS s, m AS e, start_p AS ls, end_p AS le, active_before AS lab, first_p AS lf,
+       SELECT user_key, m AS s, m AS e, start_p AS ls, end_p AS le, prev_end AS lpe, active_before AS lab, first_p AS lf,
               1::bigint AS k, NULL::int AS next_s, NULL::int AS prev_e, 0::bigint AS len_before, m AS first_s
        FROM lat WHERE end_p IS NULL OR end_p < m`,
     );
   // np holds distinct (user, period) rows, so p - row_number() is constant along a run of periods.
   else await client.query(
     `CREATE TEMP TABLE nw ON COMMIT DROP AS
-     SELECT user_key, s, e, ls, le, lab, lf,
+     SELECT user_key, s, e, ls, le, lpe, lab, lf,
             row_number() OVER u AS k,
             lead(s) OVER u AS next_s,
             lag(e) OVER u AS prev_e,
@@ -156,9 +243,9 @@ async function mergeAppended(client: pg.ClientBase, factId: number, g: number, o
             min(s) OVER (PARTITION BY user_key) AS first_s
      FROM (
        SELECT r.user_key, min(r.p) AS s, max(r.p) AS e,
-              min(r.start_p) AS ls, min(r.end_p) AS le, min(r.active_before) AS lab, min(r.first_p) AS lf
+              min(r.start_p) AS ls, min(r.end_p) AS le, min(r.prev_end) AS lpe, min(r.active_before) AS lab, min(r.first_p) AS lf
        FROM (
-         SELECT np.user_key, np.p, l.start_p, l.end_p, l.active_before, l.first_p,
+         SELECT np.user_key, np.p, l.start_p, l.end_p, l.prev_end, l.active_before, l.first_p,
                 np.p - row_number() OVER (PARTITION BY np.user_key ORDER BY np.p) AS grp
          FROM np JOIN lat l ON l.user_key = np.user_key
          WHERE l.end_p IS NULL OR l.end_p < l.m
@@ -173,7 +260,7 @@ async function mergeAppended(client: pg.ClientBase, factId: number, g: number, o
      SET end_p = CASE WHEN f.s = f.le + 1 THEN f.e ELSE i.end_p END,
          next_start = CASE WHEN f.s = f.le + 1 THEN f.next_s ELSE f.s END
      FROM nw f
-     WHERE f.k = 1 AND f.ls IS NOT NULL AND ${isl} AND i.user_key = f.user_key AND i.start_p = f.ls`,
+     WHERE f.k = 1 AND f.ls IS NOT NULL AND ${isl} AND i.next_start IS NULL AND i.user_key = f.user_key AND i.start_p = f.ls`,
     [factId],
   );
   await client.query(
@@ -187,6 +274,18 @@ async function mergeAppended(client: pg.ClientBase, factId: number, g: number, o
      WHERE NOT (k = 1 AND ls IS NOT NULL AND s = le + 1)
      ORDER BY user_key, s`,
     [factId],
+  );
+  // Each user's open island now: its last new island, which is L itself when L was extended.
+  const extendsL = "k = 1 AND ls IS NOT NULL AND s = le + 1";
+  await addOpenEndDelta(
+    client,
+    openEndCountsSql(
+      "nw WHERE next_s IS NULL",
+      `CASE WHEN ${extendsL} THEN ls ELSE s END`,
+      "e",
+      `CASE WHEN ${extendsL} THEN lpe WHEN k = 1 THEN le ELSE prev_e END`,
+      1,
+    ),
   );
   await client.query("DROP TABLE nw");
 }
@@ -267,6 +366,11 @@ async function mergeGeneral(client: pg.ClientBase, factId: number, g: number): P
      WHERE ${isl} AND i.user_key = an.user_key AND i.start_p = an.start_p`,
     [factId],
   );
+  await addOpenEndDelta(
+    client,
+    openEndCountsSql(`ag JOIN layer_island i ON ${isl} AND i.user_key = ag.user_key AND i.next_start IS NULL`, "i.start_p", "i.end_p", "i.prev_end", 1),
+    [factId],
+  );
   await client.query("DROP TABLE ag; DROP TABLE prior; DROP TABLE old_aff; DROP TABLE anchor; DROP TABLE merged");
 }
 
@@ -311,6 +415,7 @@ async function buildIslands(
     [factId, from, through],
   );
   info.built = ins.rowCount ?? 0;
+  await rebuildOpenEnds(client, factId, g);
   const r = await client.query<{ m: number | null }>(
     `SELECT min(start_p) AS m FROM layer_island WHERE fact_id = $1 AND grain = ${g}`,
     [factId],

@@ -144,9 +144,14 @@ export async function recomputeMetrics(
        WHERE fact_id = $1 AND grain = ${g} AND start_p BETWEEN $2 AND $3 GROUP BY start_p`,
       [factId, from - maxStartOffset, through],
     ),
+    // Closed islands from the partition's end_p index; open ones (next_start null: every gap
+    // condition holds) from their counts by end period.
     await client.query(
       `SELECT end_p AS pos, ${aggSelect(END_AGGS)} FROM layer_island
-       WHERE fact_id = $1 AND grain = ${g} AND (${endRanges}) GROUP BY end_p`,
+       WHERE fact_id = $1 AND grain = ${g} AND next_start IS NOT NULL AND (${endRanges}) GROUP BY end_p
+       UNION ALL
+       SELECT end_p, c_all, c_len2, c_len3, c_first_single, c_react_single, c_all, c_all, c_all FROM layer_open_end
+       WHERE fact_id = $1 AND grain = ${g} AND (${endRanges})`,
       [factId],
     ),
   ];

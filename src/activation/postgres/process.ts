@@ -14,9 +14,12 @@ const GRAIN_WORK_MEM = "256MB";
 
 export class NothingToProcessError extends Error {}
 
-/** The planner's idea of layer_island's row count (0 when never analyzed). */
+/** The planner's idea of layer_island's row count, over its partitions (0 when never analyzed). */
 async function tableRowsEstimate(c: pg.ClientBase): Promise<number> {
-  const r = await c.query<{ n: number }>(`SELECT GREATEST(reltuples, 0)::float8 AS n FROM pg_class WHERE oid = 'layer_island'::regclass`);
+  const r = await c.query<{ n: number }>(
+    `SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::float8 AS n
+     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'layer_island'::regclass`,
+  );
   return Number(r.rows[0]?.n ?? 0);
 }
 
