@@ -123,7 +123,9 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
       resumeFrom: day(run.fromDate),
       onClaimed: async (from, client) => {
         const claimed = (await client.query(
-          `UPDATE processing_run SET from_date = $2, status = 'running', started_at = COALESCE(started_at, $3), error = NULL
+          // LEAST: a retry resumes at or before the start it had claimed; a second job of the run
+          // (queued again after Redis lost it) that finds the work done claims nothing earlier.
+          `UPDATE processing_run SET from_date = LEAST(from_date, $2::date), status = 'running', started_at = COALESCE(started_at, $3), error = NULL
            WHERE id = $1 AND status IN ('queued', 'running')`,
           [runId, from, new Date()],
         )) as { rowCount: number | null };
@@ -137,26 +139,29 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
         const now = Date.now();
         if (now - lastWrite > 250 || fraction >= 1) {
           lastWrite = now;
-          await ctx.db.prisma.processingRun.update({ where: { id: runId }, data: { progress: Math.round(fraction * 1000) / 1000 } });
+          await ctx.db.prisma.processingRun.updateMany({ where: { id: runId, status: "running" }, data: { progress: Math.round(fraction * 1000) / 1000 } });
         }
       },
     });
-    const done = await ctx.db.prisma.processingRun.update({
-      where: { id: runId },
+    const finished = await ctx.db.prisma.processingRun.updateMany({
+      where: { id: runId, status: { in: ["queued", "running"] } },
       data: { status: "succeeded", progress: 1, timings: result.timings, finishedAt: doneAt ?? new Date() },
     });
-    const view = runView(done, run.fact.name);
+    // Another job of this run finished (and announced) it first: the record is theirs.
+    if (finished.count === 0) return getRun(ctx, runId);
+    const view = await getRun(ctx, runId);
     await afterRunSucceeded(ctx, run.fact.id, view);
     return view;
   } catch (err) {
     if (err instanceof RunAlreadyFinishedError) return getRun(ctx, runId);
     const message = err instanceof NothingToProcessError ? err.message : `processing failed: ${(err as Error).message}`;
     const final = opts.finalAttempt || err instanceof NothingToProcessError;
-    const updated = await ctx.db.prisma.processingRun.update({
-      where: { id: runId },
+    const updated = await ctx.db.prisma.processingRun.updateMany({
+      where: { id: runId, status: { in: ["queued", "running"] } },
       data: final ? { status: "failed", error: message, finishedAt: new Date() } : { status: "queued", error: `${message} (will retry)` },
     });
-    if (final) await emitEvent(ctx, "run.failed", { run: runView(updated, run.fact.name) }).catch(() => {});
+    if (updated.count === 0) return getRun(ctx, runId);
+    if (final) await emitEvent(ctx, "run.failed", { run: await getRun(ctx, runId) }).catch(() => {});
     if (err instanceof NothingToProcessError) return getRun(ctx, runId);
     throw err;
   }
