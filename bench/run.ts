@@ -1,5 +1,5 @@
 // `npm run bench -- <name>`: runs bench/<name>.ts, which prints its figures and writes bench/results/<name>.json.
-const BENCHES = ["ingest", "activation", "audiences", "campaigns"] as const;
+const BENCHES = ["ingest", "activation", "audiences", "campaigns", "load"] as const;
 
 const name = process.argv[2];
 if (!name || !BENCHES.includes(name as (typeof BENCHES)[number])) {

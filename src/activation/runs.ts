@@ -102,6 +102,8 @@ export async function listRuns(ctx: AppContext, fact: Fact, q: PageQuery) {
   return toPage(rows, q.limit, (r) => [r.createdAt.toISOString(), r.id], (r) => runView(r, fact.name));
 }
 
+class RunAlreadyFinishedError extends Error {}
+
 /**
  * Executes a run record (the job processor and the CLI call this). Idempotent: a finished run is left
  * as it is, and a run whose worker died resumes from the start date it had claimed.
@@ -120,10 +122,16 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
     const result = await ctx.engine.process(fact, day(run.throughDate)!, {
       resumeFrom: day(run.fromDate),
       onClaimed: async (from, client) => {
-        await client.query(
-          `UPDATE processing_run SET from_date = $2, status = 'running', started_at = COALESCE(started_at, $3), error = NULL WHERE id = $1`,
+        const claimed = (await client.query(
+          // LEAST: a retry resumes at or before the start it had claimed; a second job of the run
+          // (queued again after Redis lost it) that finds the work done claims nothing earlier.
+          `UPDATE processing_run SET from_date = LEAST(from_date, $2::date), status = 'running', started_at = COALESCE(started_at, $3), error = NULL
+           WHERE id = $1 AND status IN ('queued', 'running')`,
           [runId, from, new Date()],
-        );
+        )) as { rowCount: number | null };
+        // Another job of this run (one queued again after Redis lost it) finished it while this one
+        // waited for the fact: give the claim back untouched.
+        if (claimed.rowCount === 0) throw new RunAlreadyFinishedError();
       },
       progress: async (fraction, step) => {
         if (fraction >= 1) doneAt ??= new Date();
@@ -131,25 +139,29 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
         const now = Date.now();
         if (now - lastWrite > 250 || fraction >= 1) {
           lastWrite = now;
-          await ctx.db.prisma.processingRun.update({ where: { id: runId }, data: { progress: Math.round(fraction * 1000) / 1000 } });
+          await ctx.db.prisma.processingRun.updateMany({ where: { id: runId, status: "running" }, data: { progress: Math.round(fraction * 1000) / 1000 } });
         }
       },
     });
-    const done = await ctx.db.prisma.processingRun.update({
-      where: { id: runId },
+    const finished = await ctx.db.prisma.processingRun.updateMany({
+      where: { id: runId, status: { in: ["queued", "running"] } },
       data: { status: "succeeded", progress: 1, timings: result.timings, finishedAt: doneAt ?? new Date() },
     });
-    const view = runView(done, run.fact.name);
+    // Another job of this run finished (and announced) it first: the record is theirs.
+    if (finished.count === 0) return getRun(ctx, runId);
+    const view = await getRun(ctx, runId);
     await afterRunSucceeded(ctx, run.fact.id, view);
     return view;
   } catch (err) {
+    if (err instanceof RunAlreadyFinishedError) return getRun(ctx, runId);
     const message = err instanceof NothingToProcessError ? err.message : `processing failed: ${(err as Error).message}`;
     const final = opts.finalAttempt || err instanceof NothingToProcessError;
-    const updated = await ctx.db.prisma.processingRun.update({
-      where: { id: runId },
+    const updated = await ctx.db.prisma.processingRun.updateMany({
+      where: { id: runId, status: { in: ["queued", "running"] } },
       data: final ? { status: "failed", error: message, finishedAt: new Date() } : { status: "queued", error: `${message} (will retry)` },
     });
-    if (final) await emitEvent(ctx, "run.failed", { run: runView(updated, run.fact.name) }).catch(() => {});
+    if (updated.count === 0) return getRun(ctx, runId);
+    if (final) await emitEvent(ctx, "run.failed", { run: await getRun(ctx, runId) }).catch(() => {});
     if (err instanceof NothingToProcessError) return getRun(ctx, runId);
     throw err;
   }

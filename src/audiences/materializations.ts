@@ -91,6 +91,10 @@ export async function executeMaterialization(ctx: AppContext, id: string, opts: 
     await emitEvent(ctx, "materialization.succeeded", { materialization: view });
     return view;
   } catch (err) {
+    // Another job of this record (one queued again after Redis lost it) may have finished it meanwhile,
+    // and this one then failed on its members' keys: the list stands, leave the record as it is.
+    const now = await ctx.db.prisma.materialization.findUnique({ where: { id } }).catch(() => null);
+    if (now?.status === "succeeded") return materializationView(now);
     const message = (err as Error).message;
     if (opts.finalAttempt) {
       const failed = await ctx.db.prisma.materialization.update({ where: { id }, data: { status: "failed", error: message, finishedAt: new Date() } });

@@ -21,8 +21,11 @@ export interface Database {
 /** One pg.Pool shared by Prisma (through the adapter) and the layer engine's set-based SQL. */
 export function createDatabase(url: string, max = 10): Database {
   const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5000 });
-  // An idle client losing its server (restart) must not crash the process.
+  // A client losing its server (a restart) must not crash the process: idle ones report through the
+  // pool, checked-out ones (a run's lock or transaction) through their own 'error' event, which has no
+  // other listener; their pending and next queries fail, and the pool drops them when released.
   pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   return {
     pool,

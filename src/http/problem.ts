@@ -175,5 +175,7 @@ export function isUnavailable(error: unknown): boolean {
   if (kind && UNAVAILABLE_ADAPTER_KINDS.has(kind)) return true;
   if (typeof e.message === "string" && /Connection terminated|connection timeout|Connection is closed|timeout exceeded when trying to connect/i.test(e.message))
     return true;
+  // ioredis gave up on a command while Redis is away (the queue connection retries once, then fails).
+  if ((e as Error).name === "MaxRetriesPerRequestError" || /^Command timed out$|^Stream isn't writeable/.test(String(e.message))) return true;
   return e.cause ? isUnavailable(e.cause) : false;
 }

@@ -5,6 +5,7 @@ import { executeMaterialization, requestMaterialization } from "../audiences/mat
 import { attemptDelivery } from "../audiences/webhooks.js";
 import { executeCampaignResults } from "../campaigns/results.js";
 import { createRedis } from "./redis.js";
+import { requeueUnfinishedJobs } from "./recovery.js";
 import {
   JOB_NAMES, QUEUE_NAMES, audienceRefreshPayload, campaignResultsPayload, materializationPayload, processRunPayload, scheduledProcessingPayload,
   webhookDeliveryPayload,
@@ -27,7 +28,10 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
       QUEUE_NAMES.processing,
       async (job: Job) => {
         const { runId } = processRunPayload.parse(job.data);
-        const run = await executeRun(ctx, runId, { finalAttempt: isFinalAttempt(job), progress: (f) => job.updateProgress(Math.round(f * 100)) });
+        // Progress in Redis is informative only (the run record has it too): never wait for it, so a
+        // Redis outage does not hold the run's PostgreSQL transactions open.
+        const progress = (f: number) => void job.updateProgress(Math.round(f * 100)).catch(() => {});
+        const run = await executeRun(ctx, runId, { finalAttempt: isFinalAttempt(job), progress });
         return { status: run.status };
       },
       // Runs of one fact serialise in the engine; two facts may process at once.
@@ -80,8 +84,25 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
     w.on("failed", (job, err) => log.error({ job: job?.id, queue: w.name, err: err.message }, "job failed"));
     w.on("error", () => {});
   }
+  // Whenever Redis is (re)connected, jobs it may have lost are queued again from their records; the
+  // queue's own connection may come back a moment later, hence a few tries.
+  let closing = false;
+  connection.on("ready", () => {
+    void (async () => {
+      for (let attempt = 1; attempt <= 5 && !closing; attempt++) {
+        try {
+          const n = await requeueUnfinishedJobs(ctx);
+          if (n > 0) log.info({ records: n }, "unfinished jobs queued again");
+          return;
+        } catch {
+          await new Promise((r) => setTimeout(r, 1000 * attempt));
+        }
+      }
+    })();
+  });
   return {
     async close() {
+      closing = true;
       // close() waits for in-flight jobs to finish: graceful shutdown.
       await Promise.allSettled(workers.map((w) => w.close()));
       connection.disconnect();
