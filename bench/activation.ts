@@ -12,7 +12,7 @@
  *   - one more day with D/2 and 2·D days of history of the same users (flat cost).
  * Prints a table of figures, targets and pass/fail; writes bench/results/activation.json.
  */
-import { adminQuery, timedWith } from "./common.js";
+import { adminQuery, timedWith, databaseUrlFor } from "./common.js";
 import os from "node:os";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -54,11 +54,7 @@ const LONG_DAYS = DAYS * 2;
 
 const ADMIN_URL = process.env.BENCH_ADMIN_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 const DB_NAME = "aa_bench_activation";
-const DB_URL = (() => {
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${DB_NAME}`;
-  return u.toString();
-})();
+const DB_URL = databaseUrlFor(ADMIN_URL, DB_NAME);
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const EXPORT_FILE = path.join(os.tmpdir(), "aa_bench_activation_activity.csv");

@@ -11,6 +11,7 @@
  *     same rows, with the peak RSS of the process while exporting.
  * Prints figures, targets and pass/fail; writes bench/results/audiences.json.
  */
+import { databaseUrlFor } from "./common.js";
 import os from "node:os";
 import { writeFileSync, mkdirSync } from "node:fs";
 import path from "node:path";
@@ -38,11 +39,7 @@ const DAYS = Number(opt("days") ?? 180);
 const KEEP = process.argv.includes("--keep");
 const DB_NAME = "aa_bench_audiences";
 const ADMIN_URL = process.env.BENCH_ADMIN_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
-const DB_URL = (() => {
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${DB_NAME}`;
-  return u.toString();
-})();
+const DB_URL = databaseUrlFor(ADMIN_URL, DB_NAME);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const log = (m: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${m}`);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;

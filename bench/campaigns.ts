@@ -15,7 +15,7 @@
  *   4. the assignment export streamed over HTTP as NDJSON (target ≥ 300,000 rows/s), and as CSV.
  * Prints figures with targets; writes bench/results/campaigns.json (figures, date, CPU count).
  */
-import { adminQuery, timedWith } from "./common.js";
+import { adminQuery, timedWith, databaseUrlFor } from "./common.js";
 import os from "node:os";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -56,11 +56,7 @@ const FULL_SIZE = USERS >= 1_000_000;
 
 const ADMIN_URL = process.env.BENCH_ADMIN_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 const DB_NAME = "aa_bench_campaigns";
-const DB_URL = (() => {
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${DB_NAME}`;
-  return u.toString();
-})();
+const DB_URL = databaseUrlFor(ADMIN_URL, DB_NAME);
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 

@@ -9,6 +9,7 @@
 // Both draw on one population of USERS users (the HTTP run comes first, so the bulk load mostly
 // meets known users, as a backfill of a new fact on a live system would; the count of users it adds
 // is reported). Prints a table and writes bench/results/ingest.json.
+import { databaseUrlFor } from "./common.js";
 import { mulberry32 } from "../src/util/prng.js";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, stat, unlink, writeFile } from "node:fs/promises";
@@ -48,11 +49,7 @@ if (!Number.isInteger(bulkEvents) || bulkEvents <= 0 || !Number.isInteger(httpEv
 }
 
 const baseUrl = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/activation_audiences";
-const dbUrl = (() => {
-  const u = new URL(baseUrl);
-  u.pathname = `/${DB_NAME}`;
-  return u.toString();
-})();
+const dbUrl = databaseUrlFor(baseUrl, DB_NAME);
 const adminUrl = (() => {
   const u = new URL(baseUrl);
   u.pathname = "/postgres";

@@ -33,7 +33,7 @@ import { createApiKey } from "../src/keys/api-keys.js";
 import { PrismaPg } from "@prisma/adapter-pg";
 import { PrismaClient } from "../src/generated/prisma/client.js";
 import { mulberry32 } from "../src/util/prng.js";
-import { adminQuery } from "./common.js";
+import { adminQuery, databaseUrlFor } from "./common.js";
 import { createUsersAndParams, dateOfX, insertActivity } from "./activation/generate.js";
 
 const { values } = parseArgs({
@@ -70,11 +70,7 @@ const REDIS_PREFIX = "aa-bench-load";
 const FACT = "app_opened";
 const ADMIN_URL = process.env.BENCH_ADMIN_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-const DB_URL = (() => {
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${DB_NAME}`;
-  return u.toString();
-})();
+const DB_URL = databaseUrlFor(ADMIN_URL, DB_NAME);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const log = (m: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${m}`);
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");

@@ -1,7 +1,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningWorkers } from "../src/jobs/workers.js";
-import { api, createFact, ingest, processThrough } from "./helpers/api.js";
+import { api, createFact, ingest, processThrough, waitForRecord } from "./helpers/api.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 import { dateAfter, layerSnapshot, memberIds, syntheticEvents } from "./helpers/layer-snapshot.js";
 import { PrivateRedis } from "./helpers/private-services.js";
@@ -33,15 +33,6 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function waitForRecord(url: string, done: (r: Record<string, unknown>) => boolean, what: string, timeoutMs = 45_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = (await api(env).get(url)).json() as Record<string, unknown>;
-    if (done(r)) return r;
-    if (Date.now() > deadline) throw new Error(`${url} never became ${what}: ${JSON.stringify(r)}`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
-}
 
 function expect503(res: { statusCode: number; headers: Record<string, unknown>; body: string }, what: string) {
   expect(res.statusCode, `${what}: ${res.body}`).toBe(503);
@@ -70,7 +61,7 @@ describe("Redis restarted during a job", () => {
       const res = await api(env).post("/v1/facts/q_fault/runs", { through: LAST });
       expect(res.statusCode, res.body).toBe(202);
       runId = res.json().id;
-      await waitForRecord(`/v1/runs/${runId}`, (r) => r.status === "running", "running");
+      await waitForRecord(env, `/v1/runs/${runId}`, (r) => r.status === "running", "running");
       await redis.kill();
       // The API stays up: health, reads from PostgreSQL, and readiness saying what is missing.
       expect((await env.app.inject({ method: "GET", url: "/health" })).statusCode).toBe(200);
@@ -92,7 +83,7 @@ describe("Redis restarted during a job", () => {
       expect(refused[0]).toMatchObject({ status: "failed", error: "job queue unavailable" });
       // The run finishes its PostgreSQL work while Redis is away.
       await blocker.query("COMMIT");
-      finishedAt = (await waitForRecord(`/v1/runs/${runId}`, (r) => r.status === "succeeded", "succeeded", 30_000)).finished_at as string;
+      finishedAt = (await waitForRecord(env, `/v1/runs/${runId}`, (r) => r.status === "succeeded", "succeeded", 30_000)).finished_at as string;
     } finally {
       await blocker.end().catch(() => {});
       await redis.start();
@@ -117,7 +108,7 @@ describe("Redis restarted during a job", () => {
       const a = (await api(env).post("/v1/audiences", { name: `lapsed ${fact}`, fact, grain: "day", filter: { field: "inactivity_periods", op: "between", value: [1, 9] } })).json();
       const m = await api(env).post(`/v1/audiences/${a.id}/materializations`, { as_of: LAST });
       expect(m.statusCode, m.body).toBe(202);
-      const done = await waitForRecord(`/v1/materializations/${m.json().id}`, (r) => r.status === "succeeded" || r.status === "failed", "finished");
+      const done = await waitForRecord(env, `/v1/materializations/${m.json().id}`, (r) => r.status === "succeeded" || r.status === "failed", "finished");
       expect(done.status).toBe("succeeded");
       lists.push(await memberIds(env.app, auth, done.id as string));
     }

@@ -1,7 +1,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningWorkers } from "../src/jobs/workers.js";
-import { api, createFact, ingest, processThrough } from "./helpers/api.js";
+import { api, createFact, ingest, processThrough, waitForRecord } from "./helpers/api.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 import { dateAfter, layerSnapshot, memberIds, syntheticEvents } from "./helpers/layer-snapshot.js";
 import { killHard, spawnWorker } from "./helpers/private-services.js";
@@ -38,15 +38,6 @@ beforeAll(async () => {
 });
 afterAll(async () => env?.close());
 
-async function waitForRecord(url: string, done: (r: Record<string, unknown>) => boolean, what: string, timeoutMs = 45_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = (await api(env).get(url)).json() as Record<string, unknown>;
-    if (done(r)) return r;
-    if (Date.now() > deadline) throw new Error(`${url} never became ${what}: ${JSON.stringify(r)}`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
-}
 const finished = (r: Record<string, unknown>) => r.status === "succeeded" || r.status === "failed";
 
 /**
@@ -63,13 +54,13 @@ async function killMidway(lockSql: string, request: () => Promise<string>, recor
   let survivor: ReturnType<typeof spawnWorker> | null = null;
   try {
     const id = await request();
-    await waitForRecord(recordUrl(id), (r) => r.status === "running", "running", 30_000);
+    await waitForRecord(env, recordUrl(id), (r) => r.status === "running", "running", 30_000);
     // Let the job reach the lock and block on it with its transaction open.
     await waitForBlocked(blocker);
     await killHard(victim);
     await blocker.query("ROLLBACK");
     survivor = spawnWorker(env.childEnv);
-    const done = await waitForRecord(recordUrl(id), finished, "finished").catch((err) => {
+    const done = await waitForRecord(env, recordUrl(id), finished, "finished").catch((err) => {
       throw new Error(`${(err as Error).message}\nsurvivor output: ${survivor?.output()}`);
     });
     return done;
@@ -130,7 +121,7 @@ describe("a worker process killed with SIGKILL", () => {
     let reference: Record<string, unknown>;
     try {
       const res = await api(env).post(`/v1/audiences/${ref.id}/materializations`, { as_of: LAST });
-      reference = await waitForRecord(`/v1/materializations/${res.json().id}`, finished, "finished");
+      reference = await waitForRecord(env, `/v1/materializations/${res.json().id}`, finished, "finished");
     } finally {
       await w.close();
     }

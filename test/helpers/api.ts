@@ -62,3 +62,16 @@ export async function allPages(env: TestEnv, url: string, limit = 1000): Promise
   } while (cursor);
   return rows;
 }
+
+/** Polls a job record (run, materialisation) until `done` holds; throws with the last record after the timeout. */
+export async function waitForRecord(
+  env: TestEnv, url: string, done: (r: Record<string, unknown>) => boolean, what: string, timeoutMs = 45_000,
+): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = (await api(env).get(url)).json() as Record<string, unknown>;
+    if (done(r)) return r;
+    if (Date.now() > deadline) throw new Error(`${url} never became ${what}: ${JSON.stringify(r)}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
