@@ -113,11 +113,20 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
       alias = `x${others.size + 1}`;
       others.set(factId, alias);
       const fid = params.add(factId, "int");
-      // The governing islands of that fact as one set (a hash join), not a lookup per user: an
-      // audience reads every user of its fact.
-      joins.push(`LEFT JOIN (
+      joins.push(
+        q.latest
+          ? // The user's latest island up to P: a short backward scan of each partition's key, run only
+            // for the users the audience's own conditions leave.
+            `LEFT JOIN LATERAL (
         SELECT x.* FROM layer_island x
-        WHERE x.fact_id = ${fid} AND x.grain = ${g} AND ${governs("x", P, false)}) ${alias} ON ${alias}.user_key = i.user_key`);
+        WHERE x.fact_id = ${fid} AND x.grain = ${g} AND x.user_key = i.user_key AND x.start_p <= ${P}
+        ORDER BY x.start_p DESC LIMIT 1) ${alias} ON TRUE`
+          : // Before the watermark the islands governing P as one set (a hash join): a lookup per user
+            // would wander the closed partition's key at random.
+            `LEFT JOIN (
+        SELECT x.* FROM layer_island x
+        WHERE x.fact_id = ${fid} AND x.grain = ${g} AND ${governs("x", P, false)}) ${alias} ON ${alias}.user_key = i.user_key`,
+      );
       const exprs = statusColumnExprs(alias, P, g);
       // A user without status on that fact has only nulls there.
       for (const [name, expr] of Object.entries(exprs))
@@ -166,7 +175,14 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
     const hits = wanted.flatMap((v) =>
       valueIntervals(c.field, v).map(([cond, a, b]) => `(${cond} AND GREATEST(${a}, ${w0}) <= LEAST(${b}, ${P}))`),
     );
-    // The islands governing some period of the window [w0, P] as one set: the users with a hit.
+    if (q.latest)
+      // At most n islands start inside a window of n periods, plus the one governing its first period:
+      // the user's latest n + 1 islands up to P (a short backward scan of the key) hold them all.
+      return `EXISTS (SELECT 1 FROM (
+        SELECT * FROM layer_island y WHERE y.fact_id = ${fid} AND y.grain = ${g} AND y.user_key = s.user_key AND y.start_p <= ${P}
+        ORDER BY y.start_p DESC LIMIT ${Number(c.within) + 1}
+      ) j WHERE COALESCE(j.next_start, 1000000000) > ${w0} AND (${hits.join(" OR ")}))`;
+    // Before the watermark, the islands governing some period of the window [w0, P] as one set.
     return `s.user_key IN (SELECT j.user_key FROM layer_island j
         WHERE j.fact_id = ${fid} AND j.grain = ${g} AND j.start_p <= ${P} AND (j.next_start IS NULL OR j.next_start > ${w0})
           AND (${hits.join(" OR ")}))`;
@@ -191,6 +207,6 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
     FROM layer_island i
     ${joins.join("\n    ")}
     WHERE i.fact_id = ${fact} AND i.grain = ${g} AND ${governs("i", P, q.latest)}
-  ) s WHERE ${where}`;
+  ) s WHERE ${where}${q.latest ? " ORDER BY s.user_key" : ""}`;
   return { sql, params: params.list };
 }
