@@ -46,7 +46,6 @@ export async function mergeNewPeriods(
   info: { built?: number } = {},
 ): Promise<number | null> {
   const g = Number(grain) | 0; // a constant of ours, inlined so the planner sees it
-  const isl = `i.fact_id = $1 AND i.grain = ${g}`;
   // No islands yet means the first build of this grain.
   const maxEnd = await latestEnd(client, factId, g);
   if (maxEnd === null) return buildIslands(client, factId, g, from, through, info);
@@ -66,48 +65,27 @@ export async function mergeNewPeriods(
     await client.query("DROP TABLE np");
     return null;
   }
-  // Each user's latest island (the one without a next island; none for a user new to the fact).
-  const latestOf = (users: string) =>
-    client.query(
-      `CREATE TEMP TABLE lat ON COMMIT DROP AS
-       SELECT au.user_key, au.m, i.start_p, i.end_p, i.prev_end, i.active_before, i.first_p
-       FROM ${users} au LEFT JOIN layer_island i ON ${isl} AND i.user_key = au.user_key AND i.next_start IS NULL`,
-      [factId],
-    );
-  const newUsers = async () => {
-    await client.query(`CREATE TEMP TABLE au ON COMMIT DROP AS SELECT user_key, min(p) AS m FROM np GROUP BY user_key`);
-    await client.query("ANALYZE au");
-  };
   // Only periods up to the latest island end can be covered already (none, for a run of new days).
   // Past the end of every closed island only a latest island can cover one (a run of a new day at
   // week or month grain): those are dropped with the same lookup of latest islands the merge needs.
   const closedMax = range.lo <= maxEnd ? await latestClosedEnd(client, factId, g) : null;
   if (range.lo <= maxEnd && closedMax !== null && range.lo <= closedMax) {
     await dropCovered(client, factId, g, from, through, range.lo, Math.min(range.hi!, maxEnd));
-    await newUsers();
-    await latestOf("au");
+    await groupNewPeriodsByUser(client);
+    await readLatestIslands(client, factId, g, "au");
   } else if (range.lo <= maxEnd) {
-    await client.query(`CREATE TEMP TABLE au_all ON COMMIT DROP AS SELECT user_key, min(p) AS m FROM np GROUP BY user_key`);
-    await latestOf("au_all");
-    await client.query(`DELETE FROM np USING lat l WHERE l.user_key = np.user_key AND np.p BETWEEN l.start_p AND l.end_p`);
-    await newUsers();
-    await client.query(
-      `DELETE FROM lat l WHERE NOT EXISTS (SELECT 1 FROM au WHERE au.user_key = l.user_key);
-       UPDATE lat l SET m = au.m FROM au WHERE au.user_key = l.user_key AND l.m <> au.m;
-       DROP TABLE au_all`,
-    );
+    await dropCoveredByLatest(client, factId, g);
   } else {
-    await newUsers();
+    await groupNewPeriodsByUser(client);
     // One new period per user, after every island (a run of the day after the watermark): no island
     // can be covered or merged, so the latest islands are changed in one pass.
-    const counts = (await client.query<{ np: number; au: number }>(`SELECT (SELECT count(*) FROM np)::int AS np, (SELECT count(*) FROM au)::int AS au`)).rows[0]!;
-    if (counts.np === counts.au) {
+    if (await onePeriodPerUser(client)) {
       const minNew = (await client.query<{ m: number | null }>(`SELECT min(m) AS m FROM au`)).rows[0]!.m;
       await appendOnePeriod(client, factId, g);
       await client.query("DROP TABLE np; DROP TABLE au");
       return minNew;
     }
-    await latestOf("au");
+    await readLatestIslands(client, factId, g, "au");
   }
   const minNew = (await client.query<{ m: number | null }>(`SELECT min(m) AS m FROM au`)).rows[0]!.m;
   if (minNew === null) {
@@ -120,11 +98,50 @@ export async function mergeNewPeriods(
   await beginOpenEndDelta(client, openEndCountsSql("lat WHERE end_p IS NOT NULL", "start_p", "end_p", "prev_end", -1));
   const general = (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM lat WHERE end_p >= m`)).rows[0]!.n;
   if (general > 0) await mergeGeneral(client, factId, g);
-  const onePerUser = (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM np`)).rows[0]!.n === (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM au`)).rows[0]!.n;
+  const onePerUser = await onePeriodPerUser(client);
   await mergeAppended(client, factId, g, onePerUser);
   await applyOpenEndDelta(client, factId, g);
   await client.query("DROP TABLE np; DROP TABLE au; DROP TABLE lat");
   return minNew;
+}
+
+/** au: each user with new periods in np and the earliest of them (m). */
+async function groupNewPeriodsByUser(client: pg.ClientBase): Promise<void> {
+  await client.query(`CREATE TEMP TABLE au ON COMMIT DROP AS SELECT user_key, min(p) AS m FROM np GROUP BY user_key`);
+  await client.query("ANALYZE au");
+}
+
+/** lat: for each user of `users`, its latest island (the one without a next; none for a user new to the fact). */
+async function readLatestIslands(client: pg.ClientBase, factId: number, g: number, users: string): Promise<void> {
+  await client.query(
+    `CREATE TEMP TABLE lat ON COMMIT DROP AS
+     SELECT au.user_key, au.m, i.start_p, i.end_p, i.prev_end, i.active_before, i.first_p
+     FROM ${users} au LEFT JOIN layer_island i ON i.fact_id = $1 AND i.grain = ${g} AND i.user_key = au.user_key AND i.next_start IS NULL`,
+    [factId],
+  );
+}
+
+/** Whether np holds one new period per user (then no new periods chain into each other). */
+async function onePeriodPerUser(client: pg.ClientBase): Promise<boolean> {
+  const r = await client.query<{ one: boolean }>(`SELECT (SELECT count(*) FROM np) = (SELECT count(*) FROM au) AS one`);
+  return r.rows[0]!.one;
+}
+
+/**
+ * The new periods lie after the end of every closed island, so only a user's latest island can cover
+ * one: read the latest islands of every user in np once, drop the periods they cover, and keep au and
+ * lat for the users left.
+ */
+async function dropCoveredByLatest(client: pg.ClientBase, factId: number, g: number): Promise<void> {
+  await client.query(`CREATE TEMP TABLE au_all ON COMMIT DROP AS SELECT user_key, min(p) AS m FROM np GROUP BY user_key`);
+  await readLatestIslands(client, factId, g, "au_all");
+  await client.query(`DELETE FROM np USING lat l WHERE l.user_key = np.user_key AND np.p BETWEEN l.start_p AND l.end_p`);
+  await groupNewPeriodsByUser(client);
+  await client.query(
+    `DELETE FROM lat l WHERE NOT EXISTS (SELECT 1 FROM au WHERE au.user_key = l.user_key);
+     UPDATE lat l SET m = au.m FROM au WHERE au.user_key = l.user_key AND l.m <> au.m;
+     DROP TABLE au_all`,
+  );
 }
 
 /**
