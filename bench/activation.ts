@@ -12,7 +12,7 @@
  *   - one more day with D/2 and 2·D days of history of the same users (flat cost).
  * Prints a table of figures, targets and pass/fail; writes bench/results/activation.json.
  */
-import { adminQuery, timedWith, databaseUrlFor } from "./common.js";
+import { adminQuery, timedWith, databaseUrlFor, figureTable } from "./common.js";
 import os from "node:os";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -93,15 +93,8 @@ async function process_(pool: pg.Pool, fact: FactRef, x: number) {
 const mb = (bytes: number) => bytes / 1024 / 1024;
 
 // ---------------------------------------------------------------- figures
-interface Row {
-  figure: string;
-  value: string;
-  target: string;
-  pass: boolean | null;
-}
-const rows: Row[] = [];
+const { rows, row, print: printFigures } = figureTable();
 const results: Record<string, unknown> = {};
-const row = (figure: string, value: string, target = "", pass: boolean | null = null) => rows.push({ figure, value, target, pass });
 
 // ---------------------------------------------------------------- run
 const benchStart = performance.now();
@@ -419,14 +412,10 @@ if (RUN_FLAT) {
 const totalS = ms(benchStart) / 1000;
 results.total_run_s = +totalS.toFixed(0);
 results.load_average = { at_start: loadAtStart.map((v) => +v.toFixed(2)), at_end: os.loadavg().map((v) => +v.toFixed(2)) };
-const w0 = Math.max(...rows.map((r) => r.figure.length)), w1 = Math.max(...rows.map((r) => r.value.length)), w2 = Math.max(...rows.map((r) => r.target.length), 6);
-const line = (a: string, b: string, c: string, d: string) => `${a.padEnd(w0)}  ${b.padEnd(w1)}  ${c.padEnd(w2)}  ${d}`;
 console.log("");
 console.log(`Activation layer benchmark — ${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gb} GB RAM, node ${machine.node}, ${machine.postgres}`);
 console.log(`PostgreSQL settings: ${Object.entries(machine.postgres_settings).map(([k, v]) => `${k}=${v}`).join(", ")}`);
-console.log(line("figure", "value", "target", "pass"));
-console.log(line("-".repeat(w0), "-".repeat(w1), "-".repeat(w2), "----"));
-for (const r of rows) console.log(line(r.figure, r.value, r.target, r.pass === null ? (r.target ? "n/a (small run)" : "") : r.pass ? "PASS" : "FAIL"));
+printFigures((r) => r.pass === null ? (r.target ? "n/a (small run)" : "") : r.pass ? "PASS" : "FAIL");
 console.log(`total run: ${totalS.toFixed(0)} s; load average (1/5/15 min) at start ${loadAtStart.map((v) => v.toFixed(1)).join("/")}, at end ${os.loadavg().map((v) => v.toFixed(1)).join("/")} on ${machine.cpus} CPUs`);
 
 const out = {

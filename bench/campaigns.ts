@@ -15,7 +15,7 @@
  *   4. the assignment export streamed over HTTP as NDJSON (target ≥ 300,000 rows/s), and as CSV.
  * Prints figures with targets; writes bench/results/campaigns.json (figures, date, CPU count).
  */
-import { adminQuery, timedWith, databaseUrlFor } from "./common.js";
+import { adminQuery, timedWith, databaseUrlFor, figureTable } from "./common.js";
 import os from "node:os";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -76,15 +76,8 @@ const dateOf = (x: number) => {
 const timed = <T>(label: string, fn: () => Promise<T>) => timedWith(fn, (t) => log(`${label}: ${sec(t)}`));
 const admin = (sql: string) => adminQuery(ADMIN_URL, sql);
 
-interface Row {
-  figure: string;
-  value: string;
-  target: string;
-  pass: boolean | null;
-}
-const rows: Row[] = [];
+const { rows, row, print: printFigures } = figureTable();
 const figures: Record<string, unknown> = {};
-const row = (figure: string, value: string, target = "", pass: boolean | null = null) => rows.push({ figure, value, target, pass });
 
 // ---------------------------------------------------------------- setup
 const benchStart = performance.now();
@@ -296,13 +289,9 @@ await workers.close();
 for (const q of ctx.queues.all()) await q.obliterate({ force: true }).catch(() => {});
 const totalS = ms(benchStart) / 1000;
 figures.total_run_s = Math.round(totalS);
-const w0 = Math.max(...rows.map((r) => r.figure.length)), w1 = Math.max(...rows.map((r) => r.value.length)), w2 = Math.max(...rows.map((r) => r.target.length), 6);
-const line = (a: string, b: string, c: string, d: string) => `${a.padEnd(w0)}  ${b.padEnd(w1)}  ${c.padEnd(w2)}  ${d}`;
 console.log("");
 console.log(`Campaigns benchmark — ${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gb} GB RAM, node ${machine.node}, ${machine.postgres}`);
-console.log(line("figure", "value", "target", "pass"));
-console.log(line("-".repeat(w0), "-".repeat(w1), "-".repeat(w2), "----"));
-for (const r of rows) console.log(line(r.figure, r.value, r.target, r.pass === null ? "" : !FULL_SIZE ? "n/a (small run)" : r.pass ? "PASS" : "FAIL"));
+printFigures((r) => r.pass === null ? "" : !FULL_SIZE ? "n/a (small run)" : r.pass ? "PASS" : "FAIL");
 console.log(`total run: ${totalS.toFixed(0)} s`);
 
 const out = { bench: "campaigns", date: new Date().toISOString(), machine, options: { users: USERS, days: DAYS, window_days: WINDOW, holdout_percent: HOLDOUT, full_size: FULL_SIZE }, figures, table: rows };

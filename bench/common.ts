@@ -28,3 +28,25 @@ export async function timedWith<T>(fn: () => Promise<T>, report: (ms: number) =>
   report(t);
   return [out, t];
 }
+
+/** One line of a benchmark's report: a figure, its value, its target and whether it was met (null: no target). */
+export interface FigureRow {
+  figure: string;
+  value: string;
+  target: string;
+  pass: boolean | null;
+}
+
+/** The figures a benchmark collects, printed as an aligned table. */
+export function figureTable() {
+  const rows: FigureRow[] = [];
+  const row = (figure: string, value: string, target = "", pass: boolean | null = null) => rows.push({ figure, value, target, pass });
+  const print = (passLabel: (r: FigureRow) => string) => {
+    const w0 = Math.max(...rows.map((r) => r.figure.length)), w1 = Math.max(...rows.map((r) => r.value.length)), w2 = Math.max(...rows.map((r) => r.target.length), 6);
+    const line = (a: string, b: string, c: string, d: string) => `${a.padEnd(w0)}  ${b.padEnd(w1)}  ${c.padEnd(w2)}  ${d}`;
+    console.log(line("figure", "value", "target", "pass"));
+    console.log(line("-".repeat(w0), "-".repeat(w1), "-".repeat(w2), "----"));
+    for (const r of rows) console.log(line(r.figure, r.value, r.target, passLabel(r)));
+  };
+  return { rows, row, print };
+}

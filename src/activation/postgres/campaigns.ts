@@ -1,4 +1,5 @@
 import type pg from "pg";
+import type { GroupSums } from "../../campaigns/statistics.js";
 import type { Readable } from "node:stream";
 import { copyJsonLinesOut, copyQueryOut, type ExportFormat } from "./copy-out.js";
 import { withTransaction } from "./tx.js";
@@ -246,14 +247,8 @@ export async function recordOutcomes(pool: pg.Pool, campaignId: string, outcomes
 
 // ---------------------------------------------------------------- aggregates for the results
 
-export interface SumsRow {
-  n: number;
-  sy: number;
-  syy: number;
-  sx: number;
-  sxx: number;
-  sxy: number;
-}
+/** A group's sums as the statistics read them (statistics.ts). */
+export type SumsRow = GroupSums;
 
 export interface GoalAggregateRow extends SumsRow {
   arm: CampaignArm;
