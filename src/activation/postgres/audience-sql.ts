@@ -33,6 +33,9 @@ export const MEMBER_STATUS_FIELDS = [
   "last_active_state", "active_periods_total", "tenure_periods", "growth_state",
 ] as const;
 
+/** Status columns that can be null on a user's own status (the rest never are). */
+const NULLABLE_STATUS_FIELDS = new Set<string>(["previous_state", "return_interval_periods", "growth_state"]);
+
 const PG_TYPE: Record<string, string> = { string: "text", number: "int", boolean: "boolean" };
 
 class Params {
@@ -135,31 +138,36 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
     return alias;
   };
 
-  const valueTest = (col: string, c: ResolvedCondition): string => {
+  const valueTest = (col: string, c: ResolvedCondition, nullable: boolean): string => {
     const type = PG_TYPE[typeof c.values[0]] ?? "text";
+    // A comparison with a null is null, which NOT would keep null: a nullable column's comparisons
+    // read as false instead. Columns that are never null go bare, which also lets the planner
+    // estimate them (a COALESCE hides the comparison, and a wrong guess of the candidates' number
+    // turns a few index probes into scans of whole partitions).
+    const test = (sqlTest: string) => (nullable ? `COALESCE(${sqlTest}, FALSE)` : `(${sqlTest})`);
     switch (c.op) {
       case "is_null":
         return `(${col} IS NULL)`;
       case "is_not_null":
         return `(${col} IS NOT NULL)`;
       case "eq":
-        return `COALESCE(${col} = ${params.add(c.values[0], type)}, FALSE)`;
+        return test(`${col} = ${params.add(c.values[0], type)}`);
       case "neq":
-        return `COALESCE(${col} <> ${params.add(c.values[0], type)}, FALSE)`;
+        return test(`${col} <> ${params.add(c.values[0], type)}`);
       case "in":
-        return `COALESCE(${col} = ANY(${params.add(c.values, `${type}[]`)}), FALSE)`;
+        return test(`${col} = ANY(${params.add(c.values, `${type}[]`)})`);
       case "not_in":
-        return `COALESCE(${col} <> ALL(${params.add(c.values, `${type}[]`)}), FALSE)`;
+        return test(`${col} <> ALL(${params.add(c.values, `${type}[]`)})`);
       case "gt":
-        return `COALESCE(${col} > ${params.add(c.values[0], type)}, FALSE)`;
+        return test(`${col} > ${params.add(c.values[0], type)}`);
       case "gte":
-        return `COALESCE(${col} >= ${params.add(c.values[0], type)}, FALSE)`;
+        return test(`${col} >= ${params.add(c.values[0], type)}`);
       case "lt":
-        return `COALESCE(${col} < ${params.add(c.values[0], type)}, FALSE)`;
+        return test(`${col} < ${params.add(c.values[0], type)}`);
       case "lte":
-        return `COALESCE(${col} <= ${params.add(c.values[0], type)}, FALSE)`;
+        return test(`${col} <= ${params.add(c.values[0], type)}`);
       case "between":
-        return `COALESCE(${col} BETWEEN ${params.add(c.values[0], type)} AND ${params.add(c.values[1], type)}, FALSE)`;
+        return test(`${col} BETWEEN ${params.add(c.values[0], type)} AND ${params.add(c.values[1], type)}`);
     }
   };
 
@@ -193,8 +201,10 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
     if ("any" in n) return `(${n.any.map(compileNode).join(" OR ")})`;
     if ("not" in n) return `(NOT ${compileNode(n.not)})`;
     if (n.within) return withinTest(n);
-    const col = n.factId === null ? `s.${n.field}` : `s.${aliasFor(n.factId)}_${n.field}`;
-    return valueTest(col, n);
+    const own = n.factId === null;
+    const col = own ? `s.${n.field}` : `s.${aliasFor(n.factId!)}_${n.field}`;
+    // On another fact every column is null for a user without status there.
+    return valueTest(col, n, !own || NULLABLE_STATUS_FIELDS.has(n.field) || (n.field === "growth_state" && g !== 0));
   };
 
   const where = compileNode(q.filter);

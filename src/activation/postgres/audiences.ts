@@ -3,6 +3,7 @@ import type { MemberRow } from "../engine.js";
 import type { Readable } from "node:stream";
 import { compileAudienceQuery, MEMBER_STATUS_FIELDS, type AudienceQuery } from "./audience-sql.js";
 import { copyQueryOut, type ExportFormat } from "./copy-out.js";
+import { EXPORT_FORMATS, hasRenderedExports, renderMemberExport, streamRenderedExport } from "./member-exports.js";
 import { periodDateSql } from "./queries.js";
 import { withTransaction } from "./tx.js";
 
@@ -60,11 +61,14 @@ export async function previewAudience(pool: pg.Pool, q: AudienceQuery, sampleSiz
 /**
  * Computes and freezes the members of a materialisation in one transaction: a retry after a crash
  * starts over (the earlier partial insert was rolled back), so the list has no duplicates and no gaps.
+ * Then renders its exports, both formats at once on two connections (each replaces its own chunks, so
+ * a retry redoes them whole). The caller marks the record succeeded only after all of it: until
+ * then nothing of the list is served.
  */
 export async function materializeMembers(pool: pg.Pool, materializationId: string, q: AudienceQuery): Promise<number> {
   const { sql, params } = compileAudienceQuery(q);
   const g = Number(q.grain) | 0;
-  return withTransaction(pool, async (c) => {
+  const count = await withTransaction(pool, async (c) => {
     await steerPastPeriodPlan(c, q);
     await c.query(`DELETE FROM audience_member WHERE materialization_id = $1`, [materializationId]);
     const mid = `$${params.length + 1}::uuid`;
@@ -75,10 +79,14 @@ export async function materializeMembers(pool: pg.Pool, materializationId: strin
     );
     return res.rowCount ?? 0;
   }, 1);
+  await Promise.all(EXPORT_FORMATS.map((format) => withTransaction(pool, (c) => renderMemberExport(c, materializationId, format, MEMBERS_OF_ONE, MEMBER_COLUMNS), 1)));
+  return count;
 }
 
 const MEMBER_SELECT = `SELECT m.user_key, u.external_id AS user_id, ${MEMBER_STATUS_FIELDS.map((f) => `m.${f}`).join(", ")}
   FROM audience_member m JOIN app_user u ON u.user_key = m.user_key`;
+/** Every member of materialisation $1, as exported (in user order for the unrendered export). */
+const MEMBERS_OF_ONE = `${MEMBER_SELECT} WHERE m.materialization_id = $1`;
 
 export async function memberPage(pool: pg.Pool, materializationId: string, afterUserKey: number | undefined, limit: number) {
   const res = await pool.query(
@@ -88,8 +96,11 @@ export async function memberPage(pool: pg.Pool, materializationId: string, after
   return res.rows as Array<MemberRow & { user_key: number }>;
 }
 
-export function memberExport(pool: pg.Pool, materializationId: string, format: ExportFormat): Promise<Readable> {
-  return copyQueryOut(pool, `${MEMBER_SELECT} WHERE m.materialization_id = $1 ORDER BY m.user_key`, [materializationId], MEMBER_COLUMNS, format);
+/** The members streamed whole: their rendered export when the list has one, else formatted now. */
+export async function memberExport(pool: pg.Pool, materializationId: string, format: ExportFormat, rendered = true): Promise<Readable> {
+  if (rendered && (await hasRenderedExports(pool, materializationId, format)))
+    return streamRenderedExport(pool, materializationId, format, format === "csv" ? `${MEMBER_COLUMNS.join(",")}\n` : "");
+  return copyQueryOut(pool, `${MEMBERS_OF_ONE} ORDER BY m.user_key`, [materializationId], MEMBER_COLUMNS, format);
 }
 
 /** Who entered (in `current`, not in `since`) or exited (the reverse) between two materialisations. */
@@ -134,5 +145,8 @@ export function changeExport(pool: pg.Pool, current: string, since: string, kind
 }
 
 export async function deleteMembers(pool: pg.Pool, materializationId: string) {
-  await pool.query(`DELETE FROM audience_member WHERE materialization_id = $1`, [materializationId]);
+  await withTransaction(pool, async (c) => {
+    await c.query(`DELETE FROM audience_member WHERE materialization_id = $1`, [materializationId]);
+    await c.query(`DELETE FROM member_export_chunk WHERE materialization_id = $1`, [materializationId]);
+  });
 }

@@ -67,12 +67,42 @@ export async function copyQueryOut(
     const select = columns.map((c) => `q.${c}::text AS ${c}`).join(", ");
     return streamCopy(pool, `COPY (SELECT ${select} FROM (${inner}) q) TO STDOUT WITH (FORMAT csv, HEADER true)`, settings);
   }
-  // The column types, from planning the query without running it.
-  const described = await pool.query({ text: `SELECT ${columns.map((c) => `q.${c}`).join(", ")} FROM (${inner}) q LIMIT 0` });
-  const line = described.fields
-    .map((f, i) => `'${i ? "," : "{"}${JSON.stringify(f.name)}:' || ${jsonValueSql(f.name, f.dataTypeID)}`)
-    .join(" || ");
-  return copyJsonLinesOut(pool, `SELECT ${line} || '}' AS line FROM (${inner}) q`, [], settings);
+  const line = ndjsonLineSql(await describeColumns(pool, inner, columns));
+  return copyJsonLinesOut(pool, `SELECT ${line} AS line FROM (${inner}) q`, [], settings);
+}
+
+export interface ColumnType {
+  name: string;
+  dataTypeID: number;
+}
+
+/** The names and type oids of a query's columns, from planning it without running it. */
+export async function describeColumns(c: pg.ClientBase | pg.Pool, sql: string, columns: readonly string[], params: readonly unknown[] = []): Promise<ColumnType[]> {
+  const described = await c.query({ text: `SELECT ${columns.map((col) => `q.${col}`).join(", ")} FROM (${sql}) q LIMIT 0`, values: [...params] });
+  return described.fields.map((f) => ({ name: f.name, dataTypeID: f.dataTypeID }));
+}
+
+/** SQL of one NDJSON document (without its newline) over the columns of row alias q. */
+export function ndjsonLineSql(columns: readonly ColumnType[]): string {
+  const parts = columns.map((f, i) => `'${i ? "," : "{"}${JSON.stringify(f.name)}:' || ${jsonValueSql(f.name, f.dataTypeID)}`);
+  return `${parts.join(" || ")} || '}'`;
+}
+
+/**
+ * SQL of one CSV line (without its newline) over the columns of row alias q: the line COPY … (FORMAT
+ * csv) prints for the row. Null is empty; text is quoted when it holds a comma, a quote, CR or LF, or
+ * is empty (quotes doubled); our own words, numbers, booleans and dates never need quoting.
+ */
+export function csvLineSql(columns: readonly ColumnType[]): string {
+  return columns
+    .map((f) => {
+      const v = `q.${f.name}`;
+      if (TEXT_TYPES.has(f.dataTypeID) && !OWN_WORD_COLUMNS.has(f.name))
+        return `CASE WHEN ${v} IS NULL THEN '' WHEN ${v} = '' OR strpos(${v}, ',') > 0 OR strpos(${v}, '"') > 0 OR strpos(${v}, E'\\n') > 0 OR strpos(${v}, E'\\r') > 0
+          THEN '"' || replace(${v}, '"', '""') || '"' ELSE ${v} END`;
+      return `COALESCE(${v}::text, '')`;
+    })
+    .join(` || ',' || `);
 }
 
 /**
