@@ -220,7 +220,7 @@ row("storage: layer (islands + metrics)", `${storage.layer_mb.toFixed(0)} MB = $
 const stream = await streamStatus(DB_URL, REDIS_URL, main.name, dateOfX(0));
 const rowsPerSec = stream.rows / (stream.ms / 1000);
 log(`status stream: ${fmtInt(stream.rows)} rows, ${(stream.bytes / 1e6).toFixed(1)} MB in ${sec(stream.ms)} (${fmtInt(rowsPerSec)} rows/s), RSS ${stream.rss_before_mb.toFixed(0)} → peak ${stream.rss_peak_mb.toFixed(0)} MB`);
-results.status_stream = { ...stream, rows_per_s: rowsPerSec, period: dateOfX(0), grain: "day", note: "second of two identical requests; RSS of the bench process, which runs the server and the client" };
+results.status_stream = { ...stream, rows_per_s: rowsPerSec, period: dateOfX(0), grain: "day", note: "second of two identical requests, pulled by curl in a process of its own; RSS of the bench process (the server)" };
 row(`status stream (NDJSON, ${fmtInt(stream.rows)} rows)`, `${fmtInt(rowsPerSec)} rows/s (${sec(stream.ms)}, peak RSS ${stream.rss_peak_mb.toFixed(0)} MB)`, "≥ 500,000 rows/s", rowsPerSec >= 500_000);
 
 // 7. baselines

@@ -11,12 +11,11 @@
  *     next to raw `COPY … TO STDOUT` of the same rows, with the peak RSS of the server while exporting.
  * Prints figures, targets and pass/fail; writes bench/results/audiences.json.
  */
-import { databaseUrlFor } from "./common.js";
+import { databaseUrlFor, pullWithCurl } from "./common.js";
 import os from "node:os";
 import { writeFileSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { spawn } from "node:child_process";
 import type { AddressInfo } from "node:net";
 import pg from "pg";
 import { to as copyTo } from "pg-copy-streams";
@@ -183,30 +182,14 @@ async function main() {
   let peakRss = process.memoryUsage().rss;
   const rssBefore = peakRss;
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
-  // The client is curl in a process of its own (lines and bytes counted by wc), as a CRM tool pulling
-  // the list would be: a client inside this process would spend the server's CPU on its reading.
-  const pullWithCurl = (accept: string) =>
-    new Promise<{ rows: number; bytes: number }>((resolve, reject) => {
-      const url = `http://127.0.0.1:${port}/v1/materializations/${m2.id}/members`;
-      const p = spawn("sh", ["-c", `curl -sS -f -H "authorization: Bearer $KEY" -H "accept: ${accept}" "${url}" | wc -lc`], {
-        env: { ...process.env, KEY: key },
-        stdio: ["ignore", "pipe", "inherit"],
-      });
-      let out = "";
-      p.stdout.on("data", (d) => (out += d));
-      p.on("error", reject);
-      p.on("close", (code) => {
-        const [lines, bytes] = out.trim().split(/\s+/).map(Number);
-        if (code !== 0 || !bytes) reject(new Error(`curl export failed (exit ${code}): ${out}`));
-        else resolve({ rows: lines!, bytes: bytes! });
-      });
-    });
+  // The client is curl in a process of its own (bench/common.ts), as a CRM tool pulling the list would be.
+  const membersUrl = `http://127.0.0.1:${port}/v1/materializations/${m2.id}/members`;
   for (const format of ["ndjson", "csv"] as const) {
     const accept = format === "csv" ? "text/csv" : "application/x-ndjson";
     const runs: Array<{ t: number; rows: number; bytes: number }> = [];
     for (let i = 0; i < 3; i++) {
       const t0 = performance.now();
-      const { rows: lines, bytes } = await pullWithCurl(accept);
+      const { lines, bytes } = await pullWithCurl(membersUrl, { authorization: `Bearer ${key}`, accept });
       runs.push({ t: performance.now() - t0, rows: format === "csv" ? lines - 1 : lines, bytes });
     }
     const best = runs.sort((a, b) => a.t - b.t)[1]!; // the median of three

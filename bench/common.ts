@@ -1,4 +1,5 @@
 import pg from "pg";
+import { spawn } from "node:child_process";
 
 /** Helpers the benchmarks share. */
 
@@ -49,4 +50,37 @@ export function figureTable() {
     for (const r of rows) console.log(line(r.figure, r.value, r.target, passLabel(r)));
   };
   return { rows, row, print };
+}
+
+export interface Pulled {
+  ms: number;
+  ttfb_ms: number;
+  lines: number;
+  bytes: number;
+}
+
+/**
+ * GETs `url` with curl in a process of its own, as a CRM tool or analyst pulling an export would, and
+ * counts the response's lines and bytes with wc: a client inside the benchmark process would spend
+ * the server's CPU on reading. Fails on an HTTP error.
+ */
+export function pullWithCurl(url: string, headers: Record<string, string>): Promise<Pulled> {
+  const args = Object.keys(headers).map((_, i) => `-H "$H${i}"`).join(" ");
+  const env = { ...process.env, ...Object.fromEntries(Object.entries(headers).map(([k, v], i) => [`H${i}`, `${k}: ${v}`])), URL: url };
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    // curl writes the time to its first byte on stderr (%{stderr}), the body goes to wc.
+    const p = spawn("sh", ["-c", `curl -sS -f -w '%{stderr}ttfb=%{time_starttransfer}' ${args} "$URL" | wc -lc`], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "", err = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.stderr.on("data", (d) => (err += d));
+    p.on("error", reject);
+    p.on("close", (code) => {
+      const ms = performance.now() - t0;
+      const [lines, bytes] = out.trim().split(/\s+/).map(Number);
+      const ttfb = /ttfb=([\d.]+)/.exec(err);
+      if (code !== 0 || !bytes || !ttfb) reject(new Error(`curl ${url} failed (exit ${code}): ${err.trim()}`));
+      else resolve({ ms, ttfb_ms: Number(ttfb[1]) * 1000, lines: lines!, bytes: bytes! });
+    });
+  });
 }

@@ -1,4 +1,5 @@
 import type { AddressInfo } from "node:net";
+import { pullWithCurl } from "../common.js";
 
 const mb = (bytes: number) => bytes / 1024 / 1024;
 
@@ -9,15 +10,13 @@ export interface StreamFigures {
   bytes: number;
   rss_before_mb: number;
   rss_peak_mb: number;
-  first_row: string | null;
-  content_type: string | null;
 }
 
 /**
  * The Activation Status of one day for every user, through the HTTP API as NDJSON: the app is
  * built in-process (createContext + buildApp) and listens on 127.0.0.1:0, a read key is created,
- * and fetch() reads the stream counting lines and bytes. The second of two identical requests is
- * reported (the first warms plans and pages). RSS is this process's, which holds server and client.
+ * and curl in a process of its own pulls the stream (bench/common.ts). The second of two identical
+ * requests is reported (the first warms plans and pages). RSS is this process's: the server's.
  */
 export async function streamStatus(databaseUrl: string, redisUrl: string, factName: string, period: string): Promise<StreamFigures> {
   const { loadConfig } = await import("../../src/config.js");
@@ -36,24 +35,13 @@ export async function streamStatus(databaseUrl: string, redisUrl: string, factNa
       const rssBefore = process.memoryUsage().rss;
       let peak = rssBefore;
       const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
-      const t0 = performance.now();
-      const res = await fetch(url, { headers });
-      if (res.status !== 200) throw new Error(`status export: HTTP ${res.status} ${await res.text()}`);
-      const reader = res.body!.getReader();
-      let bytes = 0, lines = 0, ttfb = 0;
-      let first: string | null = null;
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        if (!ttfb) ttfb = performance.now() - t0;
-        if (first === null) first = Buffer.from(value).toString("utf8").split("\n")[0]!;
-        bytes += value.length;
-        for (let i = value.indexOf(10); i >= 0; i = value.indexOf(10, i + 1)) lines++;
+      try {
+        const pulled = await pullWithCurl(url, headers);
+        peak = Math.max(peak, process.memoryUsage().rss);
+        return { ms: pulled.ms, ttfb_ms: pulled.ttfb_ms, rows: pulled.lines, bytes: pulled.bytes, rss_before_mb: mb(rssBefore), rss_peak_mb: mb(peak) };
+      } finally {
+        clearInterval(sampler);
       }
-      const t = performance.now() - t0;
-      clearInterval(sampler);
-      peak = Math.max(peak, process.memoryUsage().rss);
-      return { ms: t, ttfb_ms: ttfb, rows: lines, bytes, rss_before_mb: mb(rssBefore), rss_peak_mb: mb(peak), first_row: first, content_type: res.headers.get("content-type") };
     };
     await runOnce();
     return await runOnce();

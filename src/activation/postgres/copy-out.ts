@@ -1,7 +1,8 @@
 import type pg from "pg";
 import { escapeLiteral } from "pg";
 import { to as copyTo } from "pg-copy-streams";
-import { PassThrough, type Readable } from "node:stream";
+import { PassThrough, pipeline, type Readable } from "node:stream";
+import { CopyTextToNdjson, type JsonColumnKind } from "./ndjson-from-copy.js";
 
 export type ExportFormat = "csv" | "ndjson";
 
@@ -49,9 +50,8 @@ function jsonValueSql(c: string, type: number): string {
 
 /**
  * Streams a query's rows as CSV (with header) or NDJSON straight from PostgreSQL's COPY: constant
- * memory whatever the size. Each NDJSON line is one JSON document built in SQL from the columns'
- * types (the document row_to_json gives, two to three times faster); COPY runs in CSV mode with quote
- * and delimiter bytes that JSON text never contains raw, so each line passes through untouched.
+ * memory whatever the size. NDJSON documents are written here from COPY's text output by the
+ * columns' types (CopyTextToNdjson): the same bytes as ndjsonLineSql, at about half PostgreSQL's cost.
  */
 export async function copyQueryOut(
   pool: pg.Pool,
@@ -67,8 +67,23 @@ export async function copyQueryOut(
     const select = columns.map((c) => `q.${c}::text AS ${c}`).join(", ");
     return streamCopy(pool, `COPY (SELECT ${select} FROM (${inner}) q) TO STDOUT WITH (FORMAT csv, HEADER true)`, settings);
   }
-  const line = ndjsonLineSql(await describeColumns(pool, inner, columns));
-  return copyJsonLinesOut(pool, `SELECT ${line} AS line FROM (${inner}) q`, [], settings);
+  // PostgreSQL prints the columns (text COPY, its cheapest output); this process writes the JSON.
+  const types = await describeColumns(pool, inner, columns);
+  const select = types.map((f) => (jsonKindOf(f) === "json" ? `to_json(q.${f.name}) AS ${f.name}` : `q.${f.name}`)).join(", ");
+  const copied = await streamCopy(pool, `COPY (SELECT ${select} FROM (${inner}) q) TO STDOUT`, settings);
+  const ndjson = new CopyTextToNdjson(types.map((f) => ({ name: f.name, kind: jsonKindOf(f) })));
+  // Either side going away (an aborted response, a failed COPY) ends both; the COPY's connection is released.
+  pipeline(copied, ndjson, () => {});
+  return ndjson;
+}
+
+/** How a column of this type is written in a JSON document (see CopyTextToNdjson). */
+function jsonKindOf(f: ColumnType): JsonColumnKind {
+  if (NUMBER_TYPES.has(f.dataTypeID)) return "raw";
+  if (f.dataTypeID === BOOL) return "bool";
+  if (f.dataTypeID === DATE || (TEXT_TYPES.has(f.dataTypeID) && OWN_WORD_COLUMNS.has(f.name))) return "quoted";
+  if (TEXT_TYPES.has(f.dataTypeID)) return "text";
+  return "json";
 }
 
 export interface ColumnType {
