@@ -44,8 +44,10 @@ export async function mergeNewPeriods(
   from: string,
   through: string,
   info: { built?: number } = {},
+  nextDay?: NextDayRun,
 ): Promise<number | null> {
   const g = Number(grain) | 0; // a constant of ours, inlined so the planner sees it
+  if (g !== 0 && nextDay?.dayPrevious) return appendPeriodStartedByDay(client, factId, g, through);
   // No islands yet means the first build of this grain.
   const maxEnd = await latestEnd(client, factId, g);
   if (maxEnd === null) return buildIslands(client, factId, g, from, through, info);
@@ -81,7 +83,8 @@ export async function mergeNewPeriods(
     // can be covered or merged, so the latest islands are changed in one pass.
     if (await onePeriodPerUser(client)) {
       const minNew = (await client.query<{ m: number | null }>(`SELECT min(m) AS m FROM au`)).rows[0]!.m;
-      await appendOnePeriod(client, factId, g);
+      await appendOnePeriod(client, factId, g, g === 0 && nextDay !== undefined);
+      if (g === 0 && nextDay) nextDay.dayPrevious = true;
       await client.query("DROP TABLE np; DROP TABLE au");
       return minNew;
     }
@@ -150,7 +153,7 @@ async function dropCoveredByLatest(client: pg.ClientBase, factId: number, g: num
  * it to the closed partition) by one UPDATE that also returns what the new islands carry from it;
  * the new islands are then inserted: the same result as mergeAppended, without reading L first.
  */
-async function appendOnePeriod(client: pg.ClientBase, factId: number, g: number): Promise<void> {
+async function appendOnePeriod(client: pg.ClientBase, factId: number, g: number, keepDayPrevious = false): Promise<void> {
   await client.query(
     `CREATE TEMP TABLE touched (user_key int, m int, start_p int, end_p int, prev_end int, next_start int, active_before int, first_p int) ON COMMIT DROP`,
   );
@@ -183,7 +186,41 @@ async function appendOnePeriod(client: pg.ClientBase, factId: number, g: number)
   );
   await addOpenEndDelta(client, openEndCountsSql("fresh", "m", "m", "prev_end", 1));
   await applyOpenEndDelta(client, factId, g);
+  if (keepDayPrevious)
+    // Each of the day's active users and their previous active day (null: the user's first).
+    await client.query(
+      `CREATE TEMP TABLE day_previous ON COMMIT DROP AS
+       SELECT user_key, ${oldEnd} AS previous_day FROM touched
+       UNION ALL SELECT user_key, NULL FROM fresh WHERE prev_end IS NULL`,
+    );
   await client.query("DROP TABLE touched; DROP TABLE fresh");
+}
+
+/** A run of only the day after the watermark, whose day grain keeps day_previous for the coarser grains. */
+export interface NextDayRun {
+  /** Set once the day grain has written day_previous in this transaction. */
+  dayPrevious: boolean;
+}
+
+/**
+ * Week or month grain of a run of only the day after the watermark, after its day grain. A user active
+ * that day whose previous active day lies in the same period has the period already; the others
+ * (previous day before the period's start, or none) get the period after every island of theirs:
+ * exactly what appendOnePeriod does, for them only. Returns the period, or null when nobody needs it.
+ */
+async function appendPeriodStartedByDay(client: pg.ClientBase, factId: number, g: number, through: string): Promise<number | null> {
+  const grain = GRAINS[g]!;
+  const period = periodOfDay(grain, dateToDay(through)) | 0;
+  const periodStart = periodStartDay(grain, period) | 0;
+  await client.query(
+    `CREATE TEMP TABLE au ON COMMIT DROP AS
+     SELECT user_key, ${period} AS m FROM day_previous WHERE previous_day IS NULL OR previous_day < ${periodStart}`,
+  );
+  await client.query("ANALYZE au");
+  const any = (await client.query(`SELECT 1 FROM au LIMIT 1`)).rowCount! > 0;
+  if (any) await appendOnePeriod(client, factId, g);
+  await client.query("DROP TABLE au");
+  return any ? period : null;
 }
 
 /**

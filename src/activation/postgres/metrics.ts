@@ -134,6 +134,10 @@ export async function recomputeMetrics(
   const maxStartOffset = Math.max(...startEvents.map((e) => e[1]));
   const endOffsets = [...new Set(endEvents.map((e) => e[1]))];
   const endRanges = endOffsets.map((o) => `end_p BETWEEN ${from - o} AND ${through - o}`).join(" OR ");
+  // The end periods themselves, when few (a run of new days): a list the closed partition's covering
+  // end_p index answers alone, where OR-ed ranges take a bitmap scan of the partition's pages.
+  const endPeriods = [...new Set(endOffsets.flatMap((o) => Array.from({ length: through - from + 1 }, (_, i) => from + i - o)))];
+  const endCondition = endPeriods.length <= 400 ? `end_p = ANY('{${endPeriods.join(",")}}'::int[])` : `(${endRanges})`;
 
   const base = await client.query(`SELECT * FROM layer_metric WHERE fact_id = $1 AND grain = ${g} AND period = $2`, [factId, from - 1]);
   const whole = opts.seqScan === true;
@@ -148,7 +152,7 @@ export async function recomputeMetrics(
     // condition holds) from their counts by end period.
     await client.query(
       `SELECT end_p AS pos, ${aggSelect(END_AGGS)} FROM layer_island
-       WHERE fact_id = $1 AND grain = ${g} AND next_start IS NOT NULL AND (${endRanges}) GROUP BY end_p
+       WHERE fact_id = $1 AND grain = ${g} AND next_start IS NOT NULL AND ${endCondition} GROUP BY end_p
        UNION ALL
        SELECT end_p, c_all, c_len2, c_len3, c_first_single, c_react_single, c_all, c_all, c_all FROM layer_open_end
        WHERE fact_id = $1 AND grain = ${g} AND (${endRanges})`,

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { FactRef, ProcessOptions, ProcessResult } from "../engine.js";
 import { GRAINS, GRAIN_CODE, periodOfDate, dayToDate, dateToDay } from "../periods.js";
-import { mergeNewPeriods } from "./islands.js";
+import { mergeNewPeriods, type NextDayRun } from "./islands.js";
 import { recomputeMetrics } from "./metrics.js";
 import { withTransaction } from "./tx.js";
 
@@ -33,7 +33,7 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
   const { progress, resumeFrom, onClaimed } = options;
   const lockClient = await pool.connect();
   const timings: Record<string, number> = {};
-  let claimed: { from: string | null; firstBuild: boolean } | null = null;
+  let claimed: { from: string | null; firstBuild: boolean; nextDay: boolean } | null = null;
   try {
     let t0 = performance.now();
     await lockClient.query("SELECT pg_advisory_lock($1, $2)", [RUN_LOCK_NS, fact.id]);
@@ -57,17 +57,22 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
       await c.query(`UPDATE fact SET running_through = $2, dirty_from = NULL WHERE id = $1`, [fact.id, through]);
       // Recorded in the same transaction that cleared dirty_from: a retry after a crash resumes from it.
       await onClaimed?.(from, c);
-      return { from, firstBuild: row.processed_through === null };
+      // Only the day after the watermark, and nothing late: each grain's new period is the day's.
+      const nextDay = from === through && row.processed_through !== null && from === dayToDate(dateToDay(row.processed_through) + 1);
+      return { from, firstBuild: row.processed_through === null, nextDay };
     });
     const from = claimed.from;
     await progress?.(0.02, "claimed");
 
+    // A run of the day after the watermark processes the day grain first and keeps each active user's
+    // previous active day: week and month then need only the users that day starts the period for.
+    const nextDay: NextDayRun | undefined = claimed.nextDay && !claimed.firstBuild ? { dayPrevious: false } : undefined;
     /** One grain's islands and metrics, on the caller's transaction. */
     const processGrain = async (c: pg.PoolClient, grain: (typeof GRAINS)[number]) => {
       const g = GRAIN_CODE[grain];
       await c.query(`SET LOCAL work_mem = '${GRAIN_WORK_MEM}'`);
       const info: { built?: number } = {};
-      const minNew = await mergeNewPeriods(c, fact.id, g, from!, through, info);
+      const minNew = await mergeNewPeriods(c, fact.id, g, from!, through, info, nextDay);
       const stored = await c.query<{ p: number | null }>(`SELECT max(period) AS p FROM layer_metric WHERE fact_id = $1 AND grain = ${g}`, [fact.id]);
       const maxStored = stored.rows[0]!.p;
       const candidates = [minNew, maxStored === null ? null : maxStored + 1].filter((x): x is number => x !== null);
