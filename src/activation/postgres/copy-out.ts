@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { escapeLiteral } from "pg";
 import { to as copyTo } from "pg-copy-streams";
-import { PassThrough, pipeline, type Readable } from "node:stream";
+import { PassThrough, pipeline, type Duplex, type Readable } from "node:stream";
 import { CopyTextToNdjson, type JsonColumnKind } from "./ndjson-from-copy.js";
 
 export type ExportFormat = "csv" | "ndjson";
@@ -140,7 +140,12 @@ export function copyJsonLinesOut(pool: pg.Pool, sql: string, params: readonly un
 
 const SETTING_VALUE = /^[A-Za-z0-9_]+$/;
 
-async function streamCopy(pool: pg.Pool, copySql: string, planner: PlannerSettings = {}): Promise<Readable> {
+/**
+ * Runs a `COPY … TO STDOUT` on a connection of its own and streams its bytes through `out` (as they
+ * are by default). The connection is released when the COPY ends, and discarded when it fails or the
+ * reader goes away mid-copy.
+ */
+export async function streamCopy(pool: pg.Pool, copySql: string, planner: PlannerSettings = {}, out: Duplex = new PassThrough()): Promise<Readable> {
   const client = await pool.connect();
   const settings: Record<string, string | undefined> = { ...EXPORT_SETTINGS, ...planner };
   const names = Object.keys(settings);
@@ -160,7 +165,6 @@ async function streamCopy(pool: pg.Pool, copySql: string, planner: PlannerSettin
       throw err;
     }
   }
-  const out = new PassThrough();
   let released = false;
   const release = (err?: Error) => {
     if (released) return;

@@ -1,7 +1,6 @@
 import type pg from "pg";
-import { to as copyTo } from "pg-copy-streams";
 import { Transform, type Readable, type TransformCallback } from "node:stream";
-import { csvLineSql, describeColumns, ndjsonLineSql, type ExportFormat } from "./copy-out.js";
+import { csvLineSql, describeColumns, inlineParams, ndjsonLineSql, streamCopy, type ExportFormat } from "./copy-out.js";
 
 /**
  * A finished materialisation's exports, rendered once. The list is frozen, so its NDJSON and CSV
@@ -53,40 +52,12 @@ export async function hasRenderedExports(pool: pg.Pool, materializationId: strin
  * over as its raw bytes (no escaping, no decoding to a JS string and back): the transform below
  * strips the framing. Constant memory: one chunk at a time, under the response's backpressure.
  */
-export async function streamRenderedExport(pool: pg.Pool, materializationId: string, format: ExportFormat, header: string): Promise<Readable> {
-  const client = await pool.connect();
-  let released = false;
-  const release = (err?: Error) => {
-    if (released) return;
-    released = true;
-    client.release(err);
-  };
-  const out = new CopyBinaryFieldBytes(header);
-  const stream = client.query(
-    copyTo(
-      `COPY (SELECT body FROM member_export_chunk WHERE materialization_id = '${uuidLiteral(materializationId)}' AND format = '${format === "csv" ? "csv" : "ndjson"}' ORDER BY seq)
-       TO STDOUT WITH (FORMAT binary)`,
-    ),
+export function streamRenderedExport(pool: pg.Pool, materializationId: string, format: ExportFormat, header: string): Promise<Readable> {
+  const sql = inlineParams(
+    `COPY (SELECT body FROM member_export_chunk WHERE materialization_id = $1 AND format = $2 ORDER BY seq) TO STDOUT WITH (FORMAT binary)`,
+    [materializationId, format],
   );
-  stream.on("error", (err) => {
-    release(err);
-    out.destroy(err);
-  });
-  stream.on("end", () => release());
-  // A client that goes away stops the COPY; the connection is discarded rather than reused mid-copy.
-  out.on("close", () => {
-    if (!released) {
-      stream.destroy();
-      release(new Error("export aborted"));
-    }
-  });
-  stream.pipe(out);
-  return out;
-}
-
-function uuidLiteral(id: string): string {
-  if (!/^[0-9a-f-]{36}$/i.test(id)) throw new Error("not a uuid");
-  return id;
+  return streamCopy(pool, sql, {}, new CopyBinaryFieldBytes(header));
 }
 
 /**
