@@ -110,7 +110,7 @@ export async function mergeNewPeriods(
 
 /** au: each user with new periods in np and the earliest of them (m). */
 async function groupNewPeriodsByUser(client: pg.ClientBase): Promise<void> {
-  await client.query(`CREATE TEMP TABLE au ON COMMIT DROP AS SELECT user_key, min(p) AS m FROM np GROUP BY user_key`);
+  await client.query(`CREATE TEMP TABLE au ON COMMIT DROP AS SELECT user_key, min(p) AS m FROM np GROUP BY user_key ORDER BY user_key`);
   await client.query("ANALYZE au");
 }
 
@@ -157,6 +157,10 @@ async function appendOnePeriod(client: pg.ClientBase, factId: number, g: number,
   await client.query(
     `CREATE TEMP TABLE touched (user_key int, m int, start_p int, end_p int, prev_end int, next_start int, active_before int, first_p int) ON COMMIT DROP`,
   );
+  // Each latest island found through the user-keyed index, au in key order: cheaper than hashing
+  // au and scanning every latest island of the grain (measured: 1.46 s against 1.75 s for 255k users),
+  // and far cheaper when few users need the period (week and month grains of a day's run).
+  await client.query("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
   await client.query(
     `WITH changed AS (
        UPDATE layer_island i
@@ -168,6 +172,7 @@ async function appendOnePeriod(client: pg.ClientBase, factId: number, g: number,
      INSERT INTO touched SELECT * FROM changed`,
     [factId],
   );
+  await client.query("SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on");
   // L's end before the update: m - 1 when it was extended, its end otherwise.
   const oldEnd = "CASE WHEN next_start IS NULL THEN end_p - 1 ELSE end_p END";
   await beginOpenEndDelta(client, openEndCountsSql("touched", "start_p", oldEnd, "prev_end", -1));
@@ -214,7 +219,7 @@ async function appendPeriodStartedByDay(client: pg.ClientBase, factId: number, g
   const periodStart = periodStartDay(grain, period) | 0;
   await client.query(
     `CREATE TEMP TABLE au ON COMMIT DROP AS
-     SELECT user_key, ${period} AS m FROM day_previous WHERE previous_day IS NULL OR previous_day < ${periodStart}`,
+     SELECT user_key, ${period} AS m FROM day_previous WHERE previous_day IS NULL OR previous_day < ${periodStart} ORDER BY user_key`,
   );
   await client.query("ANALYZE au");
   const any = (await client.query(`SELECT 1 FROM au LIMIT 1`)).rowCount! > 0;
