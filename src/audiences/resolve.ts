@@ -60,7 +60,11 @@ export async function resolveAudience(ctx: AppContext, def: AudienceDefinition, 
   };
   // The latest-island shortcut holds only while no islands exist beyond the watermark (see isLatest).
   return {
-    query: { factId: main.id, grain: GRAIN_CODE[grain], period: P, latest: P === periodOfDate(grain, T) && main.runningThrough === null && main.dirtyFrom === null, filter: resolve(def.filter) },
+    query: {
+      factId: main.id, grain: GRAIN_CODE[grain], period: P, watermark: T,
+      latest: P === periodOfDate(grain, T) && main.runningThrough === null && main.dirtyFrom === null,
+      filter: resolve(def.filter),
+    },
     mainFact: main,
     asOf: when,
     period: P,

@@ -23,6 +23,8 @@ export interface AudienceQuery {
   period: number;
   /** P is the period of the fact's watermark: every governing island is then a latest one. */
   latest: boolean;
+  /** The watermark `latest` was decided on (confirmed again in the query's own snapshot). */
+  watermark?: string | null;
   filter: ResolvedNode;
 }
 

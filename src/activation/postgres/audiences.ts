@@ -33,10 +33,28 @@ async function steerPastPeriodPlan(c: pg.ClientBase, q: AudienceQuery): Promise<
   if (!q.latest) await c.query("SET LOCAL enable_indexscan = off");
 }
 
-export async function previewAudience(pool: pg.Pool, q: AudienceQuery, sampleSize: number): Promise<PreviewResult> {
-  const { sql, params } = compileAudienceQuery(q);
-  const g = Number(q.grain) | 0;
+/**
+ * The audience's query as the transaction's snapshot allows, as the first statements of a transaction.
+ * The latest-island shortcut was decided when the audience was resolved, on another snapshot; a run
+ * that committed since (a new day: latest islands that start after P) would make it wrong, so it is
+ * confirmed here, under REPEATABLE READ (the query then reads this very snapshot), and otherwise
+ * dropped: the general path is right whatever was processed after P.
+ */
+async function settleQuery(c: pg.ClientBase, q: AudienceQuery): Promise<AudienceQuery> {
+  await c.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+  if (!q.latest) return q;
+  const r = await c.query<{ still: boolean }>(
+    `SELECT processed_through = $2::date AND running_through IS NULL AND dirty_from IS NULL AS still FROM fact WHERE id = $1`,
+    [q.factId, q.watermark ?? null],
+  );
+  return r.rows[0]?.still === true ? q : { ...q, latest: false };
+}
+
+export async function previewAudience(pool: pg.Pool, resolved: AudienceQuery, sampleSize: number): Promise<PreviewResult> {
+  const g = Number(resolved.grain) | 0;
   const res = await withTransaction(pool, async (c) => {
+    const q = await settleQuery(c, resolved);
+    const { sql, params } = compileAudienceQuery(q);
     // Previews are interactive: bound their cost so one heavy filter cannot hold a connection for long.
     await c.query("SET LOCAL statement_timeout = '60s'");
     // JIT compilation costs more than it saves on interactive queries of this size.
@@ -65,10 +83,11 @@ export async function previewAudience(pool: pg.Pool, q: AudienceQuery, sampleSiz
  * a retry redoes them whole). The caller marks the record succeeded only after all of it: until
  * then nothing of the list is served.
  */
-export async function materializeMembers(pool: pg.Pool, materializationId: string, q: AudienceQuery): Promise<number> {
-  const { sql, params } = compileAudienceQuery(q);
-  const g = Number(q.grain) | 0;
+export async function materializeMembers(pool: pg.Pool, materializationId: string, resolved: AudienceQuery): Promise<number> {
+  const g = Number(resolved.grain) | 0;
   const count = await withTransaction(pool, async (c) => {
+    const q = await settleQuery(c, resolved);
+    const { sql, params } = compileAudienceQuery(q);
     await steerPastPeriodPlan(c, q);
     await c.query(`DELETE FROM audience_member WHERE materialization_id = $1`, [materializationId]);
     const mid = `$${params.length + 1}::uuid`;
