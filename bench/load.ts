@@ -19,7 +19,6 @@
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,6 +33,7 @@ import { PrismaPg } from "@prisma/adapter-pg";
 import { PrismaClient } from "../src/generated/prisma/client.js";
 import { mulberry32 } from "../src/util/prng.js";
 import { adminQuery, databaseUrlFor } from "./common.js";
+import { freePort } from "../test/helpers/private-services.js";
 import { createUsersAndParams, dateOfX, insertActivity } from "./activation/generate.js";
 
 const { values } = parseArgs({
@@ -128,17 +128,6 @@ async function clearRedisPrefix(): Promise<void> {
   } finally {
     r.disconnect();
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function startServer(port: number) {

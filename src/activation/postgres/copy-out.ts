@@ -68,10 +68,10 @@ export async function copyQueryOut(
     return streamCopy(pool, `COPY (SELECT ${select} FROM (${inner}) q) TO STDOUT WITH (FORMAT csv, HEADER true)`, settings);
   }
   // PostgreSQL prints the columns (text COPY, its cheapest output); this process writes the JSON.
-  const types = await describeColumns(pool, inner, columns);
-  const select = types.map((f) => (jsonKindOf(f) === "json" ? `to_json(q.${f.name}) AS ${f.name}` : `q.${f.name}`)).join(", ");
+  const kinds = (await describeColumns(pool, inner, columns)).map((f) => ({ name: f.name, kind: jsonKindOf(f) }));
+  const select = kinds.map((f) => (f.kind === "json" ? `to_json(q.${f.name}) AS ${f.name}` : `q.${f.name}`)).join(", ");
   const copied = await streamCopy(pool, `COPY (SELECT ${select} FROM (${inner}) q) TO STDOUT`, settings);
-  const ndjson = new CopyTextToNdjson(types.map((f) => ({ name: f.name, kind: jsonKindOf(f) })));
+  const ndjson = new CopyTextToNdjson(kinds);
   // Either side going away (an aborted response, a failed COPY) ends both; the COPY's connection is released.
   pipeline(copied, ndjson, () => {});
   return ndjson;

@@ -83,8 +83,9 @@ export async function mergeNewPeriods(
     // can be covered or merged, so the latest islands are changed in one pass.
     if (await onePeriodPerUser(client)) {
       const minNew = (await client.query<{ m: number | null }>(`SELECT min(m) AS m FROM au`)).rows[0]!.m;
-      await appendOnePeriod(client, factId, g, g === 0 && nextDay !== undefined);
-      if (g === 0 && nextDay) nextDay.dayPrevious = true;
+      const keepDayPrevious = g === 0 && nextDay !== undefined;
+      await appendOnePeriod(client, factId, g, keepDayPrevious);
+      if (keepDayPrevious) nextDay.dayPrevious = true;
       await client.query("DROP TABLE np; DROP TABLE au");
       return minNew;
     }
@@ -217,13 +218,15 @@ async function appendPeriodStartedByDay(client: pg.ClientBase, factId: number, g
   const grain = GRAINS[g]!;
   const period = periodOfDay(grain, dateToDay(through)) | 0;
   const periodStart = periodStartDay(grain, period) | 0;
-  await client.query(
+  const created = await client.query(
     `CREATE TEMP TABLE au ON COMMIT DROP AS
      SELECT user_key, ${period} AS m FROM day_previous WHERE previous_day IS NULL OR previous_day < ${periodStart} ORDER BY user_key`,
   );
-  await client.query("ANALYZE au");
-  const any = (await client.query(`SELECT 1 FROM au LIMIT 1`)).rowCount! > 0;
-  if (any) await appendOnePeriod(client, factId, g);
+  const any = (created.rowCount ?? 0) > 0;
+  if (any) {
+    await client.query("ANALYZE au");
+    await appendOnePeriod(client, factId, g);
+  }
   await client.query("DROP TABLE au");
   return any ? period : null;
 }

@@ -66,7 +66,7 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
 
     // A run of the day after the watermark processes the day grain first and keeps each active user's
     // previous active day: week and month then need only the users that day starts the period for.
-    const nextDay: NextDayRun | undefined = claimed.nextDay && !claimed.firstBuild ? { dayPrevious: false } : undefined;
+    const nextDay: NextDayRun | undefined = claimed.nextDay ? { dayPrevious: false } : undefined;
     /** One grain's islands and metrics, on the caller's transaction. */
     const processGrain = async (c: pg.PoolClient, grain: (typeof GRAINS)[number]) => {
       const g = GRAIN_CODE[grain];
