@@ -25,6 +25,11 @@ const configSchema = z.object({
   JOB_LOCK_MS: z.coerce.number().int().min(500).max(600_000).default(60_000),
   /** How often workers look for jobs whose worker died (stalled jobs). */
   JOB_STALLED_CHECK_MS: z.coerce.number().int().min(200).max(600_000).default(30_000),
+  /**
+   * How often workers look for unfinished records whose job is gone or has ended (Redis lost it, or the
+   * outcome of a last attempt could not be recorded) and revive those jobs; also done on every (re)connection.
+   */
+  JOB_RECOVERY_INTERVAL_MS: z.coerce.number().int().min(200).max(86_400_000).default(60_000),
   /** Requests one API key may make per window, counted in Redis across every API process; 0 turns the limit off. */
   RATE_LIMIT_MAX: z.coerce.number().int().min(0).max(1_000_000_000).default(6000),
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).max(86_400_000).default(60_000),

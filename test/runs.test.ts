@@ -4,6 +4,9 @@ import { executeRun, processAllFactsThroughYesterday, requestRun } from "../src/
 import { dateToDay } from "../src/activation/periods.js";
 import { activityDateOf, referenceLayer } from "../src/activation/status-rules.js";
 import type { RunningWorkers } from "../src/jobs/workers.js";
+import { Worker } from "bullmq";
+import { JOB_NAMES, QUEUE_NAMES } from "../src/jobs/payloads.js";
+import { createRedis } from "../src/jobs/redis.js";
 import { api, createFact, ingest, processThrough } from "./helpers/api.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 
@@ -389,6 +392,85 @@ describe("failed runs leave earlier results intact", () => {
       statusAfter[grain!] = (await api(env).get(`/v1/facts/r_fail_answers/status?grain=${grain}&period=${period}`)).json();
     expect(statusAfter).toEqual(statusBefore);
     expect(await metricsSnapshot("r_fail_answers")).toEqual(before);
+  });
+});
+
+describe("a run whose job ended without its record knowing", () => {
+  /**
+   * What a run's last attempt leaves when it fails while PostgreSQL is unreachable: the run had claimed
+   * its fact (dirty_from cleared, its start date kept in the record), the failure could not be recorded
+   * (the record still reads running, dirty_from is not put back), and its job has failed for good.
+   */
+  async function strandRun(fact: string, through: string): Promise<string> {
+    const record = await factRecord(fact);
+    const { run } = await requestRun(env.ctx, record, through);
+    const from = record.dirtyFrom!.toISOString().slice(0, 10);
+    await env.ctx.db.pool.query(`UPDATE fact SET dirty_from = NULL, running_through = $2 WHERE id = $1`, [record.id, through]);
+    await env.ctx.db.prisma.processingRun.update({
+      where: { id: run.id },
+      data: { status: "running", startedAt: new Date(), fromDate: new Date(`${from}T00:00:00Z`), error: null },
+    });
+    // Its job, on its last attempt, fails in a stand-in worker.
+    const { queues, config } = env.ctx;
+    const jobId = queues.processRunJobId(run.id);
+    await queues.processing.remove(jobId);
+    await queues.processing.add(JOB_NAMES.processRun, { runId: run.id }, { jobId, attempts: 1 });
+    const connection = createRedis(config.REDIS_URL, "worker");
+    const standIn = new Worker(QUEUE_NAMES.processing, async () => { throw new Error("PostgreSQL unreachable"); }, { connection, prefix: config.REDIS_PREFIX });
+    try {
+      const deadline = Date.now() + 10_000;
+      while ((await queues.processing.getJobState(jobId)) !== "failed") {
+        if (Date.now() > deadline) throw new Error("the stand-in worker never failed the job");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      await standIn.close();
+      connection.disconnect();
+    }
+    expect((await getRun(run.id)).status).toBe("running");
+    return run.id;
+  }
+
+  /** Every grain's metrics, without the fact's name. */
+  async function metricsRows(fact: string) {
+    const all = (await metricsSnapshot(fact)) as Record<string, Record<string, unknown>>;
+    return Object.fromEntries(Object.entries(all).map(([grain, { fact: _name, ...rest }]) => [grain, rest]));
+  }
+
+  /** Processed through 03-03, then a late event (03-02) and a new day (03-04); the reference gets it all at once. */
+  async function lateSetup(fact: string) {
+    const first = daily(fact, ["2026-03-01", "2026-03-03"]);
+    const more = [...daily(fact, ["2026-03-04"]), { user_id: `${fact}-late`, occurred_at: "2026-03-02T12:00:00Z" }];
+    await createFact(env, fact);
+    await ingest(env, fact, first);
+    await withWorkers(() => processThrough(env, fact, "2026-03-03"));
+    await ingest(env, fact, more);
+    const ref = `${fact}_ref`;
+    await createFact(env, ref);
+    await ingest(env, ref, [...first, ...more]);
+    await withWorkers(() => processThrough(env, ref, "2026-03-04"));
+    return ref;
+  }
+
+  it("is revived when the same run is asked for again (the request joins it), and ends as an undisturbed run", async () => {
+    const ref = await lateSetup("r_strand_join");
+    const runId = await strandRun("r_strand_join", "2026-03-04");
+    const again = await api(env).post("/v1/facts/r_strand_join/runs", { through: "2026-03-04" });
+    expect(again.statusCode, again.body).toBe(200);
+    expect(again.json().id).toBe(runId);
+    expect(await env.ctx.queues.processing.getJobState(env.ctx.queues.processRunJobId(runId))).toBe("waiting");
+    const run = await withWorkers(() => waitFor(runId, finished, "finished"));
+    expect(run).toMatchObject({ status: "succeeded", from: "2026-03-02", through: "2026-03-04", error: null });
+    expect((await factView("r_strand_join")).processed_through).toBe("2026-03-04");
+    expect(await metricsRows("r_strand_join")).toEqual(await metricsRows(ref));
+  });
+
+  it("is revived by workers when they start, without anyone asking", async () => {
+    const ref = await lateSetup("r_strand_sweep");
+    const runId = await strandRun("r_strand_sweep", "2026-03-04");
+    const run = await withWorkers(() => waitFor(runId, finished, "finished"));
+    expect(run).toMatchObject({ status: "succeeded", from: "2026-03-02", through: "2026-03-04", error: null });
+    expect(await metricsRows("r_strand_sweep")).toEqual(await metricsRows(ref));
   });
 });
 

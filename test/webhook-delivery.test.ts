@@ -2,6 +2,7 @@ import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type ServerResponse, type Server } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { attemptDelivery } from "../src/audiences/webhooks.js";
+import { requeueUnfinishedJobs } from "../src/jobs/recovery.js";
 import { api, createFact, ingest, processThrough } from "./helpers/api.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 
@@ -9,7 +10,8 @@ const TIMEOUT_MS = 300;
 
 let env: TestEnv;
 beforeAll(async () => {
-  env = await createTestEnv({ WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS) });
+  // Some tests drive attempts on records without a job: no periodic sweep may queue those meanwhile.
+  env = await createTestEnv({ WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS), JOB_RECOVERY_INTERVAL_MS: "3600000" });
   env.startWorkers();
 });
 afterAll(async () => env?.close());
@@ -153,6 +155,24 @@ describe("webhook deliveries", () => {
       } finally {
         await rx.close();
       }
+    }
+  });
+
+  it("a pending delivery whose job was lost (Redis lost its data) is queued again by the recovery sweep and lands once", async () => {
+    const rx = await receiver([204]);
+    try {
+      const hook = (await api(env).post("/v1/webhooks", { url: rx.url, events: ["run.failed"], secret: "lost-secret-0123456789" })).json();
+      const id = randomUUID();
+      await env.ctx.db.prisma.webhookDelivery.create({ data: { id, webhookId: hook.id, event: "run.failed", payload: { id, event: "run.failed", data: {} }, status: "pending" } });
+      expect(await env.ctx.queues.webhooks.getJobState(env.ctx.queues.webhookDeliveryJobId(id))).toBe("unknown");
+      expect(await requeueUnfinishedJobs(env.ctx)).toBeGreaterThanOrEqual(1);
+      expect(await deliveryOf(hook.id)).toMatchObject({ id, status: "delivered", attempts: 1, response_code: 204, error: null });
+      // A second sweep finds its job completed and its record delivered: nothing is sent again.
+      await requeueUnfinishedJobs(env.ctx);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(rx.received).toHaveLength(1);
+    } finally {
+      await rx.close();
     }
   });
 });

@@ -11,6 +11,7 @@ import type { ProcessProgress } from "./engine.js";
 import { emitEvent } from "../audiences/webhooks.js";
 import { refreshAudiencesOnNewData } from "../audiences/materializations.js";
 import { refreshCampaignsAfterRun } from "../campaigns/results.js";
+import { reviveRunJob } from "../jobs/recovery.js";
 
 export const runSchema = z
   .object({
@@ -69,7 +70,12 @@ export async function requestRun(ctx: AppContext, fact: Fact, through: string | 
     where: { factId: fact.id, throughDate: new Date(`${target}T00:00:00Z`), status: { in: ["queued", "running"] } },
     orderBy: { createdAt: "desc" },
   });
-  if (existing) return { run: runView(existing, fact.name), joined: true };
+  if (existing) {
+    // Its job may have ended without the record knowing (a last attempt failing while PostgreSQL was
+    // unreachable) or been lost with Redis's data: joining a record nothing will finish would wait forever.
+    await reviveRunJob(ctx, existing.id).catch(() => {});
+    return { run: runView(existing, fact.name), joined: true };
+  }
   const run = await ctx.db.prisma.processingRun.create({
     data: { id: randomUUID(), factId: fact.id, status: "queued", throughDate: new Date(`${target}T00:00:00Z`), trigger },
   });

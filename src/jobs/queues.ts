@@ -26,11 +26,15 @@ export class JobQueues {
     return [this.processing, this.materializations, this.webhooks, this.schedules, this.campaigns];
   }
 
+  // One job per record, its id derived from the record's: enqueueing the same record twice is a no-op.
+  processRunJobId = (runId: string) => `run-${runId}`;
+  materializationJobId = (materializationId: string) => `mat-${materializationId}`;
+  webhookDeliveryJobId = (deliveryId: string) => `hook-${deliveryId}`;
+
   async enqueueProcessRun(payload: ProcessRunPayload): Promise<void> {
     const data = processRunPayload.parse(payload);
     await this.processing.add(JOB_NAMES.processRun, data, {
-      // One job per run record: enqueueing the same run twice is a no-op.
-      jobId: `run-${data.runId}`,
+      jobId: this.processRunJobId(data.runId),
       attempts: 5,
       backoff: { type: "exponential", delay: 2000 },
       removeOnComplete: { age: 86_400, count: 10_000 },
@@ -41,7 +45,7 @@ export class JobQueues {
   async enqueueMaterialization(payload: MaterializationPayload): Promise<void> {
     const data = materializationPayload.parse(payload);
     await this.materializations.add(JOB_NAMES.materialize, data, {
-      jobId: `mat-${data.materializationId}`,
+      jobId: this.materializationJobId(data.materializationId),
       attempts: 5,
       backoff: { type: "exponential", delay: 2000 },
       removeOnComplete: { age: 86_400, count: 10_000 },
@@ -52,7 +56,7 @@ export class JobQueues {
   async enqueueWebhookDelivery(payload: WebhookDeliveryPayload): Promise<void> {
     const data = webhookDeliveryPayload.parse(payload);
     await this.webhooks.add(JOB_NAMES.deliverWebhook, data, {
-      jobId: `hook-${data.deliveryId}`,
+      jobId: this.webhookDeliveryJobId(data.deliveryId),
       // About 1 s, 2 s, 4 s … up to ~2 min between the 8 attempts.
       attempts: 8,
       backoff: { type: "exponential", delay: 1000 },

@@ -84,25 +84,35 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
     w.on("failed", (job, err) => log.error({ job: job?.id, queue: w.name, err: err.message }, "job failed"));
     w.on("error", () => {});
   }
-  // Whenever Redis is (re)connected, jobs it may have lost are queued again from their records; the
-  // queue's own connection may come back a moment later, hence a few tries.
+  // Whenever Redis is (re)connected, and every JOB_RECOVERY_INTERVAL_MS, jobs that were lost or ended
+  // without their record knowing are revived; the queue's own connection may come back a moment later
+  // than this one, hence a few tries.
   let closing = false;
-  connection.on("ready", () => {
-    void (async () => {
-      for (let attempt = 1; attempt <= 5 && !closing; attempt++) {
+  let sweeping = false;
+  const reviveJobs = async (tries: number) => {
+    if (sweeping) return;
+    sweeping = true;
+    try {
+      for (let attempt = 1; attempt <= tries && !closing; attempt++) {
         try {
           const n = await requeueUnfinishedJobs(ctx);
-          if (n > 0) log.info({ records: n }, "unfinished jobs queued again");
+          if (n > 0) log.info({ jobs: n }, "jobs of unfinished records revived");
           return;
         } catch {
-          await new Promise((r) => setTimeout(r, 1000 * attempt));
+          if (attempt < tries) await new Promise((r) => setTimeout(r, 1000 * attempt));
         }
       }
-    })();
-  });
+    } finally {
+      sweeping = false;
+    }
+  };
+  connection.on("ready", () => void reviveJobs(5));
+  const sweep = setInterval(() => void reviveJobs(1), ctx.config.JOB_RECOVERY_INTERVAL_MS);
+  sweep.unref();
   return {
     async close() {
       closing = true;
+      clearInterval(sweep);
       // close() waits for in-flight jobs to finish: graceful shutdown.
       await Promise.allSettled(workers.map((w) => w.close()));
       connection.disconnect();
