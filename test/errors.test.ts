@@ -61,6 +61,17 @@ describe("problem+json everywhere", () => {
     expect(body.detail).toContain("missing_fact");
   });
 
+  it("400 naming a query parameter the endpoint does not take (a misspelt one is never silently ignored)", async () => {
+    const misspelt = expectProblem(await api(env).get("/v1/facts/err_fact/metrics?grian=week"), 400);
+    expect(misspelt.errors).toEqual([{ path: "grian", message: "unknown field 'grian'" }]);
+    expect(misspelt.detail).toContain("grian");
+    // On a paginated list too, beside valid ones; the same request without it answers.
+    const listed = expectProblem(await api(env).get("/v1/facts?limit=5&sort=name&servce=x"), 400);
+    expect(listed.errors.map((e: { path: string }) => e.path).sort()).toEqual(["servce", "sort"]);
+    expect((await api(env).get("/v1/facts?limit=5")).statusCode).toBe(200);
+    expect((await api(env).get("/v1/facts/err_fact/metrics?grain=week")).statusCode).not.toBe(400);
+  });
+
   it("400 for a body that is not JSON, or empty", async () => {
     for (const payload of ['{"name": "x",', "name=x", "[1, 2", ""]) {
       const res = await env.app.inject({ method: "POST", url: "/v1/facts", headers: { ...env.auth(), "content-type": "application/json" }, payload });

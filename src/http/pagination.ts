@@ -4,7 +4,8 @@ import { badRequest } from "./problem.js";
 export const DEFAULT_LIMIT = 100;
 export const MAX_LIMIT = 10_000;
 
-export const pageQuerySchema = z.object({
+// Strict, like every query string schema: a misspelt parameter (`grian=week`) is a 400 naming it, not silently ignored.
+export const pageQuerySchema = z.strictObject({
   limit: z.coerce.number().int().min(1).max(MAX_LIMIT).default(DEFAULT_LIMIT).describe(`Page size, 1–${MAX_LIMIT}.`),
   cursor: z.string().max(2000).optional().describe("Opaque cursor from the previous page's next_cursor."),
 });

@@ -156,7 +156,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
           "Recomputed by a job after each processing run of the goal fact and after sends and outcomes; this returns the stored results " +
           "(computed now the first time, or with `refresh=true`).",
         params: idParams,
-        querystring: z.object({ refresh: z.enum(["true", "false"]).optional().describe("Recompute now instead of returning the stored results") }),
+        querystring: z.strictObject({ refresh: z.enum(["true", "false"]).optional().describe("Recompute now instead of returning the stored results") }),
         response: { 200: campaignResultSchema, ...errors },
       },
     },
