@@ -2,7 +2,7 @@ import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type ServerResponse, type Server } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { attemptDelivery } from "../src/audiences/webhooks.js";
-import { requeueUnfinishedJobs } from "../src/jobs/recovery.js";
+import { reviveUnfinishedJobs } from "../src/jobs/recovery.js";
 import { api, createFact, ingest, processThrough } from "./helpers/api.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 
@@ -165,14 +165,43 @@ describe("webhook deliveries", () => {
       const id = randomUUID();
       await env.ctx.db.prisma.webhookDelivery.create({ data: { id, webhookId: hook.id, event: "run.failed", payload: { id, event: "run.failed", data: {} }, status: "pending" } });
       expect(await env.ctx.queues.webhooks.getJobState(env.ctx.queues.webhookDeliveryJobId(id))).toBe("unknown");
-      expect(await requeueUnfinishedJobs(env.ctx)).toBeGreaterThanOrEqual(1);
+      expect(await reviveUnfinishedJobs(env.ctx)).toBeGreaterThanOrEqual(1);
       expect(await deliveryOf(hook.id)).toMatchObject({ id, status: "delivered", attempts: 1, response_code: 204, error: null });
       // A second sweep finds its job completed and its record delivered: nothing is sent again.
-      await requeueUnfinishedJobs(env.ctx);
+      await reviveUnfinishedJobs(env.ctx);
       await new Promise((r) => setTimeout(r, 300));
       expect(rx.received).toHaveLength(1);
     } finally {
       await rx.close();
+    }
+  });
+});
+
+describe("the workers' periodic recovery sweep", () => {
+  let sweepEnv: TestEnv;
+  beforeAll(async () => {
+    sweepEnv = await createTestEnv({ WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS), JOB_RECOVERY_INTERVAL_MS: "300" });
+  });
+  afterAll(async () => sweepEnv?.close());
+
+  it("queues a pending delivery that has no job while the workers run, without anyone asking", async () => {
+    const workers = sweepEnv.startWorkers();
+    const rx = await receiver([204]);
+    try {
+      // Well after the sweep the workers make on connecting.
+      await new Promise((r) => setTimeout(r, 500));
+      const hook = (await api(sweepEnv).post("/v1/webhooks", { url: rx.url, events: ["run.failed"], secret: "sweep-secret-0123456789" })).json();
+      const id = randomUUID();
+      await sweepEnv.ctx.db.prisma.webhookDelivery.create({ data: { id, webhookId: hook.id, event: "run.failed", payload: { id, event: "run.failed", data: {} }, status: "pending" } });
+      const deadline = Date.now() + 10_000;
+      let d: { status: string } | undefined;
+      while (Date.now() < deadline && (d = (await api(sweepEnv).get(`/v1/webhooks/${hook.id}/deliveries`)).json().data[0])?.status !== "delivered")
+        await new Promise((r) => setTimeout(r, 50));
+      expect(d).toMatchObject({ id, status: "delivered", attempts: 1 });
+      expect(rx.received).toHaveLength(1);
+    } finally {
+      await rx.close();
+      await workers.close();
     }
   });
 });

@@ -42,7 +42,7 @@ export function reviveRunJob(ctx: AppContext, runId: string): Promise<boolean> {
  * whose outcome PostgreSQL could not record, would leave those records waiting forever, and new
  * requests for the same run would join them. Returns how many jobs were revived.
  */
-export async function requeueUnfinishedJobs(ctx: AppContext): Promise<number> {
+export async function reviveUnfinishedJobs(ctx: AppContext): Promise<number> {
   const unfinished = { status: { in: ["queued", "running"] } };
   const runs = await ctx.db.prisma.processingRun.findMany({ where: unfinished, select: { id: true }, orderBy: { createdAt: "asc" } });
   const materializations = await ctx.db.prisma.materialization.findMany({ where: unfinished, select: { id: true }, orderBy: { createdAt: "asc" } });

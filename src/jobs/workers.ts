@@ -5,7 +5,7 @@ import { executeMaterialization, requestMaterialization } from "../audiences/mat
 import { attemptDelivery } from "../audiences/webhooks.js";
 import { executeCampaignResults } from "../campaigns/results.js";
 import { createRedis } from "./redis.js";
-import { requeueUnfinishedJobs } from "./recovery.js";
+import { reviveUnfinishedJobs } from "./recovery.js";
 import {
   JOB_NAMES, QUEUE_NAMES, audienceRefreshPayload, campaignResultsPayload, materializationPayload, processRunPayload, scheduledProcessingPayload,
   webhookDeliveryPayload,
@@ -89,13 +89,18 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
   // than this one, hence a few tries.
   let closing = false;
   let sweeping = false;
-  const reviveJobs = async (tries: number) => {
-    if (sweeping) return;
+  // A sweep asked for while one runs (Redis back during a periodic sweep) runs right after it.
+  let askedTries = 0;
+  const reviveJobs = async (tries: number): Promise<void> => {
+    if (sweeping) {
+      askedTries = Math.max(askedTries, tries);
+      return;
+    }
     sweeping = true;
     try {
       for (let attempt = 1; attempt <= tries && !closing; attempt++) {
         try {
-          const n = await requeueUnfinishedJobs(ctx);
+          const n = await reviveUnfinishedJobs(ctx);
           if (n > 0) log.info({ jobs: n }, "jobs of unfinished records revived");
           return;
         } catch {
@@ -104,6 +109,9 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
       }
     } finally {
       sweeping = false;
+      const again = askedTries;
+      askedTries = 0;
+      if (again > 0 && !closing) void reviveJobs(again);
     }
   };
   connection.on("ready", () => void reviveJobs(5));
