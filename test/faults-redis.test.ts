@@ -91,7 +91,7 @@ describe("Redis restarted during a job", () => {
       // Redis is back: the job is settled in the queue, the run did not run again to another result.
     const deadline = Date.now() + 30_000;
     let state = "";
-    while (Date.now() < deadline && (state = await env.ctx.queues.processing.getJobState(`run-${runId}`)) !== "completed")
+    while (Date.now() < deadline && (state = await env.ctx.queues.processing.getJobState(env.ctx.queues.processRunJobId(runId))) !== "completed")
       await new Promise((r) => setTimeout(r, 100));
     expect(state).toBe("completed");
       const record = (await api(env).get(`/v1/runs/${runId}`)).json();
@@ -149,7 +149,7 @@ describe("Redis restarted with its data lost", () => {
       await volatile.start(); // empty: every queue and job is gone
       const deadline = Date.now() + 20_000;
       let state = "unknown";
-      while (Date.now() < deadline && (state = await lostEnv.ctx.queues.processing.getJobState(`run-${runId}`).catch(() => "unknown")) === "unknown")
+      while (Date.now() < deadline && (state = await lostEnv.ctx.queues.processing.getJobState(lostEnv.ctx.queues.processRunJobId(runId)).catch(() => "unknown")) === "unknown")
         await new Promise((r) => setTimeout(r, 100));
       expect(state, "the job is queued again after Redis came back empty").not.toBe("unknown");
       await holder.query("SELECT pg_advisory_unlock(4271, $1)", [factId]);
@@ -161,7 +161,7 @@ describe("Redis restarted with its data lost", () => {
       // Both jobs of the run (the one Redis forgot, still in its worker, and the one queued again)
       // are done once the new one completes; the record is still the first finish's.
       const deadline3 = Date.now() + 30_000;
-      while (Date.now() < deadline3 && (state = await lostEnv.ctx.queues.processing.getJobState(`run-${runId}`)) !== "completed")
+      while (Date.now() < deadline3 && (state = await lostEnv.ctx.queues.processing.getJobState(lostEnv.ctx.queues.processRunJobId(runId))) !== "completed")
         await new Promise((r) => setTimeout(r, 100));
       expect(state).toBe("completed");
       await new Promise((r) => setTimeout(r, 500));

@@ -43,23 +43,27 @@ export function reviveRunJob(ctx: AppContext, runId: string): Promise<boolean> {
  * requests for the same run would join them. Returns how many jobs were revived.
  */
 export async function reviveUnfinishedJobs(ctx: AppContext): Promise<number> {
-  const unfinished = { status: { in: ["queued", "running"] } };
-  const runs = await ctx.db.prisma.processingRun.findMany({ where: unfinished, select: { id: true }, orderBy: { createdAt: "asc" } });
-  const materializations = await ctx.db.prisma.materialization.findMany({ where: unfinished, select: { id: true }, orderBy: { createdAt: "asc" } });
-  const deliveries = await ctx.db.prisma.webhookDelivery.findMany({
-    where: { status: "pending", createdAt: { gte: new Date(Date.now() - DELIVERY_RECOVERY_AGE_MS) } },
-    select: { id: true },
-    orderBy: { createdAt: "asc" },
-    take: DELIVERY_RECOVERY_BATCH,
-  });
+  const { prisma } = ctx.db;
   const { queues } = ctx;
+  // Each read is answered by a partial index on just these records (migration 20261127150000).
+  const unfinished = { where: { status: { in: ["queued", "running"] } }, select: { id: true }, orderBy: { createdAt: "asc" as const } };
+  const kinds: Array<{ ids: Array<{ id: string }>; revive: (id: string) => Promise<boolean> }> = [
+    { ids: await prisma.processingRun.findMany(unfinished), revive: (id) => reviveRunJob(ctx, id) },
+    {
+      ids: await prisma.materialization.findMany(unfinished),
+      revive: (id) => reviveJob(queues.materializations, queues.materializationJobId(id), () => queues.enqueueMaterialization({ materializationId: id })),
+    },
+    {
+      ids: await prisma.webhookDelivery.findMany({
+        where: { status: "pending", createdAt: { gte: new Date(Date.now() - DELIVERY_RECOVERY_AGE_MS) } },
+        select: { id: true },
+        orderBy: { createdAt: "asc" },
+        take: DELIVERY_RECOVERY_BATCH,
+      }),
+      revive: (id) => reviveJob(queues.webhooks, queues.webhookDeliveryJobId(id), () => queues.enqueueWebhookDelivery({ deliveryId: id })),
+    },
+  ];
   let revived = 0;
-  for (const r of runs) if (await reviveRunJob(ctx, r.id)) revived++;
-  for (const m of materializations)
-    if (await reviveJob(queues.materializations, queues.materializationJobId(m.id), () => queues.enqueueMaterialization({ materializationId: m.id })))
-      revived++;
-  for (const d of deliveries)
-    if (await reviveJob(queues.webhooks, queues.webhookDeliveryJobId(d.id), () => queues.enqueueWebhookDelivery({ deliveryId: d.id })))
-      revived++;
+  for (const { ids, revive } of kinds) for (const { id } of ids) if (await revive(id)) revived++;
   return revived;
 }
