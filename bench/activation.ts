@@ -12,7 +12,7 @@
  *   - one more day with D/2 and 2·D days of history of the same users (flat cost).
  * Prints a table of figures, targets and pass/fail; writes bench/results/activation.json.
  */
-import { adminQuery, timedWith, databaseUrlFor, figureTable } from "./common.js";
+import { adminQuery, calibrate, timedWith, databaseUrlFor, figureTable } from "./common.js";
 import os from "node:os";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -122,6 +122,8 @@ const machine = await (async () => {
   };
 })();
 log(`machine: ${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gb} GB, node ${machine.node}, ${machine.postgres}`);
+const calibration = await calibrate(pool);
+log(`calibration (fixed PostgreSQL work; lower is faster): cpu ${calibration.cpu_ms} ms, write ${calibration.write_ms} ms`);
 
 // 1. data
 const gen = await (async () => {
@@ -415,13 +417,14 @@ results.load_average = { at_start: loadAtStart.map((v) => +v.toFixed(2)), at_end
 console.log("");
 console.log(`Activation layer benchmark — ${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gb} GB RAM, node ${machine.node}, ${machine.postgres}`);
 console.log(`PostgreSQL settings: ${Object.entries(machine.postgres_settings).map(([k, v]) => `${k}=${v}`).join(", ")}`);
+console.log(`calibration at the start (see bench/common.ts calibrate): cpu ${calibration.cpu_ms} ms, write ${calibration.write_ms} ms`);
 printFigures((r) => r.pass === null ? (r.target ? "n/a (small run)" : "") : r.pass ? "PASS" : "FAIL");
 console.log(`total run: ${totalS.toFixed(0)} s; load average (1/5/15 min) at start ${loadAtStart.map((v) => v.toFixed(1)).join("/")}, at end ${os.loadavg().map((v) => v.toFixed(1)).join("/")} on ${machine.cpus} CPUs`);
 
 const out = {
   bench: "activation",
   date: new Date().toISOString(),
-  machine,
+  machine: { ...machine, calibration },
   options: { users: USERS, days: DAYS, late_events: LATE_EVENTS, full_size: FULL_SIZE },
   figures: results,
   table: rows,

@@ -84,3 +84,39 @@ export function pullWithCurl(url: string, headers: Record<string, string>): Prom
     });
   });
 }
+
+/** What `calibrate` measured: the same fixed PostgreSQL work on any machine, in milliseconds. */
+export interface Calibration {
+  /** sum over 5M rows of generate_series, in memory: one core's speed at executor work. */
+  cpu_ms: number;
+  /** 500k rows in random key order into a logged table with a primary key: heap, btree and WAL. */
+  write_ms: number;
+}
+
+/**
+ * A fixed amount of PostgreSQL work, timed at the start of a benchmark. Figures taken on a shared
+ * machine on different days differ by more than most optimisations do (the same code and data have
+ * measured 3× apart); these two times say how fast the machine was during the run, so figures of
+ * different runs can be compared.
+ */
+export async function calibrate(pool: pg.Pool): Promise<Calibration> {
+  const c = await pool.connect();
+  try {
+    await c.query(`SET work_mem = '1GB'`);
+    await c.query(`SELECT sum(i) FROM generate_series(1, 200000) i`); // warm-up
+    let t0 = performance.now();
+    await c.query(`SELECT sum(i) FROM generate_series(1, 5000000) i`);
+    const cpu_ms = performance.now() - t0;
+    await c.query(`DROP TABLE IF EXISTS bench_calibration`);
+    await c.query(`CREATE TABLE bench_calibration (k int PRIMARY KEY, v int NOT NULL)`);
+    await c.query(`CHECKPOINT`);
+    t0 = performance.now();
+    // A multiplicative permutation of 1..500000: random-looking key order, the same on every run.
+    await c.query(`INSERT INTO bench_calibration SELECT (i::bigint * 7919 % 500009)::int, i FROM generate_series(1, 500000) i`);
+    const write_ms = performance.now() - t0;
+    await c.query(`DROP TABLE bench_calibration`);
+    return { cpu_ms: Math.round(cpu_ms), write_ms: Math.round(write_ms) };
+  } finally {
+    c.release();
+  }
+}

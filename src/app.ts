@@ -52,6 +52,9 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
     // Ids and cursors only; a longer path parameter is abuse, not data.
     routerOptions: { maxParamLength: 600 },
     frameworkErrors: frameworkErrorHandler,
+    // request.ip (the address failed authentications are counted by) from X-Forwarded-For only behind
+    // the proxies TRUST_PROXY names; otherwise a client could pick its own address.
+    trustProxy: context.config.TRUST_PROXY,
     ...fastifyOptions,
   }).withTypeProvider<ZodTypeProvider>();
 

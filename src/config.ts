@@ -1,6 +1,37 @@
+import { isIP } from "node:net";
 import { z } from "zod";
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+/** One address or CIDR range of a trusted proxy: `10.0.0.7`, `10.0.0.0/8`, `::1`, `fd00::/8`. */
+function isAddressOrRange(entry: string): boolean {
+  const [address, bits, ...rest] = entry.split("/");
+  const family = isIP(address ?? "");
+  if (family === 0 || rest.length > 0) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+}
+
+/**
+ * Which proxies' X-Forwarded-For the API believes when it decides a client's address (Fastify's
+ * trustProxy): `false`, `true` (any peer: only when nothing but the proxy can reach the API), or a
+ * comma-separated list of the proxies' addresses/ranges. No hop count: Fastify 5 ignores one, since
+ * it cannot tell a proxy from a client that sends the header itself.
+ */
+const trustProxySchema = z
+  .string()
+  .default("false")
+  .transform((v, ctx): boolean | string => {
+    const t = v.trim();
+    if (t === "false") return false;
+    if (t === "true") return true;
+    const entries = t.split(",").map((e) => e.trim());
+    const bad = entries.find((e) => !isAddressOrRange(e));
+    if (bad !== undefined) {
+      ctx.addIssue({ code: "custom", message: `'${bad}' is not an address or CIDR range (expected false, true, or a comma-separated list of proxy addresses and CIDR ranges)` });
+      return z.NEVER;
+    }
+    return entries.join(",");
+  });
 
 const configSchema = z.object({
   DATABASE_URL: z
@@ -33,6 +64,13 @@ const configSchema = z.object({
   /** Requests one API key may make per window, counted in Redis across every API process; 0 turns the limit off. */
   RATE_LIMIT_MAX: z.coerce.number().int().min(0).max(1_000_000_000).default(6000),
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).max(86_400_000).default(60_000),
+  /**
+   * Failed authentications (a key presented but unknown or revoked) one client address may make per
+   * AUTH_FAILURE_WINDOW_MS; beyond it the address gets 429 without its keys being looked up. 0 turns it off.
+   */
+  AUTH_FAILURE_LIMIT: z.coerce.number().int().min(0).max(1_000_000_000).default(30),
+  AUTH_FAILURE_WINDOW_MS: z.coerce.number().int().min(100).max(86_400_000).default(300_000),
+  TRUST_PROXY: trustProxySchema,
   /** How long a webhook receiver has to answer one delivery attempt before it counts as failed (and is retried). */
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
 });

@@ -41,6 +41,12 @@ describe("loadConfig", () => {
     [{ RATE_LIMIT_MAX: "-1" }, "RATE_LIMIT_MAX"],
     [{ RATE_LIMIT_MAX: "lots" }, "RATE_LIMIT_MAX"],
     [{ RATE_LIMIT_WINDOW_MS: "0" }, "RATE_LIMIT_WINDOW_MS"],
+    [{ AUTH_FAILURE_LIMIT: "-1" }, "AUTH_FAILURE_LIMIT"],
+    [{ AUTH_FAILURE_WINDOW_MS: "soon" }, "AUTH_FAILURE_WINDOW_MS"],
+    [{ TRUST_PROXY: "yes" }, "TRUST_PROXY"],
+    [{ TRUST_PROXY: "1" }, "TRUST_PROXY"],
+    [{ TRUST_PROXY: "10.0.0.0/33" }, "TRUST_PROXY"],
+    [{ TRUST_PROXY: "10.0.0.1, proxy.internal" }, "TRUST_PROXY"],
   ])("names the bad variable: %o", (env, variable) => {
     const message = configError(env);
     expect(message).toMatch(/^Invalid configuration/);
@@ -48,6 +54,14 @@ describe("loadConfig", () => {
     // Only the bad variable is named.
     const named = [...message.matchAll(/^\s+([A-Z_]+): /gm)].map((m) => m[1]);
     expect(named).toEqual([variable]);
+  });
+
+  it("TRUST_PROXY: false by default; true; or a list of proxy addresses and ranges, IPv4 and IPv6", () => {
+    expect(loadConfig({}).TRUST_PROXY).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: "true" }).TRUST_PROXY).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: "false" }).TRUST_PROXY).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: " 10.0.0.0/8, 192.168.1.7 ,::1,fd00::/8" }).TRUST_PROXY).toBe("10.0.0.0/8,192.168.1.7,::1,fd00::/8");
+    expect(configError({ TRUST_PROXY: "proxy.internal" })).toMatch(/TRUST_PROXY: 'proxy.internal' is not an address or CIDR range/);
   });
 
   it("says why, not only which", () => {

@@ -24,6 +24,16 @@ export async function countRequest(redis: Redis, prefix: string, subject: string
   return { count, resetAtMs: (window + 1) * windowMs };
 }
 
+/** The count of `subject` in the window that contains `nowMs`, without counting anything. */
+export async function peekCount(redis: Redis, prefix: string, subject: string, windowMs: number, nowMs = Date.now()): Promise<RateLimitCount> {
+  const window = Math.floor(nowMs / windowMs);
+  const count = Number((await redis.get(`${prefix}:rate-limit:${subject}:${window}`)) ?? 0);
+  return { count, resetAtMs: (window + 1) * windowMs };
+}
+
+/** Seconds until `resetAtMs`, at least 1: what Retry-After says. */
+export const secondsUntil = (resetAtMs: number) => Math.max(1, Math.ceil((resetAtMs - Date.now()) / 1000));
+
 /**
  * Per-API-key rate limit on /v1 (RATE_LIMIT_MAX requests per RATE_LIMIT_WINDOW_MS): over it, 429
  * problem+json with Retry-After. Runs after authentication, so it counts keys, not addresses;
@@ -40,7 +50,8 @@ export default fp(
       schema.response = { ...schema.response, 429: problemSchema };
       documentProblemResponses(schema.response);
       (schema.response[429] as { description: string }).description =
-        "Too Many Requests: this API key used up its RATE_LIMIT_MAX requests of the window; the Retry-After header says in how many seconds to retry";
+        "Too Many Requests: this API key used up its RATE_LIMIT_MAX requests of the window, or the client's address made " +
+        "AUTH_FAILURE_LIMIT failed authentications in its window; the Retry-After header says in how many seconds to retry";
     });
     if (max === 0) return;
     app.addHook("onRequest", async (request, reply) => {
@@ -55,7 +66,7 @@ export default fp(
         request.log.warn({ err: (err as Error).message }, "rate limit not counted: Redis did not answer");
         return;
       }
-      const resetSeconds = Math.max(1, Math.ceil((counted.resetAtMs - Date.now()) / 1000));
+      const resetSeconds = secondsUntil(counted.resetAtMs);
       reply.header("x-ratelimit-limit", String(max));
       reply.header("x-ratelimit-remaining", String(Math.max(0, max - counted.count)));
       reply.header("x-ratelimit-reset", String(resetSeconds));

@@ -30,8 +30,9 @@ export async function createTestEnv(overrides: Record<string, string> = {}): Pro
   const name = `aa_test_${runId}_${worker}_${process.pid}_${counter++}`;
   const url = await cloneTemplate(name, templateName(runId));
   const config = loadConfig({ DATABASE_URL: url, REDIS_URL, REDIS_PREFIX: `aa-test-${runId}-${name}`, LOG_LEVEL: "silent", WORKERS: "1",
-    // The suite makes many requests with one key; test/rate-limit.test.ts sets a low limit of its own.
-    RATE_LIMIT_MAX: "1000000", ...overrides });
+    // The suite makes many requests with one key, and many with bad keys from one address;
+    // test/rate-limit.test.ts and test/auth-failures.test.ts set low limits of their own.
+    RATE_LIMIT_MAX: "1000000", AUTH_FAILURE_LIMIT: "1000000", ...overrides });
   const ctx = createContext(config);
   const app = await buildApp(ctx);
   const mk = async (scopes: ("read" | "write" | "admin")[]) => (await createApiKey(ctx.db.prisma, { name: scopes.join("+"), scopes })).key;
