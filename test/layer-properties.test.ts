@@ -6,6 +6,7 @@ import {
 import { allPages, api, createFact, ingest, processThrough } from "./helpers/api.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 import { expectMetricIdentities } from "./helpers/identities.js";
+import { END_COUNTS, START_COUNTS } from "../src/activation/postgres/island-counts.js";
 
 /**
  * Random event logs through the HTTP API, in random batch splits and random processing stages with late
@@ -110,8 +111,25 @@ async function metricsOf(fact: string, grain: RefGrain) {
   return res.json().data as Array<Record<string, unknown>>;
 }
 
+/**
+ * The island counts every run keeps in step by deltas equal the islands counted afresh: a count that
+ * drifted would show in the metrics only once a later run reads that period.
+ */
+async function expectCountsInStep(fact: string, label: string) {
+  const island = { s: "start_p", e: "end_p", prev: "prev_end", next: "next_start" };
+  for (const [table, key, counts] of [["layer_start_count", "start_p", START_COUNTS], ["layer_end_count", "end_p", END_COUNTS]] as const) {
+    const cols = Object.keys(counts);
+    const sql = `SELECT grain, ${key}, ${cols.join(", ")} FROM ${table} WHERE fact_id = (SELECT id FROM fact WHERE name = $1) ORDER BY 1, 2`;
+    const fresh = `SELECT grain, ${key}, ${Object.values(counts).map((cond, i) => `count(*) FILTER (WHERE ${cond(island)})::int AS ${cols[i]}`).join(", ")}
+      FROM layer_island WHERE fact_id = (SELECT id FROM fact WHERE name = $1) GROUP BY 1, 2 ORDER BY 1, 2`;
+    const [kept, counted] = await Promise.all([env.ctx.db.pool.query(sql, [fact]), env.ctx.db.pool.query(fresh, [fact])]);
+    expect(kept.rows, `${fact} ${label}: ${table}`).toEqual(counted.rows);
+  }
+}
+
 /** Metrics at every grain: the identities, and equality with the reference. */
 async function checkMetrics(fact: string, seen: Event[], zone: string, through: string, label: string) {
+  await expectCountsInStep(fact, label);
   const activity = seen.map((e) => ({ user_id: String(e.user_id), date: activityDateOf(e.at, zone) }));
   for (const grain of GRAINS) {
     const got = await metricsOf(fact, grain);

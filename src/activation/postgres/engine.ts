@@ -4,6 +4,7 @@ import type { ValidEvent } from "../../facts/event-validation.js";
 import { ingestEventBatch } from "./ingest.js";
 import { bulkLoadEvents, type BulkLoadOptions, type BulkLoadSummary, type EventColumns } from "./bulk-load.js";
 import { processFact } from "./process.js";
+import { deleteCounts } from "./island-counts.js";
 import { withTransaction } from "./tx.js";
 import {
   ACTIVATION_COLUMNS, FIRST_LAST_COLUMNS, activationQuery, firstLastQuery, metricsRange, statusColumnsFor, statusQuery,
@@ -53,7 +54,7 @@ export class PostgresLayerEngine implements LayerEngine {
     await withTransaction(this.pool, async (c) => {
       await c.query(`DELETE FROM layer_metric WHERE fact_id = $1`, [factId]);
       await c.query(`DELETE FROM layer_island WHERE fact_id = $1`, [factId]);
-      await c.query(`DELETE FROM layer_open_end WHERE fact_id = $1`, [factId]);
+      await deleteCounts(c, factId);
       await c.query(`DELETE FROM activity_day WHERE fact_id = $1`, [factId]);
     });
   }

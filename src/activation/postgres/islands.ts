@@ -1,15 +1,9 @@
 import type pg from "pg";
 import { GRAINS, dateToDay, periodEndDay, periodOfDay, periodStartDay } from "../periods.js";
-import { addOpenEndDelta, applyOpenEndDelta, beginOpenEndDelta, latestEnd, openEndCountsSql, rebuildOpenEnds } from "./open-ends.js";
+import { addCountDelta, applyCountDeltas, beginCountDeltas, latestClosedEnd, latestEnd, rebuildCounts, type IslandColumns } from "./island-counts.js";
 
-/** The latest end period of a grain's closed islands (those with a next island), through its index. */
-async function latestClosedEnd(client: pg.ClientBase, factId: number, g: number): Promise<number | null> {
-  const r = await client.query<{ m: number | null }>(
-    `SELECT max(end_p) AS m FROM layer_island WHERE fact_id = $1 AND grain = ${g} AND next_start IS NOT NULL`,
-    [factId],
-  );
-  return r.rows[0]!.m;
-}
+/** An island row of layer_island (or of a temp table with its column names), for the counts. */
+const ISLAND_ROW = (alias = ""): IslandColumns => ({ s: `${alias}start_p`, e: `${alias}end_p`, prev: `${alias}prev_end`, next: `${alias}next_start` });
 
 /**
  * SQL of the period number of date expression `d` at grain g: the body of the migration's
@@ -26,8 +20,7 @@ export function periodOfDateSql(g: number, d: string): string {
  * Merges newly seen active periods into a grain's islands (runs of consecutive active periods).
  * Activity only ever adds active periods, so a run touches just the users with activity in
  * [from, through] whose period is not already covered, and for each of them only the islands from
- * its earliest new period on. Returns the earliest new period, or null when nothing changed;
- * `info.built` is set to the number of islands when this was the grain's first build.
+ * its earliest new period on. Returns the earliest new period, or null when nothing changed.
  *
  * Two paths, over disjoint sets of users:
  * - appended (every run that only adds days after the watermark, and most users of a late run):
@@ -43,14 +36,13 @@ export async function mergeNewPeriods(
   grain: number,
   from: string,
   through: string,
-  info: { built?: number } = {},
   nextDay?: NextDayRun,
 ): Promise<number | null> {
   const g = Number(grain) | 0; // a constant of ours, inlined so the planner sees it
   if (g !== 0 && nextDay?.dayPrevious) return appendPeriodStartedByDay(client, factId, g, through);
   // No islands yet means the first build of this grain.
   const maxEnd = await latestEnd(client, factId, g);
-  if (maxEnd === null) return buildIslands(client, factId, g, from, through, info);
+  if (maxEnd === null) return buildIslands(client, factId, g, from, through);
   await client.query(
     g === 0
       ? `CREATE TEMP TABLE np ON COMMIT DROP AS
@@ -97,14 +89,12 @@ export async function mergeNewPeriods(
     return null;
   }
   await client.query("ANALYZE lat");
-  // Every touched user's open island changes (or is merged again): out of the open-end counts now,
-  // back in with its new shape below.
-  await beginOpenEndDelta(client, openEndCountsSql("lat WHERE end_p IS NOT NULL", "start_p", "end_p", "prev_end", -1));
+  await beginCountDeltas(client);
   const general = (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM lat WHERE end_p >= m`)).rows[0]!.n;
   if (general > 0) await mergeGeneral(client, factId, g);
   const onePerUser = await onePeriodPerUser(client);
   await mergeAppended(client, factId, g, onePerUser);
-  await applyOpenEndDelta(client, factId, g);
+  await applyCountDeltas(client, factId, g);
   await client.query("DROP TABLE np; DROP TABLE au; DROP TABLE lat");
   return minNew;
 }
@@ -176,8 +166,14 @@ async function appendOnePeriod(client: pg.ClientBase, factId: number, g: number,
   await client.query("SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on");
   // L's end before the update: m - 1 when it was extended, its end otherwise.
   const oldEnd = "CASE WHEN next_start IS NULL THEN end_p - 1 ELSE end_p END";
-  await beginOpenEndDelta(client, openEndCountsSql("touched", "start_p", oldEnd, "prev_end", -1));
-  await addOpenEndDelta(client, openEndCountsSql("touched WHERE next_start IS NULL", "start_p", "end_p", "prev_end", 1));
+  // Every L changes its end or its next island, so its end counts; its start counts depend on its length
+  // only where that reaches 2 or 3 periods (an extension of a 1- or 2-period island).
+  await beginCountDeltas(client);
+  await addCountDelta(client, "touched", { ...ISLAND_ROW(), e: oldEnd, next: "NULL" }, -1, [], "end");
+  await addCountDelta(client, "touched", ISLAND_ROW(), 1, [], "end");
+  const lengthened = "touched WHERE next_start IS NULL AND end_p - start_p BETWEEN 1 AND 2";
+  await addCountDelta(client, lengthened, { ...ISLAND_ROW(), e: "end_p - 1", next: "NULL" }, -1, [], "start");
+  await addCountDelta(client, lengthened, ISLAND_ROW(), 1, [], "start");
   // New islands of one period: after a closed L (a return), or a user's first.
   await client.query(
     `CREATE TEMP TABLE fresh ON COMMIT DROP AS
@@ -190,8 +186,8 @@ async function appendOnePeriod(client: pg.ClientBase, factId: number, g: number,
      SELECT $1, ${g}, user_key, m, m, prev_end, NULL, active_before, first_p FROM fresh ORDER BY user_key`,
     [factId],
   );
-  await addOpenEndDelta(client, openEndCountsSql("fresh", "m", "m", "prev_end", 1));
-  await applyOpenEndDelta(client, factId, g);
+  await addCountDelta(client, "fresh", { s: "m", e: "m", prev: "prev_end", next: "NULL" }, 1);
+  await applyCountDeltas(client, factId, g);
   if (keepDayPrevious)
     // Each of the day's active users and their previous active day (null: the user's first).
     await client.query(
@@ -337,18 +333,15 @@ async function mergeAppended(client: pg.ClientBase, factId: number, g: number, o
      ORDER BY user_key, s`,
     [factId],
   );
-  // Each user's open island now: its last new island, which is L itself when L was extended.
-  const extendsL = "k = 1 AND ls IS NOT NULL AND s = le + 1";
-  await addOpenEndDelta(
+  // Counted out: each L as it was. In: each L as it is now, and the islands inserted after it.
+  await addCountDelta(client, "lat WHERE end_p < m", { ...ISLAND_ROW(), next: "NULL" }, -1);
+  await addCountDelta(
     client,
-    openEndCountsSql(
-      "nw WHERE next_s IS NULL",
-      `CASE WHEN ${extendsL} THEN ls ELSE s END`,
-      "e",
-      `CASE WHEN ${extendsL} THEN lpe WHEN k = 1 THEN le ELSE prev_e END`,
-      1,
-    ),
+    "nw WHERE k = 1 AND ls IS NOT NULL",
+    { s: "ls", e: "CASE WHEN s = le + 1 THEN e ELSE le END", prev: "lpe", next: "CASE WHEN s = le + 1 THEN next_s ELSE s END" },
+    1,
   );
+  await addCountDelta(client, "nw WHERE NOT (k = 1 AND ls IS NOT NULL AND s = le + 1)", { s: "s", e: "e", prev: "CASE WHEN k = 1 THEN le ELSE prev_e END", next: "next_s" }, 1);
   await client.query("DROP TABLE nw");
 }
 
@@ -404,6 +397,11 @@ async function mergeGeneral(client: pg.ClientBase, factId: number, g: number): P
      SELECT user_key, min(s) AS start_p, max(e) AS end_p FROM grouped GROUP BY user_key, grp`,
   );
 
+  // Each user's islands from the anchor on are the ones this merge changes (the anchor gets a new
+  // next_start, the rest are merged again): counted out now, back in once merged.
+  const fromAnchor = `ag LEFT JOIN anchor an ON an.user_key = ag.user_key
+    JOIN layer_island i ON ${isl} AND i.user_key = ag.user_key AND (an.start_p IS NULL OR i.start_p >= an.start_p)`;
+  await addCountDelta(client, fromAnchor, ISLAND_ROW("i."), -1, [factId]);
   await client.query(
     `DELETE FROM layer_island i USING old_aff o
      WHERE ${isl} AND i.user_key = o.user_key AND i.start_p = o.start_p`,
@@ -428,11 +426,7 @@ async function mergeGeneral(client: pg.ClientBase, factId: number, g: number): P
      WHERE ${isl} AND i.user_key = an.user_key AND i.start_p = an.start_p`,
     [factId],
   );
-  await addOpenEndDelta(
-    client,
-    openEndCountsSql(`ag JOIN layer_island i ON ${isl} AND i.user_key = ag.user_key AND i.next_start IS NULL`, "i.start_p", "i.end_p", "i.prev_end", 1),
-    [factId],
-  );
+  await addCountDelta(client, fromAnchor, ISLAND_ROW("i."), 1, [factId]);
   await client.query("DROP TABLE ag; DROP TABLE prior; DROP TABLE old_aff; DROP TABLE anchor; DROP TABLE merged");
 }
 
@@ -445,7 +439,7 @@ async function mergeGeneral(client: pg.ClientBase, factId: number, g: number): P
  * carried values, as merging these periods into nothing.
  */
 async function buildIslands(
-  client: pg.ClientBase, factId: number, g: number, from: string, through: string, info: { built?: number },
+  client: pg.ClientBase, factId: number, g: number, from: string, through: string,
 ): Promise<number | null> {
   const periods =
     g === 0
@@ -453,7 +447,7 @@ async function buildIslands(
          FROM activity_day a WHERE a.fact_id = $1 AND a.activity_date BETWEEN $2 AND $3`
       : `SELECT a.user_key, ${periodOfDateSql(g, "a.activity_date")} AS p
          FROM activity_day a WHERE a.fact_id = $1 AND a.activity_date BETWEEN $2 AND $3 GROUP BY 1, 2`;
-  const ins = await client.query(
+  await client.query(
     `INSERT INTO layer_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
      SELECT $1, ${g}, user_key, p, end_p, prev_p, next_start, rn - 1, first_p FROM (
        SELECT user_key, p, prev_p, rn, first_p, is_start,
@@ -476,8 +470,7 @@ async function buildIslands(
      WHERE is_start`,
     [factId, from, through],
   );
-  info.built = ins.rowCount ?? 0;
-  await rebuildOpenEnds(client, factId, g);
+  await rebuildCounts(client, factId, g);
   const r = await client.query<{ m: number | null }>(
     `SELECT min(start_p) AS m FROM layer_island WHERE fact_id = $1 AND grain = ${g}`,
     [factId],

@@ -1,10 +1,11 @@
 import type pg from "pg";
+import { END_COUNTS, START_COUNTS } from "./island-counts.js";
 
 /**
  * Metrics as levels of a difference array. Each island adds +1/-1 at a few positions relative to its
  * start s or its end e (see the tables below), so the counts of a period are the counts of the previous
  * period plus the deltas at that period. A run recomputes periods [from, through] from the stored row
- * of from-1 and the islands that start or end near that range: a new day costs that day.
+ * of from-1 and the counts of islands that start or end near that range: a new day costs that day.
  */
 export const LEVELS = [
   "users_total", "active", "new", "reactivated", "retained", "churned",
@@ -18,23 +19,7 @@ type Level = (typeof LEVELS)[number];
 /** [level, offset from the anchor, sign, aggregate column]: the aggregate counts islands by condition. */
 type Event = [Level, number, 1 | -1, string];
 
-// Grouped by island start s; g = s - prev_end is the return interval.
-const START_AGGS: Record<string, string> = {
-  c_first: "count(*) FILTER (WHERE prev_end IS NULL)",
-  c_react: "count(*) FILTER (WHERE prev_end IS NOT NULL)",
-  c_all: "count(*)",
-  c_len2: "count(*) FILTER (WHERE end_p >= start_p + 1)",
-  c_len3: "count(*) FILTER (WHERE end_p >= start_p + 2)",
-  c_first_len2: "count(*) FILTER (WHERE prev_end IS NULL AND end_p >= start_p + 1)",
-  c_react_len2: "count(*) FILTER (WHERE prev_end IS NOT NULL AND end_p >= start_p + 1)",
-  c_gap_gt2: "count(*) FILTER (WHERE start_p - prev_end > 2)",
-  c_gap_le6: "count(*) FILTER (WHERE start_p - prev_end <= 6)",
-  c_gap_7_29: "count(*) FILTER (WHERE start_p - prev_end BETWEEN 7 AND 29)",
-  c_gap_ge30: "count(*) FILTER (WHERE start_p - prev_end >= 30)",
-  c_gap_le7: "count(*) FILTER (WHERE start_p - prev_end <= 7)",
-  c_gap_8_30: "count(*) FILTER (WHERE start_p - prev_end BETWEEN 8 AND 30)",
-  c_gap_ge31: "count(*) FILTER (WHERE start_p - prev_end >= 31)",
-};
+// Events at an island's start s, by the layer_start_count column that counts the islands (island-counts.ts).
 const START_EVENTS: Event[] = [
   ["users_total", 0, 1, "c_first"],
   ["active", 0, 1, "c_all"],
@@ -54,17 +39,7 @@ const START_EVENTS: Event[] = [
   ["growth_dormant", 0, -1, "c_gap_ge31"],
 ];
 
-// Grouped by island end e; N = next_start (null: still the latest island).
-const END_AGGS: Record<string, string> = {
-  c_all: "count(*)",
-  c_len2: "count(*) FILTER (WHERE end_p >= start_p + 1)",
-  c_len3: "count(*) FILTER (WHERE end_p >= start_p + 2)",
-  c_first_single: "count(*) FILTER (WHERE prev_end IS NULL AND end_p = start_p)",
-  c_react_single: "count(*) FILTER (WHERE prev_end IS NOT NULL AND end_p = start_p)",
-  c_gap_gt2: "count(*) FILTER (WHERE next_start IS NULL OR next_start > end_p + 2)",
-  c_gap_gt7: "count(*) FILTER (WHERE next_start IS NULL OR next_start > end_p + 7)",
-  c_gap_gt30: "count(*) FILTER (WHERE next_start IS NULL OR next_start > end_p + 30)",
-};
+// Events at an island's end e, by the layer_end_count column that counts the islands.
 const END_EVENTS: Event[] = [
   ["active", 1, -1, "c_all"],
   ["retained", 1, -1, "c_len2"],
@@ -113,18 +88,8 @@ function rowToLevels(r: Record<MetricColumn, number> | undefined): Record<Level,
   return l;
 }
 
-function aggSelect(aggs: Record<string, string>) {
-  return Object.entries(aggs).map(([k, v]) => `${v}::int AS ${k}`).join(", ");
-}
-
-/**
- * Recomputes and stores the metric rows of periods [from, through] of one grain. `seqScan`: the
- * islands were all just built (most of what the aggregates read), which the planner's statistics do
- * not know yet: read them with a sequential scan rather than index scans over millions of rows.
- */
-export async function recomputeMetrics(
-  client: pg.ClientBase, factId: number, grain: number, from: number, through: number, opts: { seqScan?: boolean } = {},
-): Promise<void> {
+/** Recomputes and stores the metric rows of periods [from, through] of one grain. */
+export async function recomputeMetrics(client: pg.ClientBase, factId: number, grain: number, from: number, through: number): Promise<void> {
   if (through < from) return;
   const g = Number(grain) | 0;
   const day = g === 0;
@@ -132,34 +97,18 @@ export async function recomputeMetrics(
   const startEvents = events(START_EVENTS);
   const endEvents = events(END_EVENTS);
   const maxStartOffset = Math.max(...startEvents.map((e) => e[1]));
-  const endOffsets = [...new Set(endEvents.map((e) => e[1]))];
-  const endRanges = endOffsets.map((o) => `end_p BETWEEN ${from - o} AND ${through - o}`).join(" OR ");
-  // The end periods themselves, when few (a run of new days): a list the closed partition's covering
-  // end_p index answers alone, where OR-ed ranges take a bitmap scan of the partition's pages.
-  const endPeriods = [...new Set(endOffsets.flatMap((o) => Array.from({ length: through - from + 1 }, (_, i) => from + i - o)))];
-  const endCondition = endPeriods.length <= 400 ? `end_p = ANY('{${endPeriods.join(",")}}'::int[])` : `(${endRanges})`;
+  const endRanges = [...new Set(endEvents.map((e) => e[1]))].map((o) => `end_p BETWEEN ${from - o} AND ${through - o}`).join(" OR ");
 
   const base = await client.query(`SELECT * FROM layer_metric WHERE fact_id = $1 AND grain = ${g} AND period = $2`, [factId, from - 1]);
-  const whole = opts.seqScan === true;
-  if (whole) await client.query("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off");
-  const [starts, ends] = [
-    await client.query(
-      `SELECT start_p AS pos, ${aggSelect(START_AGGS)} FROM layer_island
-       WHERE fact_id = $1 AND grain = ${g} AND start_p BETWEEN $2 AND $3 GROUP BY start_p`,
-      [factId, from - maxStartOffset, through],
-    ),
-    // Closed islands from the partition's end_p index; open ones (next_start null: every gap
-    // condition holds) from their counts by end period.
-    await client.query(
-      `SELECT end_p AS pos, ${aggSelect(END_AGGS)} FROM layer_island
-       WHERE fact_id = $1 AND grain = ${g} AND next_start IS NOT NULL AND ${endCondition} GROUP BY end_p
-       UNION ALL
-       SELECT end_p, c_all, c_len2, c_len3, c_first_single, c_react_single, c_all, c_all, c_all FROM layer_open_end
-       WHERE fact_id = $1 AND grain = ${g} AND (${endRanges})`,
-      [factId],
-    ),
-  ];
-  if (whole) await client.query("RESET enable_indexscan; RESET enable_bitmapscan");
+  const starts = await client.query(
+    `SELECT start_p AS pos, ${Object.keys(START_COUNTS).join(", ")} FROM layer_start_count
+     WHERE fact_id = $1 AND grain = ${g} AND start_p BETWEEN $2 AND $3`,
+    [factId, from - maxStartOffset, through],
+  );
+  const ends = await client.query(
+    `SELECT end_p AS pos, ${Object.keys(END_COUNTS).join(", ")} FROM layer_end_count WHERE fact_id = $1 AND grain = ${g} AND (${endRanges})`,
+    [factId],
+  );
 
   const n = through - from + 1;
   const deltas = Object.fromEntries(LEVELS.map((k) => [k, new Float64Array(n)])) as Record<Level, Float64Array>;

@@ -14,15 +14,6 @@ const GRAIN_WORK_MEM = "256MB";
 
 export class NothingToProcessError extends Error {}
 
-/** The planner's idea of layer_island's row count, over its partitions (0 when never analyzed). */
-async function tableRowsEstimate(c: pg.ClientBase): Promise<number> {
-  const r = await c.query<{ n: number }>(
-    `SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::float8 AS n
-     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'layer_island'::regclass`,
-  );
-  return Number(r.rows[0]?.n ?? 0);
-}
-
 /**
  * Processes a fact through `through`: from the earliest date that changed (late data) or the day
  * after the watermark, each grain's islands and metrics in one transaction, then the watermark.
@@ -71,14 +62,11 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
     const processGrain = async (c: pg.PoolClient, grain: (typeof GRAINS)[number]) => {
       const g = GRAIN_CODE[grain];
       await c.query(`SET LOCAL work_mem = '${GRAIN_WORK_MEM}'`);
-      const info: { built?: number } = {};
-      const minNew = await mergeNewPeriods(c, fact.id, g, from!, through, info, nextDay);
+      const minNew = await mergeNewPeriods(c, fact.id, g, from!, through, nextDay);
       const stored = await c.query<{ p: number | null }>(`SELECT max(period) AS p FROM layer_metric WHERE fact_id = $1 AND grain = ${g}`, [fact.id]);
       const maxStored = stored.rows[0]!.p;
       const candidates = [minNew, maxStored === null ? null : maxStored + 1].filter((x): x is number => x !== null);
-      // A first build that is a large part of the table: its metrics read most of what they scan.
-      const seqScan = info.built !== undefined && info.built > 0.1 * (await tableRowsEstimate(c));
-      if (candidates.length) await recomputeMetrics(c, fact.id, g, Math.min(...candidates), periodOfDate(grain, through), { seqScan });
+      if (candidates.length) await recomputeMetrics(c, fact.id, g, Math.min(...candidates), periodOfDate(grain, through));
     };
     const moveWatermark = (c: pg.ClientBase | pg.Pool) =>
       c.query(`UPDATE fact SET processed_through = GREATEST(processed_through, $2::date), running_through = NULL WHERE id = $1`, [fact.id, through]);
