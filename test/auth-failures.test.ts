@@ -3,6 +3,7 @@ import { buildApp } from "../src/app.js";
 import { createContext } from "../src/bootstrap.js";
 import { createApiKey, hashApiKey } from "../src/keys/api-keys.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
+import { waitOutWindowEnd } from "./helpers/fixed-window.js";
 
 const LIMIT = 4;
 // A long window, so the count cannot roll over in the middle of a test (see waitOutWindowEnd).
@@ -14,10 +15,6 @@ beforeAll(async () => {
 });
 afterAll(async () => env?.close());
 
-async function waitOutWindowEnd() {
-  const left = WINDOW_MS - (Date.now() % WINDOW_MS);
-  if (left < 20_000) await new Promise((r) => setTimeout(r, left + 50));
-}
 
 let addressCounter = 0;
 /** An address no other test has used, so each test starts from a count of zero. */
@@ -35,7 +32,7 @@ const badKey = (i: number) => `aak_${"x".repeat(28)}${i}`;
 
 describe("failed authentications by client address", () => {
   it(`${LIMIT} unknown keys from one address, then 429 for it, before any key of its is looked up; other addresses are unaffected`, async () => {
-    await waitOutWindowEnd();
+    await waitOutWindowEnd(WINDOW_MS);
     const attacker = freshAddress();
     for (let i = 0; i < LIMIT; i++) {
       const res = await get({ remoteAddress: attacker, key: badKey(i) });
@@ -58,7 +55,7 @@ describe("failed authentications by client address", () => {
   });
 
   it("only keys that fail count: missing headers, a key lacking a scope and valid keys do not", async () => {
-    await waitOutWindowEnd();
+    await waitOutWindowEnd(WINDOW_MS);
     const client = freshAddress();
     const readOnly = await freshKey(["read"]);
     for (let i = 0; i < 3 * LIMIT; i++) {
@@ -73,7 +70,7 @@ describe("failed authentications by client address", () => {
   });
 
   it("without TRUST_PROXY an X-Forwarded-For header is ignored: a client cannot pick a new address per guess", async () => {
-    await waitOutWindowEnd();
+    await waitOutWindowEnd(WINDOW_MS);
     const client = freshAddress();
     for (let i = 0; i < LIMIT; i++)
       expect((await get({ remoteAddress: client, key: badKey(i), headers: { "x-forwarded-for": `203.0.113.${i + 1}` } })).statusCode).toBe(401);
@@ -81,7 +78,7 @@ describe("failed authentications by client address", () => {
   });
 
   it("behind a proxy named in TRUST_PROXY each client is counted by its forwarded address; others reaching the API directly cannot forge one", async () => {
-    await waitOutWindowEnd();
+    await waitOutWindowEnd(WINDOW_MS);
     const proxy = "10.99.0.1";
     const ctx = createContext({ ...env.ctx.config, TRUST_PROXY: "10.99.0.0/24" });
     const app = await buildApp(ctx);
@@ -105,7 +102,7 @@ describe("failed authentications by client address", () => {
   });
 
   it("is shared by every API process on the same Redis", async () => {
-    await waitOutWindowEnd();
+    await waitOutWindowEnd(WINDOW_MS);
     const second = createContext(env.ctx.config);
     const secondApp = await buildApp(second);
     try {

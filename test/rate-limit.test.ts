@@ -5,6 +5,7 @@ import { countRequest } from "../src/http/rate-limit.js";
 import { createApiKey } from "../src/keys/api-keys.js";
 import { api } from "./helpers/api.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
+import { waitOutWindowEnd } from "./helpers/fixed-window.js";
 
 const MAX = 5;
 // A long window, so the count cannot roll over in the middle of a test (see waitOutWindowEnd).
@@ -16,17 +17,12 @@ beforeAll(async () => {
 });
 afterAll(async () => env?.close());
 
-/** Windows are aligned to the clock; a test that starts in a window's last seconds waits for the next one. */
-async function waitOutWindowEnd() {
-  const left = WINDOW_MS - (Date.now() % WINDOW_MS);
-  if (left < 20_000) await new Promise((r) => setTimeout(r, left + 50));
-}
 
 const freshKey = async (scopes: Array<"read" | "write" | "admin"> = ["admin"]) => (await createApiKey(env.ctx.db.prisma, { name: "limited", scopes })).key;
 
 describe("per-key rate limit", () => {
   it(`${MAX} requests per window per key, then 429 problem+json with Retry-After; another key is unaffected`, async () => {
-    await waitOutWindowEnd();
+    await waitOutWindowEnd(WINDOW_MS);
     const key = await freshKey();
     for (let i = 1; i <= MAX; i++) {
       const res = await api(env, key).get("/v1/facts");
@@ -48,7 +44,7 @@ describe("per-key rate limit", () => {
   });
 
   it("a throttled write changes nothing", async () => {
-    await waitOutWindowEnd();
+    await waitOutWindowEnd(WINDOW_MS);
     const key = await freshKey(["write"]);
     for (let i = 0; i < MAX; i++) expect((await api(env, key).post("/v1/facts", { name: `limited_${i}` })).statusCode).toBe(201);
     const res = await api(env, key).post("/v1/facts", { name: "one_too_many" });
@@ -57,7 +53,7 @@ describe("per-key rate limit", () => {
   });
 
   it("is shared by every API process on the same Redis", async () => {
-    await waitOutWindowEnd();
+    await waitOutWindowEnd(WINDOW_MS);
     const key = await freshKey();
     const second = createContext(env.ctx.config);
     const secondApp = await buildApp(second);
@@ -74,7 +70,7 @@ describe("per-key rate limit", () => {
   });
 
   it("/health and /ready are never limited, with or without a key", async () => {
-    await waitOutWindowEnd();
+    await waitOutWindowEnd(WINDOW_MS);
     const key = await freshKey();
     for (let i = 0; i < MAX + 1; i++) await api(env, key).get("/v1/facts");
     expect((await api(env, key).get("/v1/facts")).statusCode).toBe(429);
@@ -87,7 +83,7 @@ describe("per-key rate limit", () => {
   });
 
   it("requests without a valid key are answered 401, not counted against anyone", async () => {
-    await waitOutWindowEnd();
+    await waitOutWindowEnd(WINDOW_MS);
     const key = await freshKey();
     for (let i = 0; i < 3 * MAX; i++) expect((await api(env, `${key}x`).get("/v1/facts")).statusCode).toBe(401);
     expect((await api(env, key).get("/v1/facts")).statusCode).toBe(200);
