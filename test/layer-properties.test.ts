@@ -6,7 +6,7 @@ import {
 import { allPages, api, createFact, ingest, processThrough } from "./helpers/api.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 import { expectMetricIdentities } from "./helpers/identities.js";
-import { END_COUNTS, START_COUNTS } from "../src/activation/postgres/island-counts.js";
+import { END_COUNTS, START_COUNTS, islandColumns } from "../src/activation/postgres/island-counts.js";
 
 /**
  * Random event logs through the HTTP API, in random batch splits and random processing stages with late
@@ -116,7 +116,7 @@ async function metricsOf(fact: string, grain: RefGrain) {
  * drifted would show in the metrics only once a later run reads that period.
  */
 async function expectCountsInStep(fact: string, label: string) {
-  const island = { s: "start_p", e: "end_p", prev: "prev_end", next: "next_start" };
+  const island = islandColumns();
   for (const [table, key, counts] of [["layer_start_count", "start_p", START_COUNTS], ["layer_end_count", "end_p", END_COUNTS]] as const) {
     const cols = Object.keys(counts);
     const sql = `SELECT grain, ${key}, ${cols.join(", ")} FROM ${table} WHERE fact_id = (SELECT id FROM fact WHERE name = $1) ORDER BY 1, 2`;

@@ -4,13 +4,7 @@
 -- session 5's machine; finding the rows (the nested loop) took 1.5 s of it.
 -- psql -d aa_bench_activation -f day-update-breakdown.sql
 
-\timing on
-BEGIN;
-SET LOCAL work_mem=$$256MB$$; 
-CREATE TEMP TABLE np ON COMMIT DROP AS SELECT a.user_key, a.activity_date - DATE '1970-01-01' AS p FROM activity_day a WHERE a.fact_id = 1 AND a.activity_date = '2026-07-03';
-CREATE TEMP TABLE au ON COMMIT DROP AS SELECT user_key, min(p) AS m FROM np GROUP BY user_key ORDER BY user_key;
-ANALYZE au;
-SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;
+\ir day-0703-setup.sql
 EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF)
 UPDATE layer_island i
        SET end_p = CASE WHEN au.m = i.end_p + 1 THEN au.m ELSE i.end_p END,

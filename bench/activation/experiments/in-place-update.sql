@@ -2,13 +2,7 @@
 -- insert the closed ones into layer_island_closed, update the latest rows in place by ctid, insert new users.
 -- On session 5's machine: 1.85 + 3.51 + 2.36 + 0.33 s, about 8.0 s, against about 6.0 s for the shipped UPDATE and insert.
 
-\timing on
-BEGIN;
-SET LOCAL work_mem='256MB';
-CREATE TEMP TABLE np ON COMMIT DROP AS SELECT a.user_key, a.activity_date - DATE '1970-01-01' AS p FROM activity_day a WHERE a.fact_id = 1 AND a.activity_date = '2026-07-03';
-CREATE TEMP TABLE au ON COMMIT DROP AS SELECT user_key, min(p) AS m FROM np GROUP BY user_key ORDER BY user_key;
-ANALYZE au;
-SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;
+\ir day-0703-setup.sql
 CREATE TEMP TABLE cur ON COMMIT DROP AS SELECT i.ctid AS tid, au.user_key, au.m, i.start_p, i.end_p, i.prev_end, i.active_before, i.first_p
   FROM au JOIN layer_island_open i ON i.fact_id = 1 AND i.grain = 0 AND i.user_key = au.user_key;
 INSERT INTO layer_island_closed (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)

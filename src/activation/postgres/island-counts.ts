@@ -16,6 +16,11 @@ export interface IslandColumns {
   next: string;
 }
 
+/** The columns of layer_island, or of a temp table that names them alike, read through `alias` ("i."). */
+export const islandColumns = (alias = ""): IslandColumns => ({
+  s: `${alias}start_p`, e: `${alias}end_p`, prev: `${alias}prev_end`, next: `${alias}next_start`,
+});
+
 type Condition = (c: IslandColumns) => string;
 
 /** Counted at the island's start period; g = start - prev is the return interval. */
@@ -51,11 +56,9 @@ export const END_COUNTS: Record<string, Condition> = {
 };
 
 const KINDS = [
-  { table: "layer_start_count", delta: "start_count_delta", key: "start_p", counts: START_COUNTS, keyOf: (c: IslandColumns) => c.s },
-  { table: "layer_end_count", delta: "end_count_delta", key: "end_p", counts: END_COUNTS, keyOf: (c: IslandColumns) => c.e },
+  { kind: "start", table: "layer_start_count", delta: "start_count_delta", key: "start_p", counts: START_COUNTS, keyOf: (c: IslandColumns) => c.s },
+  { kind: "end", table: "layer_end_count", delta: "end_count_delta", key: "end_p", counts: END_COUNTS, keyOf: (c: IslandColumns) => c.e },
 ] as const;
-
-const ISLAND: IslandColumns = { s: "start_p", e: "end_p", prev: "prev_end", next: "next_start" };
 
 /** The counts of the islands `rows` (a FROM clause) by one kind's key, each multiplied by `sign`. */
 function countsSql(kind: (typeof KINDS)[number], rows: string, c: IslandColumns, sign: 1 | -1): string {
@@ -80,7 +83,7 @@ export async function addCountDelta(
   client: pg.ClientBase, rows: string, c: IslandColumns, sign: 1 | -1, params: unknown[] = [], only?: "start" | "end",
 ): Promise<void> {
   for (const k of KINDS) {
-    if (only && k.key !== `${only}_p`) continue;
+    if (only && k.kind !== only) continue;
     await client.query(`INSERT INTO ${k.delta} ${countsSql(k, rows, c, sign)}`, params);
   }
 }
@@ -107,7 +110,7 @@ export async function rebuildCounts(client: pg.ClientBase, factId: number, g: nu
     await client.query(`DELETE FROM ${k.table} WHERE fact_id = $1 AND grain = ${g | 0}`, [factId]);
     await client.query(
       `INSERT INTO ${k.table} (fact_id, grain, ${k.key}, ${Object.keys(k.counts).join(", ")})
-       SELECT $1, ${g | 0}, * FROM (${countsSql(k, `layer_island WHERE fact_id = $1 AND grain = ${g | 0}`, ISLAND, 1)}) c`,
+       SELECT $1, ${g | 0}, * FROM (${countsSql(k, `layer_island WHERE fact_id = $1 AND grain = ${g | 0}`, islandColumns(), 1)}) c`,
       [factId],
     );
   }
@@ -121,6 +124,12 @@ export async function deleteCounts(client: pg.ClientBase, factId: number): Promi
 /** The latest end period of any island of the grain (the latest island of some user), null when none. */
 export async function latestEnd(client: pg.ClientBase, factId: number, g: number): Promise<number | null> {
   const r = await client.query<{ m: number | null }>(`SELECT max(end_p) AS m FROM layer_end_count WHERE fact_id = $1 AND grain = ${g | 0}`, [factId]);
+  return r.rows[0]!.m;
+}
+
+/** The earliest start period of any island of the grain, null when none. */
+export async function earliestStart(client: pg.ClientBase, factId: number, g: number): Promise<number | null> {
+  const r = await client.query<{ m: number | null }>(`SELECT min(start_p) AS m FROM layer_start_count WHERE fact_id = $1 AND grain = ${g | 0}`, [factId]);
   return r.rows[0]!.m;
 }
 

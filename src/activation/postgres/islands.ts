@@ -1,9 +1,8 @@
 import type pg from "pg";
 import { GRAINS, dateToDay, periodEndDay, periodOfDay, periodStartDay } from "../periods.js";
-import { addCountDelta, applyCountDeltas, beginCountDeltas, latestClosedEnd, latestEnd, rebuildCounts, type IslandColumns } from "./island-counts.js";
-
-/** An island row of layer_island (or of a temp table with its column names), for the counts. */
-const ISLAND_ROW = (alias = ""): IslandColumns => ({ s: `${alias}start_p`, e: `${alias}end_p`, prev: `${alias}prev_end`, next: `${alias}next_start` });
+import {
+  addCountDelta, applyCountDeltas, beginCountDeltas, earliestStart, islandColumns, latestClosedEnd, latestEnd, rebuildCounts,
+} from "./island-counts.js";
 
 /**
  * SQL of the period number of date expression `d` at grain g: the body of the migration's
@@ -169,11 +168,11 @@ async function appendOnePeriod(client: pg.ClientBase, factId: number, g: number,
   // Every L changes its end or its next island, so its end counts; its start counts depend on its length
   // only where that reaches 2 or 3 periods (an extension of a 1- or 2-period island).
   await beginCountDeltas(client);
-  await addCountDelta(client, "touched", { ...ISLAND_ROW(), e: oldEnd, next: "NULL" }, -1, [], "end");
-  await addCountDelta(client, "touched", ISLAND_ROW(), 1, [], "end");
+  await addCountDelta(client, "touched", { ...islandColumns(), e: oldEnd, next: "NULL" }, -1, [], "end");
+  await addCountDelta(client, "touched", islandColumns(), 1, [], "end");
   const lengthened = "touched WHERE next_start IS NULL AND end_p - start_p BETWEEN 1 AND 2";
-  await addCountDelta(client, lengthened, { ...ISLAND_ROW(), e: "end_p - 1", next: "NULL" }, -1, [], "start");
-  await addCountDelta(client, lengthened, ISLAND_ROW(), 1, [], "start");
+  await addCountDelta(client, lengthened, { ...islandColumns(), e: "end_p - 1", next: "NULL" }, -1, [], "start");
+  await addCountDelta(client, lengthened, islandColumns(), 1, [], "start");
   // New islands of one period: after a closed L (a return), or a user's first.
   await client.query(
     `CREATE TEMP TABLE fresh ON COMMIT DROP AS
@@ -334,7 +333,7 @@ async function mergeAppended(client: pg.ClientBase, factId: number, g: number, o
     [factId],
   );
   // Counted out: each L as it was. In: each L as it is now, and the islands inserted after it.
-  await addCountDelta(client, "lat WHERE end_p < m", { ...ISLAND_ROW(), next: "NULL" }, -1);
+  await addCountDelta(client, "lat WHERE end_p < m", { ...islandColumns(), next: "NULL" }, -1);
   await addCountDelta(
     client,
     "nw WHERE k = 1 AND ls IS NOT NULL",
@@ -401,7 +400,7 @@ async function mergeGeneral(client: pg.ClientBase, factId: number, g: number): P
   // next_start, the rest are merged again): counted out now, back in once merged.
   const fromAnchor = `ag LEFT JOIN anchor an ON an.user_key = ag.user_key
     JOIN layer_island i ON ${isl} AND i.user_key = ag.user_key AND (an.start_p IS NULL OR i.start_p >= an.start_p)`;
-  await addCountDelta(client, fromAnchor, ISLAND_ROW("i."), -1, [factId]);
+  await addCountDelta(client, fromAnchor, islandColumns("i."), -1, [factId]);
   await client.query(
     `DELETE FROM layer_island i USING old_aff o
      WHERE ${isl} AND i.user_key = o.user_key AND i.start_p = o.start_p`,
@@ -426,7 +425,7 @@ async function mergeGeneral(client: pg.ClientBase, factId: number, g: number): P
      WHERE ${isl} AND i.user_key = an.user_key AND i.start_p = an.start_p`,
     [factId],
   );
-  await addCountDelta(client, fromAnchor, ISLAND_ROW("i."), 1, [factId]);
+  await addCountDelta(client, fromAnchor, islandColumns("i."), 1, [factId]);
   await client.query("DROP TABLE ag; DROP TABLE prior; DROP TABLE old_aff; DROP TABLE anchor; DROP TABLE merged");
 }
 
@@ -471,9 +470,5 @@ async function buildIslands(
     [factId, from, through],
   );
   await rebuildCounts(client, factId, g);
-  const r = await client.query<{ m: number | null }>(
-    `SELECT min(start_p) AS m FROM layer_island WHERE fact_id = $1 AND grain = ${g}`,
-    [factId],
-  );
-  return r.rows[0]!.m;
+  return earliestStart(client, factId, g);
 }
