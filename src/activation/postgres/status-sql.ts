@@ -15,7 +15,12 @@ export function statusColumnExprs(i: string, P: string, grainCode: number): Reco
   const cols: Record<string, string> = {
     state,
     previous_state: prev,
-    transition_segment: `CASE WHEN ${P} = ${f} THEN 'new' ELSE (${prev}) || '_to_' || (${state}) END`,
+    // previous_state || '_to_' || state, case by case: the same words without building a string per row.
+    transition_segment: `CASE WHEN ${P} = ${f} THEN 'new'
+      WHEN ${P} <= ${e} THEN CASE WHEN ${P} = ${s} THEN 'inactive_to_reactivated' WHEN ${P} - 1 > ${s} THEN 'retained_to_retained'
+        WHEN ${pe} IS NULL THEN 'new_to_retained' ELSE 'reactivated_to_retained' END
+      WHEN ${P} = ${e} + 1 THEN CASE WHEN ${e} > ${s} THEN 'retained_to_inactive' WHEN ${pe} IS NULL THEN 'new_to_inactive' ELSE 'reactivated_to_inactive' END
+      ELSE 'inactive_to_inactive' END`,
     is_active: `${P} <= ${e}`,
     first_active_period: f,
     last_active_period: lastP,
