@@ -68,7 +68,9 @@ async function processCommand(args: string[]) {
     const done = await executeRun(ctx, run.id, { finalAttempt: true, progress: (f, step) => bar.update(f, step) });
     bar.done();
     if (done.status !== "succeeded") throw new Error(done.error ?? "run failed");
-    console.log(`processed ${name} from ${done.from} through ${done.through} in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+    const took = `${((performance.now() - t0) / 1000).toFixed(2)} s`;
+    console.log(done.from === null ? `${name}: nothing to recompute through ${done.through} (${took})` : `processed ${name} from ${done.from} through ${done.through} in ${took}`);
+    if (done.note) console.log(done.note);
   });
 }
 

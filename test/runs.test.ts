@@ -120,10 +120,11 @@ describe("requesting runs", () => {
     expect(other.statusCode).toBe(202);
     expect(other.json().id).not.toBe(run.id);
     expect((await getRun(run.id)).status).toBe("queued");
-    // Once workers run, both finish (in either order: the earlier date may find itself overtaken).
+    // Once workers run, both succeed (in either order: the earlier date may find itself overtaken).
     const [r1, r2] = await withWorkers(async () => [await waitFor(run.id, finished, "finished"), await waitFor(other.json().id, finished, "finished")]);
     expect(r2.status).toBe("succeeded");
-    expect(r1.status === "succeeded" || /already processed through 2026-03-12/.test(String(r1.error)), JSON.stringify(r1)).toBe(true);
+    expect(r1.status, JSON.stringify(r1)).toBe("succeeded");
+    if (r1.note !== null) expect(r1.note).toMatch(/already processed 'r_join' through 2026-03-12/);
     expect((await factView("r_join")).processed_through).toBe("2026-03-12");
   });
 
@@ -171,13 +172,15 @@ describe("requesting runs", () => {
     expect(a.id).not.toBe(b.id);
     const [ra, rb] = await withWorkers(async () => [await waitFor(a.id, finished, "finished"), await waitFor(b.id, finished, "finished")]);
     expect(rb.status).toBe("succeeded");
-    if (ra.status === "succeeded") {
+    expect(ra.status).toBe("succeeded");
+    if (ra.note === null) {
       // a ran first: it finished before b started.
       expect(Date.parse(ra.finished_at as string)).toBeLessThanOrEqual(Date.parse(rb.started_at as string));
     } else {
-      // b got the fact first: a found nothing left to do and never started.
-      expect(ra.error).toMatch(/already processed through 2026-03-21/);
-      expect(ra.started_at).toBeNull();
+      // b got the fact first: a found nothing left to do, and started only after b finished.
+      expect(ra.note).toMatch(/through 2026-03-21, so this run processed through that date instead of 2026-03-08; nothing was left to recompute/);
+      expect(ra.from).toBeNull();
+      expect(Date.parse(rb.finished_at as string)).toBeLessThanOrEqual(Date.parse(ra.started_at as string));
     }
     expect((await factView("r_serial")).processed_through).toBe("2026-03-21");
     const activity = events.map((e) => ({ user_id: e.user_id, date: activityDateOf(e.occurred_at, "UTC") }));
@@ -240,8 +243,8 @@ describe("listing runs", () => {
   });
 });
 
-describe("failed runs leave earlier results intact", () => {
-  it("a run that finds its date already passed fails and changes nothing", async () => {
+describe("overtaken runs", () => {
+  it("a run that finds its date already passed succeeds, says so, changes nothing and refreshes nothing", async () => {
     await createFact(env, "r_stale");
     await ingest(env, "r_stale", daily("t", ["2026-03-01", "2026-03-02", "2026-03-03"]));
     await withWorkers(() => processThrough(env, "r_stale", "2026-03-02"));
@@ -249,14 +252,54 @@ describe("failed runs leave earlier results intact", () => {
     // Meanwhile another run (the CLI, another worker) goes further.
     const fact = await factRecord("r_stale");
     const ahead = await requestRun(env.ctx, fact, "2026-03-03", "cli");
-    expect((await executeRun(env.ctx, ahead.run.id)).status).toBe("succeeded");
+    const aheadDone = await executeRun(env.ctx, ahead.run.id);
+    expect(aheadDone).toMatchObject({ status: "succeeded", from: "2026-03-03", note: null });
+    // An audience that refreshes on new data: the overtaken run brings none, so it asks for no refresh.
+    const audience = await api(env).post("/v1/audiences", {
+      name: "r_stale_on_new_data", fact: "r_stale", grain: "day", refresh: "on_new_data", filter: { field: "inactivity_periods", op: "gte", value: 1 },
+    });
+    expect(audience.statusCode, audience.body).toBe(201);
+    const materializations = () => env.ctx.db.prisma.materialization.count({ where: { audienceId: audience.json().id } });
+    const materializedBefore = await materializations();
     const before = await metricsSnapshot("r_stale");
     const r = await withWorkers(() => waitFor(stale.id, finished, "finished"));
-    expect(r.status).toBe("failed");
-    expect(r.error).toMatch(/already processed through 2026-03-03/);
+    expect(r).toMatchObject({ status: "succeeded", through: "2026-03-02", from: null, error: null, progress: 1 });
+    expect(r.note).toBe(
+      "Overtaken: another run had already processed 'r_stale' through 2026-03-03, so this run processed through that date instead of 2026-03-02; nothing was left to recompute.",
+    );
     expect((await factView("r_stale")).processed_through).toBe("2026-03-03");
     expect(await metricsSnapshot("r_stale")).toEqual(before);
+    expect(await materializations()).toBe(materializedBefore);
   });
+
+  it("an overtaken run that finds late data recomputes it through the later watermark", async () => {
+    await createFact(env, "r_overtaken_late");
+    const early = daily("o", ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-05"]);
+    await ingest(env, "r_overtaken_late", early);
+    const fact = await factRecord("r_overtaken_late");
+    const behind = await requestRun(env.ctx, fact, "2026-03-03", "cli");
+    const ahead = await requestRun(env.ctx, fact, "2026-03-05", "cli");
+    expect((await executeRun(env.ctx, ahead.run.id)).status).toBe("succeeded");
+    // Late events for a date the watermark has passed: the fact is dirty from 03-02.
+    const late = [{ user_id: "o-late", occurred_at: "2026-03-02T08:00:00Z" }, { user_id: "o-late", occurred_at: "2026-03-04T08:00:00Z" }];
+    await ingest(env, "r_overtaken_late", late);
+    expect((await factView("r_overtaken_late")).dirty_from).toBe("2026-03-02");
+    const r = await executeRun(env.ctx, behind.run.id);
+    expect(r).toMatchObject({ status: "succeeded", through: "2026-03-03", from: "2026-03-02", error: null });
+    expect(r.note).toBe(
+      "Overtaken: another run had already processed 'r_overtaken_late' through 2026-03-05, so this run processed through that date instead of 2026-03-03; it recomputed late data from 2026-03-02 through 2026-03-05.",
+    );
+    const view = await factView("r_overtaken_late");
+    expect(view).toMatchObject({ processed_through: "2026-03-05", dirty_from: null });
+    const activity = [...early, ...late].map((e) => ({ user_id: e.user_id, date: activityDateOf(e.occurred_at, "UTC") }));
+    for (const grain of ["day", "week", "month"] as const) {
+      const got = (await api(env).get(`/v1/facts/r_overtaken_late/metrics?grain=${grain}`)).json().data;
+      expect(got, grain).toEqual(referenceLayer(activity, grain, "2026-03-05").metrics);
+    }
+  });
+});
+
+describe("failed runs leave earlier results intact", () => {
 
   /** A fact processed through 2026-03-05 (Thursday), then events late (03-04) and new (03-06, 03-07, 04-02). */
   async function failingSetup(fact: string) {

@@ -23,7 +23,9 @@ export interface ProcessProgress {
 }
 
 export interface ProcessResult {
-  from: string;
+  /** The first date recomputed; null when there was nothing to recompute. */
+  from: string | null;
+  /** The watermark the run leaves: the date asked for, or a later one when another run got there first. */
   through: string;
   timings: Record<string, number>;
 }

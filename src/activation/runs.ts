@@ -4,10 +4,9 @@ import type { AppContext } from "../context.js";
 import type { ProcessingRun, Fact } from "../generated/prisma/client.js";
 import { conflict, notFound, badRequest } from "../http/problem.js";
 import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
-import { NothingToProcessError } from "./postgres/process.js";
 import { localDate } from "../facts/timezones.js";
 import { dateToDay, dayToDate, parseDate } from "./periods.js";
-import type { ProcessProgress } from "./engine.js";
+import type { ProcessProgress, ProcessResult } from "./engine.js";
 import { emitEvent } from "../audiences/webhooks.js";
 import { refreshAudiencesOnNewData } from "../audiences/materializations.js";
 import { refreshCampaignsAfterRun } from "../campaigns/results.js";
@@ -23,6 +22,10 @@ export const runSchema = z
     through: z.string(),
     progress: z.number(),
     error: z.string().nullable(),
+    note: z
+      .string()
+      .nullable()
+      .describe("Set when the run was overtaken: another run had processed the fact through a later date first, so this one processed through that date (recomputing late data, or nothing)"),
     timings: z.record(z.string(), z.number()).nullable(),
     created_at: z.string(),
     started_at: z.string().nullable(),
@@ -44,6 +47,7 @@ export function runView(r: ProcessingRun, factName: string): RunView {
     through: day(r.throughDate)!,
     progress: r.progress,
     error: r.error,
+    note: r.note,
     timings: (r.timings as Record<string, number> | null) ?? null,
     created_at: r.createdAt.toISOString(),
     started_at: r.startedAt?.toISOString() ?? null,
@@ -125,7 +129,8 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
   // one fact never overlap, and a run waiting its turn still reads "queued".
   let doneAt: Date | null = null;
   try {
-    const result = await ctx.engine.process(fact, day(run.throughDate)!, {
+    const asked = day(run.throughDate)!;
+    const result = await ctx.engine.process(fact, asked, {
       resumeFrom: day(run.fromDate),
       onClaimed: async (from, client) => {
         const claimed = (await client.query(
@@ -151,31 +156,41 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
     });
     const finished = await ctx.db.prisma.processingRun.updateMany({
       where: { id: runId, status: { in: ["queued", "running"] } },
-      data: { status: "succeeded", progress: 1, timings: result.timings, finishedAt: doneAt ?? new Date() },
+      data: { status: "succeeded", progress: 1, timings: result.timings, finishedAt: doneAt ?? new Date(), note: overtakenNote(run.fact.name, asked, result) },
     });
     // Another job of this run finished (and announced) it first: the record is theirs.
     if (finished.count === 0) return getRun(ctx, runId);
     const view = await getRun(ctx, runId);
-    await afterRunSucceeded(ctx, run.fact.id, view);
+    await afterRunSucceeded(ctx, run.fact.id, view, result.from !== null);
     return view;
   } catch (err) {
     if (err instanceof RunAlreadyFinishedError) return getRun(ctx, runId);
-    const message = err instanceof NothingToProcessError ? err.message : `processing failed: ${(err as Error).message}`;
-    const final = opts.finalAttempt || err instanceof NothingToProcessError;
+    const message = `processing failed: ${(err as Error).message}`;
+    const final = opts.finalAttempt;
     const updated = await ctx.db.prisma.processingRun.updateMany({
       where: { id: runId, status: { in: ["queued", "running"] } },
       data: final ? { status: "failed", error: message, finishedAt: new Date() } : { status: "queued", error: `${message} (will retry)` },
     });
     if (updated.count === 0) return getRun(ctx, runId);
     if (final) await emitEvent(ctx, "run.failed", { run: await getRun(ctx, runId) }).catch(() => {});
-    if (err instanceof NothingToProcessError) return getRun(ctx, runId);
     throw err;
   }
 }
 
-/** What new data sets off: webhooks, and the audiences that refresh on new data of this fact. */
-async function afterRunSucceeded(ctx: AppContext, factId: number, run: RunView) {
+/** A run that found itself behind the watermark says so, and what it did instead. */
+function overtakenNote(factName: string, asked: string, result: ProcessResult): string | null {
+  if (result.through === asked) return null;
+  const done = result.from === null ? "nothing was left to recompute" : `it recomputed late data from ${result.from} through ${result.through}`;
+  return `Overtaken: another run had already processed '${factName}' through ${result.through}, so this run processed through that date instead of ${asked}; ${done}.`;
+}
+
+/**
+ * What a finished run sets off: the webhook always; when it recomputed anything, the audiences that
+ * refresh on new data of this fact and the campaigns measured on it.
+ */
+async function afterRunSucceeded(ctx: AppContext, factId: number, run: RunView, recomputed: boolean) {
   await emitEvent(ctx, "run.succeeded", { run });
+  if (!recomputed) return;
   await refreshAudiencesOnNewData(ctx, factId);
   await refreshCampaignsAfterRun(ctx, factId, run);
 }

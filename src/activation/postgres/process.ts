@@ -12,19 +12,20 @@ const GRAIN_CONCURRENCY = 2;
 // Sorts and hashes of a grain's transaction (a first build sorts every activity row of the fact).
 const GRAIN_WORK_MEM = "256MB";
 
-export class NothingToProcessError extends Error {}
-
 /**
  * Processes a fact through `through`: from the earliest date that changed (late data) or the day
  * after the watermark, each grain's islands and metrics in one transaction, then the watermark.
  * Runs of one fact serialise on an advisory lock; a failed run leaves the earlier results and puts
- * its start date back into dirty_from so nothing is forgotten.
+ * its start date back into dirty_from so nothing is forgotten. A run overtaken by a later one (its
+ * date is behind the watermark by the time it holds the fact) processes through the watermark
+ * instead: answers stay as of the watermark, so it recomputes whatever late data made dirty up to
+ * there, often nothing. The result says what was processed: `from` null when nothing was.
  */
 export async function processFact(pool: pg.Pool, fact: FactRef, through: string, options: ProcessOptions = {}): Promise<ProcessResult> {
   const { progress, resumeFrom, onClaimed } = options;
   const lockClient = await pool.connect();
   const timings: Record<string, number> = {};
-  let claimed: { from: string | null; firstBuild: boolean; nextDay: boolean } | null = null;
+  let claimed: { from: string | null; through: string; firstBuild: boolean; nextDay: boolean } | null = null;
   try {
     let t0 = performance.now();
     await lockClient.query("SELECT pg_advisory_lock($1, $2)", [RUN_LOCK_NS, fact.id]);
@@ -37,22 +38,23 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
       );
       const row = r.rows[0];
       if (!row) throw new Error(`fact ${fact.name} no longer exists`);
-      if (row.processed_through && row.processed_through > through)
-        throw new NothingToProcessError(`${fact.name} is already processed through ${row.processed_through}`);
+      const watermark = row.processed_through;
+      const target = watermark !== null && watermark > through ? watermark : through;
       const candidates = [
         row.dirty_from,
         row.processed_through ? dayToDate(dateToDay(row.processed_through) + 1) : row.earliest_date,
         resumeFrom ?? null,
       ].filter((d): d is string => d !== null);
-      const from = candidates.length ? candidates.reduce((a, b) => (a < b ? a : b)) : null;
-      await c.query(`UPDATE fact SET running_through = $2, dirty_from = NULL WHERE id = $1`, [fact.id, through]);
+      const earliest = candidates.length ? candidates.reduce((a, b) => (a < b ? a : b)) : null;
+      const from = earliest !== null && earliest <= target ? earliest : null;
+      await c.query(`UPDATE fact SET running_through = $2, dirty_from = NULL WHERE id = $1`, [fact.id, target]);
       // Recorded in the same transaction that cleared dirty_from: a retry after a crash resumes from it.
       await onClaimed?.(from, c);
       // Only the day after the watermark, and nothing late: each grain's new period is the day's.
-      const nextDay = from === through && row.processed_through !== null && from === dayToDate(dateToDay(row.processed_through) + 1);
-      return { from, firstBuild: row.processed_through === null, nextDay };
+      const nextDay = from === target && watermark !== null && from === dayToDate(dateToDay(watermark) + 1);
+      return { from, through: target, firstBuild: watermark === null, nextDay };
     });
-    const from = claimed.from;
+    const { from, through: target } = claimed;
     await progress?.(0.02, "claimed");
 
     // A run of the day after the watermark processes the day grain first and keeps each active user's
@@ -62,16 +64,16 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
     const processGrain = async (c: pg.PoolClient, grain: (typeof GRAINS)[number]) => {
       const g = GRAIN_CODE[grain];
       await c.query(`SET LOCAL work_mem = '${GRAIN_WORK_MEM}'`);
-      const minNew = await mergeNewPeriods(c, fact.id, g, from!, through, nextDay);
+      const minNew = await mergeNewPeriods(c, fact.id, g, from!, target, nextDay);
       const stored = await c.query<{ p: number | null }>(`SELECT max(period) AS p FROM layer_metric WHERE fact_id = $1 AND grain = ${g}`, [fact.id]);
       const maxStored = stored.rows[0]!.p;
       const candidates = [minNew, maxStored === null ? null : maxStored + 1].filter((x): x is number => x !== null);
-      if (candidates.length) await recomputeMetrics(c, fact.id, g, Math.min(...candidates), periodOfDate(grain, through));
+      if (candidates.length) await recomputeMetrics(c, fact.id, g, Math.min(...candidates), periodOfDate(grain, target));
     };
     const moveWatermark = (c: pg.ClientBase | pg.Pool) =>
-      c.query(`UPDATE fact SET processed_through = GREATEST(processed_through, $2::date), running_through = NULL WHERE id = $1`, [fact.id, through]);
+      c.query(`UPDATE fact SET processed_through = GREATEST(processed_through, $2::date), running_through = NULL WHERE id = $1`, [fact.id, target]);
 
-    if (from !== null && from <= through && claimed.firstBuild) {
+    if (from !== null && claimed.firstBuild) {
       // A first build: nothing answers before the watermark exists, so the grains may commit apart,
       // two at once (the day grain, the largest, on one connection; week then month on the other).
       // A retry merges idempotently over whatever grains had committed.
@@ -97,7 +99,7 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
       await withTransaction(
         pool,
         async (c) => {
-          if (from !== null && from <= through) {
+          if (from !== null) {
             for (const [i, grain] of GRAINS.entries()) {
               const g0 = performance.now();
               await processGrain(c, grain);
@@ -112,13 +114,13 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
     }
     // After a large rebuild the planner's statistics are stale until autovacuum catches up, and plans
     // for status and audience queries go wrong meanwhile: refresh them now.
-    if (from !== null && dateToDay(through) - dateToDay(from) >= 28) {
+    if (from !== null && dateToDay(target) - dateToDay(from) >= 28) {
       t0 = performance.now();
       await pool.query("ANALYZE layer_island");
       timings.analyze_ms = Math.round(performance.now() - t0);
     }
     await progress?.(1, "done");
-    return { from: from ?? through, through, timings };
+    return { from, through: target, timings };
   } catch (err) {
     if (claimed?.from) {
       await pool
