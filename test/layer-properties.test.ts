@@ -199,13 +199,13 @@ describe("the activation layer on random logs", () => {
           if (last && s.defaultThrough && (processed === null || latest >= processed)) {
             const run = await processThrough(env, fact);
             expect(run.through, "default through is the latest activity date").toBe(latest);
-            expect(run.from, "the run's first recomputed date").toBe(expectedFrom);
+            expect(run.from, "the run's first recomputed date (none: nothing to recompute)").toBe(expectedFrom <= latest ? expectedFrom : null);
             through = latest;
           } else {
             if (processed !== null && through < processed) through = processed;
             const run = await processThrough(env, fact, through);
             expect(run.through).toBe(through);
-            expect(run.from, "the run's first recomputed date").toBe(expectedFrom);
+            expect(run.from, "the run's first recomputed date (none: nothing to recompute)").toBe(expectedFrom <= through ? expectedFrom : null);
           }
           processed = through;
           await checkMetrics(fact, seen, s.zone, through, `stage ${k} through ${through}`);

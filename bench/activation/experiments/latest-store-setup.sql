@@ -2,7 +2,7 @@
 -- out of reach of this layout"). Not used by the service. To measure it, on a copy of a kept bench
 -- database (`npm run bench -- activation --no-baselines --no-flat --keep`) with the activity of
 -- 2026-07-01 inserted (bench/activation/generate.ts, insertActivity(pool, factId, 1, 1)):
---   psql -U postgres <db> -f latest-store-setup.sql      (builds layer_latest and a one-index copy of the closed islands)
+--   psql -U postgres <db> -f latest-store-setup.sql      (builds layer_latest and a copy of the closed islands with their four indexes)
 --   psql -U postgres <db> -f latest-store-day.sql        (one day for every grain, timed statement by statement)
 -- Period numbers are those of the bench's dates: day 20635 = 2026-07-01, week 2948, month 678.
 
@@ -23,5 +23,9 @@ WHERE d.grain = 0 ORDER BY d.user_key;
 CREATE TABLE layer_closed (LIKE layer_island_closed);
 INSERT INTO layer_closed SELECT * FROM layer_island_closed ORDER BY fact_id, grain, user_key, start_p;
 CREATE UNIQUE INDEX ON layer_closed (fact_id, grain, user_key, start_p);
+-- The closed partition's other three indexes (session 6: measured with them, as the real one has them).
+CREATE INDEX ON layer_closed (fact_id, grain, end_p);
+CREATE INDEX ON layer_closed (fact_id, grain, start_p);
+CREATE INDEX ON layer_closed (fact_id, grain, next_start);
 VACUUM ANALYZE layer_latest; VACUUM ANALYZE layer_closed;
 SELECT pg_size_pretty(pg_relation_size('layer_latest'));
