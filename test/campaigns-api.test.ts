@@ -218,6 +218,24 @@ describe("campaigns, assignments and immutability", () => {
   });
 });
 
+describe("the goal fact", () => {
+  it("cannot be deleted while a campaign measures its goal on it (409 naming the campaign), and can once the campaign is gone", async () => {
+    // A fact only this campaign's goal reads (no audience does).
+    await createFact(env, "goal_only", meta.fact_timezone);
+    await ingest(env, "goal_only", part1.slice(0, 50));
+    await processThrough(env, "goal_only", AS_OF);
+    const c = await createCampaign({ name: "Measured elsewhere", goal: { fact: "goal_only", window_periods: 7, metric: "returned" } });
+    const refused = await api(env).delete("/v1/facts/goal_only");
+    expect(refused.statusCode, refused.body).toBe(409);
+    expect(refused.headers["content-type"]).toContain("application/problem+json");
+    expect(refused.json().references).toEqual([`the goal of campaign(s) 'Measured elsewhere' (${c.id})`]);
+    expect((await api(env).get("/v1/facts/goal_only")).statusCode).toBe(200);
+    expect((await api(env).get(`/v1/campaigns/${c.id}/results`)).statusCode).toBe(200);
+    expect((await api(env).delete(`/v1/campaigns/${c.id}`)).statusCode).toBe(204);
+    expect((await api(env).delete("/v1/facts/goal_only")).statusCode).toBe(204);
+  });
+});
+
 describe("a campaign measured through the window", () => {
   let c: { id: string; counts: { treatment: number; control: number } };
   let arms: Map<string, string>;

@@ -134,6 +134,9 @@ export async function factReferences(ctx: AppContext, factId: number): Promise<s
   if (active) refs.push(`${active} processing run(s) queued or running`);
   const audiences = await ctx.db.prisma.audience.findMany({ where: { deletedAt: null, factIds: { has: factId } }, select: { name: true } });
   if (audiences.length) refs.push(`audience(s) ${audiences.map((a) => `'${a.name}'`).join(", ")}`);
+  // A campaign measures its goal on this fact's layer: without it, its results would read as no one returning.
+  const campaigns = await ctx.db.prisma.campaign.findMany({ where: { goalFactId: factId }, select: { name: true, id: true }, orderBy: { createdAt: "asc" } });
+  if (campaigns.length) refs.push(`the goal of campaign(s) ${campaigns.map((c) => `'${c.name}' (${c.id})`).join(", ")}`);
   return refs;
 }
 

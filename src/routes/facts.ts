@@ -51,7 +51,7 @@ const factRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.delete(
     "/facts/:name",
-    { schema: { tags: ["facts"], summary: "Delete a fact and its data (refused while referenced)", params: factParams, response: { 204: z.null(), ...errors } } },
+    { schema: { tags: ["facts"], summary: "Delete a fact and its data (409 while a run, an audience or a campaign's goal uses it)", params: factParams, response: { 204: z.null(), ...errors } } },
     async (req, reply) => {
       await deleteFact(ctx(), req.params.name);
       return reply.code(204).send(null);
