@@ -31,7 +31,7 @@ import { processFact } from "../src/activation/postgres/process.js";
 import { executeRun } from "../src/activation/runs.js";
 import { createAudience } from "../src/audiences/audiences.js";
 import { executeMaterialization, requestMaterialization } from "../src/audiences/materializations.js";
-import { createCampaign } from "../src/campaigns/campaigns.js";
+import { createCampaign, getCampaign } from "../src/campaigns/campaigns.js";
 import { computeAndStoreResults } from "../src/campaigns/results.js";
 import { createApiKey } from "../src/keys/api-keys.js";
 import { startWorkers } from "../src/jobs/workers.js";
@@ -161,7 +161,7 @@ const [list, tList] = await timed(`fact-wide list as of ${asOf}`, async () => {
   return executeMaterialization(ctx, m.id);
 });
 log(`list ${list.id}: ${fmtInt(list.member_count ?? 0)} members`);
-const [campaign, tAssign] = await timed(`campaign: assignment of ${fmtInt(list.member_count ?? 0)} members frozen`, () =>
+const [campaignId, tAssign] = await timed(`campaign: assignment of ${fmtInt(list.member_count ?? 0)} members frozen`, () =>
   createCampaign(ctx, {
     name: "Bench win-back",
     materialization_id: list.id,
@@ -171,6 +171,7 @@ const [campaign, tAssign] = await timed(`campaign: assignment of ${fmtInt(list.m
     salt: "bench",
   }),
 );
+const campaign = await getCampaign(ctx, campaignId);
 // The campaign's job queued at creation is not part of the figures: drop it.
 await ctx.queues.campaigns.obliterate({ force: true }).catch(() => {});
 log(`split: ${fmtInt(campaign.counts.treatment)} treatment, ${fmtInt(campaign.counts.control)} control`);

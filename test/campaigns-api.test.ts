@@ -218,6 +218,59 @@ describe("campaigns, assignments and immutability", () => {
   });
 });
 
+describe("creating with an Idempotency-Key", () => {
+  const body = (name: string) => ({ name, materialization_id: listId, goal: goal(), holdout_percent: 25 });
+  const post = (b: unknown, key?: string) => api(env).post("/v1/campaigns", b, key ? { "idempotency-key": key } : {});
+  const campaignsNamed = async (name: string) =>
+    (await env.ctx.db.pool.query<{ id: string }>(`SELECT id FROM campaign WHERE name = $1`, [name])).rows.map((r) => r.id);
+  const assigned = async (id: string) =>
+    (await env.ctx.db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM campaign_assignment WHERE campaign_id = $1`, [id])).rows[0]!.n;
+
+  it("a retry creates nothing more and answers with the campaign the first request created", async () => {
+    const first = await post(body("Retried"), "create-retried");
+    expect(first.statusCode, first.body).toBe(201);
+    expect(first.headers["idempotent-replayed"]).toBeUndefined();
+    const again = await post(body("Retried"), "create-retried");
+    expect(again.statusCode, again.body).toBe(201);
+    expect(again.headers["idempotent-replayed"]).toBe("true");
+    expect(again.headers.location).toBe(`/v1/campaigns/${first.json().id}`);
+    expect(again.json()).toEqual(first.json());
+    expect(await campaignsNamed("Retried")).toEqual([first.json().id]);
+    // The same body under another key, or none, is another campaign.
+    expect((await post(body("Retried"), "create-retried-2")).json().id).not.toBe(first.json().id);
+    expect((await post(body("Retried"))).json().id).not.toBe(first.json().id);
+    expect(await campaignsNamed("Retried")).toHaveLength(3);
+  });
+
+  it("refuses the key with a different request (422) and a malformed key (400), creating nothing", async () => {
+    expect((await post(body("Keyed"), "create-keyed")).statusCode).toBe(201);
+    const other = await post({ ...body("Keyed"), holdout_percent: 30 }, "create-keyed");
+    expect(other.statusCode, other.body).toBe(422);
+    expect(other.headers["content-type"]).toContain("application/problem+json");
+    const malformed = await post(body("Malformed key"), "bad key with spaces");
+    expect(malformed.statusCode, malformed.body).toBe(400);
+    expect(await campaignsNamed("Keyed")).toHaveLength(1);
+    expect(await campaignsNamed("Malformed key")).toHaveLength(0);
+  });
+
+  it("two requests racing with one key make one campaign, and both answer with it", async () => {
+    const [a, b] = await Promise.all([post(body("Raced"), "create-raced"), post(body("Raced"), "create-raced")]);
+    expect([a.statusCode, b.statusCode], a.body + b.body).toEqual([201, 201]);
+    expect(a.json().id).toBe(b.json().id);
+    expect([a.headers["idempotent-replayed"], b.headers["idempotent-replayed"]].filter(Boolean)).toEqual(["true"]);
+    expect(await campaignsNamed("Raced")).toEqual([a.json().id]);
+    expect(await assigned(a.json().id)).toBe(memberCount);
+  });
+
+  it("replays as 404 once the campaign it created is deleted", async () => {
+    const first = await post(body("Deleted later"), "create-deleted");
+    expect((await api(env).delete(`/v1/campaigns/${first.json().id}`)).statusCode).toBe(204);
+    const again = await post(body("Deleted later"), "create-deleted");
+    expect(again.statusCode, again.body).toBe(404);
+    expect(await campaignsNamed("Deleted later")).toHaveLength(0);
+  });
+});
+
 describe("the goal fact", () => {
   it("cannot be deleted while a campaign measures its goal on it (409 naming the campaign), and can once the campaign is gone", async () => {
     // A fact only this campaign's goal reads (no audience does).

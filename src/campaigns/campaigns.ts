@@ -202,7 +202,13 @@ export async function markResultsStale(ctx: AppContext, campaignIds: string[], d
   for (const id of campaignIds) await ctx.queues.enqueueCampaignResults({ campaignId: id }, delayMs).catch(() => {});
 }
 
-export async function createCampaign(ctx: AppContext, body: CreateCampaignBody): Promise<CampaignView> {
+/**
+ * Creates a campaign and freezes its assignments, in one transaction; `onCreated` runs last in it (the
+ * route records the request's Idempotency-Key there). Returns the campaign's id.
+ */
+export async function createCampaign(
+  ctx: AppContext, body: CreateCampaignBody, onCreated?: (tx: pg.ClientBase, id: string) => Promise<void>,
+): Promise<string> {
   const list = await targetList(ctx, body.materialization_id);
   const fact = await goalFact(ctx, body.goal.fact);
   const launch = body.launch_date ?? dayToDate(dateToDay(list.asOf) + 1);
@@ -234,11 +240,12 @@ export async function createCampaign(ctx: AppContext, body: CreateCampaignBody):
             through === null ? null : dayToDate(through),
           ],
         );
+        await onCreated?.(tx, id);
       },
     },
   );
   await markResultsStale(ctx, [id]);
-  return getCampaign(ctx, id);
+  return id;
 }
 
 export async function listCampaigns(ctx: AppContext, q: PageQuery) {

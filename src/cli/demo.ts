@@ -9,7 +9,7 @@ import { executeMaterialization, requestMaterialization } from "../audiences/mat
 import { createApiKey } from "../keys/api-keys.js";
 import { demoPopulation, eventsForDay, prng } from "./demo-data.js";
 import { ProgressBar } from "./progress.js";
-import { assignmentsPage, createCampaign, deleteCampaign, recordSends } from "../campaigns/campaigns.js";
+import { assignmentsPage, createCampaign, deleteCampaign, getCampaign, recordSends } from "../campaigns/campaigns.js";
 import { computeAndStoreResults, type CampaignResults } from "../campaigns/results.js";
 
 const USERS = 20_000;
@@ -158,7 +158,7 @@ const WINDOW_DAYS = 14;
 async function campaignStep(ctx: AppContext, audienceId: string, lastDay: number) {
   const launchDay = lastDay - WINDOW_DAYS + 1;
   const list = await executeMaterialization(ctx, (await requestMaterialization(ctx, audienceId, dayToDate(launchDay - 1), "demo")).id);
-  const campaign = await createCampaign(ctx, {
+  const campaignId = await createCampaign(ctx, {
     name: "Win back long streakers",
     materialization_id: list.id,
     holdout_percent: 20,
@@ -166,6 +166,7 @@ async function campaignStep(ctx: AppContext, audienceId: string, lastDay: number
     goal: { fact: "app_opened", window_periods: WINDOW_DAYS, metric: "returned" },
     salt: "demo-win-back",
   });
+  const campaign = await getCampaign(ctx, campaignId);
   console.log(
     `\nCampaign "${campaign.name}" on "Long streakers, inactive 7–30 days" as of ${list.as_of}: ${n(campaign.counts.total)} users, ` +
       `holdout ${campaign.holdout_percent}% → ${n(campaign.counts.treatment)} treatment, ${n(campaign.counts.control)} control; ` +

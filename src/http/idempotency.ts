@@ -69,10 +69,49 @@ export async function idempotent(
     const response = await work(key ? (client, res) => storeResponse(client, request, key, res) : undefined);
     return reply.code(response.status).send(response.body);
   } catch (err) {
-    if (key && (err as { code?: string; constraint?: string }).code === "23505" && (err as { constraint?: string }).constraint === "idempotency_record_pkey") {
+    if (key && isKeyTaken(err)) {
       const stored = await findStoredResponse(pool, request, key);
       if (stored) return replay(reply, stored);
     }
+    throw err;
+  }
+}
+
+const isKeyTaken = (err: unknown) =>
+  (err as { code?: string }).code === "23505" && (err as { constraint?: string }).constraint === "idempotency_record_pkey";
+
+/**
+ * Creates a resource at most once per key, for creates slow enough that clients time out and retry (a
+ * campaign's assignment of a whole list). The record keeps only the created resource's id, written by
+ * `create` in its own transaction; a replay answers 201 with the resource as it is now (404 once
+ * deleted). When two requests race with one key, the loser's transaction fails on the record's key,
+ * so nothing of it stays, and it answers with the winner's resource.
+ */
+export async function idempotentCreate(
+  pool: pg.Pool,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  create: (record: ((client: pg.ClientBase, id: string) => Promise<void>) | undefined) => Promise<string>,
+  render: (id: string) => Promise<{ body: unknown; location: string }>,
+) {
+  const key = idempotencyKeyOf(request);
+  const answer = async (id: string, replayed: boolean) => {
+    const r = await render(id);
+    if (replayed) reply.header("idempotent-replayed", "true");
+    return reply.code(201).header("location", r.location).send(r.body);
+  };
+  const storedId = async () => {
+    const stored = key ? await findStoredResponse(pool, request, key) : null;
+    return stored ? (stored.body as { id: string }).id : null;
+  };
+  const earlier = await storedId();
+  if (earlier) return answer(earlier, true);
+  try {
+    const id = await create(key ? (client, created) => storeResponse(client, request, key, { status: 201, body: { id: created } }) : undefined);
+    return await answer(id, false);
+  } catch (err) {
+    const winner = key && isKeyTaken(err) ? await storedId() : null;
+    if (winner) return answer(winner, true);
     throw err;
   }
 }

@@ -7,7 +7,7 @@ import {
 import { campaignResultSchema, getCampaignResults } from "../campaigns/results.js";
 import { controlGroupBodySchema, controlGroupSchema, getControlGroup, putControlGroup } from "../campaigns/control-group.js";
 import { exportFormatOf, sendExport } from "../http/export.js";
-import { idempotent } from "../http/idempotency.js";
+import { idempotent, idempotentCreate } from "../http/idempotency.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
 import { problemSchema } from "../http/problem.js";
 import { bodyValidatedInHandler } from "../http/validation.js";
@@ -31,15 +31,21 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
           "Every member of the materialization is assigned by `bucket = first 4 bytes of sha256(salt + \":\" + user_id) (big-endian) mod 10000`; " +
           "control when `bucket < holdout_percent × 100`. Members of the global control group (`PUT /v1/control-group`) are held out as `global_control`. " +
           "The campaign is launched once its launch_date has come or once its assignments were pulled, or sends or outcomes recorded: " +
-          "materialization_id, holdout_percent, salt and launch_date are then immutable.",
+          "materialization_id, holdout_percent, salt and launch_date are then immutable. " +
+          "Assigning a large list takes seconds: with an `Idempotency-Key`, a retried request creates nothing more and answers with the campaign the first one created (`idempotent-replayed: true`).",
         body: createCampaignSchema,
-        response: { 201: campaignSchema, ...errors },
+        headers: idempotencyHeader,
+        response: { 201: campaignSchema, ...errors, 422: problemSchema },
       },
     },
-    async (req, reply) => {
-      const c = await createCampaign(app.ctx, req.body);
-      return reply.code(201).header("location", `/v1/campaigns/${c.id}`).send(c);
-    },
+    async (req, reply) =>
+      idempotentCreate(
+        app.db.pool,
+        req,
+        reply,
+        (record) => createCampaign(app.ctx, req.body, record),
+        async (id) => ({ body: await getCampaign(app.ctx, id), location: `/v1/campaigns/${id}` }),
+      ),
   );
 
   app.get(
