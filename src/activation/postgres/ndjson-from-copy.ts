@@ -86,8 +86,11 @@ export class CopyTextToNdjson extends Transform {
     const n = this.kinds.length;
     for (let f = 0; f < n; f++) {
       if (i > end) throw new Error(`COPY row has ${f} of ${n} columns`);
+      // The key (10–30 bytes with its quotes and comma) in one native copy: a byte loop here took
+      // about a quarter of the server's CPU in a whole-population export.
       const key = this.keys[f]!;
-      for (let k = 0; k < key.length; k++) out[p++] = key[k]!;
+      out.set(key, p);
+      p += key.length;
       // A field runs to the next tab or the end of the row: a tab inside text is escaped ("\t"),
       // so every raw tab separates fields. Scanned here rather than by indexOf: a call per field
       // costs more than the few bytes of most fields.
