@@ -338,8 +338,28 @@ describe("console in Chromium", () => {
     for (let i = 0; i < 5; i++) await page.keyboard.press("ArrowRight");
     await page.getByText(/Holdout: 25%/).waitFor();
     await page.getByLabel("Launch date").fill(dayToDate(lastDay + 3));
+    // The first answer is lost on the way back (the campaign was created): submitting again must not
+    // make a second one, so the form sends the same Idempotency-Key again.
+    const keys: string[] = [];
+    let dropped = false;
+    await page.route("**/v1/campaigns", async (route) => {
+      if (route.request().method() !== "POST") return route.continue();
+      keys.push(route.request().headers()["idempotency-key"] ?? "");
+      if (dropped) return route.continue();
+      dropped = true;
+      await route.fetch();
+      return route.abort("connectionreset");
+    });
+    await page.getByRole("button", { name: "Create campaign" }).click();
+    await expect.poll(() => keys.length).toBe(1);
     await page.getByRole("button", { name: "Create campaign" }).click();
     await page.waitForURL(/\/campaigns\/[0-9a-f-]{36}$/);
+    await page.unroute("**/v1/campaigns");
+    expect(keys).toHaveLength(2);
+    expect(keys[0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(keys[1]).toBe(keys[0]);
+    const named = (await allPages(env, "/v1/campaigns")).filter((x) => x.name === "Nudge chatters");
+    expect(named.map((x) => x.id)).toEqual([page.url().split("/").pop()]);
     const c = (await api(env).get(`/v1/campaigns/${page.url().split("/").pop()}`)).json();
     expect(c.holdout_percent).toBe(25);
     expect(c.name).toBe("Nudge chatters");

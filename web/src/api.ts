@@ -30,9 +30,11 @@ export const onUnauthorized = (fn: (p: Problem) => void) => {
   return () => void unauthorizedListeners.delete(fn);
 };
 
-async function request(method: string, url: string, opts: { body?: unknown; accept?: string; key?: string; signal?: AbortSignal } = {}): Promise<Response> {
+async function request(
+  method: string, url: string, opts: { body?: unknown; accept?: string; key?: string; signal?: AbortSignal; headers?: Record<string, string> } = {},
+): Promise<Response> {
   const key = opts.key ?? storedKey();
-  const headers: Record<string, string> = { accept: opts.accept ?? "application/json" };
+  const headers: Record<string, string> = { accept: opts.accept ?? "application/json", ...opts.headers };
   if (key) headers.authorization = `Bearer ${key}`;
   if (opts.body !== undefined) headers["content-type"] = "application/json";
   const res = await fetch(url, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body), signal: opts.signal });
@@ -48,12 +50,19 @@ async function request(method: string, url: string, opts: { body?: unknown; acce
   throw new ApiError(problem);
 }
 
-export async function api<T>(method: string, url: string, body?: unknown, opts: { key?: string; signal?: AbortSignal } = {}): Promise<T> {
+export async function api<T>(
+  method: string, url: string, body?: unknown, opts: { key?: string; signal?: AbortSignal; headers?: Record<string, string> } = {},
+): Promise<T> {
   const res = await request(method, url, { ...opts, body });
   if (res.status === 204) return undefined as T;
   return (await res.json()) as T;
 }
 export const get = <T,>(url: string, signal?: AbortSignal) => api<T>("GET", url, undefined, { signal });
+
+/** A random Idempotency-Key (crypto.getRandomValues: unlike randomUUID, also there on plain http). */
+export function newIdempotencyKey(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 /** Streams an export (Accept: text/csv) with the key and hands it to the browser as a file download. */
 export async function download(url: string, filename: string): Promise<number> {

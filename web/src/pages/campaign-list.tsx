@@ -1,5 +1,5 @@
-import { useEffect, useState } from "preact/hooks";
-import { api, get, type Page } from "../api";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { api, get, newIdempotencyKey, type Page } from "../api";
 import { useFacts, useFetch } from "../data";
 import { navigate } from "../router";
 import { ErrorMessage, fmt, Link, Loading } from "../ui";
@@ -60,6 +60,9 @@ function CreateCampaign() {
   const [form, setForm] = useState({ name: "", materialization_id: "", holdout_percent: 20, launch_date: tomorrow(), fact: "", window_periods: 14, metric: "returned" });
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  // Submitting the same form again (after a timeout or a dropped connection) reuses its key, so the
+  // service answers with the campaign it may already have created instead of making a second one.
+  const attempt = useRef<{ body: string; key: string } | null>(null);
   useEffect(() => {
     if (!audienceId) return setLists([]);
     get<Page<Materialization>>(`/v1/audiences/${audienceId}/materializations?limit=100`).then((p) => {
@@ -80,13 +83,16 @@ function CreateCampaign() {
     setBusy(true);
     setError(null);
     try {
-      const c = await api<Campaign>("POST", "/v1/campaigns", {
+      const body = {
         name: form.name,
         materialization_id: form.materialization_id,
         holdout_percent: form.holdout_percent,
         launch_date: form.launch_date,
         goal: { fact: form.fact, window_periods: form.window_periods, metric: form.metric },
-      });
+      };
+      const text = JSON.stringify(body);
+      if (attempt.current?.body !== text) attempt.current = { body: text, key: newIdempotencyKey() };
+      const c = await api<Campaign>("POST", "/v1/campaigns", body, { headers: { "idempotency-key": attempt.current.key } });
       navigate(`/campaigns/${c.id}`);
     } catch (err) {
       setError(err);
