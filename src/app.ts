@@ -55,6 +55,11 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
     // request.ip (the address failed authentications are counted by) from X-Forwarded-For only behind
     // the proxies TRUST_PROXY names; otherwise a client could pick its own address.
     trustProxy: context.config.TRUST_PROXY,
+    // Bodies with __proto__ or constructor.prototype keys are parsed as plain JSON (own properties, no
+    // prototype touched) so that the untrusted-input hook refuses them with the field named, before
+    // any route sees them; Fastify's default would answer a bare "not valid JSON".
+    onProtoPoisoning: "ignore",
+    onConstructorPoisoning: "ignore",
     ...fastifyOptions,
   }).withTypeProvider<ZodTypeProvider>();
 

@@ -562,6 +562,44 @@ describe("limits", () => {
     }
   });
 
+  it("__proto__ and constructor.prototype keys are a 400 naming where, on every kind of route, and touch no prototype", async () => {
+    const bodies: Array<[string, string, (k: string) => string]> = [
+      ["POST", "/v1/facts", (k) => `{"name":"proto_fact","description":"d",${k}}`],
+      ["POST", `/v1/facts/${FACT}/events`, (k) => `{"events":[{"user_id":"u","occurred_at":"2026-03-01T00:00:00Z",${k}}]}`],
+      ["POST", "/v1/audiences/preview", (k) => `{"definition":{"name":"n","fact":"${FACT}","filter":{"field":"state","op":"eq","value":"new",${k}}}}`],
+      ["POST", "/v1/webhooks", (k) => `{"url":"http://127.0.0.1:9/x","events":["run.succeeded"],"secret":"0123456789abcdef","x":{${k}}}`],
+      ["PUT", "/v1/control-group", (k) => `{"percent":0,"salt":"s",${k}}`],
+    ];
+    const where: Record<string, string> = {
+      "/v1/facts": "", [`/v1/facts/${FACT}/events`]: "events[0].", "/v1/audiences/preview": "definition.filter.", "/v1/webhooks": "x.", "/v1/control-group": "",
+    };
+    for (const [method, url, make] of bodies) {
+      for (const [key, field, message] of [
+        [`"__proto__":{"polluted":true}`, "__proto__", /__proto__ is not accepted/],
+        [`"constructor":{"prototype":{"polluted":true}}`, "constructor", /constructor holding a prototype/],
+      ] as const) {
+        const res = await env.app.inject({ method: method as "POST", url, headers: { ...env.auth(), "content-type": "application/json" }, payload: make(key) });
+        expectHandled(res, `${url} ${field}`);
+        expect(res.statusCode, `${url} ${field}`).toBe(400);
+        expect(res.json().errors[0], `${url} ${field}`).toMatchObject({ path: `${where[url]}${field}`, message: expect.stringMatching(message) });
+      }
+    }
+    // NDJSON lines are parsed by their route: the same key is an unknown field of that line.
+    const ndjson = await env.app.inject({
+      method: "POST", url: `/v1/facts/${FACT}/events`, headers: { ...env.auth(), "content-type": "application/x-ndjson" },
+      payload: `{"user_id":"proto-u","occurred_at":"2026-03-01T00:00:00Z"}\n{"user_id":"proto-u","occurred_at":"2026-03-01T00:00:00Z","__proto__":{"polluted":true}}\n`,
+    });
+    expectHandled(ndjson, "ndjson __proto__");
+    expect(ndjson.statusCode, ndjson.body).toBe(400);
+    expect(JSON.stringify(ndjson.json().errors)).toContain("__proto__");
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect((await api(env).get("/v1/facts/proto_fact")).statusCode).toBe(404);
+    // A "constructor" field without a prototype inside is an ordinary unknown field.
+    const plain = await env.app.inject({ method: "PUT", url: "/v1/control-group", headers: { ...env.auth(), "content-type": "application/json" }, payload: `{"percent":0,"salt":"s","constructor":1}` });
+    expect(plain.statusCode).toBe(400);
+    expect(plain.json().errors[0].path).toBe("constructor");
+  });
+
   it("bodies over the limits are 413 problem+json on each body-taking route", async () => {
     const big = "x".repeat(1_100_000);
     for (const [method, url, body] of [

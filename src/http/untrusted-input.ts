@@ -18,8 +18,21 @@ export function unstorableText(s: string): string | null {
 }
 
 /**
+ * Why a key is refused whatever its route: no field of this API has these names, and code that copied
+ * such a key onto another object would change that object's prototype. (The JSON parser keeps them
+ * as plain own properties, so they can be named here rather than failing the whole body as "not JSON".)
+ */
+function prototypeKey(k: string, value: unknown): string | null {
+  if (k === "__proto__") return "field name __proto__ is not accepted";
+  if (k === "constructor" && value !== null && typeof value === "object" && Object.hasOwn(value, "prototype"))
+    return "field name constructor holding a prototype field is not accepted";
+  return null;
+}
+
+/**
  * Every string (keys included) that cannot be stored, every empty key (no field of this API has an
- * empty name) and nesting deeper than `maxDepth`, with the path of each. Iterative, so a hostile
+ * empty name), every key that could reach a prototype, and nesting deeper than `maxDepth`, with the
+ * path of each. Iterative, so a hostile
  * depth cannot overflow the stack here.
  */
 export function findUnsafeInput(value: unknown, fallbackPath: string, maxDepth = MAX_JSON_DEPTH): ProblemFieldError[] {
@@ -56,12 +69,12 @@ export function findUnsafeInput(value: unknown, fallbackPath: string, maxDepth =
     }
     for (const k of Object.keys(v)) {
       const why = k === "" ? "is empty" : unstorableText(k);
+      const item = (v as Record<string, unknown>)[k];
+      const proto = why ? null : prototypeKey(k, item);
       // An empty key has no dotted name of its own: `[""]` after its parent's path.
       if (why) errors.push({ path: k === "" ? `${node.key === null ? "" : pathOf(node)}[""]` : pathOf(node, k), message: `field name ${why}` });
-      else {
-        const item = (v as Record<string, unknown>)[k];
-        if (item !== null && (typeof item === "object" || typeof item === "string")) stack.push({ v: item, key: k, parent: node, depth });
-      }
+      else if (proto) errors.push({ path: pathOf(node, k), message: proto });
+      else if (item !== null && (typeof item === "object" || typeof item === "string")) stack.push({ v: item, key: k, parent: node, depth });
     }
   }
   return errors;
