@@ -45,6 +45,10 @@ export async function storeResponse(client: pg.ClientBase | pg.Pool, request: Fa
   );
 }
 
+/** The insert of an idempotency record failed because a request with the same key got there first. */
+const isKeyTaken = (err: unknown) =>
+  (err as { code?: string }).code === "23505" && (err as { constraint?: string }).constraint === "idempotency_record_pkey";
+
 export function replay(reply: FastifyReply, stored: StoredResponse) {
   return reply.code(stored.status).header("idempotent-replayed", "true").send(stored.body);
 }
@@ -76,9 +80,6 @@ export async function idempotent(
     throw err;
   }
 }
-
-const isKeyTaken = (err: unknown) =>
-  (err as { code?: string }).code === "23505" && (err as { constraint?: string }).constraint === "idempotency_record_pkey";
 
 /**
  * Creates a resource at most once per key, for creates slow enough that clients time out and retry (a

@@ -18,17 +18,20 @@ export interface RateLimitCount {
  * Redis, so every API process sharing the Redis (and the prefix) shares the limit.
  */
 export async function countRequest(redis: Redis, prefix: string, subject: string, windowMs: number, nowMs = Date.now()): Promise<RateLimitCount> {
-  const window = Math.floor(nowMs / windowMs);
-  const key = `${prefix}:rate-limit:${subject}:${window}`;
-  const count = Number(await redis.eval(COUNT_SCRIPT, 1, key, String(windowMs)));
-  return { count, resetAtMs: (window + 1) * windowMs };
+  const w = fixedWindow(prefix, subject, windowMs, nowMs);
+  return { count: Number(await redis.eval(COUNT_SCRIPT, 1, w.key, String(windowMs))), resetAtMs: w.resetAtMs };
 }
 
 /** The count of `subject` in the window that contains `nowMs`, without counting anything. */
 export async function peekCount(redis: Redis, prefix: string, subject: string, windowMs: number, nowMs = Date.now()): Promise<RateLimitCount> {
+  const w = fixedWindow(prefix, subject, windowMs, nowMs);
+  return { count: Number((await redis.get(w.key)) ?? 0), resetAtMs: w.resetAtMs };
+}
+
+/** The Redis key of `subject`'s counter in the window that contains `nowMs`, and when that window ends. */
+function fixedWindow(prefix: string, subject: string, windowMs: number, nowMs: number): { key: string; resetAtMs: number } {
   const window = Math.floor(nowMs / windowMs);
-  const count = Number((await redis.get(`${prefix}:rate-limit:${subject}:${window}`)) ?? 0);
-  return { count, resetAtMs: (window + 1) * windowMs };
+  return { key: `${prefix}:rate-limit:${subject}:${window}`, resetAtMs: (window + 1) * windowMs };
 }
 
 /** Seconds until `resetAtMs`, at least 1: what Retry-After says. */

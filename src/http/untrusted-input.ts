@@ -32,8 +32,7 @@ function prototypeKey(k: string, value: unknown): string | null {
 /**
  * Every string (keys included) that cannot be stored, every empty key (no field of this API has an
  * empty name), every key that could reach a prototype, and nesting deeper than `maxDepth`, with the
- * path of each. Iterative, so a hostile
- * depth cannot overflow the stack here.
+ * path of each. Iterative, so a hostile depth cannot overflow the stack here.
  */
 export function findUnsafeInput(value: unknown, fallbackPath: string, maxDepth = MAX_JSON_DEPTH): ProblemFieldError[] {
   interface Node { v: unknown; key: PropertyKey | null; parent: Node | null; depth: number }
