@@ -4,7 +4,7 @@
 // against a straightforward computation from the fixture's raw events.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
-import { allPages, api, createFact, ingest, processThrough } from "./helpers/api.js";
+import { allPages, api, createFact, ingest, processThrough, waitForCampaign } from "./helpers/api.js";
 import { fixtureMeta, parseCsv, readFixtureCsv } from "./helpers/fixtures.js";
 import { assign } from "../src/campaigns/assignment.js";
 import { compareGroups, EMPTY_SUMS, type GroupSums } from "../src/campaigns/statistics.js";
@@ -24,9 +24,10 @@ let env: TestEnv;
 let listId: string;
 let memberCount: number;
 let members: Array<Record<string, unknown>>;
+let workers: { close(): Promise<void> };
 beforeAll(async () => {
   env = await createTestEnv();
-  env.startWorkers();
+  workers = env.startWorkers();
   await createFact(env, FACT, meta.fact_timezone);
   await ingest(env, FACT, part1);
   await processThrough(env, FACT, AS_OF);
@@ -50,10 +51,15 @@ afterAll(async () => env?.close());
 
 const goal = (metric: "returned" | "active_periods" = "active_periods") => ({ fact: FACT, window_periods: 14, metric });
 
+/** Creates a campaign (202: a job assigns its list) and waits until it is ready. */
 async function createCampaign(body: Record<string, unknown>) {
   const res = await api(env).post("/v1/campaigns", { name: "Win back", materialization_id: listId, goal: goal(), ...body });
-  expect(res.statusCode, res.body).toBe(201);
-  return res.json();
+  expect(res.statusCode, res.body).toBe(202);
+  expect(res.headers.location).toBe(`/v1/campaigns/${res.json().id}`);
+  const ready = await waitForCampaign(env, res.json().id);
+  expect(ready.status, JSON.stringify(ready)).toBe("ready");
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a campaign's JSON, as res.json() gives it
+  return ready as any;
 }
 
 /** Seoul has no DST: the activity date is the UTC+9 calendar date. Computed here without the service's code. */
@@ -179,10 +185,14 @@ describe("campaigns, assignments and immutability", () => {
     const c = await createCampaign({ launch_date: "2099-01-01", holdout_percent: 10, salt: "future" });
     expect(c).toMatchObject({ launched: false, locked_reason: null });
     const patched = await api(env).patch(`/v1/campaigns/${c.id}`, { holdout_percent: 40 });
-    expect(patched.statusCode, patched.body).toBe(200);
+    expect(patched.statusCode, patched.body).toBe(202);
+    // Until the job has applied it, the change is pending and the campaign keeps its fields.
+    expect(patched.json()).toMatchObject({ status: "assigning", holdout_percent: 10, pending_changes: { holdout_percent: 40, salt: "future" } });
+    const reassigned = await waitForCampaign(env, c.id as string);
+    expect(reassigned).toMatchObject({ status: "ready", holdout_percent: 40, pending_changes: null, assignment_error: null });
     const rows = await allPages(env, `/v1/campaigns/${c.id}/assignments`);
     for (const r of rows) expect(r.group).toBe(assign(r.user_id as string, { salt: "future", holdoutPercent: 40 }).arm);
-    expect(patched.json().counts.control).toBe(rows.filter((r) => r.group === "control").length);
+    expect((reassigned.counts as { control: number }).control).toBe(rows.filter((r) => r.group === "control").length);
     const after = (await api(env).get(`/v1/campaigns/${c.id}`)).json();
     expect(after).toMatchObject({ launched: true, locked_reason: "assignments_pulled" });
     const res = await api(env).patch(`/v1/campaigns/${c.id}`, { salt: "again" });
@@ -218,6 +228,162 @@ describe("campaigns, assignments and immutability", () => {
   });
 });
 
+describe("assigning is a job", () => {
+  const assignedRows = async (id: string) =>
+    (await env.ctx.db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM campaign_assignment WHERE campaign_id = $1`, [id])).rows[0]!.n;
+  /** Holds the assignment jobs back: their writes to campaign_assignment wait for this transaction. */
+  async function holdAssignments<T>(work: () => Promise<T>): Promise<T> {
+    const hold = await env.ctx.db.pool.connect();
+    try {
+      await hold.query("BEGIN");
+      await hold.query("LOCK TABLE campaign_assignment IN SHARE MODE");
+      return await work();
+    } finally {
+      await hold.query("ROLLBACK").catch(() => {});
+      hold.release();
+    }
+  }
+  // Where the assignment job's webhook events go (nobody listens: the deliveries' payloads are read).
+  beforeAll(async () => {
+    const hook = await api(env).post("/v1/webhooks", { url: "http://127.0.0.1:9/campaigns", events: ["campaign.assigned", "campaign.assignment_failed"], secret: "campaign-events-0123456789" });
+    expect(hook.statusCode, hook.body).toBe(201);
+  });
+  const eventsOf = async (campaignId: string) =>
+    (await env.ctx.db.prisma.webhookDelivery.findMany({ orderBy: { createdAt: "asc" } }))
+      .map((d) => d.payload as { event: string; data: { campaign: { id: string; status: string; assignment_error: string | null } } })
+      .filter((p) => p.data.campaign?.id === campaignId)
+      .map((p) => ({ event: p.event, status: p.data.campaign.status, error: p.data.campaign.assignment_error }));
+  /** A materialization of the same list, to be deleted under a campaign. */
+  async function anotherList(): Promise<string> {
+    const m = await env.ctx.db.prisma.materialization.findUniqueOrThrow({ where: { id: listId } });
+    const res = await api(env).post(`/v1/audiences/${m.audienceId}/materializations`, { as_of: AS_OF });
+    expect(res.statusCode, res.body).toBe(202);
+    let s;
+    do {
+      await new Promise((r) => setTimeout(r, 50));
+      s = (await api(env).get(`/v1/materializations/${res.json().id}`)).json();
+    } while (s.status !== "succeeded" && s.status !== "failed");
+    expect(s.status).toBe("succeeded");
+    return s.id as string;
+  }
+
+  it("answers 202 assigning; until the job is done, assignments, sends, outcomes, results and changes answer 409 with Retry-After", async () => {
+    const created = await holdAssignments(async () => {
+      const res = await api(env).post("/v1/campaigns", { name: "Held", materialization_id: listId, goal: goal(), launch_date: "2099-01-01", salt: "held" });
+      expect(res.statusCode, res.body).toBe(202);
+      expect(res.json()).toMatchObject({ status: "assigning", assigned_at: null, assignment_error: null, pending_changes: null, counts: { total: 0 } });
+      const id = res.json().id as string;
+      const user = String(members[0]!.user_id);
+      const attempts = [
+        () => api(env).get(`/v1/campaigns/${id}/assignments`),
+        () => api(env).get(`/v1/campaigns/${id}/assignments`, { accept: "text/csv" }),
+        () => api(env).post(`/v1/campaigns/${id}/sends`, { sends: [{ user_id: user, sent_at: "2099-01-01T10:00:00Z", channel: "push", status: "sent" }] }),
+        () => api(env).post(`/v1/campaigns/${id}/outcomes`, { outcomes: [{ outcome_id: "o-held", user_id: user, occurred_at: "2099-01-01T10:00:00Z", name: "purchase" }] }),
+        () => api(env).get(`/v1/campaigns/${id}/results`),
+        () => api(env).patch(`/v1/campaigns/${id}`, { holdout_percent: 30 }),
+      ];
+      for (const attempt of attempts) {
+        const r = await attempt();
+        expect(r.statusCode, r.body).toBe(409);
+        expect(r.headers["content-type"]).toContain("application/problem+json");
+        expect(r.headers["retry-after"]).toBe("2");
+        expect(r.json()).toMatchObject({ status: "assigning", detail: expect.stringMatching(/being assigned/) });
+      }
+      expect((await api(env).get(`/v1/campaigns/${id}`)).json().status).toBe("assigning");
+      return id;
+    });
+    const ready = await waitForCampaign(env, created);
+    expect(ready).toMatchObject({ status: "ready", counts: { total: memberCount }, launched: false, locked_reason: null });
+    expect(ready.assigned_at).toEqual(expect.any(String));
+    // Nothing the refused requests asked for happened: no send, no outcome, no lock, the holdout as created.
+    expect(ready.holdout_percent).toBe(10);
+    const kept = await env.ctx.db.pool.query(`SELECT (SELECT count(*) FROM campaign_send WHERE campaign_id = $1)::int + (SELECT count(*) FROM campaign_outcome WHERE campaign_id = $1)::int AS n`, [created]);
+    expect(kept.rows[0].n).toBe(0);
+    expect(await assignedRows(created)).toBe(memberCount);
+    await expect.poll(() => eventsOf(created)).toEqual([{ event: "campaign.assigned", status: "ready", error: null }]);
+  });
+
+  it("a change the job cannot apply (its list was deleted meanwhile) leaves the campaign and its assignments as they were, with the reason", async () => {
+    const c = await createCampaign({ launch_date: "2099-01-01", holdout_percent: 10, salt: "kept" });
+    // Pulling would launch it: the stored rows are read instead.
+    const rowsBefore = (await env.ctx.db.pool.query(`SELECT user_key, arm FROM campaign_assignment WHERE campaign_id = $1 ORDER BY user_key`, [c.id])).rows;
+    const other = await anotherList();
+    await workers.close();
+    try {
+      const patched = await api(env).patch(`/v1/campaigns/${c.id}`, { materialization_id: other, holdout_percent: 40 });
+      expect(patched.statusCode, patched.body).toBe(202);
+      expect(patched.json()).toMatchObject({ status: "assigning", materialization_id: listId, pending_changes: { materialization_id: other, holdout_percent: 40 } });
+      expect((await api(env).delete(`/v1/materializations/${other}`)).statusCode).toBe(204);
+    } finally {
+      workers = env.startWorkers();
+    }
+    const after = await waitForCampaign(env, c.id as string);
+    expect(after).toMatchObject({ status: "ready", materialization_id: listId, holdout_percent: 10, pending_changes: null, counts: c.counts });
+    expect(after.assignment_error).toMatch(/deleted/);
+    const rowsAfter = (await env.ctx.db.pool.query(`SELECT user_key, arm FROM campaign_assignment WHERE campaign_id = $1 ORDER BY user_key`, [c.id])).rows;
+    expect(rowsAfter).toEqual(rowsBefore);
+    await expect.poll(async () => (await eventsOf(c.id as string)).at(-1)).toEqual({ event: "campaign.assignment_failed", status: "ready", error: after.assignment_error });
+  });
+
+  it("a new campaign whose list is deleted before the job runs is failed, with no assignments and a clear 409", async () => {
+    const other = await anotherList();
+    await workers.close();
+    let id: string;
+    try {
+      const res = await api(env).post("/v1/campaigns", { name: "Orphaned", materialization_id: other, goal: goal() });
+      expect(res.statusCode, res.body).toBe(202);
+      id = res.json().id;
+      expect((await api(env).delete(`/v1/materializations/${other}`)).statusCode).toBe(204);
+    } finally {
+      workers = env.startWorkers();
+    }
+    const failed = await waitForCampaign(env, id!);
+    expect(failed).toMatchObject({ status: "failed", assigned_at: null, counts: { total: 0 } });
+    expect(failed.assignment_error).toMatch(/deleted/);
+    const pull = await api(env).get(`/v1/campaigns/${id!}/assignments`);
+    expect(pull.statusCode).toBe(409);
+    expect(pull.json().detail).toMatch(/failed/);
+    expect(await assignedRows(id!)).toBe(0);
+    await expect.poll(() => eventsOf(id!)).toEqual([{ event: "campaign.assignment_failed", status: "failed", error: failed.assignment_error }]);
+  });
+
+  it("a job Redis lost is queued again by the workers' recovery sweep", async () => {
+    await workers.close();
+    let id: string;
+    try {
+      const res = await api(env).post("/v1/campaigns", { name: "Lost job", materialization_id: listId, goal: goal() });
+      expect(res.statusCode, res.body).toBe(202);
+      id = res.json().id;
+      await env.ctx.queues.campaigns.obliterate({ force: true });
+      expect(await env.ctx.queues.campaigns.getJobState(env.ctx.queues.campaignAssignmentJobId(id, 1))).toBe("unknown");
+    } finally {
+      workers = env.startWorkers();
+    }
+    expect(await waitForCampaign(env, id!)).toMatchObject({ status: "ready", counts: { total: memberCount } });
+  });
+
+  it("deleting a campaign while its job writes the assignments leaves none behind", async () => {
+    let id: string;
+    let deleted: Promise<{ statusCode: number }>;
+    await holdAssignments(async () => {
+      const res = await api(env).post("/v1/campaigns", { name: "Deleted while assigning", materialization_id: listId, goal: goal() });
+      expect(res.statusCode, res.body).toBe(202);
+      id = res.json().id;
+      // The job takes the campaign's row lock, then waits on the held table.
+      const jobId = env.ctx.queues.campaignAssignmentJobId(id, 1);
+      await expect.poll(() => env.ctx.queues.campaigns.getJobState(jobId), { timeout: 20_000 }).toBe("active");
+      await new Promise((r) => setTimeout(r, 200));
+      deleted = api(env).delete(`/v1/campaigns/${id}`);
+      await new Promise((r) => setTimeout(r, 200));
+    });
+    expect((await deleted!).statusCode).toBe(204);
+    const jobId = env.ctx.queues.campaignAssignmentJobId(id!, 1);
+    await expect.poll(() => env.ctx.queues.campaigns.getJobState(jobId), { timeout: 20_000 }).toBe("completed");
+    expect((await api(env).get(`/v1/campaigns/${id!}`)).statusCode).toBe(404);
+    expect(await assignedRows(id!)).toBe(0);
+  });
+});
+
 describe("creating with an Idempotency-Key", () => {
   const body = (name: string) => ({ name, materialization_id: listId, goal: goal(), holdout_percent: 25 });
   const post = (b: unknown, key?: string) => api(env).post("/v1/campaigns", b, key ? { "idempotency-key": key } : {});
@@ -228,13 +394,15 @@ describe("creating with an Idempotency-Key", () => {
 
   it("a retry creates nothing more and answers with the campaign the first request created", async () => {
     const first = await post(body("Retried"), "create-retried");
-    expect(first.statusCode, first.body).toBe(201);
+    expect(first.statusCode, first.body).toBe(202);
     expect(first.headers["idempotent-replayed"]).toBeUndefined();
+    await waitForCampaign(env, first.json().id);
     const again = await post(body("Retried"), "create-retried");
-    expect(again.statusCode, again.body).toBe(201);
+    expect(again.statusCode, again.body).toBe(202);
     expect(again.headers["idempotent-replayed"]).toBe("true");
     expect(again.headers.location).toBe(`/v1/campaigns/${first.json().id}`);
-    expect(again.json()).toEqual(first.json());
+    // The campaign as it is now: assigned since the first answer.
+    expect(again.json()).toMatchObject({ id: first.json().id, name: "Retried", status: "ready", counts: { total: memberCount } });
     expect(await campaignsNamed("Retried")).toEqual([first.json().id]);
     // The same body under another key, or none, is another campaign.
     expect((await post(body("Retried"), "create-retried-2")).json().id).not.toBe(first.json().id);
@@ -243,7 +411,7 @@ describe("creating with an Idempotency-Key", () => {
   });
 
   it("refuses the key with a different request (422) and a malformed key (400), creating nothing", async () => {
-    expect((await post(body("Keyed"), "create-keyed")).statusCode).toBe(201);
+    expect((await post(body("Keyed"), "create-keyed")).statusCode).toBe(202);
     const other = await post({ ...body("Keyed"), holdout_percent: 30 }, "create-keyed");
     expect(other.statusCode, other.body).toBe(422);
     expect(other.headers["content-type"]).toContain("application/problem+json");
@@ -255,10 +423,11 @@ describe("creating with an Idempotency-Key", () => {
 
   it("two requests racing with one key make one campaign, and both answer with it", async () => {
     const [a, b] = await Promise.all([post(body("Raced"), "create-raced"), post(body("Raced"), "create-raced")]);
-    expect([a.statusCode, b.statusCode], a.body + b.body).toEqual([201, 201]);
+    expect([a.statusCode, b.statusCode], a.body + b.body).toEqual([202, 202]);
     expect(a.json().id).toBe(b.json().id);
     expect([a.headers["idempotent-replayed"], b.headers["idempotent-replayed"]].filter(Boolean)).toEqual(["true"]);
     expect(await campaignsNamed("Raced")).toEqual([a.json().id]);
+    expect((await waitForCampaign(env, a.json().id)).status).toBe("ready");
     expect(await assigned(a.json().id)).toBe(memberCount);
   });
 
@@ -571,7 +740,8 @@ describe("exports of unusual user ids", () => {
       list = (await api(env).get(`/v1/materializations/${m.json().id}`)).json();
     } while (list.status !== "succeeded");
     const c = await api(env).post("/v1/campaigns", { name: "Odd", materialization_id: list.id, holdout_percent: 50, goal: { fact: "odd_ids", window_periods: 3, metric: "returned" } });
-    expect(c.statusCode, c.body).toBe(201);
+    expect(c.statusCode, c.body).toBe(202);
+    await waitForCampaign(env, c.json().id);
     const nd = await api(env).get(`/v1/campaigns/${c.json().id}/assignments`, { accept: "application/x-ndjson" });
     const rows = nd.body.split("\n").filter(Boolean).map((l) => JSON.parse(l));
     expect(rows.map((r) => r.user_id).sort()).toEqual([...ids].sort());

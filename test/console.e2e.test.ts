@@ -8,7 +8,7 @@ import path from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
-import { allPages, api, ingest, processThrough } from "./helpers/api.js";
+import { allPages, api, ingest, processThrough, waitForCampaign } from "./helpers/api.js";
 import { demoPopulation, eventsForDay, prng } from "../src/cli/demo-data.js";
 import { dateToDay, dayToDate } from "../src/activation/periods.js";
 import { localDate } from "../src/facts/timezones.js";
@@ -75,8 +75,9 @@ async function loadCampaign() {
     goal: { fact: "app_opened", window_periods: WINDOW, metric: "returned" },
     salt: "e2e",
   });
-  expect(c.statusCode, c.body).toBe(201);
+  expect(c.statusCode, c.body).toBe(202);
   campaignId = c.json().id;
+  expect((await waitForCampaign(env, campaignId)).status).toBe("ready");
   const treated = (await allPages(env, `/v1/campaigns/${campaignId}/assignments?group=treatment`)).map((r) => String(r.user_id));
   const rnd = prng(42);
   const sentAt = `${dayToDate(launch)}T10:00:00+09:00`;

@@ -499,7 +499,7 @@ describe("SQL-looking and exotic text is stored and returned literally, and neve
     expect(status).toBe("succeeded");
     for (const name of [...LITERALS, "c".repeat(200)]) {
       const res = await api(env).post("/v1/campaigns", { name, materialization_id: m.json().id, goal: { fact: FACT, window_periods: 7, metric: "returned" }, salt: name });
-      expect(res.statusCode, res.body).toBe(201);
+      expect(res.statusCode, res.body).toBe(202);
       const got = (await api(env).get(`/v1/campaigns/${res.json().id}`)).json();
       expect(got.name).toBe(name);
       expect(got.salt).toBe(name);

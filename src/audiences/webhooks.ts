@@ -6,7 +6,9 @@ import { Prisma } from "../generated/prisma/client.js";
 import { notFound } from "../http/problem.js";
 import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
 
-export const WEBHOOK_EVENTS = ["materialization.succeeded", "materialization.failed", "run.succeeded", "run.failed"] as const;
+export const WEBHOOK_EVENTS = [
+  "materialization.succeeded", "materialization.failed", "run.succeeded", "run.failed", "campaign.assigned", "campaign.assignment_failed",
+] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 
 export const createWebhookSchema = z

@@ -10,13 +10,15 @@ import { localDate } from "../facts/timezones.js";
 import { checkUserId, parseInstant } from "../facts/event-validation.js";
 import type { ExportFormat } from "../activation/postgres/copy-out.js";
 import type { ActivityRanges, CampaignArm } from "../activation/postgres/campaigns.js";
-import { holdoutThreshold, isWholeBuckets } from "./assignment.js";
+import { withTransaction } from "../activation/postgres/tx.js";
+import { isWholeBuckets } from "./assignment.js";
+import { pendingChanges, queueAssignment, requireAssigned, type PendingAssignment } from "./assigning.js";
 import { getControlGroupSettings } from "./control-group.js";
 
 /**
  * Campaigns on frozen lists (materializations): a holdout split by the spec's assignment hash, frozen
- * in campaign_assignment when the campaign is created (and recomputed when an assignment field changes
- * before launch), sends and outcomes the CRM reports, and results (./results.ts).
+ * in campaign_assignment by a job when the campaign is created (and again when an assignment field
+ * changes before launch: ./assigning.ts), sends and outcomes the CRM reports, and results (./results.ts).
  *
  * Launch: a campaign is launched once its launch_date has come (today in the goal fact's timezone is
  * on or after it) or once anything was done with its assignments: the first pull of the assignments,
@@ -31,6 +33,7 @@ export const SEND_STATUSES = ["sent", "delivered", "failed", "opened", "clicked"
 export const LOCK_REASONS = ["launch_date_reached", "assignments_pulled", "sends_recorded", "outcomes_recorded"] as const;
 export type LockReason = (typeof LOCK_REASONS)[number];
 export const ASSIGNMENT_FIELDS = ["materialization_id", "holdout_percent", "salt", "launch_date"] as const;
+export const CAMPAIGN_STATUSES = ["assigning", "ready", "failed"] as const;
 
 export const MAX_HOLDOUT_PERCENT = 50;
 export const MAX_WINDOW_PERIODS = 365;
@@ -98,6 +101,18 @@ export const campaignSchema = z
       .object({ percent: z.number(), salt: z.string() })
       .nullable()
       .describe("The global control group as it was when the assignments were made; its members are held out"),
+    status: z
+      .enum(CAMPAIGN_STATUSES)
+      .describe(
+        "`assigning`: a job is splitting the list into arms (assignments, sends, outcomes and results answer 409 until it is done); " +
+          "`ready`; `failed`: the first assignment failed and the campaign has none (see assignment_error)",
+      ),
+    assignment_error: z.string().nullable().describe("Why the last assignment failed (a failed change leaves the campaign as it was); null once one succeeds"),
+    pending_changes: z
+      .object({ materialization_id: z.string().uuid(), holdout_percent: z.number(), salt: z.string(), launch_date: z.string() })
+      .nullable()
+      .describe("The assignment fields a PATCH asked for while they are being applied (status assigning); the fields above stay as they are until then"),
+    assigned_at: z.string().nullable().describe("When the assignments were last frozen (null: not yet)"),
     counts: countsSchema,
     launched: z.boolean().describe("Assignment fields are immutable once launched"),
     locked_reason: z.enum(LOCK_REASONS).nullable(),
@@ -137,6 +152,10 @@ export function campaignView(c: Campaign, timezone: string | undefined): Campaig
     launch_date: launch,
     window: { start: launch, end: dayToDate(dateToDay(launch) + c.goalWindowPeriods - 1) },
     global_control: c.globalControlPercent > 0 && c.globalControlSalt !== null ? { percent: c.globalControlPercent, salt: c.globalControlSalt } : null,
+    status: c.status as CampaignView["status"],
+    assignment_error: c.assignmentError,
+    pending_changes: pendingChanges(c),
+    assigned_at: c.assignedAt?.toISOString() ?? null,
     counts: {
       treatment: c.treatmentCount,
       control: c.controlCount,
@@ -203,12 +222,13 @@ export async function markResultsStale(ctx: AppContext, campaignIds: string[], d
 }
 
 /**
- * Creates a campaign and freezes its assignments, in one transaction; `onCreated` runs last in it (the
- * route records the request's Idempotency-Key there). Returns the campaign's id.
+ * Creates a campaign, status `assigning`, and queues the job that freezes its assignments
+ * (./assigning.ts); `onCreated` runs last in the creating transaction (the route records the request's
+ * Idempotency-Key there). Returns the campaign's id and the assignment version its job carries.
  */
 export async function createCampaign(
   ctx: AppContext, body: CreateCampaignBody, onCreated?: (tx: pg.ClientBase, id: string) => Promise<void>,
-): Promise<string> {
+): Promise<{ id: string; version: number }> {
   const list = await targetList(ctx, body.materialization_id);
   const fact = await goalFact(ctx, body.goal.fact);
   const launch = body.launch_date ?? dayToDate(dateToDay(list.asOf) + 1);
@@ -217,35 +237,21 @@ export async function createCampaign(
   const id = randomUUID();
   const salt = body.salt ?? id;
   const holdout = body.holdout_percent ?? 10;
-  await ctx.engine.assignCampaign(
-    {
-      campaignId: id,
-      materializationId: list.id,
-      salt,
-      holdoutBuckets: holdoutThreshold(holdout),
-      globalSalt: global?.salt ?? null,
-      globalBuckets: global ? holdoutThreshold(global.percent) : 0,
-      goal: activityRanges(fact.id, launch, body.goal.window_periods),
-    },
-    {
-      after: async (tx, counts, through) => {
-        await tx.query(
-          `INSERT INTO campaign (id, name, materialization_id, audience_id, as_of, grain, goal_fact_id, goal_fact, goal_metric, goal_window_periods,
-                                 holdout_percent, salt, launch_date, global_control_percent, global_control_salt,
-                                 treatment_count, control_count, global_control_count, metrics_through)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
-          [
-            id, body.name, list.id, list.audienceId, list.asOf, list.grain, fact.id, fact.name, body.goal.metric, body.goal.window_periods,
-            holdout, salt, launch, global?.percent ?? 0, global?.salt ?? null, counts.treatment, counts.control, counts.global_control,
-            through === null ? null : dayToDate(through),
-          ],
-        );
-        await onCreated?.(tx, id);
-      },
-    },
-  );
-  await markResultsStale(ctx, [id]);
-  return id;
+  const version = 1;
+  await withTransaction(ctx.db.pool, async (tx) => {
+    await tx.query(
+      `INSERT INTO campaign (id, name, materialization_id, audience_id, as_of, grain, goal_fact_id, goal_fact, goal_metric, goal_window_periods,
+                             holdout_percent, salt, launch_date, global_control_percent, global_control_salt, status, assignment_version)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'assigning', $16)`,
+      [
+        id, body.name, list.id, list.audienceId, list.asOf, list.grain, fact.id, fact.name, body.goal.metric, body.goal.window_periods,
+        holdout, salt, launch, global?.percent ?? 0, global?.salt ?? null, version,
+      ],
+    );
+    await onCreated?.(tx, id);
+  }, 1);
+  await queueAssignment(ctx, id, version);
+  return { id, version };
 }
 
 export async function listCampaigns(ctx: AppContext, q: PageQuery) {
@@ -270,13 +276,22 @@ function launchedConflict(c: Campaign, reason: LockReason, fields: string[]) {
   return conflict(`Campaign ${c.id} has launched (${why[reason]}): ${fields.join(", ")} can no longer change.`, { launched: true, locked_reason: reason, fields });
 }
 
-export async function updateCampaign(ctx: AppContext, id: string, body: UpdateCampaignBody): Promise<CampaignView> {
+/**
+ * Changes a campaign. Name and goal change at once. A change of an assignment field (before launch only)
+ * is recorded as pending and queued (./assigning.ts): the answer's `queued` is then the version its job
+ * carries, and the campaign is `assigning` until the job has applied it with the new assignments.
+ */
+export async function updateCampaign(ctx: AppContext, id: string, body: UpdateCampaignBody): Promise<{ campaign: CampaignView; queued: number | null }> {
   const c = await getCampaignRecord(ctx, id);
   const tz = await timezoneOf(ctx, c.goalFactId);
   const current = { materialization_id: c.materializationId, holdout_percent: c.holdoutPercent, salt: c.salt, launch_date: day(c.launchDate) };
   const changed = ASSIGNMENT_FIELDS.filter((f) => body[f] !== undefined && body[f] !== current[f]);
   const fact = body.goal && body.goal.fact !== c.goalFact ? await goalFact(ctx, body.goal.fact) : null;
+  const goalChanged = body.goal !== undefined && (body.goal.fact !== c.goalFact || body.goal.metric !== c.goalMetric || body.goal.window_periods !== c.goalWindowPeriods);
+  if (c.status === "assigning" && (changed.length || goalChanged))
+    throw conflict(`Campaign ${id} is being assigned: change it once its status is ready.`, { status: c.status, headers: { "retry-after": "2" } });
 
+  let pending: PendingAssignment | null = null;
   if (changed.length) {
     const state = launchState(c, tz);
     if (state.launched) throw launchedConflict(c, state.reason!, changed);
@@ -285,70 +300,48 @@ export async function updateCampaign(ctx: AppContext, id: string, body: UpdateCa
       : { id: c.materializationId, audienceId: c.audienceId, asOf: day(c.asOf), grain: c.grain };
     const launch = body.launch_date ?? current.launch_date;
     checkLaunchDate(launch, list.asOf);
-    const holdout = body.holdout_percent ?? c.holdoutPercent;
-    const salt = body.salt ?? c.salt;
-    const goalTz = fact?.timezone ?? tz;
-    await ctx.engine.assignCampaign(
-      {
-        campaignId: id,
-        materializationId: list.id,
-        salt,
-        holdoutBuckets: holdoutThreshold(holdout),
-        globalSalt: c.globalControlPercent > 0 ? c.globalControlSalt : null,
-        globalBuckets: holdoutThreshold(c.globalControlPercent),
-        goal: activityRanges(fact?.id ?? c.goalFactId, launch, body.goal?.window_periods ?? c.goalWindowPeriods),
-      },
-      {
-        // Under the row lock, so a pull or a send that locked the campaign meanwhile wins.
-        before: async (tx) => {
-          const r = await tx.query<{ locked_at: Date | null; locked_reason: LockReason | null; launch_date: string }>(
-            `SELECT locked_at, locked_reason, launch_date FROM campaign WHERE id = $1 FOR UPDATE`,
-            [id],
-          );
-          const row = r.rows[0];
-          if (!row) throw notFound(`No campaign ${id}.`);
-          if (row.locked_at) throw launchedConflict(c, row.locked_reason ?? "assignments_pulled", changed);
-          if (row.launch_date <= todayIn(goalTz)) throw launchedConflict(c, "launch_date_reached", changed);
-        },
-        after: async (tx, counts, through) => {
-          await tx.query(
-            `UPDATE campaign SET materialization_id = $2, audience_id = $3, as_of = $4, grain = $5, holdout_percent = $6, salt = $7, launch_date = $8,
-                    treatment_count = $9, control_count = $10, global_control_count = $11, data_version = data_version + 1, updated_at = now(),
-                    metrics_through = $12, metrics_pending_from = NULL, metrics_full_refresh = false
-             WHERE id = $1`,
-            [
-              id, list.id, list.audienceId, list.asOf, list.grain, holdout, salt, launch, counts.treatment, counts.control, counts.global_control,
-              through === null ? null : dayToDate(through),
-            ],
-          );
-          // Results of the old assignment mean nothing for the new one.
-          await tx.query(`DELETE FROM campaign_result WHERE campaign_id = $1`, [id]);
-        },
-      },
+    pending = {
+      materialization_id: list.id, audience_id: list.audienceId, as_of: list.asOf, grain: list.grain,
+      holdout_percent: body.holdout_percent ?? c.holdoutPercent, salt: body.salt ?? c.salt, launch_date: launch,
+    };
+  }
+  const goalTz = fact?.timezone ?? tz;
+  const queued = await withTransaction(ctx.db.pool, async (tx) => {
+    // Under the row lock, so a pull, a send or an assignment that got there first wins.
+    const r = await tx.query<{ status: string; locked_at: Date | null; locked_reason: LockReason | null; launch_date: string }>(
+      `SELECT status, locked_at, locked_reason, launch_date::text FROM campaign WHERE id = $1 FOR UPDATE`,
+      [id],
     );
-  }
-  const goalChanged = body.goal !== undefined && (body.goal.fact !== c.goalFact || body.goal.metric !== c.goalMetric || body.goal.window_periods !== c.goalWindowPeriods);
-  if (body.name !== undefined || goalChanged) {
-    await ctx.db.prisma.campaign.update({
-      where: { id },
-      data: {
-        ...(body.name !== undefined ? { name: body.name } : {}),
-        ...(goalChanged
-          ? {
-              goalFactId: fact?.id ?? c.goalFactId,
-              goalFact: body.goal!.fact,
-              goalMetric: body.goal!.metric,
-              goalWindowPeriods: body.goal!.window_periods,
-              dataVersion: { increment: 1 },
-              // Another fact or window: every member's figures are recomputed (the metric alone needs none).
-              ...(body.goal!.fact !== c.goalFact || body.goal!.window_periods !== c.goalWindowPeriods ? { metricsFullRefresh: true } : {}),
-            }
-          : {}),
-      },
-    });
-  }
-  if (changed.length || goalChanged) await markResultsStale(ctx, [id]);
-  return getCampaign(ctx, id);
+    const row = r.rows[0];
+    if (!row) throw notFound(`No campaign ${id}.`);
+    if (row.status === "assigning" && (pending || goalChanged))
+      throw conflict(`Campaign ${id} is being assigned: change it once its status is ready.`, { status: row.status, headers: { "retry-after": "2" } });
+    if (pending) {
+      if (row.locked_at) throw launchedConflict(c, row.locked_reason ?? "assignments_pulled", changed);
+      if (row.launch_date <= todayIn(goalTz)) throw launchedConflict(c, "launch_date_reached", changed);
+    }
+    if (body.name !== undefined) await tx.query(`UPDATE campaign SET name = $2, updated_at = now() WHERE id = $1`, [id, body.name]);
+    if (goalChanged) {
+      // Another fact or window: every member's figures are recomputed (the metric alone needs none).
+      const refigure = body.goal!.fact !== c.goalFact || body.goal!.window_periods !== c.goalWindowPeriods;
+      await tx.query(
+        `UPDATE campaign SET goal_fact_id = $2, goal_fact = $3, goal_metric = $4, goal_window_periods = $5, data_version = data_version + 1,
+                metrics_full_refresh = metrics_full_refresh OR $6, updated_at = now()
+         WHERE id = $1`,
+        [id, fact?.id ?? c.goalFactId, body.goal!.fact, body.goal!.metric, body.goal!.window_periods, refigure],
+      );
+    }
+    if (!pending) return null;
+    const v = await tx.query<{ assignment_version: number }>(
+      `UPDATE campaign SET status = 'assigning', assignment_version = assignment_version + 1, pending_assignment = $2, assignment_error = NULL, updated_at = now()
+       WHERE id = $1 RETURNING assignment_version`,
+      [id, JSON.stringify(pending)],
+    );
+    return v.rows[0]!.assignment_version;
+  }, 1);
+  if (queued !== null) await queueAssignment(ctx, id, queued);
+  else if (goalChanged) await markResultsStale(ctx, [id]);
+  return { campaign: await getCampaign(ctx, id), queued };
 }
 
 export async function deleteCampaign(ctx: AppContext, id: string): Promise<void> {
@@ -383,6 +376,7 @@ const userKeyCursor = z.tuple([z.number().int()]);
  */
 export async function assignmentsPage(ctx: AppContext, id: string, q: PageQuery & { group?: CampaignArm }) {
   const c = await getCampaignRecord(ctx, id);
+  requireAssigned(c, "pull its assignments");
   await lockCampaign(ctx.db.pool, id, "assignments_pulled");
   const after = decodeCursor(q.cursor, userKeyCursor);
   const rows = await ctx.engine.assignmentPage(id, q.group, { afterUserKey: after?.[0], limit: q.limit + 1 });
@@ -394,7 +388,7 @@ export async function assignmentsPage(ctx: AppContext, id: string, q: PageQuery 
 }
 
 export async function assignmentsExport(ctx: AppContext, id: string, group: CampaignArm | undefined, format: ExportFormat) {
-  await getCampaignRecord(ctx, id);
+  requireAssigned(await getCampaignRecord(ctx, id), "pull its assignments");
   await lockCampaign(ctx.db.pool, id, "assignments_pulled");
   return ctx.engine.assignmentExport(id, group, format);
 }
@@ -527,7 +521,7 @@ export interface BatchResult {
 export async function recordSends(ctx: AppContext, id: string, body: unknown, record?: (client: pg.ClientBase, response: { status: number; body: unknown }) => Promise<void>): Promise<BatchResult> {
   const items = batchItems(body, "sends");
   const sends = validateItems(items, "sends", checkSend);
-  await getCampaignRecord(ctx, id);
+  requireAssigned(await getCampaignRecord(ctx, id), "record sends");
   let response: BatchResult | null = null;
   const outcome = await ctx.engine.recordSends(id, sends, async (tx, inserted) => {
     await lockCampaign(tx, id, "sends_recorded");
@@ -544,7 +538,7 @@ export async function recordSends(ctx: AppContext, id: string, body: unknown, re
 export async function recordOutcomes(ctx: AppContext, id: string, body: unknown, record?: (client: pg.ClientBase, response: { status: number; body: unknown }) => Promise<void>): Promise<BatchResult> {
   const items = batchItems(body, "outcomes");
   const outcomes = validateItems(items, "outcomes", checkOutcome);
-  await getCampaignRecord(ctx, id);
+  requireAssigned(await getCampaignRecord(ctx, id), "record outcomes");
   let response: BatchResult | null = null;
   const outcome = await ctx.engine.recordOutcomes(id, outcomes, async (tx, inserted) => {
     await lockCampaign(tx, id, "outcomes_recorded");

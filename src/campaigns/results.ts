@@ -6,6 +6,7 @@ import { dateToDay, dayToDate } from "../activation/periods.js";
 import { INACTIVITY_BUCKETS, type CampaignArm, type GoalAggregateRow } from "../activation/postgres/campaigns.js";
 import type { RunView } from "../activation/runs.js";
 import { activityRanges, COVARIATE_DAYS, getCampaignRecord, SEND_STATUSES, type GoalMetric } from "./campaigns.js";
+import { requireAssigned } from "./assigning.js";
 import { compareGroups, EMPTY_SUMS, sampleRatioMismatch, SRM_ALPHA, type GroupSums, type MetricComparison, type MetricKind } from "./statistics.js";
 
 /**
@@ -254,7 +255,9 @@ export async function refreshMemberActivity(ctx: AppContext, c: Campaign) {
 /** Computes and stores a campaign's results; an older computation never overwrites a newer one. */
 export async function computeAndStoreResults(ctx: AppContext, campaignId: string): Promise<CampaignResults | null> {
   const c = await ctx.db.prisma.campaign.findUnique({ where: { id: campaignId } });
-  if (!c) return null;
+  // Without assignments (being computed, or failed) there is nothing to measure yet: the assignment job
+  // asks for results once it is done.
+  if (!c || c.status !== "ready") return null;
   const t0 = performance.now();
   const computedAt = new Date();
   try {
@@ -302,6 +305,7 @@ export async function executeCampaignResults(ctx: AppContext, campaignId: string
  */
 export async function getCampaignResults(ctx: AppContext, id: string, opts: { refresh?: boolean } = {}): Promise<CampaignResults> {
   const c = await getCampaignRecord(ctx, id);
+  requireAssigned(c, "ask for its results");
   const stored = opts.refresh ? null : await ctx.db.prisma.campaignResult.findUnique({ where: { campaignId: id } });
   if (!stored) {
     const fresh = await computeAndStoreResults(ctx, id);

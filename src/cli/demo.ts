@@ -11,6 +11,7 @@ import { demoPopulation, eventsForDay, prng } from "./demo-data.js";
 import { ProgressBar } from "./progress.js";
 import { assignmentsPage, createCampaign, deleteCampaign, getCampaign, recordSends } from "../campaigns/campaigns.js";
 import { computeAndStoreResults, type CampaignResults } from "../campaigns/results.js";
+import { executeCampaignAssignment } from "../campaigns/assigning.js";
 
 const USERS = 20_000;
 const DAYS = 90;
@@ -158,7 +159,7 @@ const WINDOW_DAYS = 14;
 async function campaignStep(ctx: AppContext, audienceId: string, lastDay: number) {
   const launchDay = lastDay - WINDOW_DAYS + 1;
   const list = await executeMaterialization(ctx, (await requestMaterialization(ctx, audienceId, dayToDate(launchDay - 1), "demo")).id);
-  const campaignId = await createCampaign(ctx, {
+  const created = await createCampaign(ctx, {
     name: "Win back long streakers",
     materialization_id: list.id,
     holdout_percent: 20,
@@ -166,7 +167,10 @@ async function campaignStep(ctx: AppContext, audienceId: string, lastDay: number
     goal: { fact: "app_opened", window_periods: WINDOW_DAYS, metric: "returned" },
     salt: "demo-win-back",
   });
-  const campaign = await getCampaign(ctx, campaignId);
+  // The job's work, done here and now (the job queued at creation then finds the campaign ready).
+  const assigned = await executeCampaignAssignment(ctx, created.id, created.version);
+  if (assigned.status !== "ready") throw new Error(`assigning the demo campaign: ${assigned.status} ${assigned.error ?? ""}`);
+  const campaign = await getCampaign(ctx, created.id);
   console.log(
     `\nCampaign "${campaign.name}" on "Long streakers, inactive 7–30 days" as of ${list.as_of}: ${n(campaign.counts.total)} users, ` +
       `holdout ${campaign.holdout_percent}% → ${n(campaign.counts.treatment)} treatment, ${n(campaign.counts.control)} control; ` +

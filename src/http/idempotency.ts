@@ -82,11 +82,11 @@ export async function idempotent(
 }
 
 /**
- * Creates a resource at most once per key, for creates slow enough that clients time out and retry (a
- * campaign's assignment of a whole list). The record keeps only the created resource's id, written by
- * `create` in its own transaction; a replay answers 201 with the resource as it is now (404 once
- * deleted). When two requests race with one key, the loser's transaction fails on the record's key,
- * so nothing of it stays, and it answers with the winner's resource.
+ * Creates a resource at most once per key, for resources whose state moves on after the create (a
+ * campaign, assigned by a job). The record keeps only the created resource's id, written by `create` in
+ * its own transaction; a replay answers `status` (201, or 202 for a resource a job completes) with the
+ * resource as it is now (404 once deleted). When two requests race with one key, the loser's
+ * transaction fails on the record's key, so nothing of it stays, and it answers with the winner's resource.
  */
 export async function idempotentCreate(
   pool: pg.Pool,
@@ -94,12 +94,13 @@ export async function idempotentCreate(
   reply: FastifyReply,
   create: (record: ((client: pg.ClientBase, id: string) => Promise<void>) | undefined) => Promise<string>,
   render: (id: string) => Promise<{ body: unknown; location: string }>,
+  status: 201 | 202 = 201,
 ) {
   const key = idempotencyKeyOf(request);
   const answer = async (id: string, replayed: boolean) => {
     const r = await render(id);
     if (replayed) reply.header("idempotent-replayed", "true");
-    return reply.code(201).header("location", r.location).send(r.body);
+    return reply.code(status).header("location", r.location).send(r.body);
   };
   const storedId = async () => {
     const stored = key ? await findStoredResponse(pool, request, key) : null;
@@ -108,7 +109,7 @@ export async function idempotentCreate(
   const earlier = await storedId();
   if (earlier) return answer(earlier, true);
   try {
-    const id = await create(key ? (client, created) => storeResponse(client, request, key, { status: 201, body: { id: created } }) : undefined);
+    const id = await create(key ? (client, created) => storeResponse(client, request, key, { status, body: { id: created } }) : undefined);
     return await answer(id, false);
   } catch (err) {
     const winner = key && isKeyTaken(err) ? await storedId() : null;

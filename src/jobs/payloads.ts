@@ -13,6 +13,10 @@ export type WebhookDeliveryPayload = z.infer<typeof webhookDeliveryPayload>;
 export const campaignResultsPayload = z.object({ campaignId: z.string().uuid() }).strict();
 export type CampaignResultsPayload = z.infer<typeof campaignResultsPayload>;
 
+/** Freezes a campaign's assignments for one request to (re)assign it (its assignment_version). */
+export const campaignAssignmentPayload = z.object({ campaignId: z.string().uuid(), version: z.number().int().positive() }).strict();
+export type CampaignAssignmentPayload = z.infer<typeof campaignAssignmentPayload>;
+
 export const scheduledProcessingPayload = z.object({}).strict();
 export const audienceRefreshPayload = z.object({ audienceId: z.string().uuid() }).strict();
 
@@ -24,4 +28,5 @@ export const JOB_NAMES = {
   processAllFacts: "process-all-facts",
   refreshAudience: "refresh-audience",
   campaignResults: "campaign-results",
+  assignCampaign: "assign-campaign",
 } as const;

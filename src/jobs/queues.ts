@@ -1,8 +1,9 @@
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import {
-  JOB_NAMES, QUEUE_NAMES, audienceRefreshPayload, campaignResultsPayload, materializationPayload, processRunPayload, scheduledProcessingPayload,
-  webhookDeliveryPayload, type CampaignResultsPayload, type MaterializationPayload, type ProcessRunPayload, type WebhookDeliveryPayload,
+  JOB_NAMES, QUEUE_NAMES, audienceRefreshPayload, campaignAssignmentPayload, campaignResultsPayload, materializationPayload, processRunPayload,
+  scheduledProcessingPayload, webhookDeliveryPayload, type CampaignAssignmentPayload, type CampaignResultsPayload, type MaterializationPayload,
+  type ProcessRunPayload, type WebhookDeliveryPayload,
 } from "./payloads.js";
 
 /** The producer side of every queue, shared by routes, the CLI and schedulers. */
@@ -30,6 +31,7 @@ export class JobQueues {
   processRunJobId = (runId: string) => `run-${runId}`;
   materializationJobId = (materializationId: string) => `mat-${materializationId}`;
   webhookDeliveryJobId = (deliveryId: string) => `hook-${deliveryId}`;
+  campaignAssignmentJobId = (campaignId: string, version: number) => `campaign-assign-${campaignId}-${version}`;
 
   async enqueueProcessRun(payload: ProcessRunPayload): Promise<void> {
     const data = processRunPayload.parse(payload);
@@ -60,6 +62,17 @@ export class JobQueues {
       // About 1 s, 2 s, 4 s … up to ~2 min between the 8 attempts.
       attempts: 8,
       backoff: { type: "exponential", delay: 1000 },
+      removeOnComplete: { age: 86_400, count: 10_000 },
+      removeOnFail: { age: 7 * 86_400 },
+    });
+  }
+
+  async enqueueCampaignAssignment(payload: CampaignAssignmentPayload): Promise<void> {
+    const data = campaignAssignmentPayload.parse(payload);
+    await this.campaigns.add(JOB_NAMES.assignCampaign, data, {
+      jobId: this.campaignAssignmentJobId(data.campaignId, data.version),
+      attempts: 5,
+      backoff: { type: "exponential", delay: 2000 },
       removeOnComplete: { age: 86_400, count: 10_000 },
       removeOnFail: { age: 7 * 86_400 },
     });

@@ -37,33 +37,37 @@ export function reviveRunJob(ctx: AppContext, runId: string): Promise<boolean> {
 }
 
 /**
- * Revives the job of every processing run and materialisation still queued or running, and of every
- * recent webhook delivery still pending. Without this, a Redis that lost its data, or a last attempt
+ * Revives the job of every processing run and materialisation still queued or running, of every
+ * campaign still assigning, and of every recent webhook delivery still pending. Without this, a Redis that lost its data, or a last attempt
  * whose outcome PostgreSQL could not record, would leave those records waiting forever, and new
  * requests for the same run would join them. Returns how many jobs were revived.
  */
 export async function reviveUnfinishedJobs(ctx: AppContext): Promise<number> {
   const { prisma } = ctx.db;
   const { queues } = ctx;
-  // Each read is answered by a partial index on just these records (migration 20261127150000).
+  // Each read is answered by a partial index on just these records (migrations 20261127150000, 20261127180000).
   const unfinished = { where: { status: { in: ["queued", "running"] } }, select: { id: true }, orderBy: { createdAt: "asc" as const } };
-  const kinds: Array<{ ids: Array<{ id: string }>; revive: (id: string) => Promise<boolean> }> = [
-    { ids: await prisma.processingRun.findMany(unfinished), revive: (id) => reviveRunJob(ctx, id) },
-    {
-      ids: await prisma.materialization.findMany(unfinished),
-      revive: (id) => reviveJob(queues.materializations, queues.materializationJobId(id), () => queues.enqueueMaterialization({ materializationId: id })),
-    },
-    {
-      ids: await prisma.webhookDelivery.findMany({
+  // Oldest first within each kind; each entry revives one record's job.
+  const revivals: Array<() => Promise<boolean>> = [
+    ...(await prisma.processingRun.findMany(unfinished)).map(({ id }) => () => reviveRunJob(ctx, id)),
+    ...(await prisma.materialization.findMany(unfinished)).map(
+      ({ id }) => () => reviveJob(queues.materializations, queues.materializationJobId(id), () => queues.enqueueMaterialization({ materializationId: id })),
+    ),
+    // A campaign's job is that of its latest request to (re)assign (its assignment_version).
+    ...(await prisma.campaign.findMany({ where: { status: "assigning" }, select: { id: true, assignmentVersion: true }, orderBy: { createdAt: "asc" } })).map(
+      ({ id, assignmentVersion: version }) =>
+        () => reviveJob(queues.campaigns, queues.campaignAssignmentJobId(id, version), () => queues.enqueueCampaignAssignment({ campaignId: id, version })),
+    ),
+    ...(
+      await prisma.webhookDelivery.findMany({
         where: { status: "pending", createdAt: { gte: new Date(Date.now() - DELIVERY_RECOVERY_AGE_MS) } },
         select: { id: true },
         orderBy: { createdAt: "asc" },
         take: DELIVERY_RECOVERY_BATCH,
-      }),
-      revive: (id) => reviveJob(queues.webhooks, queues.webhookDeliveryJobId(id), () => queues.enqueueWebhookDelivery({ deliveryId: id })),
-    },
+      })
+    ).map(({ id }) => () => reviveJob(queues.webhooks, queues.webhookDeliveryJobId(id), () => queues.enqueueWebhookDelivery({ deliveryId: id }))),
   ];
   let revived = 0;
-  for (const { ids, revive } of kinds) for (const { id } of ids) if (await revive(id)) revived++;
+  for (const revive of revivals) if (await revive()) revived++;
   return revived;
 }

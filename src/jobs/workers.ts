@@ -4,11 +4,12 @@ import { executeRun, processAllFactsThroughYesterday } from "../activation/runs.
 import { executeMaterialization, requestMaterialization } from "../audiences/materializations.js";
 import { attemptDelivery } from "../audiences/webhooks.js";
 import { executeCampaignResults } from "../campaigns/results.js";
+import { executeCampaignAssignment } from "../campaigns/assigning.js";
 import { createRedis } from "./redis.js";
 import { reviveUnfinishedJobs } from "./recovery.js";
 import {
-  JOB_NAMES, QUEUE_NAMES, audienceRefreshPayload, campaignResultsPayload, materializationPayload, processRunPayload, scheduledProcessingPayload,
-  webhookDeliveryPayload,
+  JOB_NAMES, QUEUE_NAMES, audienceRefreshPayload, campaignAssignmentPayload, campaignResultsPayload, materializationPayload, processRunPayload,
+  scheduledProcessingPayload, webhookDeliveryPayload,
 } from "./payloads.js";
 
 export interface RunningWorkers {
@@ -57,6 +58,10 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
     new Worker(
       QUEUE_NAMES.campaigns,
       async (job: Job) => {
+        if (job.name === JOB_NAMES.assignCampaign) {
+          const { campaignId, version } = campaignAssignmentPayload.parse(job.data);
+          return executeCampaignAssignment(ctx, campaignId, version, { finalAttempt: isFinalAttempt(job) });
+        }
         const { campaignId } = campaignResultsPayload.parse(job.data);
         return executeCampaignResults(ctx, campaignId);
       },

@@ -26,16 +26,18 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       schema: {
         tags: ["campaigns"],
-        summary: "Create a campaign on a list: its holdout split is computed and frozen now",
+        summary: "Create a campaign on a list: a job computes and freezes its holdout split (202)",
         description:
           "Every member of the materialization is assigned by `bucket = first 4 bytes of sha256(salt + \":\" + user_id) (big-endian) mod 10000`; " +
           "control when `bucket < holdout_percent × 100`. Members of the global control group (`PUT /v1/control-group`) are held out as `global_control`. " +
           "The campaign is launched once its launch_date has come or once its assignments were pulled, or sends or outcomes recorded: " +
           "materialization_id, holdout_percent, salt and launch_date are then immutable. " +
-          "Assigning a large list takes seconds: with an `Idempotency-Key`, a retried request creates nothing more and answers with the campaign the first one created (`idempotent-replayed: true`).",
+          "Assigning a large list takes seconds, so it is a job: the answer is 202 with the campaign, status `assigning`, and a `Location` to follow it " +
+          "until status is `ready` (or `failed`, with assignment_error). Until then its assignments, sends, outcomes and results answer 409. " +
+          "With an `Idempotency-Key`, a retried request creates nothing more and answers with the campaign the first one created (`idempotent-replayed: true`).",
         body: createCampaignSchema,
         headers: idempotencyHeader,
-        response: { 201: campaignSchema, ...errors, 422: problemSchema },
+        response: { 202: campaignSchema, ...errors, 422: problemSchema },
       },
     },
     async (req, reply) =>
@@ -43,8 +45,9 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         app.db.pool,
         req,
         reply,
-        (record) => createCampaign(app.ctx, req.body, record),
+        async (record) => (await createCampaign(app.ctx, req.body, record)).id,
         async (id) => ({ body: await getCampaign(app.ctx, id), location: `/v1/campaigns/${id}` }),
+        202,
       ),
   );
 
@@ -66,13 +69,21 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ["campaigns"],
         summary: "Change a campaign (assignment fields only before launch: 409 after)",
-        description: "Changing materialization_id, holdout_percent, salt or launch_date before launch recomputes the frozen assignments.",
+        description:
+          "Name and goal change at once (200). Changing materialization_id, holdout_percent, salt or launch_date before launch has a job recompute " +
+          "the frozen assignments: the answer is 202 with the campaign `assigning` and the change in pending_changes; the job applies the fields " +
+          "with the new assignments, or, if it fails (the list was deleted, or the campaign launched meanwhile), leaves the campaign as it was " +
+          "with the reason in assignment_error. While a campaign is assigning, changes answer 409.",
         params: idParams,
         body: updateCampaignSchema,
-        response: { 200: campaignSchema, ...errors },
+        response: { 200: campaignSchema, 202: campaignSchema, ...errors },
       },
     },
-    async (req) => updateCampaign(app.ctx, req.params.id, req.body),
+    async (req, reply) => {
+      const { campaign, queued } = await updateCampaign(app.ctx, req.params.id, req.body);
+      if (queued === null) return reply.code(200).send(campaign);
+      return reply.code(202).header("location", `/v1/campaigns/${campaign.id}`).send(campaign);
+    },
   );
 
   app.delete(

@@ -75,3 +75,8 @@ export async function waitForRecord(
     await new Promise((res) => setTimeout(res, 50));
   }
 }
+
+/** Polls a campaign until its assignment job is done (status no longer `assigning`). */
+export function waitForCampaign(env: TestEnv, id: string): Promise<Record<string, unknown>> {
+  return waitForRecord(env, `/v1/campaigns/${id}`, (c) => c.status !== "assigning", "assigned");
+}

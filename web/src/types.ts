@@ -53,6 +53,11 @@ export interface Campaign {
   holdout_percent: number;
   launch_date: string;
   window: { start: string; end: string };
+  /** assigning: a job is splitting the list into arms; failed: the first assignment failed (no assignments). */
+  status: "assigning" | "ready" | "failed";
+  assignment_error: string | null;
+  pending_changes: { materialization_id: string; holdout_percent: number; salt: string; launch_date: string } | null;
+  assigned_at: string | null;
   counts: { treatment: number; control: number; global_control: number; total: number };
   launched: boolean;
   created_at: string;

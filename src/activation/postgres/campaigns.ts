@@ -91,6 +91,9 @@ export async function assignCampaign(pool: pg.Pool, p: AssignmentParams, hooks: 
 
 export async function deleteCampaignData(pool: pg.Pool, campaignId: string, after?: (tx: pg.PoolClient) => Promise<void>): Promise<void> {
   await withTransaction(pool, async (c) => {
+    // The campaign's row lock first: an assignment job holds it while it writes assignments, so they are
+    // either committed before this deletes them, or never written (the job then finds no campaign).
+    await c.query(`SELECT 1 FROM campaign WHERE id = $1 FOR UPDATE`, [campaignId]);
     for (const t of ["campaign_assignment", "campaign_send", "campaign_outcome", "campaign_result"])
       await c.query(`DELETE FROM ${t} WHERE campaign_id = $1`, [campaignId]);
     await after?.(c);

@@ -21,6 +21,7 @@ export function CampaignList() {
                 <th scope="col">Name</th>
                 <th scope="col">List as of</th>
                 <th scope="col">Launch</th>
+                <th scope="col">Status</th>
                 <th scope="col" class="num">Treatment</th>
                 <th scope="col" class="num">Control</th>
                 <th scope="col">Goal</th>
@@ -34,8 +35,9 @@ export function CampaignList() {
                   </td>
                   <td>{c.as_of}</td>
                   <td>{c.launch_date}</td>
-                  <td class="num">{fmt(c.counts.treatment)}</td>
-                  <td class="num">{fmt(c.counts.control)}</td>
+                  <td>{c.status === "ready" ? (c.launched ? "launched" : "ready") : c.status}</td>
+                  <td class="num">{c.status === "ready" ? fmt(c.counts.treatment) : "—"}</td>
+                  <td class="num">{c.status === "ready" ? fmt(c.counts.control) : "—"}</td>
                   <td>
                     {c.goal.metric} on {c.goal.fact} in {c.goal.window_periods} days
                   </td>

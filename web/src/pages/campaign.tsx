@@ -1,4 +1,4 @@
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { useFetch } from "../data";
 import { IntervalChart } from "../interval-chart";
 import { CsvButton } from "./materialization";
@@ -8,10 +8,21 @@ import type { Campaign, CampaignResults, MetricResult } from "../types";
 const pval = (p: number | null) => (p === null ? "—" : p < 0.0001 ? "< 0.0001" : p.toFixed(4));
 const days = (v: number | null) => (v === null ? "—" : `${v >= 0 ? "+" : ""}${v.toFixed(2)} d`);
 
+// How often the page asks again while a job assigns the list.
+const ASSIGNING_POLL_MS = 1000;
+
 export function CampaignPage({ id }: { id: string }) {
   const c = useFetch<Campaign>(`/v1/campaigns/${id}`);
   const [refresh, setRefresh] = useState(0);
-  const r = useFetch<CampaignResults>(`/v1/campaigns/${id}/results${refresh ? "?refresh=true" : ""}`, [refresh]);
+  const assigning = c.data?.status === "assigning";
+  useEffect(() => {
+    if (!assigning) return;
+    const t = setTimeout(c.reload, ASSIGNING_POLL_MS);
+    return () => clearTimeout(t);
+  }, [c.data]);
+  // Results exist once the list is assigned (until then the API answers 409).
+  const ready = c.data?.status === "ready";
+  const r = useFetch<CampaignResults>(ready ? `/v1/campaigns/${id}/results${refresh ? "?refresh=true" : ""}` : null, [refresh]);
   if (c.error) return <ErrorMessage error={c.error} />;
   if (!c.data) return <Loading what="the campaign" />;
   const camp = c.data;
@@ -24,12 +35,14 @@ export function CampaignPage({ id }: { id: string }) {
       <dl class="facts">
         <dt>List</dt>
         <dd>
-          <Link href={`/materializations/${camp.materialization_id}`}>as of {camp.as_of}</Link> ({fmt(camp.counts.total)} users)
+          <Link href={`/materializations/${camp.materialization_id}`}>as of {camp.as_of}</Link>
+          {camp.assigned_at ? ` (${fmt(camp.counts.total)} users)` : ""}
         </dd>
         <dt>Holdout</dt>
         <dd>
-          {camp.holdout_percent}%: {fmt(camp.counts.treatment)} treatment, {fmt(camp.counts.control)} control
-          {camp.counts.global_control ? `, ${fmt(camp.counts.global_control)} in the global control group` : ""}
+          {camp.holdout_percent}%
+          {camp.assigned_at && `: ${fmt(camp.counts.treatment)} treatment, ${fmt(camp.counts.control)} control`}
+          {camp.assigned_at && camp.counts.global_control ? `, ${fmt(camp.counts.global_control)} in the global control group` : ""}
         </dd>
         <dt>Launch</dt>
         <dd>
@@ -40,11 +53,35 @@ export function CampaignPage({ id }: { id: string }) {
           {camp.goal.metric === "returned" ? "returned to" : "active days on"} {camp.goal.fact} within {camp.goal.window_periods} days
         </dd>
       </dl>
+      {camp.status === "assigning" && (
+        <p role="status" class="muted" data-testid="assigning">
+          {camp.pending_changes ? "Applying your change: the list is being split into arms again" : "The list is being split into treatment and control"}
+          … this page updates when it is done.
+        </p>
+      )}
+      {camp.status === "failed" && (
+        <p class="error" role="alert">
+          Assigning the list failed: {camp.assignment_error}. Delete the campaign and create it again.
+        </p>
+      )}
+      {camp.status === "ready" && camp.assignment_error && (
+        <p class="error" role="alert">
+          The last change was not applied: {camp.assignment_error}.
+        </p>
+      )}
+      {ready && <CampaignResultsSection id={id} r={r} onRefresh={() => setRefresh((n) => n + 1)} />}
+    </>
+  );
+}
+
+function CampaignResultsSection({ id, r, onRefresh }: { id: string; r: ReturnType<typeof useFetch<CampaignResults>>; onRefresh: () => void }) {
+  return (
+    <>
       <CsvButton url={`/v1/campaigns/${id}/assignments?group=treatment`} filename={`treatment-${id.slice(0, 8)}.csv`} label="Download treatment list (CSV)" />
       <section aria-labelledby="results-h">
         <div class="row spread">
           <h2 id="results-h">Results</h2>
-          <button type="button" onClick={() => setRefresh((n) => n + 1)} disabled={r.loading}>
+          <button type="button" onClick={onRefresh} disabled={r.loading}>
             Recompute now
           </button>
         </div>
