@@ -42,6 +42,7 @@ export async function mergeNewPeriods(
   // No islands yet means the first build of this grain.
   const maxEnd = await latestEnd(client, factId, g);
   if (maxEnd === null) return buildIslands(client, factId, g, from, through);
+  if (g === 0 && nextDay && from === through && maxEnd < dateToDay(through)) return appendDayAfterWatermark(client, factId, through, nextDay);
   await client.query(
     g === 0
       ? `CREATE TEMP TABLE np ON COMMIT DROP AS
@@ -96,6 +97,30 @@ export async function mergeNewPeriods(
   await applyCountDeltas(client, factId, g);
   await client.query("DROP TABLE np; DROP TABLE au; DROP TABLE lat");
   return minNew;
+}
+
+/**
+ * The day grain of a run of only the day after the watermark: activity_day holds one row per user and
+ * day, so each user active that day has exactly one new period, after every island of theirs (no island
+ * ends after the watermark). au is read straight from the day's rows, in key order from the primary key,
+ * with none of the general path's grouping and checks. Returns the day, or null when nobody was active.
+ */
+async function appendDayAfterWatermark(client: pg.ClientBase, factId: number, date: string, nextDay: NextDayRun): Promise<number | null> {
+  const day = dateToDay(date) | 0;
+  const created = await client.query(
+    `CREATE TEMP TABLE au ON COMMIT DROP AS
+     SELECT a.user_key, ${day} AS m FROM activity_day a WHERE a.fact_id = $1 AND a.activity_date = $2 ORDER BY a.user_key`,
+    [factId, date],
+  );
+  if (!created.rowCount) {
+    await client.query("DROP TABLE au");
+    return null;
+  }
+  await client.query("ANALYZE au");
+  await appendOnePeriod(client, factId, 0, true);
+  nextDay.dayPrevious = true;
+  await client.query("DROP TABLE au");
+  return day;
 }
 
 /** au: each user with new periods in np and the earliest of them (m). */
