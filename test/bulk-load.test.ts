@@ -13,7 +13,7 @@ import { createFact, ingest, processThrough } from "./helpers/api.js";
 import { FIXTURES_DIR, FIXTURE_NAMES, fixtureMeta, parseCsv } from "./helpers/fixtures.js";
 import { expectLayerEquals } from "./helpers/layer-compare.js";
 import { REDIS_URL } from "./helpers/databases.js";
-import { arrayEventSource, ensureUserKeys, foldEventsIntoActivity, recordFold } from "../src/activation/postgres/ingest.js";
+import { arrayEventSource, ensureUserKeys, foldEventsIntoActivity, ingestEventBatch, recordFold } from "../src/activation/postgres/ingest.js";
 import { withTransaction } from "../src/activation/postgres/tx.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -218,6 +218,69 @@ describe("bulk loader: alongside HTTP ingestion", () => {
     ]);
     await processThrough(env, fact, meta.through);
     await expectLayerEquals(env, fact, fixture, "expected", meta.through);
+  });
+});
+
+describe("bulk loader: a deadlock with an HTTP batch", () => {
+  it("aborts the batch (which retries), not the load", async () => {
+    const fact = "deadlock_bulk_http";
+    await createFact(env, fact, "UTC");
+    const factRef = { id: (await env.ctx.db.prisma.fact.findUniqueOrThrow({ where: { name: fact } })).id, name: fact, timezone: "UTC" };
+    // Two users, keyed b before a, known beforehand; both active on the contested day.
+    await ingest(env, fact, [{ user_id: "dl-b", occurred_at: "2026-03-01T10:00:00Z" }]);
+    await ingest(env, fact, [{ user_id: "dl-a", occurred_at: "2026-03-01T10:00:00Z" }]);
+    const at = Date.parse("2026-03-02T10:00:00Z");
+    // The load folds a's day in its first segment, then waits for the gate before b's.
+    let openGate!: () => void;
+    const gate = new Promise<void>((r) => (openGate = r));
+    async function* events() {
+      yield { userIds: ["dl-a"], timesMs: [at] };
+      await gate;
+      yield { userIds: ["dl-b"], timesMs: [at + 1000] };
+    }
+    const load = env.ctx.engine.bulkLoad(factRef, events(), { segmentRows: 1 });
+    const pool = env.ctx.db.pool;
+    const lockedBy = async (user: string) =>
+      (await pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM activity_day a JOIN app_user u ON u.user_key = a.user_key
+         WHERE a.fact_id = $1 AND u.external_id = $2 AND a.activity_date = '2026-03-02'`, [factRef.id, user],
+      )).rows[0]!.n;
+    // The batch's transaction, held open by the test: it takes b's day first, as an HTTP batch of b
+    // and a would (its rows go in key order).
+    const batch = await pool.connect();
+    try {
+      // (This test's database only: other test files run beside it.)
+      await expect
+        .poll(async () => (await pool.query(
+          `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+           WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND c.relname = 'activity_day' AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()`,
+        )).rows[0].n, { timeout: 10_000 })
+        .toBeGreaterThan(0);
+      expect(await lockedBy("dl-a")).toBe(0); // not committed: invisible to others
+      await batch.query("BEGIN");
+      await ingestEventBatch(batch, factRef, [{ userId: "dl-b", occurredAtMs: at + 2000 }]);
+      // The load now wants b's day and waits for the batch: its wait starts first.
+      openGate();
+      await expect
+        .poll(async () => (await pool.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%activity_day%'`,
+        )).rows[0].n, { timeout: 10_000 })
+        .toBe(1);
+      // The batch wants a's day: the cycle closes. The batch's check comes first and aborts it.
+      const second = await ingestEventBatch(batch, factRef, [{ userId: "dl-a", occurredAtMs: at + 3000 }]).then(
+        () => "completed",
+        (err: { code?: string }) => err.code,
+      );
+      expect(second).toBe("40P01");
+    } finally {
+      await batch.query("ROLLBACK").catch(() => {});
+      batch.release();
+      openGate();
+    }
+    expect(await load).toMatchObject({ rows: 2 });
+    expect(await lockedBy("dl-a")).toBe(1);
+    expect(await lockedBy("dl-b")).toBe(1);
   });
 });
 

@@ -276,6 +276,10 @@ function launchedConflict(c: Campaign, reason: LockReason, fields: string[]) {
   return conflict(`Campaign ${c.id} has launched (${why[reason]}): ${fields.join(", ")} can no longer change.`, { launched: true, locked_reason: reason, fields });
 }
 
+/** What decides the assignments, or what the assignment job computes from (the goal), waits for the job. */
+const changeWhileAssigning = (id: string) =>
+  conflict(`Campaign ${id} is being assigned: change it once its status is ready.`, { status: "assigning", headers: { "retry-after": "2" } });
+
 /**
  * Changes a campaign. Name and goal change at once. A change of an assignment field (before launch only)
  * is recorded as pending and queued (./assigning.ts): the answer's `queued` is then the version its job
@@ -288,8 +292,7 @@ export async function updateCampaign(ctx: AppContext, id: string, body: UpdateCa
   const changed = ASSIGNMENT_FIELDS.filter((f) => body[f] !== undefined && body[f] !== current[f]);
   const fact = body.goal && body.goal.fact !== c.goalFact ? await goalFact(ctx, body.goal.fact) : null;
   const goalChanged = body.goal !== undefined && (body.goal.fact !== c.goalFact || body.goal.metric !== c.goalMetric || body.goal.window_periods !== c.goalWindowPeriods);
-  if (c.status === "assigning" && (changed.length || goalChanged))
-    throw conflict(`Campaign ${id} is being assigned: change it once its status is ready.`, { status: c.status, headers: { "retry-after": "2" } });
+  if (c.status === "assigning" && (changed.length || goalChanged)) throw changeWhileAssigning(id);
 
   let pending: PendingAssignment | null = null;
   if (changed.length) {
@@ -314,8 +317,7 @@ export async function updateCampaign(ctx: AppContext, id: string, body: UpdateCa
     );
     const row = r.rows[0];
     if (!row) throw notFound(`No campaign ${id}.`);
-    if (row.status === "assigning" && (pending || goalChanged))
-      throw conflict(`Campaign ${id} is being assigned: change it once its status is ready.`, { status: row.status, headers: { "retry-after": "2" } });
+    if (row.status === "assigning" && (pending || goalChanged)) throw changeWhileAssigning(id);
     if (pending) {
       if (row.locked_at) throw launchedConflict(c, row.locked_reason ?? "assignments_pulled", changed);
       if (row.launch_date <= todayIn(goalTz)) throw launchedConflict(c, "launch_date_reached", changed);

@@ -58,6 +58,17 @@ async function dropOrphanedScratch(client: pg.ClientBase): Promise<void> {
  */
 const TUNING = "SET LOCAL work_mem = '256MB'; SET LOCAL jit = off; SET LOCAL random_page_cost = 1.1";
 
+/**
+ * The loading transaction holds the rows of every segment it has folded until it commits, so an HTTP
+ * batch of the same user-days can close a deadlock with it. PostgreSQL aborts the transaction whose
+ * deadlock check finds the cycle, and a backend checks once it has waited deadlock_timeout: with a
+ * longer one here, the batch (which retries on its own) is the one aborted, not a load of millions of
+ * events. Setting it needs the right to (superuser, or GRANT SET ON PARAMETER); without it the load
+ * keeps the server's setting.
+ */
+const LOAD_DEADLOCK_TIMEOUT = "20s";
+const PATIENT_DEADLOCK_CHECK = `SELECT set_config('deadlock_timeout', '${LOAD_DEADLOCK_TIMEOUT}', true) WHERE has_parameter_privilege('deadlock_timeout', 'SET')`;
+
 /** Staged segments the staging connection may run ahead of the fold (bounds the disk used). */
 const STAGED_AHEAD = 2;
 /** COPY text the parser may run ahead of the staging connection (bounds the memory used). */
@@ -334,6 +345,7 @@ export async function bulkLoadEvents(
   try {
     await client.query("BEGIN");
     await client.query(TUNING);
+    await client.query(PATIENT_DEADLOCK_CHECK);
     let rows = 0;
     let segments = 0;
     let total: FoldResult = { earliest_date: null, latest_date: null, min_new_date: null, untracked_from: null };
