@@ -253,6 +253,15 @@ describe("assigning is a job", () => {
       .map((d) => d.payload as { event: string; data: { campaign: { id: string; status: string; assignment_error: string | null } } })
       .filter((p) => p.data.campaign?.id === campaignId)
       .map((p) => ({ event: p.event, status: p.data.campaign.status, error: p.data.campaign.assignment_error }));
+  /** Runs `work` with no worker taking jobs (they wait in Redis), then starts the workers again. */
+  async function withWorkersStopped<T>(work: () => Promise<T>): Promise<T> {
+    await workers.close();
+    try {
+      return await work();
+    } finally {
+      workers = env.startWorkers();
+    }
+  }
   /** A materialization of the same list, to be deleted under a campaign. */
   async function anotherList(): Promise<string> {
     const m = await env.ctx.db.prisma.materialization.findUniqueOrThrow({ where: { id: listId } });
@@ -308,15 +317,12 @@ describe("assigning is a job", () => {
     // Pulling would launch it: the stored rows are read instead.
     const rowsBefore = (await env.ctx.db.pool.query(`SELECT user_key, arm FROM campaign_assignment WHERE campaign_id = $1 ORDER BY user_key`, [c.id])).rows;
     const other = await anotherList();
-    await workers.close();
-    try {
+    await withWorkersStopped(async () => {
       const patched = await api(env).patch(`/v1/campaigns/${c.id}`, { materialization_id: other, holdout_percent: 40 });
       expect(patched.statusCode, patched.body).toBe(202);
       expect(patched.json()).toMatchObject({ status: "assigning", materialization_id: listId, pending_changes: { materialization_id: other, holdout_percent: 40 } });
       expect((await api(env).delete(`/v1/materializations/${other}`)).statusCode).toBe(204);
-    } finally {
-      workers = env.startWorkers();
-    }
+    });
     const after = await waitForCampaign(env, c.id as string);
     expect(after).toMatchObject({ status: "ready", materialization_id: listId, holdout_percent: 10, pending_changes: null, counts: c.counts });
     expect(after.assignment_error).toMatch(/deleted/);
@@ -327,39 +333,32 @@ describe("assigning is a job", () => {
 
   it("a new campaign whose list is deleted before the job runs is failed, with no assignments and a clear 409", async () => {
     const other = await anotherList();
-    await workers.close();
-    let id: string;
-    try {
+    const id = await withWorkersStopped(async () => {
       const res = await api(env).post("/v1/campaigns", { name: "Orphaned", materialization_id: other, goal: goal() });
       expect(res.statusCode, res.body).toBe(202);
-      id = res.json().id;
       expect((await api(env).delete(`/v1/materializations/${other}`)).statusCode).toBe(204);
-    } finally {
-      workers = env.startWorkers();
-    }
-    const failed = await waitForCampaign(env, id!);
+      return res.json().id as string;
+    });
+    const failed = await waitForCampaign(env, id);
     expect(failed).toMatchObject({ status: "failed", assigned_at: null, counts: { total: 0 } });
     expect(failed.assignment_error).toMatch(/deleted/);
-    const pull = await api(env).get(`/v1/campaigns/${id!}/assignments`);
+    const pull = await api(env).get(`/v1/campaigns/${id}/assignments`);
     expect(pull.statusCode).toBe(409);
     expect(pull.json().detail).toMatch(/failed/);
-    expect(await assignedRows(id!)).toBe(0);
-    await expect.poll(() => eventsOf(id!)).toEqual([{ event: "campaign.assignment_failed", status: "failed", error: failed.assignment_error }]);
+    expect(await assignedRows(id)).toBe(0);
+    await expect.poll(() => eventsOf(id)).toEqual([{ event: "campaign.assignment_failed", status: "failed", error: failed.assignment_error }]);
   });
 
   it("a job Redis lost is queued again by the workers' recovery sweep", async () => {
-    await workers.close();
-    let id: string;
-    try {
+    const id = await withWorkersStopped(async () => {
       const res = await api(env).post("/v1/campaigns", { name: "Lost job", materialization_id: listId, goal: goal() });
       expect(res.statusCode, res.body).toBe(202);
-      id = res.json().id;
+      const created = res.json().id as string;
       await env.ctx.queues.campaigns.obliterate({ force: true });
-      expect(await env.ctx.queues.campaigns.getJobState(env.ctx.queues.campaignAssignmentJobId(id, 1))).toBe("unknown");
-    } finally {
-      workers = env.startWorkers();
-    }
-    expect(await waitForCampaign(env, id!)).toMatchObject({ status: "ready", counts: { total: memberCount } });
+      expect(await env.ctx.queues.campaigns.getJobState(env.ctx.queues.campaignAssignmentJobId(created, 1))).toBe("unknown");
+      return created;
+    });
+    expect(await waitForCampaign(env, id)).toMatchObject({ status: "ready", counts: { total: memberCount } });
   });
 
   it("deleting a campaign while its job writes the assignments leaves none behind", async () => {
