@@ -38,9 +38,10 @@ export function reviveRunJob(ctx: AppContext, runId: string): Promise<boolean> {
 
 /**
  * Revives the job of every processing run and materialisation still queued or running, of every
- * campaign still assigning, and of every recent webhook delivery still pending. Without this, a Redis that lost its data, or a last attempt
- * whose outcome PostgreSQL could not record, would leave those records waiting forever, and new
- * requests for the same run would join them. Returns how many jobs were revived.
+ * campaign still assigning, and of every recent webhook delivery still pending. Without this, a Redis
+ * that lost its data, or a last attempt whose outcome PostgreSQL could not record, would leave those
+ * records waiting forever, and new requests for the same run would join them. Returns how many jobs
+ * were revived.
  */
 export async function reviveUnfinishedJobs(ctx: AppContext): Promise<number> {
   const { prisma } = ctx.db;
