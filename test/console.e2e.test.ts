@@ -367,6 +367,32 @@ describe("console in Chromium", () => {
     await page.getByText(/25%: .* treatment/).waitFor();
   });
 
+  it("follows a campaign's assignment job: the list is being split, then the split and the download", async () => {
+    const list = (await api(env).get(`/v1/campaigns/${campaignId}`)).json().materialization_id as string;
+    // The job's writes wait for this transaction: the page must show the campaign as being assigned.
+    const hold = await env.ctx.db.pool.connect();
+    let id: string;
+    try {
+      await hold.query("BEGIN");
+      await hold.query("LOCK TABLE campaign_assignment IN SHARE MODE");
+      const c = await api(env).post("/v1/campaigns", { name: "Followed", materialization_id: list, holdout_percent: 10, goal: { fact: "app_opened", window_periods: 7, metric: "returned" } });
+      expect(c.statusCode, c.body).toBe(202);
+      id = c.json().id;
+      await page.goto(`${base}/campaigns/${id}`);
+      await page.getByTestId("assigning").waitFor();
+      expect(await page.getByRole("button", { name: "Download treatment list (CSV)" }).count()).toBe(0);
+      await shot("campaign-assigning");
+    } finally {
+      await hold.query("ROLLBACK").catch(() => {});
+      hold.release();
+    }
+    // The page asks again on its own and shows the split once the job is done.
+    const ready = await waitForCampaign(env, id!);
+    await page.getByText(`10%: ${(ready.counts as { treatment: number }).treatment.toLocaleString("en-US")} treatment`).waitFor();
+    expect(await page.getByTestId("assigning").count()).toBe(0);
+    await page.getByRole("button", { name: "Download treatment list (CSV)" }).waitFor();
+  });
+
   it("works at 390 px wide without horizontal scrolling", async () => {
     // The same tab: the key lives in this tab's sessionStorage.
     await page.setViewportSize({ width: 390, height: 844 });
