@@ -240,7 +240,7 @@ describe("bulk loader: a deadlock with an HTTP batch", () => {
     }
     const load = env.ctx.engine.bulkLoad(factRef, events(), { segmentRows: 1 });
     const pool = env.ctx.db.pool;
-    const lockedBy = async (user: string) =>
+    const storedDays = async (user: string) =>
       (await pool.query<{ n: number }>(
         `SELECT count(*)::int AS n FROM activity_day a JOIN app_user u ON u.user_key = a.user_key
          WHERE a.fact_id = $1 AND u.external_id = $2 AND a.activity_date = '2026-03-02'`, [factRef.id, user],
@@ -257,7 +257,7 @@ describe("bulk loader: a deadlock with an HTTP batch", () => {
              AND c.relname = 'activity_day' AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()`,
         )).rows[0].n, { timeout: 10_000 })
         .toBeGreaterThan(0);
-      expect(await lockedBy("dl-a")).toBe(0); // not committed: invisible to others
+      expect(await storedDays("dl-a")).toBe(0); // not committed: invisible to others
       await batch.query("BEGIN");
       await ingestEventBatch(batch, factRef, [{ userId: "dl-b", occurredAtMs: at + 2000 }]);
       // The load now wants b's day and waits for the batch: its wait starts first.
@@ -279,8 +279,8 @@ describe("bulk loader: a deadlock with an HTTP batch", () => {
       openGate();
     }
     expect(await load).toMatchObject({ rows: 2 });
-    expect(await lockedBy("dl-a")).toBe(1);
-    expect(await lockedBy("dl-b")).toBe(1);
+    expect(await storedDays("dl-a")).toBe(1);
+    expect(await storedDays("dl-b")).toBe(1);
   });
 });
 

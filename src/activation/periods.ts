@@ -21,6 +21,11 @@ export function parseDate(s: string): number | null {
   return ms / MS_PER_DAY;
 }
 
+/** A DATE column's value (midnight UTC) as YYYY-MM-DD. */
+export function isoDate(d: Date): string {
+  return d.toISOString().slice(0, 10);
+}
+
 export function dayToDate(day: number): string {
   return new Date(day * MS_PER_DAY).toISOString().slice(0, 10);
 }

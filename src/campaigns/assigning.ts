@@ -1,11 +1,10 @@
 import { z } from "zod";
 import type { AppContext } from "../context.js";
 import type { Campaign } from "../generated/prisma/client.js";
-import { dayToDate } from "../activation/periods.js";
-import { localDate } from "../facts/timezones.js";
+import { dayToDate, isoDate as day } from "../activation/periods.js";
 import { conflict } from "../http/problem.js";
 import type { LockReason } from "./campaigns.js";
-import { activityRanges, getCampaign, markResultsStale } from "./campaigns.js";
+import { activityRanges, getCampaign, launchReason, launchWords, markResultsStale, timezoneOf } from "./campaigns.js";
 import { emitEvent } from "../audiences/webhooks.js";
 import { holdoutThreshold } from "./assignment.js";
 
@@ -18,8 +17,6 @@ import { holdoutThreshold } from "./assignment.js";
  * until it commits, the campaign keeps its fields and its assignments, and it keeps them when the job
  * fails. A job that finds another version, or no campaign, does nothing.
  */
-
-const day = (d: Date) => d.toISOString().slice(0, 10);
 
 /** The assignment fields a PATCH asked for, with what the new list brings (kept in pending_assignment). */
 export const pendingAssignmentSchema = z
@@ -69,15 +66,8 @@ class AssignmentRefused extends Error {}
 /** Another request (or a deletion) took over meanwhile: this job has nothing to do. */
 class Superseded extends Error {}
 
-const LOCK_WORDS: Record<LockReason, string> = {
-  launch_date_reached: "its launch date came",
-  assignments_pulled: "its assignments were pulled",
-  sends_recorded: "sends were recorded",
-  outcomes_recorded: "outcomes were recorded",
-};
-
 export interface AssignmentOutcome {
-  status: "ready" | "failed" | "refused" | "superseded";
+  status: "ready" | "refused" | "superseded";
   error?: string;
 }
 
@@ -97,7 +87,7 @@ export async function executeCampaignAssignment(
     const list = await ctx.db.prisma.materialization.findUnique({ where: { id: target.materialization_id }, select: { status: true } });
     if (list?.status !== "succeeded")
       throw new AssignmentRefused(`the list (materialization ${target.materialization_id}) was deleted before its members could be assigned`);
-    const timezone = (await ctx.db.prisma.fact.findUnique({ where: { id: c.goalFactId }, select: { timezone: true } }))?.timezone ?? "UTC";
+    const timezone = await timezoneOf(ctx, c.goalFactId);
     await ctx.engine.assignCampaign(
       {
         campaignId,
@@ -120,8 +110,9 @@ export async function executeCampaignAssignment(
           const row = r.rows[0];
           if (!row || row.assignment_version !== version || row.status !== "assigning") throw new Superseded();
           if (c.assignedAt === null) return;
-          const reason: LockReason | null = row.locked_at ? (row.locked_reason ?? "assignments_pulled") : row.launch_date <= localDate(timezone) ? "launch_date_reached" : null;
-          if (reason) throw new AssignmentRefused(`the campaign launched (${LOCK_WORDS[reason]}) before the change could be applied; it keeps its assignments`);
+          const reason = launchReason(row.locked_at, row.locked_reason, row.launch_date, timezone);
+          if (reason)
+            throw new AssignmentRefused(`the campaign launched (${launchWords(reason, row.launch_date)}) before the change could be applied; it keeps its assignments`);
         },
         after: async (tx, counts, through) => {
           await tx.query(

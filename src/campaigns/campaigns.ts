@@ -5,7 +5,7 @@ import type { AppContext } from "../context.js";
 import type { Campaign, Fact } from "../generated/prisma/client.js";
 import { badRequest, conflict, notFound, ProblemError, type ProblemFieldError } from "../http/problem.js";
 import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
-import { dateToDay, dayToDate, parseDate } from "../activation/periods.js";
+import { dateToDay, dayToDate, isoDate as day, parseDate } from "../activation/periods.js";
 import { localDate } from "../facts/timezones.js";
 import { checkUserId, parseInstant } from "../facts/event-validation.js";
 import type { ExportFormat } from "../activation/postgres/copy-out.js";
@@ -123,17 +123,30 @@ export const campaignSchema = z
   .meta({ id: "Campaign" });
 export type CampaignView = z.infer<typeof campaignSchema>;
 
-const day = (d: Date) => d.toISOString().slice(0, 10);
-
-/** Today in a timezone (the goal fact's: its calendar decides the window too). */
-function todayIn(tz: string | undefined): string {
-  return localDate(tz ?? "UTC");
+/**
+ * Why a campaign has launched, or null: an action on its assignments (locked_at, the first reason
+ * kept), else its launch date (YYYY-MM-DD) having come in the goal fact's timezone, whose calendar
+ * decides the window too. Read from the record, or from its row under the row lock.
+ */
+export function launchReason(lockedAt: Date | null, lockedReason: LockReason | null, launchDate: string, timezone: string | undefined): LockReason | null {
+  if (lockedAt) return lockedReason ?? "assignments_pulled";
+  return launchDate <= localDate(timezone ?? "UTC") ? "launch_date_reached" : null;
 }
 
 export function launchState(c: Campaign, timezone: string | undefined): { launched: boolean; reason: LockReason | null } {
-  if (c.lockedAt) return { launched: true, reason: (c.lockedReason as LockReason | null) ?? "assignments_pulled" };
-  if (day(c.launchDate) <= todayIn(timezone)) return { launched: true, reason: "launch_date_reached" };
-  return { launched: false, reason: null };
+  const reason = launchReason(c.lockedAt, c.lockedReason as LockReason | null, day(c.launchDate), timezone);
+  return { launched: reason !== null, reason };
+}
+
+/** What launched a campaign, in words. */
+export function launchWords(reason: LockReason, launchDate: string): string {
+  const why: Record<LockReason, string> = {
+    launch_date_reached: `its launch date ${launchDate} has come`,
+    assignments_pulled: "its assignments have been pulled",
+    sends_recorded: "sends have been recorded",
+    outcomes_recorded: "outcomes have been recorded",
+  };
+  return why[reason];
 }
 
 export function campaignView(c: Campaign, timezone: string | undefined): CampaignView {
@@ -170,7 +183,7 @@ export function campaignView(c: Campaign, timezone: string | undefined): Campaig
   };
 }
 
-async function timezoneOf(ctx: AppContext, factId: number): Promise<string | undefined> {
+export async function timezoneOf(ctx: AppContext, factId: number): Promise<string | undefined> {
   return (await ctx.db.prisma.fact.findUnique({ where: { id: factId }, select: { timezone: true } }))?.timezone;
 }
 
@@ -267,13 +280,9 @@ export async function listCampaigns(ctx: AppContext, q: PageQuery) {
 }
 
 function launchedConflict(c: Campaign, reason: LockReason, fields: string[]) {
-  const why: Record<LockReason, string> = {
-    launch_date_reached: `its launch date ${day(c.launchDate)} has come`,
-    assignments_pulled: "its assignments have been pulled",
-    sends_recorded: "sends have been recorded",
-    outcomes_recorded: "outcomes have been recorded",
-  };
-  return conflict(`Campaign ${c.id} has launched (${why[reason]}): ${fields.join(", ")} can no longer change.`, { launched: true, locked_reason: reason, fields });
+  return conflict(`Campaign ${c.id} has launched (${launchWords(reason, day(c.launchDate))}): ${fields.join(", ")} can no longer change.`, {
+    launched: true, locked_reason: reason, fields,
+  });
 }
 
 /** What decides the assignments, or what the assignment job computes from (the goal), waits for the job. */
@@ -318,10 +327,8 @@ export async function updateCampaign(ctx: AppContext, id: string, body: UpdateCa
     const row = r.rows[0];
     if (!row) throw notFound(`No campaign ${id}.`);
     if (row.status === "assigning" && (pending || goalChanged)) throw changeWhileAssigning(id);
-    if (pending) {
-      if (row.locked_at) throw launchedConflict(c, row.locked_reason ?? "assignments_pulled", changed);
-      if (row.launch_date <= todayIn(goalTz)) throw launchedConflict(c, "launch_date_reached", changed);
-    }
+    const launched = pending && launchReason(row.locked_at, row.locked_reason, row.launch_date, goalTz);
+    if (launched) throw launchedConflict(c, launched, changed);
     if (body.name !== undefined) await tx.query(`UPDATE campaign SET name = $2, updated_at = now() WHERE id = $1`, [id, body.name]);
     if (goalChanged) {
       // Another fact or window: every member's figures are recomputed (the metric alone needs none).

@@ -71,13 +71,11 @@ export async function mergeNewPeriods(
     await dropCoveredByLatest(client, factId, g);
   } else {
     await groupNewPeriodsByUser(client);
-    // One new period per user, after every island (a run of the day after the watermark): no island
-    // can be covered or merged, so the latest islands are changed in one pass.
+    // One new period per user, after every island (a run of new days at a coarser grain, say): no
+    // island can be covered or merged, so the latest islands are changed in one pass.
     if (await onePeriodPerUser(client)) {
       const minNew = (await client.query<{ m: number | null }>(`SELECT min(m) AS m FROM au`)).rows[0]!.m;
-      const keepDayPrevious = g === 0 && nextDay !== undefined;
-      await appendOnePeriod(client, factId, g, keepDayPrevious);
-      if (keepDayPrevious) nextDay.dayPrevious = true;
+      await appendOnePeriod(client, factId, g);
       await client.query("DROP TABLE np; DROP TABLE au");
       return minNew;
     }
