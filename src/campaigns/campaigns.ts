@@ -3,11 +3,10 @@ import type pg from "pg";
 import { z } from "zod";
 import type { AppContext } from "../context.js";
 import type { Campaign, Fact } from "../generated/prisma/client.js";
-import { badRequest, conflict, notFound, ProblemError, type ProblemFieldError } from "../http/problem.js";
+import { badRequest, conflict, notFound } from "../http/problem.js";
 import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
 import { dateToDay, dayToDate, isoDate as day, parseDate } from "../activation/periods.js";
 import { localDate } from "../facts/timezones.js";
-import { checkUserId, parseInstant } from "../facts/event-validation.js";
 import type { ExportFormat } from "../activation/postgres/copy-out.js";
 import type { ActivityRanges, CampaignArm } from "../activation/postgres/campaigns.js";
 import { withTransaction } from "../activation/postgres/tx.js";
@@ -18,7 +17,8 @@ import { getControlGroupSettings } from "./control-group.js";
 /**
  * Campaigns on frozen lists (materializations): a holdout split by the spec's assignment hash, frozen
  * in campaign_assignment by a job when the campaign is created (and again when an assignment field
- * changes before launch: ./assigning.ts), sends and outcomes the CRM reports, and results (./results.ts).
+ * changes before launch: ./assigning.ts), sends and outcomes the CRM reports (./recording.ts), and results
+ * (./results.ts).
  *
  * Launch: a campaign is launched once its launch_date has come (today in the goal fact's timezone is
  * on or after it) or once anything was done with its assignments: the first pull of the assignments,
@@ -29,7 +29,6 @@ import { getControlGroupSettings } from "./control-group.js";
 
 export const GOAL_METRICS = ["returned", "active_periods"] as const;
 export type GoalMetric = (typeof GOAL_METRICS)[number];
-export const SEND_STATUSES = ["sent", "delivered", "failed", "opened", "clicked"] as const;
 export const LOCK_REASONS = ["launch_date_reached", "assignments_pulled", "sends_recorded", "outcomes_recorded"] as const;
 export type LockReason = (typeof LOCK_REASONS)[number];
 export const ASSIGNMENT_FIELDS = ["materialization_id", "holdout_percent", "salt", "launch_date"] as const;
@@ -37,7 +36,6 @@ export const CAMPAIGN_STATUSES = ["assigning", "ready", "failed"] as const;
 
 export const MAX_HOLDOUT_PERCENT = 50;
 export const MAX_WINDOW_PERIODS = 365;
-export const MAX_BATCH = 10_000;
 
 const dateSchema = z
   .string()
@@ -361,7 +359,7 @@ export async function deleteCampaign(ctx: AppContext, id: string): Promise<void>
 }
 
 /** Marks a campaign launched by an action on its assignments (first one wins; later ones keep the first reason). */
-async function lockCampaign(db: pg.ClientBase | pg.Pool, id: string, reason: LockReason): Promise<void> {
+export async function lockCampaign(db: pg.ClientBase | pg.Pool, id: string, reason: LockReason): Promise<void> {
   await db.query(`UPDATE campaign SET locked_at = now(), locked_reason = $2 WHERE id = $1 AND locked_at IS NULL`, [id, reason]);
 }
 
@@ -400,169 +398,4 @@ export async function assignmentsExport(ctx: AppContext, id: string, group: Camp
   requireAssigned(await getCampaignRecord(ctx, id), "pull its assignments");
   await lockCampaign(ctx.db.pool, id, "assignments_pulled");
   return ctx.engine.assignmentExport(id, group, format);
-}
-
-// ---------------------------------------------------------------- sends and outcomes
-
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-
-export const sendSchema = z
-  .object({
-    user_id: z.union([z.string().min(1).max(256), z.number().int()]),
-    sent_at: z.string().describe("RFC 3339 with an offset or Z"),
-    channel: z.string().min(1).max(64).describe("e.g. push, email, sms"),
-    status: z.enum(SEND_STATUSES),
-  })
-  .strict()
-  .meta({ id: "CampaignSend" });
-
-export const outcomeSchema = z
-  .object({
-    outcome_id: z.string().min(1).max(200).describe("The CRM's id of this conversion: recording it again changes nothing"),
-    user_id: z.union([z.string().min(1).max(256), z.number().int()]),
-    occurred_at: z.string().describe("RFC 3339 with an offset or Z"),
-    name: z.string().min(1).max(100).describe("e.g. purchase; results report each name"),
-    value: z.number().nullable().optional().describe("e.g. revenue; absent counts 0 in the mean value"),
-  })
-  .strict()
-  .meta({ id: "CampaignOutcome" });
-
-type ItemCheck<T> = { ok: true; value: T } | { ok: false; field: string; message: string };
-
-function checkText(raw: unknown, field: string, max: number): ItemCheck<string> {
-  if (typeof raw !== "string") return { ok: false, field, message: raw === undefined ? `${field} is required` : `${field} must be a string` };
-  if (raw.length === 0 || raw.length > max) return { ok: false, field, message: `${field} must be 1–${max} characters` };
-  if (CONTROL.test(raw)) return { ok: false, field, message: `${field} contains a control character` };
-  return { ok: true, value: raw };
-}
-
-function checkKeys(obj: Record<string, unknown>, allowed: readonly string[]): ItemCheck<null> {
-  for (const k of Object.keys(obj)) if (!allowed.includes(k)) return { ok: false, field: k, message: `unknown field '${k}'` };
-  return { ok: true, value: null };
-}
-
-function checkInstant(raw: unknown, field: string): ItemCheck<string> {
-  const at = parseInstant(raw);
-  if (!at.ok) return { ok: false, field, message: at.message.replace(/^occurred_at/, field) };
-  return { ok: true, value: new Date(at.ms).toISOString() };
-}
-
-function checkSend(raw: unknown): ItemCheck<{ userId: string; sentAt: string; channel: string; status: string }> {
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return { ok: false, field: "", message: "a send must be an object" };
-  const o = raw as Record<string, unknown>;
-  const keys = checkKeys(o, ["user_id", "sent_at", "channel", "status"]);
-  if (!keys.ok) return keys;
-  const user = checkUserId(o.user_id);
-  if (!user.ok) return { ok: false, field: "user_id", message: user.message };
-  const at = checkInstant(o.sent_at, "sent_at");
-  if (!at.ok) return at;
-  const channel = checkText(o.channel, "channel", 64);
-  if (!channel.ok) return channel;
-  if (typeof o.status !== "string" || !(SEND_STATUSES as readonly string[]).includes(o.status))
-    return { ok: false, field: "status", message: `status must be one of ${SEND_STATUSES.join(", ")}` };
-  return { ok: true, value: { userId: user.value, sentAt: at.value, channel: channel.value, status: o.status } };
-}
-
-function checkOutcome(raw: unknown): ItemCheck<{ outcomeId: string; userId: string; occurredAt: string; name: string; value: number | null }> {
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return { ok: false, field: "", message: "an outcome must be an object" };
-  const o = raw as Record<string, unknown>;
-  const keys = checkKeys(o, ["outcome_id", "user_id", "occurred_at", "name", "value"]);
-  if (!keys.ok) return keys;
-  const oid = checkText(o.outcome_id, "outcome_id", 200);
-  if (!oid.ok) return oid;
-  const user = checkUserId(o.user_id);
-  if (!user.ok) return { ok: false, field: "user_id", message: user.message };
-  const at = checkInstant(o.occurred_at, "occurred_at");
-  if (!at.ok) return at;
-  const name = checkText(o.name, "name", 100);
-  if (!name.ok) return name;
-  if (o.value !== undefined && o.value !== null && (typeof o.value !== "number" || !Number.isFinite(o.value)))
-    return { ok: false, field: "value", message: "value must be a finite number" };
-  return { ok: true, value: { outcomeId: oid.value, userId: user.value, occurredAt: at.value, name: name.value, value: (o.value as number | null | undefined) ?? null } };
-}
-
-/** The items of a batch body `{<key>: [...]}`, with the checks every batch gets. */
-function batchItems(body: unknown, key: string): unknown[] {
-  if (body === null || typeof body !== "object" || Array.isArray(body))
-    throw badRequest(`The body must be an object {"${key}": [...]}.`, [{ path: "body", message: "expected an object" }]);
-  const extra = Object.keys(body).filter((k) => k !== key);
-  if (extra.length) throw badRequest(`Unknown field '${extra[0]}'.`, extra.map((k) => ({ path: k, message: `unknown field '${k}'` })));
-  const items = (body as Record<string, unknown>)[key];
-  if (!Array.isArray(items)) throw badRequest(`${key} must be an array.`, [{ path: key, message: "expected an array" }]);
-  if (items.length === 0) throw badRequest(`The batch holds no ${key}.`, [{ path: key, message: "at least one item is required" }]);
-  if (items.length > MAX_BATCH) throw new ProblemError(413, `A request holds at most ${MAX_BATCH} ${key}; this one has ${items.length}. Split it.`);
-  return items;
-}
-
-function validateItems<T>(items: unknown[], key: string, check: (raw: unknown) => ItemCheck<T>): T[] {
-  const out: T[] = [];
-  const errors: ProblemFieldError[] = [];
-  let count = 0;
-  for (let i = 0; i < items.length; i++) {
-    const c = check(items[i]);
-    if (c.ok) out.push(c.value);
-    else {
-      count++;
-      if (errors.length < 100) errors.push({ index: i, path: c.field ? `${key}[${i}].${c.field}` : `${key}[${i}]`, message: c.message });
-    }
-  }
-  if (count) throw new ProblemError(400, `${count} of ${items.length} ${key} are invalid; nothing was stored.`, { errors, invalid_count: count });
-  return out;
-}
-
-const ARM_REASON: Record<string, string> = {
-  control: "the user is in the control group (held out): it must not be sent anything",
-  global_control: "the user is in the global control group (held out of every campaign)",
-  none: "the user is not in the campaign's list",
-};
-
-export interface BatchResult {
-  received: number;
-  inserted: number;
-  duplicates: number;
-}
-
-/**
- * Records a batch of sends: every item is checked, and a user who is held out (control, global
- * control) or not in the list rejects the whole batch with 400, naming each (index, path, reason).
- * Idempotent per (user, channel, status): a repeated send changes nothing.
- */
-export async function recordSends(ctx: AppContext, id: string, body: unknown, record?: (client: pg.ClientBase, response: { status: number; body: unknown }) => Promise<void>): Promise<BatchResult> {
-  const items = batchItems(body, "sends");
-  const sends = validateItems(items, "sends", checkSend);
-  requireAssigned(await getCampaignRecord(ctx, id), "record sends");
-  let response: BatchResult | null = null;
-  const outcome = await ctx.engine.recordSends(id, sends, async (tx, inserted) => {
-    await lockCampaign(tx, id, "sends_recorded");
-    if (inserted > 0) await tx.query(`UPDATE campaign SET data_version = data_version + 1 WHERE id = $1`, [id]);
-    response = { received: sends.length, inserted, duplicates: sends.length - inserted };
-    await record?.(tx, { status: 200, body: response });
-  });
-  if (outcome.rejectedCount > 0) throw rejection("sends", items.length, outcome.rejected, outcome.rejectedCount, (arm) => ARM_REASON[arm ?? "none"]!);
-  if (outcome.inserted > 0) await markResultsStale(ctx, [id], 1000);
-  return response!;
-}
-
-/** Records a batch of outcomes, idempotent by outcome_id; a user who is not assigned rejects the batch. */
-export async function recordOutcomes(ctx: AppContext, id: string, body: unknown, record?: (client: pg.ClientBase, response: { status: number; body: unknown }) => Promise<void>): Promise<BatchResult> {
-  const items = batchItems(body, "outcomes");
-  const outcomes = validateItems(items, "outcomes", checkOutcome);
-  requireAssigned(await getCampaignRecord(ctx, id), "record outcomes");
-  let response: BatchResult | null = null;
-  const outcome = await ctx.engine.recordOutcomes(id, outcomes, async (tx, inserted) => {
-    await lockCampaign(tx, id, "outcomes_recorded");
-    if (inserted > 0) await tx.query(`UPDATE campaign SET data_version = data_version + 1 WHERE id = $1`, [id]);
-    response = { received: outcomes.length, inserted, duplicates: outcomes.length - inserted };
-    await record?.(tx, { status: 200, body: response });
-  });
-  if (outcome.rejectedCount > 0) throw rejection("outcomes", items.length, outcome.rejected, outcome.rejectedCount, () => "the user is not assigned in this campaign");
-  if (outcome.inserted > 0) await markResultsStale(ctx, [id], 1000);
-  return response!;
-}
-
-function rejection(key: string, total: number, rejected: Array<{ index: number; user_id: string; arm: CampaignArm | null }>, count: number, reason: (arm: CampaignArm | null) => string) {
-  return new ProblemError(400, `${count} of ${total} ${key} name users who may not be recorded (${reason(rejected[0]!.arm)}: '${rejected[0]!.user_id}'${count > 1 ? ", …" : ""}); nothing was stored.`, {
-    errors: rejected.map((r) => ({ index: r.index, path: `${key}[${r.index}].user_id`, message: `${reason(r.arm)} ('${r.user_id}')` })),
-    invalid_count: count,
-  });
 }

@@ -5,7 +5,8 @@ import { conflict } from "../http/problem.js";
 import { dateToDay, dayToDate } from "../activation/periods.js";
 import { INACTIVITY_BUCKETS, type CampaignArm, type GoalAggregateRow } from "../activation/postgres/campaigns.js";
 import type { RunView } from "../activation/runs.js";
-import { activityRanges, COVARIATE_DAYS, getCampaignRecord, SEND_STATUSES, type GoalMetric } from "./campaigns.js";
+import { activityRanges, COVARIATE_DAYS, getCampaignRecord, type GoalMetric } from "./campaigns.js";
+import { SEND_STATUSES } from "./recording.js";
 import { requireAssigned } from "./assigning.js";
 import { compareGroups, EMPTY_SUMS, sampleRatioMismatch, SRM_ALPHA, type GroupSums, type MetricComparison, type MetricKind } from "./statistics.js";
 

@@ -9,7 +9,8 @@ import { executeMaterialization, requestMaterialization } from "../audiences/mat
 import { createApiKey } from "../keys/api-keys.js";
 import { demoPopulation, eventsForDay, prng } from "./demo-data.js";
 import { ProgressBar } from "./progress.js";
-import { assignmentsPage, createCampaign, deleteCampaign, getCampaign, recordSends } from "../campaigns/campaigns.js";
+import { assignmentsPage, createCampaign, deleteCampaign, getCampaign } from "../campaigns/campaigns.js";
+import { recordSends } from "../campaigns/recording.js";
 import { computeAndStoreResults, type CampaignResults } from "../campaigns/results.js";
 import { executeCampaignAssignment } from "../campaigns/assigning.js";
 

@@ -2,8 +2,9 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import {
   assignmentRowSchema, assignmentsExport, assignmentsPage, campaignSchema, createCampaign, createCampaignSchema, deleteCampaign, getCampaign,
-  listCampaigns, MAX_BATCH, outcomeSchema, recordOutcomes, recordSends, sendSchema, updateCampaign, updateCampaignSchema,
+  listCampaigns, updateCampaign, updateCampaignSchema,
 } from "../campaigns/campaigns.js";
+import { MAX_BATCH, outcomeSchema, recordOutcomes, recordSends, sendSchema } from "../campaigns/recording.js";
 import { campaignResultSchema, getCampaignResults } from "../campaigns/results.js";
 import { controlGroupBodySchema, controlGroupSchema, getControlGroup, putControlGroup } from "../campaigns/control-group.js";
 import { exportFormatOf, sendExport } from "../http/export.js";
