@@ -7,6 +7,7 @@ import { createTestEnv, type TestEnv } from "./helpers/context.js";
 import { allPages, api, createFact, ingest, processThrough, waitForCampaign } from "./helpers/api.js";
 import { fixtureMeta, parseCsv, readFixtureCsv } from "./helpers/fixtures.js";
 import { assign } from "../src/campaigns/assignment.js";
+import { executeCampaignAssignment } from "../src/campaigns/assigning.js";
 import { compareGroups, EMPTY_SUMS, type GroupSums } from "../src/campaigns/statistics.js";
 
 const FIXTURE = "seoul-70d";
@@ -347,6 +348,51 @@ describe("assigning is a job", () => {
     expect(pull.json().detail).toMatch(/failed/);
     expect(await assignedRows(id)).toBe(0);
     await expect.poll(() => eventsOf(id)).toEqual([{ event: "campaign.assignment_failed", status: "failed", error: failed.assignment_error }]);
+  });
+
+  it("a failed campaign can be tried again as it is: 202, then ready; only a failed one (409 otherwise)", async () => {
+    // Every attempt of the job fails (a database refusing the writes), so the new campaign is failed.
+    const id = await withWorkersStopped(async () => {
+      const res = await api(env).post("/v1/campaigns", { name: "Retried", materialization_id: listId, goal: goal(), salt: "retried" });
+      expect(res.statusCode, res.body).toBe(202);
+      const created = res.json().id as string;
+      await env.ctx.db.pool.query(`
+        CREATE FUNCTION refuse_assignments() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
+        CREATE TRIGGER refuse_assignments BEFORE INSERT ON campaign_assignment FOR EACH STATEMENT EXECUTE FUNCTION refuse_assignments()`);
+      try {
+        await expect(executeCampaignAssignment(env.ctx, created, 1, { finalAttempt: true })).rejects.toThrow(/disk full/);
+      } finally {
+        await env.ctx.db.pool.query(`DROP TRIGGER refuse_assignments ON campaign_assignment; DROP FUNCTION refuse_assignments()`);
+      }
+      return created;
+    });
+    const failed = await waitForCampaign(env, id);
+    expect(failed).toMatchObject({ status: "failed", assignment_error: "disk full", counts: { total: 0 } });
+    expect((await api(env).get(`/v1/campaigns/${id}/assignments`)).json().detail).toMatch(/retry-assignment/);
+
+    const retried = await api(env).post(`/v1/campaigns/${id}/retry-assignment`, undefined, { "idempotency-key": `retry-${id}` });
+    expect(retried.statusCode, retried.body).toBe(202);
+    expect(retried.headers.location).toBe(`/v1/campaigns/${id}`);
+    expect(retried.json()).toMatchObject({ status: "assigning", assignment_error: null });
+    const ready = await waitForCampaign(env, id);
+    expect(ready).toMatchObject({ status: "ready", assignment_error: null, salt: "retried", counts: { total: memberCount } });
+    expect(await assignedRows(id)).toBe(memberCount);
+    await expect.poll(() => eventsOf(id)).toEqual([
+      { event: "campaign.assignment_failed", status: "failed", error: "disk full" },
+      { event: "campaign.assigned", status: "ready", error: null },
+    ]);
+
+    // The same key replays (the campaign as it is now); without it, a ready campaign is not assigned again.
+    const replay = await api(env).post(`/v1/campaigns/${id}/retry-assignment`, undefined, { "idempotency-key": `retry-${id}` });
+    expect(replay.statusCode).toBe(202);
+    expect(replay.headers["idempotent-replayed"]).toBe("true");
+    expect(replay.json()).toMatchObject({ status: "ready" });
+    const again = await api(env).post(`/v1/campaigns/${id}/retry-assignment`);
+    expect(again.statusCode, again.body).toBe(409);
+    expect(again.json()).toMatchObject({ status: "ready", detail: expect.stringMatching(/PATCH/) });
+    const version = (await env.ctx.db.prisma.campaign.findUniqueOrThrow({ where: { id } })).assignmentVersion;
+    expect(version).toBe(2);
+    expect((await api(env).post(`/v1/campaigns/00000000-0000-4000-8000-000000000000/retry-assignment`)).statusCode).toBe(404);
   });
 
   it("a job Redis lost is queued again by the workers' recovery sweep", async () => {

@@ -12,6 +12,7 @@ import { allPages, api, ingest, processThrough, waitForCampaign } from "./helper
 import { demoPopulation, eventsForDay, prng } from "../src/cli/demo-data.js";
 import { dateToDay, dayToDate } from "../src/activation/periods.js";
 import { localDate } from "../src/facts/timezones.js";
+import { executeCampaignAssignment } from "../src/campaigns/assigning.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = path.resolve(import.meta.dirname, "artifacts");
@@ -28,6 +29,7 @@ let profileDir: string;
 const pageErrors: string[] = [];
 let lastDay: number;
 let campaignId: string;
+let workers: { close(): Promise<void> };
 
 const nav = (name: string) => page.getByRole("navigation", { name: "Main" }).getByRole("link", { name });
 
@@ -98,7 +100,7 @@ beforeAll(async () => {
     throw new Error(`The console's end-to-end tests need Chromium at ${CHROMIUM}: install Debian's package with \`apt-get install -y chromium\` (or set CHROMIUM_PATH).`);
   mkdirSync(ARTIFACTS, { recursive: true });
   env = await createTestEnv();
-  env.startWorkers();
+  workers = env.startWorkers();
   lastDay = dateToDay(localDate(TZ)) - 2;
   await loadData();
   await loadCampaign();
@@ -390,6 +392,38 @@ describe("console in Chromium", () => {
     const ready = await waitForCampaign(env, id!);
     await page.getByText(`10%: ${(ready.counts as { treatment: number }).treatment.toLocaleString("en-US")} treatment`).waitFor();
     expect(await page.getByTestId("assigning").count()).toBe(0);
+    await page.getByRole("button", { name: "Download treatment list (CSV)" }).waitFor();
+  });
+
+  it("a campaign whose assignment failed says why, and Try again assigns it", async () => {
+    const list = (await api(env).get(`/v1/campaigns/${campaignId}`)).json().materialization_id as string;
+    // The job's only run fails (a database refusing the writes), with no worker to take it first.
+    await workers.close();
+    let id: string;
+    try {
+      const c = await api(env).post("/v1/campaigns", { name: "Failed once", materialization_id: list, holdout_percent: 20, goal: { fact: "app_opened", window_periods: 7, metric: "returned" } });
+      expect(c.statusCode, c.body).toBe(202);
+      id = c.json().id;
+      await env.ctx.db.pool.query(`
+        CREATE FUNCTION refuse_assignments() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
+        CREATE TRIGGER refuse_assignments BEFORE INSERT ON campaign_assignment FOR EACH STATEMENT EXECUTE FUNCTION refuse_assignments()`);
+      try {
+        await expect(executeCampaignAssignment(env.ctx, id, 1, { finalAttempt: true })).rejects.toThrow(/disk full/);
+      } finally {
+        await env.ctx.db.pool.query(`DROP TRIGGER refuse_assignments ON campaign_assignment; DROP FUNCTION refuse_assignments()`);
+      }
+    } finally {
+      workers = env.startWorkers();
+    }
+    await page.goto(`${base}/campaigns/${id!}`);
+    await expect.poll(() => page.getByRole("alert").first().textContent()).toMatch(/Assigning the list failed: disk full/);
+    expect(await page.getByRole("button", { name: "Download treatment list (CSV)" }).count()).toBe(0);
+    await shot("campaign-failed");
+    await page.getByRole("button", { name: "Try again" }).click();
+    const ready = await waitForCampaign(env, id!);
+    expect(ready.status).toBe("ready");
+    await page.getByText(`20%: ${(ready.counts as { treatment: number }).treatment.toLocaleString("en-US")} treatment`).waitFor();
+    expect(await page.getByRole("button", { name: "Try again" }).count()).toBe(0);
     await page.getByRole("button", { name: "Download treatment list (CSV)" }).waitFor();
   });
 

@@ -1,8 +1,10 @@
 import { z } from "zod";
+import type pg from "pg";
 import type { AppContext } from "../context.js";
 import type { Campaign } from "../generated/prisma/client.js";
 import { dayToDate, isoDate as day } from "../activation/periods.js";
-import { conflict } from "../http/problem.js";
+import { conflict, notFound } from "../http/problem.js";
+import { withTransaction } from "../activation/postgres/tx.js";
 import type { LockReason } from "./campaigns.js";
 import { activityRanges, getCampaign, launchReason, launchWords, markResultsStale, timezoneOf } from "./campaigns.js";
 import { emitEvent } from "../audiences/webhooks.js";
@@ -56,9 +58,40 @@ export function requireAssigned(c: Campaign, what: string) {
       { status: c.status, headers: { "retry-after": "2" } },
     );
   if (c.status === "failed")
-    throw conflict(`Campaign ${c.id} has no assignments: assigning its list failed (${c.assignmentError ?? "unknown error"}). Change it with PATCH to try again, or delete it.`, {
-      status: c.status,
-    });
+    throw conflict(
+      `Campaign ${c.id} has no assignments: assigning its list failed (${c.assignmentError ?? "unknown error"}). ` +
+        `Try again with POST /v1/campaigns/${c.id}/retry-assignment, change it with PATCH, or delete it.`,
+      {
+        status: c.status,
+      },
+    );
+}
+
+/**
+ * Queues the first assignment of a campaign whose assignment failed (status `failed`: a database that
+ * was down on every attempt, say), with its fields as they are. Only a failed campaign: one that is
+ * assigning has its job, and a ready one is reassigned by changing an assignment field (PATCH).
+ * `onQueued` runs last in the transaction that bumps the version (the route records the request's
+ * Idempotency-Key there).
+ */
+export async function retryCampaignAssignment(ctx: AppContext, id: string, onQueued?: (tx: pg.ClientBase) => Promise<void>): Promise<void> {
+  const version = await withTransaction(ctx.db.pool, async (tx) => {
+    const r = await tx.query<{ status: string }>(`SELECT status FROM campaign WHERE id = $1 FOR UPDATE`, [id]);
+    const row = r.rows[0];
+    if (!row) throw notFound(`No campaign ${id}.`);
+    if (row.status === "assigning")
+      throw conflict(`Campaign ${id} is being assigned already.`, { status: row.status, headers: { "retry-after": "2" } });
+    if (row.status !== "failed")
+      throw conflict(`Campaign ${id} has its assignments; to assign it again, change an assignment field with PATCH (before launch).`, { status: row.status });
+    const v = await tx.query<{ assignment_version: number }>(
+      `UPDATE campaign SET status = 'assigning', assignment_version = assignment_version + 1, assignment_error = NULL, updated_at = now()
+       WHERE id = $1 RETURNING assignment_version`,
+      [id],
+    );
+    await onQueued?.(tx);
+    return v.rows[0]!.assignment_version;
+  }, 1);
+  await queueAssignment(ctx, id, version);
 }
 
 /** A request the job refuses for good (retrying changes nothing): recorded as the assignment's error. */

@@ -6,6 +6,7 @@ import {
 } from "../campaigns/campaigns.js";
 import { MAX_BATCH, outcomeSchema, recordOutcomes, recordSends, sendSchema } from "../campaigns/recording.js";
 import { campaignResultSchema, getCampaignResults } from "../campaigns/results.js";
+import { retryCampaignAssignment } from "../campaigns/assigning.js";
 import { controlGroupBodySchema, controlGroupSchema, getControlGroup, putControlGroup } from "../campaigns/control-group.js";
 import { exportFormatOf, sendExport } from "../http/export.js";
 import { idempotent, idempotentCreate } from "../http/idempotency.js";
@@ -85,6 +86,33 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
       if (queued === null) return reply.code(200).send(campaign);
       return reply.code(202).header("location", `/v1/campaigns/${campaign.id}`).send(campaign);
     },
+  );
+
+  app.post(
+    "/campaigns/:id/retry-assignment",
+    {
+      schema: {
+        tags: ["campaigns"],
+        summary: "Try a failed campaign's assignment again",
+        description:
+          "For a campaign whose status is `failed` (its first assignment could not be made): queues the assignment job again with the campaign's " +
+          "fields as they are, and answers 202 with the campaign `assigning`. 409 when the campaign is assigning or ready (a ready campaign is " +
+          "reassigned by a PATCH of an assignment field). Honors `Idempotency-Key`: a replay answers 202 with the campaign as it is now.",
+        params: idParams,
+        headers: idempotencyHeader,
+        response: { 202: campaignSchema, ...errors, 422: problemSchema },
+      },
+    },
+    async (req, reply) =>
+      idempotentCreate(
+        app.db.pool, req, reply,
+        async (record) => {
+          await retryCampaignAssignment(app.ctx, req.params.id, record && ((tx) => record(tx, req.params.id)));
+          return req.params.id;
+        },
+        async (id) => ({ body: await getCampaign(app.ctx, id), location: `/v1/campaigns/${id}` }),
+        202,
+      ),
   );
 
   app.delete(

@@ -1,4 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
+import { api } from "../api";
 import { useFetch } from "../data";
 import { IntervalChart } from "../interval-chart";
 import { CsvButton } from "./materialization";
@@ -59,11 +60,7 @@ export function CampaignPage({ id }: { id: string }) {
           … this page updates when it is done.
         </p>
       )}
-      {camp.status === "failed" && (
-        <p class="error" role="alert">
-          Assigning the list failed: {camp.assignment_error}. Delete the campaign and create it again.
-        </p>
-      )}
+      {camp.status === "failed" && <FailedAssignment camp={camp} onQueued={c.reload} />}
       {camp.status === "ready" && camp.assignment_error && (
         <p class="error" role="alert">
           The last change was not applied: {camp.assignment_error}.
@@ -71,6 +68,35 @@ export function CampaignPage({ id }: { id: string }) {
       )}
       {ready && <CampaignResultsSection id={id} r={r} onRefresh={() => setRefresh((n) => n + 1)} />}
     </>
+  );
+}
+
+/** A campaign whose first assignment failed: why, and a button that queues it again as it is. */
+function FailedAssignment({ camp, onQueued }: { camp: Campaign; onQueued: () => void }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const retry = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      await api<Campaign>("POST", `/v1/campaigns/${camp.id}/retry-assignment`);
+      onQueued();
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div role="alert">
+      <p class="error">
+        Assigning the list failed: {camp.assignment_error}. Try again, or change the campaign's list with the API (PATCH), or delete it.
+      </p>
+      <button type="button" onClick={retry} disabled={busy}>
+        Try again
+      </button>
+      <ErrorMessage error={error} />
+    </div>
   );
 }
 
