@@ -353,7 +353,7 @@ describe("assigning is a job", () => {
   it("a failed campaign can be tried again as it is: 202, then ready; only a failed one (409 otherwise)", async () => {
     // Every attempt of the job fails (a database refusing the writes), so the new campaign is failed.
     const id = await withWorkersStopped(async () => {
-      const res = await api(env).post("/v1/campaigns", { name: "Retried", materialization_id: listId, goal: goal(), salt: "retried" });
+      const res = await api(env).post("/v1/campaigns", { name: "Failed then tried again", materialization_id: listId, goal: goal(), salt: "retried" });
       expect(res.statusCode, res.body).toBe(202);
       const created = res.json().id as string;
       await env.ctx.db.pool.query(`
