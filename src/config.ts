@@ -1,5 +1,6 @@
 import { isIP } from "node:net";
 import { z } from "zod";
+import { cronProblem } from "./jobs/cron.js";
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
@@ -50,7 +51,13 @@ const configSchema = z.object({
   /** 0 runs the API alone; workers then run elsewhere (`npm run worker`). */
   WORKERS: z.coerce.number().int().min(0).max(64).default(1),
   /** Cron of the daily processing of every fact through yesterday (in each fact's timezone). */
-  PROCESS_CRON: z.string().min(1).default("15 0 * * *"),
+  PROCESS_CRON: z
+    .string()
+    .default("15 0 * * *")
+    .superRefine((v, ctx) => {
+      const problem = cronProblem(v);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    }),
   PG_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   /** How long a worker's lock on a job lasts without renewal; a killed worker's job is retried after it. */
   JOB_LOCK_MS: z.coerce.number().int().min(500).max(600_000).default(60_000),

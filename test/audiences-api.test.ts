@@ -251,6 +251,32 @@ describe("refresh", () => {
     expect((await env.ctx.queues.schedules.getJobSchedulers()).filter((s) => (s.key ?? s.id) === `audience-refresh-${a.id}`).length).toBe(0);
   });
 
+  it("refuses a cron the scheduler could not run (400 naming refresh.cron, nothing stored); startup skips one stored earlier", async () => {
+    const before = (await env.ctx.db.prisma.audience.count());
+    for (const [cron, reason] of [
+      ["99 99 * * *", /got value 99/],
+      ["a b c d e", /Invalid characters/],
+      ["0 0 30 2 *", /day of month/],
+      ["* * * * * *", /less than 60 s apart/],
+      ["0 6 * *", /5 fields/],
+    ] as const) {
+      const res = await api(env).post("/v1/audiences", { ...lapsed, name: `bad cron ${cron}`, refresh: { cron, timezone: "Asia/Seoul" } });
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.headers["content-type"]).toContain("application/problem+json");
+      expect(res.json().errors).toEqual([{ path: "refresh.cron", message: expect.stringMatching(reason) }]);
+    }
+    expect(await env.ctx.db.prisma.audience.count()).toBe(before);
+    // An audience stored with a bad expression (by an older version): the sync skips it and keeps the rest.
+    const good = (await api(env).post("/v1/audiences", { ...lapsed, name: "good cron", refresh: { cron: "0 7 * * *", timezone: "UTC" } })).json();
+    const stale = (await api(env).post("/v1/audiences", { ...lapsed, name: "stale cron" })).json();
+    await env.ctx.db.prisma.audience.update({ where: { id: stale.id }, data: { refresh: { cron: "99 99 * * *", timezone: "UTC" } } });
+    await syncRefreshSchedules(env.ctx);
+    const ids = (await env.ctx.queues.schedules.getJobSchedulers()).map((s) => s.key ?? s.id);
+    expect(ids).toContain(`audience-refresh-${good.id}`);
+    expect(ids).not.toContain(`audience-refresh-${stale.id}`);
+    for (const a of [good, stale]) await api(env).delete(`/v1/audiences/${a.id}`);
+  });
+
   it("materializes on_new_data audiences after each processing run of their fact", async () => {
     const fact = "refresh_fact";
     await createFact(env, fact, meta.fact_timezone);

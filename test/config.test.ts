@@ -64,6 +64,13 @@ describe("loadConfig", () => {
     expect(configError({ TRUST_PROXY: "proxy.internal" })).toMatch(/TRUST_PROXY: 'proxy.internal' is not an address or CIDR range/);
   });
 
+  it("PROCESS_CRON: parsed as the scheduler will parse it, at most once a minute", () => {
+    expect(loadConfig({ PROCESS_CRON: "30 1 * * *" }).PROCESS_CRON).toBe("30 1 * * *");
+    expect(configError({ PROCESS_CRON: "99 99 * * *" })).toMatch(/PROCESS_CRON: .*got value 99/);
+    expect(configError({ PROCESS_CRON: "daily" })).toMatch(/PROCESS_CRON: a cron expression has 5 fields/);
+    expect(configError({ PROCESS_CRON: "*/10 * * * * *" })).toMatch(/PROCESS_CRON: runs less than 60 s apart/);
+  });
+
   it("says why, not only which", () => {
     expect(configError({ DATABASE_URL: "mysql://x" })).toMatch(/DATABASE_URL: must be a postgresql:\/\/ URL/);
     expect(configError({ LOG_LEVEL: "loud" })).toMatch(/LOG_LEVEL: .*(info|debug|fatal)/);
