@@ -205,6 +205,39 @@ describe("requesting runs", () => {
     });
   });
 
+  it("refuses a date after the last date an event can have (400 naming through), recording nothing", async () => {
+    await createFact(env, "r_future", "Pacific/Kiritimati");
+    await ingest(env, "r_future", daily("f", ["2026-03-01"]));
+    // UTC+14: its last possible date is today's there, plus the day events may run ahead.
+    const lastPossible = new Intl.DateTimeFormat("en-CA", { timeZone: "Pacific/Kiritimati" }).format(new Date(Date.now() + 86_400_000));
+    const next = new Date(Date.parse(`${lastPossible}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
+    for (const through of [next, "2030-01-01", "9999-12-31"]) {
+      const body = expectProblem(await api(env).post("/v1/facts/r_future/runs", { through }), 400);
+      expect(body.errors).toEqual([{ path: "through", message: `must be on or before ${lastPossible}` }]);
+    }
+    expect((await api(env).get("/v1/facts/r_future/runs")).json().data).toEqual([]);
+    expect((await factView("r_future")).processed_through).toBeNull();
+    expect((await api(env).post("/v1/facts/r_future/runs", { through: lastPossible })).statusCode).toBe(202);
+  });
+
+  it("without a date, runs through the watermark when it is past the latest event: late data is reprocessed, not refused", async () => {
+    await createFact(env, "r_idle");
+    await ingest(env, "r_idle", daily("i", ["2026-03-01", "2026-03-02"]));
+    // The daily runs went on through yesterday with no new events.
+    await withWorkers(() => processThrough(env, "r_idle", "2026-03-05"));
+    const late = [{ user_id: "i-late", occurred_at: "2026-03-01T08:00:00Z" }];
+    await ingest(env, "r_idle", late);
+    expect((await factView("r_idle")).dirty_from).toBe("2026-03-01");
+    const res = await api(env).post("/v1/facts/r_idle/runs");
+    expect(res.statusCode, res.body).toBe(202);
+    expect(res.json().through).toBe("2026-03-05");
+    await withWorkers(async () => expect((await waitFor(res.json().id, finished, "finished")).status).toBe("succeeded"));
+    expect(await factView("r_idle")).toMatchObject({ processed_through: "2026-03-05", dirty_from: null });
+    const activity = [...daily("i", ["2026-03-01", "2026-03-02"]), ...late].map((e) => ({ user_id: e.user_id, date: activityDateOf(e.occurred_at, "UTC") }));
+    const got = (await api(env).get(`/v1/facts/r_idle/metrics?grain=day`)).json().data;
+    expect(got).toEqual(referenceLayer(activity, "day", "2026-03-05").metrics);
+  });
+
   it("validates the body and the run id", async () => {
     expectProblem(await api(env).post("/v1/facts/r_progress/runs", { through: "2026-02-30" }), 400);
     expectProblem(await api(env).post("/v1/facts/r_progress/runs", { through: "yesterday" }), 400);

@@ -5,6 +5,7 @@ import type { ProcessingRun, Fact } from "../generated/prisma/client.js";
 import { conflict, notFound, badRequest } from "../http/problem.js";
 import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
 import { localDate } from "../facts/timezones.js";
+import { MAX_FUTURE_MS } from "../facts/event-validation.js";
 import { dateToDay, dayToDate, parseDate } from "./periods.js";
 import type { ProcessProgress, ProcessResult } from "./engine.js";
 import { emitEvent } from "../audiences/webhooks.js";
@@ -65,9 +66,19 @@ export async function requestRun(ctx: AppContext, fact: Fact, through: string | 
   const latest = fact.latestDate ? day(fact.latestDate)! : null;
   // Without events there is nothing to process, whatever the date asked for (and no watermark to set).
   if (!latest) throw conflict(`'${fact.name}' has no events yet: there is nothing to process.`);
-  const target = through ?? latest;
-  if (parseDate(target) === null) throw badRequest("through must be a date (YYYY-MM-DD).", [{ path: "through", message: "invalid date" }]);
   const processed = day(fact.processedThrough);
+  // By default through the latest activity date, or the watermark when it is later (the daily runs go
+  // through yesterday, events or not): late data before it is then reprocessed, never refused.
+  const target = through ?? (processed && processed > latest ? processed : latest);
+  if (parseDate(target) === null) throw badRequest("through must be a date (YYYY-MM-DD).", [{ path: "through", message: "invalid date" }]);
+  // No event can be dated later (ingestion refuses them), and a watermark never goes back: a run
+  // through a later date would mark days that have not happened as processed, for good.
+  const lastPossible = localDate(fact.timezone, new Date(Date.now() + MAX_FUTURE_MS));
+  if (target > lastPossible)
+    throw badRequest(
+      `through ${target} is after ${lastPossible}, the last date an event of '${fact.name}' can have now (${fact.timezone}); days that have not happened cannot be processed.`,
+      [{ path: "through", message: `must be on or before ${lastPossible}` }],
+    );
   if (processed && target < processed)
     throw conflict(`'${fact.name}' is already processed through ${processed}; a run cannot go back to ${target}.`, { processed_through: processed });
   const existing = await ctx.db.prisma.processingRun.findFirst({

@@ -18,7 +18,9 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "Process a fact through a date (a queued job)",
         description:
           "Recomputes from the earliest date late data changed, or the day after the watermark, through `through` (default: the latest " +
-          "activity date). A request for the same date while such a run is queued or running joins it (200) instead of starting another.",
+          "activity date, or the watermark when that is later). A request for the same date while such a run is queued or running joins it (200) " +
+          "instead of starting another. `through` may not be later than the last date an event can have (today in the fact's timezone, plus the " +
+          "day events may run ahead): 400.",
         params: factParams,
         body: z.object({ through: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date YYYY-MM-DD").optional() }).strict().default({}),
         response: { 200: runSchema, 202: runSchema, ...errors },
