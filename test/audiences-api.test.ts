@@ -391,3 +391,23 @@ describe("a worker killed in the middle of a materialization", () => {
     }
   });
 });
+
+describe("a list that has not finished", () => {
+  it("answers 409 for its members and changes, with the HTTP status in `status` and the list's in `materialization_status`", async () => {
+    const a = (await api(env).post("/v1/audiences", { ...lapsed, name: "unfinished" })).json();
+    const earlier = await materialize(a.id);
+    await workers.close();
+    try {
+      const res = await api(env).post(`/v1/audiences/${a.id}/materializations`, {});
+      expect(res.statusCode, res.body).toBe(202);
+      for (const url of [`/v1/materializations/${res.json().id}/members`, `/v1/materializations/${res.json().id}/changes?since=${earlier.id}`]) {
+        const r = await api(env).get(url);
+        expect(r.statusCode, url).toBe(409);
+        expect(r.headers["content-type"]).toContain("application/problem+json");
+        expect(r.json()).toMatchObject({ status: 409, title: "Conflict", materialization_status: "queued" });
+      }
+    } finally {
+      workers = env.startWorkers();
+    }
+  });
+});

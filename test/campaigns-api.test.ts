@@ -297,7 +297,7 @@ describe("assigning is a job", () => {
         expect(r.statusCode, r.body).toBe(409);
         expect(r.headers["content-type"]).toContain("application/problem+json");
         expect(r.headers["retry-after"]).toBe("2");
-        expect(r.json()).toMatchObject({ status: "assigning", detail: expect.stringMatching(/being assigned/) });
+        expect(r.json()).toMatchObject({ status: 409, campaign_status: "assigning", detail: expect.stringMatching(/being assigned/) });
       }
       expect((await api(env).get(`/v1/campaigns/${id}`)).json().status).toBe("assigning");
       return id;
@@ -389,7 +389,7 @@ describe("assigning is a job", () => {
     expect(replay.json()).toMatchObject({ status: "ready" });
     const again = await api(env).post(`/v1/campaigns/${id}/retry-assignment`);
     expect(again.statusCode, again.body).toBe(409);
-    expect(again.json()).toMatchObject({ status: "ready", detail: expect.stringMatching(/PATCH/) });
+    expect(again.json()).toMatchObject({ status: 409, campaign_status: "ready", detail: expect.stringMatching(/PATCH/) });
     const version = (await env.ctx.db.prisma.campaign.findUniqueOrThrow({ where: { id } })).assignmentVersion;
     expect(version).toBe(2);
     expect((await api(env).post(`/v1/campaigns/00000000-0000-4000-8000-000000000000/retry-assignment`)).statusCode).toBe(404);

@@ -125,7 +125,7 @@ export async function listMaterializations(ctx: AppContext, audienceId: string, 
 }
 
 function assertFinished(m: Materialization) {
-  if (m.status !== "succeeded") throw conflict(`Materialization ${m.id} is ${m.status}; members exist once it has succeeded.`, { status: m.status });
+  if (m.status !== "succeeded") throw conflict(`Materialization ${m.id} is ${m.status}; members exist once it has succeeded.`, { materialization_status: m.status });
 }
 
 const userKeyCursor = z.tuple([z.number().int()]);

@@ -55,14 +55,14 @@ export function requireAssigned(c: Campaign, what: string) {
   if (c.status === "assigning")
     throw conflict(
       `Campaign ${c.id} is being assigned (its list is being split into arms${c.assignedAt ? " again" : ""}): ${what} once its status is ready.`,
-      { status: c.status, headers: { "retry-after": "2" } },
+      { campaign_status: c.status, headers: { "retry-after": "2" } },
     );
   if (c.status === "failed")
     throw conflict(
       `Campaign ${c.id} has no assignments: assigning its list failed (${c.assignmentError ?? "unknown error"}). ` +
         `Try again with POST /v1/campaigns/${c.id}/retry-assignment, change it with PATCH, or delete it.`,
       {
-        status: c.status,
+        campaign_status: c.status,
       },
     );
 }
@@ -80,9 +80,9 @@ export async function retryCampaignAssignment(ctx: AppContext, id: string, onQue
     const row = r.rows[0];
     if (!row) throw notFound(`No campaign ${id}.`);
     if (row.status === "assigning")
-      throw conflict(`Campaign ${id} is being assigned already.`, { status: row.status, headers: { "retry-after": "2" } });
+      throw conflict(`Campaign ${id} is being assigned already.`, { campaign_status: row.status, headers: { "retry-after": "2" } });
     if (row.status !== "failed")
-      throw conflict(`Campaign ${id} has its assignments; to assign it again, change an assignment field with PATCH (before launch).`, { status: row.status });
+      throw conflict(`Campaign ${id} has its assignments; to assign it again, change an assignment field with PATCH (before launch).`, { campaign_status: row.status });
     const v = await tx.query<{ assignment_version: number }>(
       `UPDATE campaign SET status = 'assigning', assignment_version = assignment_version + 1, assignment_error = NULL, updated_at = now()
        WHERE id = $1 RETURNING assignment_version`,

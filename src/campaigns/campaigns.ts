@@ -285,7 +285,7 @@ function launchedConflict(c: Campaign, reason: LockReason, fields: string[]) {
 
 /** What decides the assignments, or what the assignment job computes from (the goal), waits for the job. */
 const changeWhileAssigning = (id: string) =>
-  conflict(`Campaign ${id} is being assigned: change it once its status is ready.`, { status: "assigning", headers: { "retry-after": "2" } });
+  conflict(`Campaign ${id} is being assigned: change it once its status is ready.`, { campaign_status: "assigning", headers: { "retry-after": "2" } });
 
 /**
  * Changes a campaign. Name and goal change at once. A change of an assignment field (before launch only)

@@ -76,15 +76,10 @@ export function documentProblemResponses(response: Record<string, unknown>): voi
 
 function problemBody(status: number, detail: string, instance: string, extra: Record<string, unknown> = {}) {
   const { headers: _h, type, ...rest } = extra;
-  const body: Record<string, unknown> = {
-    type: (type as string | undefined) ?? "about:blank",
-    title: TITLES[status] ?? "Error",
-    status,
-    detail,
-    instance,
-  };
+  const body: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(rest)) if (v !== undefined) body[k] = v;
-  return body;
+  // RFC 9457's own members last: an extension member never stands in for them (`status` is the HTTP code).
+  return { ...body, type: (type as string | undefined) ?? "about:blank", title: TITLES[status] ?? "Error", status, detail, instance };
 }
 
 export function sendProblem(reply: FastifyReply, status: number, detail: string, extra: Record<string, unknown> = {}) {
