@@ -8,6 +8,7 @@ import { allPages, api, createFact, ingest, processThrough, waitForCampaign } fr
 import { fixtureMeta, parseCsv, readFixtureCsv } from "./helpers/fixtures.js";
 import { assign } from "../src/campaigns/assignment.js";
 import { executeCampaignAssignment } from "../src/campaigns/assigning.js";
+import { executeCampaignResults } from "../src/campaigns/results.js";
 import { compareGroups, EMPTY_SUMS, type GroupSums } from "../src/campaigns/statistics.js";
 
 const FIXTURE = "seoul-70d";
@@ -592,6 +593,12 @@ describe("a campaign measured through the window", () => {
       outcomes: [{ outcome_id: "o8", user_id: t[0], occurred_at: "2026-04-22T12:00:00Z", name: "purchase", value: "ten" }],
     });
     expect(badValue.json().errors[0].path).toBe("outcomes[0].value");
+    // Values whose sums (and sums of squares) over the arms could overflow are refused when they come in.
+    const huge = await api(env).post(`/v1/campaigns/${c.id}/outcomes`, {
+      outcomes: [{ outcome_id: "o9", user_id: t[0], occurred_at: "2026-04-22T12:00:00Z", name: "purchase", value: 1e308 }],
+    });
+    expect(huge.statusCode).toBe(400);
+    expect(huge.json().errors).toEqual([{ index: 0, path: "outcomes[0].value", message: "value must be between -1e+15 and 1e+15" }]);
   });
 
   async function results(predicate: (r: Record<string, any>) => boolean) {
@@ -723,6 +730,26 @@ describe("a campaign measured through the window", () => {
     );
     expect(r.goal.p_value).toBeCloseTo(want.p_value!, 12);
     expect(r.goal.absolute_ci95[1]).toBeCloseTo(want.absolute_ci95![1], 12);
+  });
+
+  it("a recomputation that fails is reported beside the stale results, and cleared once one succeeds", async () => {
+    const fresh = await results((x) => !x.stale);
+    expect(fresh.recomputation_error).toBeNull();
+    // Stored before values were bounded: the sum of squares overflows.
+    const t = treated();
+    await env.ctx.db.pool.query(
+      `INSERT INTO campaign_outcome (campaign_id, outcome_id, user_key, occurred_at, name, value)
+       SELECT $1, 'o-overflow', user_key, '2026-04-22T12:00:00Z', 'purchase', 1e308 FROM app_user WHERE external_id = $2`,
+      [c.id, t[4]],
+    );
+    await env.ctx.db.pool.query(`UPDATE campaign SET data_version = data_version + 1 WHERE id = $1`, [c.id]);
+    await expect(executeCampaignResults(env.ctx, c.id)).rejects.toThrow(/out of range/);
+    const failed = (await api(env).get(`/v1/campaigns/${c.id}/results`)).json();
+    expect(failed).toMatchObject({ stale: true, data_version: fresh.data_version, recomputation_error: { message: expect.stringMatching(/out of range/) } });
+    expect(Date.parse(failed.recomputation_error.failed_at)).toBeGreaterThan(Date.parse(fresh.computed_at));
+    await env.ctx.db.pool.query(`DELETE FROM campaign_outcome WHERE campaign_id = $1 AND outcome_id = 'o-overflow'`, [c.id]);
+    const ok = await results((x) => !x.stale);
+    expect(ok.recomputation_error).toBeNull();
   });
 
   it("another window recomputes every member's days from the layer", async () => {

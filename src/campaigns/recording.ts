@@ -15,6 +15,11 @@ import { getCampaignRecord, lockCampaign, markResultsStale } from "./campaigns.j
 
 export const SEND_STATUSES = ["sent", "delivered", "failed", "opened", "clicked"] as const;
 export const MAX_BATCH = 10_000;
+/**
+ * The largest outcome value either way: results sum values and their squares over every member, which
+ * must stay finite (a quadrillion allows revenue in micro-units of any currency).
+ */
+export const MAX_OUTCOME_VALUE = 1e15;
 
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
@@ -34,7 +39,13 @@ export const outcomeSchema = z
     user_id: z.union([z.string().min(1).max(256), z.number().int()]),
     occurred_at: z.string().describe("RFC 3339 with an offset or Z"),
     name: z.string().min(1).max(100).describe("e.g. purchase; results report each name"),
-    value: z.number().nullable().optional().describe("e.g. revenue; absent counts 0 in the mean value"),
+    value: z
+      .number()
+      .min(-MAX_OUTCOME_VALUE)
+      .max(MAX_OUTCOME_VALUE)
+      .nullable()
+      .optional()
+      .describe(`e.g. revenue; absent counts 0 in the mean value; at most ${MAX_OUTCOME_VALUE.toExponential()} either way`),
   })
   .strict()
   .meta({ id: "CampaignOutcome" });
@@ -90,6 +101,8 @@ function checkOutcome(raw: unknown): ItemCheck<{ outcomeId: string; userId: stri
   if (!name.ok) return name;
   if (o.value !== undefined && o.value !== null && (typeof o.value !== "number" || !Number.isFinite(o.value)))
     return { ok: false, field: "value", message: "value must be a finite number" };
+  if (typeof o.value === "number" && Math.abs(o.value) > MAX_OUTCOME_VALUE)
+    return { ok: false, field: "value", message: `value must be between -${MAX_OUTCOME_VALUE.toExponential()} and ${MAX_OUTCOME_VALUE.toExponential()}` };
   return { ok: true, value: { outcomeId: oid.value, userId: user.value, occurredAt: at.value, name: name.value, value: (o.value as number | null | undefined) ?? null } };
 }
 

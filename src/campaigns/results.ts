@@ -66,6 +66,10 @@ export const campaignResultSchema = z
     duration_ms: z.number().int(),
     data_version: z.number().int(),
     stale: z.boolean().describe("Newer data exists than these results were computed from; a recomputation is queued"),
+    recomputation_error: z
+      .object({ message: z.string(), failed_at: z.string() })
+      .nullable()
+      .describe("Why the last recomputation failed, when it did after these results were computed (they are then stale until one succeeds)"),
     analysis: z.string(),
     goal: metricResultSchema.extend({
       fact: z.string(),
@@ -112,7 +116,7 @@ export const campaignResultSchema = z
   })
   .meta({ id: "CampaignResults" });
 export type CampaignResults = z.infer<typeof campaignResultSchema>;
-type StoredResults = Omit<CampaignResults, "stale" | "computed_at" | "duration_ms" | "data_version">;
+type StoredResults = Omit<CampaignResults, "stale" | "computed_at" | "duration_ms" | "data_version" | "recomputation_error">;
 
 // ---------------------------------------------------------------- computation
 
@@ -278,7 +282,7 @@ export async function computeAndStoreResults(ctx: AppContext, campaignId: string
        WHERE campaign_result.data_version <= EXCLUDED.data_version`,
       [campaignId, JSON.stringify(result), c.dataVersion, computedAt, duration],
     );
-    return { ...result, computed_at: computedAt.toISOString(), duration_ms: duration, data_version: c.dataVersion, stale: false };
+    return { ...result, computed_at: computedAt.toISOString(), duration_ms: duration, data_version: c.dataVersion, stale: false, recomputation_error: null };
   } catch (err) {
     await ctx.db.pool
       .query(`UPDATE campaign_result SET error = $2, failed_at = now() WHERE campaign_id = $1`, [campaignId, (err as Error).message])
@@ -321,6 +325,7 @@ export async function getCampaignResults(ctx: AppContext, id: string, opts: { re
     duration_ms: stored.durationMs,
     data_version: stored.dataVersion,
     stale,
+    recomputation_error: stored.error && stored.failedAt ? { message: stored.error, failed_at: stored.failedAt.toISOString() } : null,
   };
 }
 

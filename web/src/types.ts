@@ -77,6 +77,7 @@ export interface CampaignResults {
   campaign_id: string;
   computed_at: string;
   stale: boolean;
+  recomputation_error: { message: string; failed_at: string } | null;
   analysis: string;
   goal: MetricResult & { fact: string; metric: string; window_periods: number };
   window: { start: string; end: string; processed_through: string | null; days_total: number; days_observed: number; complete: boolean };

@@ -137,7 +137,12 @@ function Results({ r }: { r: CampaignResults }) {
         <span class={`badge ${r.srm.flagged ? "bad" : "ok"}`} data-testid="srm">
           {r.srm.flagged ? "Sample ratio mismatch: check the assignment pipeline" : "Sample ratio OK"} (χ² {r.srm.chi_square === null ? "—" : r.srm.chi_square.toFixed(2)}, p {r.srm.p_value === null ? "—" : r.srm.p_value.toFixed(3)})
         </span>
-        {r.stale && <span class="badge warn">Newer data exists: recomputation queued</span>}
+        {r.stale && !r.recomputation_error && <span class="badge warn">Newer data exists: recomputation queued</span>}
+        {r.stale && r.recomputation_error && (
+          <span class="badge warn" role="alert">
+            Newer data exists, but recomputing failed ({r.recomputation_error.message}): these are the last results computed
+          </span>
+        )}
       </div>
       <p class="headline">
         Lift <strong data-testid="lift">{lift(g.absolute_lift)}</strong> (95% CI {ciText(g.absolute_ci95)}, p {pval(g.p_value)}
