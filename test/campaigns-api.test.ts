@@ -7,6 +7,8 @@ import { createTestEnv, type TestEnv } from "./helpers/context.js";
 import { allPages, api, createFact, ingest, processThrough, waitForCampaign } from "./helpers/api.js";
 import { fixtureMeta, parseCsv, readFixtureCsv } from "./helpers/fixtures.js";
 import { assign } from "../src/campaigns/assignment.js";
+import { dateToDay, dayToDate } from "../src/activation/periods.js";
+import { localDate } from "../src/facts/timezones.js";
 import { executeCampaignAssignment } from "../src/campaigns/assigning.js";
 import { executeCampaignResults } from "../src/campaigns/results.js";
 import { compareGroups, EMPTY_SUMS, type GroupSums } from "../src/campaigns/statistics.js";
@@ -21,6 +23,8 @@ const AS_OF = meta.part1_through; // 2026-04-16
 const LAUNCH = "2026-04-17";
 const WINDOW_END = "2026-04-30";
 const COV_START = "2026-03-20";
+// A launch date that has not come: half a year from today.
+const LATER = dayToDate(dateToDay(localDate(meta.fact_timezone)) + 180);
 
 let env: TestEnv;
 let listId: string;
@@ -97,6 +101,22 @@ describe("validation", () => {
     expect((await bad({ colour: "red" })).errors[0].path).toBe("colour");
   });
 
+  it("refuses a launch date more than a year ahead (400 naming launch_date), on creation and on change", async () => {
+    const latest = dayToDate(dateToDay(localDate(meta.fact_timezone)) + 366);
+    const next = dayToDate(dateToDay(latest) + 1);
+    for (const launch of [next, "9999-12-31"]) {
+      const res = await api(env).post("/v1/campaigns", { name: "Too far", materialization_id: listId, goal: goal(), launch_date: launch });
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.json().errors).toEqual([{ path: "launch_date", message: `must be on or before ${latest}` }]);
+    }
+    expect((await env.ctx.db.pool.query(`SELECT count(*)::int AS n FROM campaign WHERE name = 'Too far'`)).rows[0].n).toBe(0);
+    const c = await createCampaign({ launch_date: latest, name: "Far but allowed" });
+    const patched = await api(env).patch(`/v1/campaigns/${c.id}`, { launch_date: next });
+    expect(patched.statusCode).toBe(400);
+    expect(patched.json().errors[0].path).toBe("launch_date");
+    expect((await api(env).get(`/v1/campaigns/${c.id}`)).json()).toMatchObject({ launch_date: latest, status: "ready" });
+  });
+
   it("needs a list that exists and has succeeded", async () => {
     expect((await bad({ materialization_id: "00000000-0000-4000-8000-000000000000" })).errors[0].path).toBe("materialization_id");
     const m = await env.ctx.db.prisma.materialization.findUniqueOrThrow({ where: { id: listId } });
@@ -137,6 +157,18 @@ describe("campaigns, assignments and immutability", () => {
       expect(r, r.user_id as string).toEqual({ user_id: r.user_id, group: want.arm, bucket: want.bucket, action: want.arm === "treatment" ? "send" : "hold_out" });
     }
     expect(new Set(rows.map((r) => r.user_id))).toEqual(new Set(members.map((m) => m.user_id)));
+  });
+
+  it("takes its grain from the audience version the list was drawn with, not the audience's current one", async () => {
+    const a = (await api(env).post("/v1/audiences", { name: "Regrained", fact: FACT, grain: "day", filter: { field: "inactivity_periods", op: "gte", value: 0 } })).json();
+    const m = await api(env).post(`/v1/audiences/${a.id}/materializations`, { as_of: AS_OF });
+    expect(m.statusCode, m.body).toBe(202);
+    await expect.poll(async () => (await api(env).get(`/v1/materializations/${m.json().id}`)).json().status).toBe("succeeded");
+    expect((await api(env).patch(`/v1/audiences/${a.id}`, { grain: "week" })).statusCode).toBe(200);
+    const res = await api(env).post("/v1/campaigns", { name: "Regrained", materialization_id: m.json().id, goal: goal() });
+    expect(res.statusCode, res.body).toBe(202);
+    expect(res.json().grain).toBe("day");
+    expect((await waitForCampaign(env, res.json().id)).grain).toBe("day");
   });
 
   it("the salt defaults to the campaign id", async () => {
@@ -184,7 +216,7 @@ describe("campaigns, assignments and immutability", () => {
   });
 
   it("before launch an assignment field may change (reassigned); the first pull locks it", async () => {
-    const c = await createCampaign({ launch_date: "2099-01-01", holdout_percent: 10, salt: "future" });
+    const c = await createCampaign({ launch_date: LATER, holdout_percent: 10, salt: "future" });
     expect(c).toMatchObject({ launched: false, locked_reason: null });
     const patched = await api(env).patch(`/v1/campaigns/${c.id}`, { holdout_percent: 40 });
     expect(patched.statusCode, patched.body).toBe(202);
@@ -280,7 +312,7 @@ describe("assigning is a job", () => {
 
   it("answers 202 assigning; until the job is done, assignments, sends, outcomes, results and changes answer 409 with Retry-After", async () => {
     const created = await holdAssignments(async () => {
-      const res = await api(env).post("/v1/campaigns", { name: "Held", materialization_id: listId, goal: goal(), launch_date: "2099-01-01", salt: "held" });
+      const res = await api(env).post("/v1/campaigns", { name: "Held", materialization_id: listId, goal: goal(), launch_date: LATER, salt: "held" });
       expect(res.statusCode, res.body).toBe(202);
       expect(res.json()).toMatchObject({ status: "assigning", assigned_at: null, assignment_error: null, pending_changes: null, counts: { total: 0 } });
       const id = res.json().id as string;
@@ -315,7 +347,7 @@ describe("assigning is a job", () => {
   });
 
   it("a change the job cannot apply (its list was deleted meanwhile) leaves the campaign and its assignments as they were, with the reason", async () => {
-    const c = await createCampaign({ launch_date: "2099-01-01", holdout_percent: 10, salt: "kept" });
+    const c = await createCampaign({ launch_date: LATER, holdout_percent: 10, salt: "kept" });
     // Pulling would launch it: the stored rows are read instead.
     const rowsBefore = (await env.ctx.db.pool.query(`SELECT user_key, arm FROM campaign_assignment WHERE campaign_id = $1 ORDER BY user_key`, [c.id])).rows;
     const other = await anotherList();

@@ -13,6 +13,7 @@ import { withTransaction } from "../activation/postgres/tx.js";
 import { isWholeBuckets } from "./assignment.js";
 import { pendingChanges, queueAssignment, requireAssigned, type PendingAssignment } from "./assigning.js";
 import { getControlGroupSettings } from "./control-group.js";
+import type { AudienceDefinition } from "../audiences/definition.js";
 
 /**
  * Campaigns on frozen lists (materializations): a holdout split by the spec's assignment hash, frozen
@@ -61,7 +62,7 @@ export const createCampaignSchema = z
     name: z.string().min(1).max(200),
     materialization_id: z.string().uuid().describe("A succeeded materialization: the list the campaign targets"),
     holdout_percent: percentSchema.default(10).describe("Share of the list held out as control, 0–50 (two decimals at most)"),
-    launch_date: dateSchema.optional().describe("First day of the window; default the day after the list's as_of; must be after as_of"),
+    launch_date: dateSchema.optional().describe("First day of the window; default the day after the list's as_of; must be after as_of, and at most 366 days after today"),
     goal: goalSchema,
     salt: z.string().min(1).max(200).optional().describe("Salt of the assignment hash; default the campaign id"),
   })
@@ -204,17 +205,27 @@ async function goalFact(ctx: AppContext, name: string): Promise<Fact> {
 
 /** The list a campaign targets: a succeeded materialization (400 when unknown, 409 when not finished). */
 async function targetList(ctx: AppContext, materializationId: string) {
-  const m = await ctx.db.prisma.materialization.findUnique({ where: { id: materializationId }, include: { audience: { select: { grain: true } } } });
+  const m = await ctx.db.prisma.materialization.findUnique({ where: { id: materializationId } });
   if (!m) throw badRequest(`materialization_id: no materialization ${materializationId}.`, [{ path: "materialization_id", message: "unknown materialization" }]);
   if (m.status !== "succeeded")
     throw conflict(`Materialization ${m.id} is ${m.status}; a campaign needs a list that has succeeded.`, { materialization_status: m.status });
-  return { id: m.id, audienceId: m.audienceId, asOf: day(m.asOf), grain: m.audience.grain };
+  // The grain of the version the list was drawn with: the audience may have changed grain since.
+  const version = await ctx.db.prisma.audienceVersion.findUniqueOrThrow({ where: { audienceId_version: { audienceId: m.audienceId, version: m.version } } });
+  return { id: m.id, audienceId: m.audienceId, asOf: day(m.asOf), grain: (version.definition as unknown as AudienceDefinition).grain };
 }
 
-function checkLaunchDate(launch: string, asOf: string) {
+/** How far ahead of today (in the goal fact's timezone) a campaign may be planned. */
+export const MAX_LAUNCH_AHEAD_DAYS = 366;
+
+function checkLaunchDate(launch: string, asOf: string, timezone: string | undefined) {
   if (launch <= asOf)
     throw badRequest(`launch_date ${launch} must be after the list's as_of (${asOf}): the window starts after the list was drawn.`, [
       { path: "launch_date", message: `must be after ${asOf}` },
+    ]);
+  const latest = dayToDate(dateToDay(localDate(timezone ?? "UTC")) + MAX_LAUNCH_AHEAD_DAYS);
+  if (launch > latest)
+    throw badRequest(`launch_date ${launch} is more than ${MAX_LAUNCH_AHEAD_DAYS} days ahead; a campaign may be planned at most that far.`, [
+      { path: "launch_date", message: `must be on or before ${latest}` },
     ]);
 }
 
@@ -243,7 +254,7 @@ export async function createCampaign(
   const list = await targetList(ctx, body.materialization_id);
   const fact = await goalFact(ctx, body.goal.fact);
   const launch = body.launch_date ?? dayToDate(dateToDay(list.asOf) + 1);
-  checkLaunchDate(launch, list.asOf);
+  checkLaunchDate(launch, list.asOf, fact.timezone);
   const global = await getControlGroupSettings(ctx);
   const id = randomUUID();
   const salt = body.salt ?? id;
@@ -309,7 +320,7 @@ export async function updateCampaign(ctx: AppContext, id: string, body: UpdateCa
       ? await targetList(ctx, body.materialization_id)
       : { id: c.materializationId, audienceId: c.audienceId, asOf: day(c.asOf), grain: c.grain };
     const launch = body.launch_date ?? current.launch_date;
-    checkLaunchDate(launch, list.asOf);
+    checkLaunchDate(launch, list.asOf, tz);
     pending = {
       materialization_id: list.id, audience_id: list.audienceId, as_of: list.asOf, grain: list.grain,
       holdout_percent: body.holdout_percent ?? c.holdoutPercent, salt: body.salt ?? c.salt, launch_date: launch,
