@@ -320,8 +320,8 @@ describe("assigning is a job", () => {
       const attempts = [
         () => api(env).get(`/v1/campaigns/${id}/assignments`),
         () => api(env).get(`/v1/campaigns/${id}/assignments`, { accept: "text/csv" }),
-        () => api(env).post(`/v1/campaigns/${id}/sends`, { sends: [{ user_id: user, sent_at: "2099-01-01T10:00:00Z", channel: "push", status: "sent" }] }),
-        () => api(env).post(`/v1/campaigns/${id}/outcomes`, { outcomes: [{ outcome_id: "o-held", user_id: user, occurred_at: "2099-01-01T10:00:00Z", name: "purchase" }] }),
+        () => api(env).post(`/v1/campaigns/${id}/sends`, { sends: [{ user_id: user, sent_at: new Date().toISOString(), channel: "push", status: "sent" }] }),
+        () => api(env).post(`/v1/campaigns/${id}/outcomes`, { outcomes: [{ outcome_id: "o-held", user_id: user, occurred_at: new Date().toISOString(), name: "purchase" }] }),
         () => api(env).get(`/v1/campaigns/${id}/results`),
         () => api(env).patch(`/v1/campaigns/${id}`, { holdout_percent: 30 }),
       ];
@@ -596,6 +596,18 @@ describe("a campaign measured through the window", () => {
     expect(shape.statusCode).toBe(400);
     expect(shape.json().errors.map((e: { path: string }) => e.path)).toEqual(["sends[0].sent_at", "sends[1].status", "sends[2].channel", "sends[3].extra"]);
     expect((await api(env).post(`/v1/campaigns/${c.id}/sends`, { sends: [] })).statusCode).toBe(400);
+    // Instants within the bounds events have: not more than a day ahead, not before 1970.
+    const when = await api(env).post(`/v1/campaigns/${c.id}/sends`, {
+      sends: [
+        { user_id: t[0], sent_at: new Date(Date.now() + 2 * 86_400_000).toISOString(), channel: "push", status: "sent" },
+        { user_id: t[1], sent_at: "1969-12-31T23:59:59Z", channel: "push", status: "sent" },
+      ],
+    });
+    expect(when.statusCode).toBe(400);
+    expect(when.json().errors).toEqual([
+      { index: 0, path: "sends[0].sent_at", message: "sent_at is more than 1 day in the future" },
+      { index: 1, path: "sends[1].sent_at", message: "sent_at is before 1970-01-01T00:00:00Z" },
+    ]);
     const after = await env.ctx.db.pool.query(`SELECT count(*)::int AS n FROM campaign_send WHERE campaign_id = $1`, [c.id]);
     expect(after.rows[0].n).toBe(before.rows[0].n);
   });

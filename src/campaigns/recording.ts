@@ -2,7 +2,7 @@ import type pg from "pg";
 import { z } from "zod";
 import type { AppContext } from "../context.js";
 import { badRequest, ProblemError, type ProblemFieldError } from "../http/problem.js";
-import { checkUserId, parseInstant } from "../facts/event-validation.js";
+import { checkUserId, MAX_FUTURE_MS, MIN_OCCURRED_AT_MS, parseInstant } from "../facts/event-validation.js";
 import type { CampaignArm } from "../activation/postgres/campaigns.js";
 import { requireAssigned } from "./assigning.js";
 import { getCampaignRecord, lockCampaign, markResultsStale } from "./campaigns.js";
@@ -64,9 +64,12 @@ function checkKeys(obj: Record<string, unknown>, allowed: readonly string[]): It
   return { ok: true, value: null };
 }
 
+/** An instant the CRM reports, within the bounds events have (it happened: at most a day ahead of our clock). */
 function checkInstant(raw: unknown, field: string): ItemCheck<string> {
   const at = parseInstant(raw);
   if (!at.ok) return { ok: false, field, message: at.message.replace(/^occurred_at/, field) };
+  if (at.ms > Date.now() + MAX_FUTURE_MS) return { ok: false, field, message: `${field} is more than 1 day in the future` };
+  if (at.ms < MIN_OCCURRED_AT_MS) return { ok: false, field, message: `${field} is before 1970-01-01T00:00:00Z` };
   return { ok: true, value: new Date(at.ms).toISOString() };
 }
 
