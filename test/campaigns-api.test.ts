@@ -566,6 +566,10 @@ describe("a campaign measured through the window", () => {
     expect(k1.json()).toEqual({ received: 1, inserted: 1, duplicates: 0 });
     expect(k2.json()).toEqual(k1.json());
     expect(k2.headers["idempotent-replayed"]).toBe("true");
+    // The same content with its keys in another order is the same request: a replay, not a 422.
+    const k3 = await api(env).post(`/v1/campaigns/${c.id}/sends`, { sends: [{ status: "failed", channel: "sms", sent_at: sentAt, user_id: t[0] }] }, keyed);
+    expect(k3.statusCode, k3.body).toBe(200);
+    expect(k3.headers["idempotent-replayed"]).toBe("true");
   });
 
   it("rejects a whole batch naming held-out and unknown users, and bad items", async () => {

@@ -19,8 +19,17 @@ export function idempotencyKeyOf(request: FastifyRequest): string | undefined {
   return key;
 }
 
+/** JSON with every object's keys sorted: the same content sent with its keys in another order is the same request. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]]))
+      : v,
+  );
+}
+
 export function requestFingerprint(request: FastifyRequest): string {
-  const body = typeof request.body === "string" ? request.body : JSON.stringify(request.body ?? null);
+  const body = typeof request.body === "string" ? request.body : canonicalJson(request.body ?? null);
   return createHash("sha256").update(`${request.method} ${request.routeOptions.url} ${JSON.stringify(request.params)}\n${body}`).digest("hex");
 }
 
