@@ -820,6 +820,13 @@ describe("the global control group", () => {
     expect(put.json()).toMatchObject({ enabled: true, percent: 30, salt: "global-salt" });
     const forbidden = await env.app.inject({ method: "PUT", url: "/v1/control-group", headers: env.auth(env.keys.rw), payload: { percent: 1, salt: "x" } });
     expect(forbidden.statusCode).toBe(403);
+    // What GET answers can be sent back as it is; enabled must agree with percent.
+    const roundTrip = await env.app.inject({ method: "PUT", url: "/v1/control-group", headers: env.auth(), payload: (await api(env).get("/v1/control-group")).json() });
+    expect(roundTrip.statusCode, roundTrip.body).toBe(200);
+    expect(roundTrip.json()).toMatchObject({ enabled: true, percent: 30, salt: "global-salt" });
+    const contradicts = await env.app.inject({ method: "PUT", url: "/v1/control-group", headers: env.auth(), payload: { enabled: false, percent: 30, salt: "global-salt" } });
+    expect(contradicts.statusCode).toBe(400);
+    expect(contradicts.json().errors[0].path).toBe("enabled");
 
     const c = await createCampaign({ holdout_percent: 20, salt: "with-global" });
     expect(c.global_control).toEqual({ percent: 30, salt: "global-salt" });

@@ -12,8 +12,15 @@ export const controlGroupBodySchema = z
   .object({
     percent: z.number().min(0).max(50).refine(isWholeBuckets, "at most two decimals (a whole number of the 10,000 buckets)").describe("0 turns the global control group off"),
     salt: z.string().min(1).max(200).describe("Salt of the group's own assignment hash"),
+    // What GET answers may be sent back as it is: enabled must then agree with percent; updated_at is the server's.
+    enabled: z.boolean().optional().describe("Read back from GET: must agree with percent (enabled ⇔ percent > 0)"),
+    updated_at: z.string().nullable().optional().describe("Read back from GET: ignored (the server sets it)"),
   })
-  .strict();
+  .strict()
+  .refine((b) => b.enabled === undefined || b.enabled === b.percent > 0, {
+    path: ["enabled"],
+    message: "must agree with percent: true when percent > 0, false when it is 0",
+  });
 
 export const controlGroupSchema = z
   .object({
