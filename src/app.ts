@@ -6,7 +6,7 @@ import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, val
 import { contextPlugin, type AppContext } from "./context.js";
 import authPlugin from "./http/auth.js";
 import rateLimitPlugin from "./http/rate-limit.js";
-import { problemErrorHandler, sendProblem } from "./http/problem.js";
+import { problemErrorHandler } from "./http/problem.js";
 import untrustedInputPlugin, { frameworkErrorHandler } from "./http/untrusted-input.js";
 import healthRoutes from "./routes/health.js";
 import factRoutes from "./routes/facts.js";
@@ -15,6 +15,7 @@ import runRoutes from "./routes/runs.js";
 import layerRoutes from "./routes/layer.js";
 import audienceRoutes from "./routes/audiences.js";
 import materializationRoutes from "./routes/materializations.js";
+import { answerUnmatchedRequests } from "./http/route-methods.js";
 import webhookRoutes from "./routes/webhooks.js";
 import campaignRoutes from "./routes/campaigns.js";
 import consoleRoutes from "./routes/console.js";
@@ -66,7 +67,7 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(problemErrorHandler);
-  app.setNotFoundHandler((req, reply) => sendProblem(reply, 404, `No route ${req.method} ${req.url.split("?")[0]}.`));
+  answerUnmatchedRequests(app);
 
   await app.register(contextPlugin, { context });
   await app.register(fastifySwagger, {

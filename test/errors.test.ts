@@ -46,12 +46,28 @@ describe("problem+json everywhere", () => {
       ["GET", "/v1/nope"],
       ["POST", "/v1/nope"],
       ["GET", "/v1/facts/err_fact/nope"],
-      ["PUT", "/v1/facts/err_fact"],
     ] as const) {
       const plain = await env.app.inject({ method, url });
       expect(expectProblem(plain, 404).detail, `${method} ${url}`).toContain(url);
       expect(plain.json().instance).toBe(url);
       expectProblem(await env.app.inject({ method, url, headers: env.auth() }), 404);
+    }
+  });
+
+  it("405 with Allow for a path that exists and a method it does not answer, with or without a key", async () => {
+    for (const [method, url, allow] of [
+      ["PUT", "/v1/facts/err_fact", "DELETE, GET, HEAD, PATCH"],
+      ["DELETE", "/v1/runs/00000000-0000-4000-8000-000000000000", "GET, HEAD"],
+      ["POST", "/v1/facts/err_fact/metrics", "GET, HEAD"],
+      ["PATCH", "/v1/campaigns", "GET, HEAD, POST"],
+    ] as const) {
+      for (const headers of [{}, env.auth()]) {
+        const res = await env.app.inject({ method, url, headers });
+        const body = expectProblem(res, 405);
+        expect(res.headers.allow, `${method} ${url}`).toBe(allow);
+        expect(body).toMatchObject({ title: "Method Not Allowed", instance: url });
+        expect(body.detail).toContain(allow);
+      }
     }
   });
 
