@@ -64,6 +64,27 @@ describe("rendered member exports", () => {
     for (const u of TRICKY) expect(ids.has(u), u).toBe(true);
   });
 
+  it("follow the Accept header's negotiation: quality values, q=0, wildcards; 406 when none of the three is acceptable", async () => {
+    const m = await materializeAll();
+    const kind = async (accept: string) => {
+      const res = await api(env).get(`/v1/materializations/${m.id}/members?limit=1`, { accept });
+      return res.statusCode === 200 ? String(res.headers["content-type"]).split(";")[0] : res.statusCode;
+    };
+    expect(await kind("*/*")).toBe("application/json");
+    expect(await kind("text/csv")).toBe("text/csv");
+    expect(await kind("text/csv;q=0, application/json")).toBe("application/json");
+    expect(await kind("application/json;q=0.5, application/x-ndjson")).toBe("application/x-ndjson");
+    expect(await kind("text/csv, */*")).toBe("text/csv");
+    expect(await kind("application/x-ndjson, text/csv")).toBe("application/x-ndjson");
+    expect(await kind("text/*")).toBe("text/csv");
+    expect(await kind("application/json, text/csv")).toBe("application/json");
+    expect(await kind("application/xml")).toBe(406);
+    expect(await kind("*/*;q=0")).toBe(406);
+    const refused = await api(env).get(`/v1/materializations/${m.id}/members`, { accept: "application/xml" });
+    expect(refused.headers["content-type"]).toContain("application/problem+json");
+    expect(refused.json()).toMatchObject({ status: 406, detail: expect.stringMatching(/text\/csv/) });
+  });
+
   it("are deleted with the materialization", async () => {
     const m = await materializeAll();
     expect((await api(env).delete(`/v1/materializations/${m.id}`)).statusCode).toBe(204);

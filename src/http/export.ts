@@ -1,13 +1,46 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Readable } from "node:stream";
 import type { ExportFormat } from "../activation/postgres/copy-out.js";
+import { ProblemError } from "./problem.js";
 
-/** The streaming format the Accept header asks for, or null for a JSON page. */
+const OFFERS = [
+  { media: "application/json", format: null },
+  { media: "text/csv", format: "csv" },
+  { media: "application/x-ndjson", format: "ndjson" },
+] as const;
+
+/**
+ * The streaming format the Accept header asks for, or null for a JSON page (RFC 9110 negotiation:
+ * quality values, `q=0` refusing a type, the most specific range deciding a type's quality, and the
+ * earlier range winning a tie). No header, or one that accepts JSON as much as anything else, is JSON;
+ * one that accepts none of the three is a 406.
+ */
 export function exportFormatOf(request: FastifyRequest): ExportFormat | null {
-  const accept = (request.headers.accept ?? "").toLowerCase();
-  if (accept.includes("text/csv")) return "csv";
-  if (accept.includes("application/x-ndjson")) return "ndjson";
-  return null;
+  const header = request.headers.accept;
+  if (!header || !header.trim()) return null;
+  const ranges = header.split(",").flatMap((part, index) => {
+    const [range, ...params] = part.trim().toLowerCase().split(";").map((x) => x.trim());
+    if (!range || !/^[^/\s]+\/[^/\s]+$/.test(range)) return [];
+    const qParam = params.find((p) => p.startsWith("q="));
+    const q = qParam === undefined ? 1 : Number(qParam.slice(2));
+    return Number.isFinite(q) ? [{ range, q: Math.min(Math.max(q, 0), 1), index }] : [];
+  });
+  let best: { format: ExportFormat | null; q: number; specificity: number; index: number } | null = null;
+  for (const offer of OFFERS) {
+    const [type] = offer.media.split("/");
+    // The most specific range that matches the offer decides its quality.
+    let match: { q: number; specificity: number; index: number } | null = null;
+    for (const r of ranges) {
+      const specificity = r.range === offer.media ? 2 : r.range === `${type}/*` ? 1 : r.range === "*/*" ? 0 : -1;
+      if (specificity >= 0 && (!match || specificity > match.specificity)) match = { q: r.q, specificity, index: r.index };
+    }
+    if (!match || match.q === 0) continue;
+    if (!best || match.q > best.q || (match.q === best.q && (match.specificity > best.specificity || (match.specificity === best.specificity && match.index < best.index))))
+      best = { format: offer.format, ...match };
+  }
+  if (!best)
+    throw new ProblemError(406, `This endpoint answers ${OFFERS.map((o) => o.media).join(", ")}; the Accept header (${header}) takes none of them.`);
+  return best.format;
 }
 
 export function sendExport(reply: FastifyReply, format: ExportFormat, stream: Readable, filename: string) {
