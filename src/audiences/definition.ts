@@ -65,7 +65,9 @@ const scalarDoc = z.union([z.string(), z.number(), z.boolean(), periodValueDoc])
 export const conditionDoc = z
   .object({
     field: z.enum(FIELD_NAMES as [FieldName, ...FieldName[]]),
-    op: z.enum(OPS),
+    op: z
+      .enum(OPS)
+      .describe("A null (previous_state in a first period, return_interval_periods when inactive, any column of a fact the user has no status on) matches is_null, neq and not_in only"),
     value: z.union([scalarDoc, z.array(scalarDoc)]).optional().describe("Omitted for is_null/is_not_null; an array for in/not_in; [low, high] for between"),
     within_periods: z.number().int().min(1).max(MAX_WITHIN).optional().describe("state, transition_segment, growth_state: held in at least one of the last n periods"),
     fact: z.string().optional().describe("Evaluate on another fact's status at the same as_of"),

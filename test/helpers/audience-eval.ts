@@ -45,7 +45,8 @@ function test(c: Condition, x: string | number | boolean | null, grain: Grain, P
     case "is_not_null":
       return x !== null;
   }
-  if (x === null) return false;
+  // A null is not the value: only neq and not_in hold for it.
+  if (x === null) return c.op === "neq" || c.op === "not_in";
   switch (c.op) {
     case "eq":
       return x === vals[0];

@@ -154,12 +154,14 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
         return `(${col} IS NOT NULL)`;
       case "eq":
         return test(`${col} = ${params.add(c.values[0], type)}`);
+      // A null is not the value: neq and not_in keep users whose value is null (no previous state, no
+      // status on another fact), as not(eq) and not(in) do.
       case "neq":
-        return test(`${col} <> ${params.add(c.values[0], type)}`);
+        return nullable ? `(${col} IS DISTINCT FROM ${params.add(c.values[0], type)})` : test(`${col} <> ${params.add(c.values[0], type)}`);
       case "in":
         return test(`${col} = ANY(${params.add(c.values, `${type}[]`)})`);
       case "not_in":
-        return test(`${col} <> ALL(${params.add(c.values, `${type}[]`)})`);
+        return nullable ? `(${col} IS NULL OR ${col} <> ALL(${params.add(c.values, `${type}[]`)}))` : test(`${col} <> ALL(${params.add(c.values, `${type}[]`)})`);
       case "gt":
         return test(`${col} > ${params.add(c.values[0], type)}`);
       case "gte":
