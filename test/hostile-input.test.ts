@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FIELD_NAMES, OPS } from "../src/audiences/definition.js";
 import { GROWTH_STATES, STATES, TRANSITION_SEGMENTS } from "../src/activation/layer-queries.js";
 import { MAX_JSON_DEPTH } from "../src/http/untrusted-input.js";
-import { allPages, api, createFact, ingest, processThrough } from "./helpers/api.js";
+import { allPages, api, createFact, ingest, processThrough, waitForCampaign, waitForRecord } from "./helpers/api.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 
 /*
@@ -376,6 +376,70 @@ describe("fuzzed query strings on the read routes", () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+// ---- tampered cursors
+
+describe("a tampered cursor on any paged list", () => {
+  /** `url` with a cursor at `position`, encoded as this service encodes its own. */
+  const withCursor = (url: string, position: unknown[]) =>
+    `${url}${url.includes("?") ? "&" : "?"}cursor=${encodeURIComponent(Buffer.from(JSON.stringify(position)).toString("base64url"))}`;
+
+  /** A succeeded materialization of `audienceId` (as of the watermark). */
+  async function materialized(audienceId: string) {
+    const res = await api(env).post(`/v1/audiences/${audienceId}/materializations`, {});
+    expect(res.statusCode, res.body).toBe(202);
+    const m = await waitForRecord(env, `/v1/materializations/${res.json().id}`, (r) => r.status !== "queued" && r.status !== "running", "finished");
+    expect(m.status, JSON.stringify(m)).toBe("succeeded");
+    return m.id as string;
+  }
+
+  it("is a 400 naming the cursor, never a database error: instants, uuids, int4 keys and text are checked for what the query binds", async () => {
+    const audience = (await api(env).post("/v1/audiences", { name: "cursor target", fact: FACT, filter: { field: "is_active", op: "eq", value: true } })).json();
+    const [earlier, later] = [await materialized(audience.id), await materialized(audience.id)];
+    const created = await api(env).post("/v1/campaigns", { name: "cursor target", materialization_id: later, goal: { fact: FACT, window_periods: 7, metric: "returned" } });
+    expect(created.statusCode, created.body).toBe(202);
+    const campaign = await waitForCampaign(env, created.json().id);
+    expect(campaign.status).toBe("ready");
+    const webhook = (await api(env).post("/v1/webhooks", { url: "http://127.0.0.1:9/cursor", events: ["run.failed"], secret: "0123456789abcdef" })).json();
+
+    const newestFirst = [
+      "/v1/audiences", "/v1/campaigns", `/v1/facts/${FACT}/runs`, `/v1/audiences/${audience.id}/materializations`, `/v1/webhooks/${webhook.id}/deliveries`,
+    ];
+    const byUserKey = [
+      `/v1/facts/${FACT}/status?grain=day&period=${THROUGH}`, `/v1/facts/${FACT}/activation?grain=day&period=${THROUGH}`, `/v1/facts/${FACT}/first-last?date=${THROUGH}`,
+      `/v1/materializations/${later}/members`, `/v1/materializations/${later}/changes?since=${earlier}`, `/v1/campaigns/${campaign.id}/assignments`,
+    ];
+    const uuid = "7d1c2e4a-1b2c-4d3e-8f40-5a6b7c8d9e0f";
+    const tampered: Array<[string, unknown[]]> = [
+      ["/v1/facts", ["\u0000"]],
+      ["/v1/facts", ["\ud800"]],
+      ...newestFirst.flatMap((url): Array<[string, unknown[]]> => [
+        [url, ["2026-11-27T00:00:00Z", "x"]],
+        [url, ["notadate", uuid]],
+        [url, ["2026-02-30T00:00:00Z", uuid]],
+        [url, [0, uuid]],
+      ]),
+      ...byUserKey.flatMap((url): Array<[string, unknown[]]> => [[url, [99999999999]], [url, [-2147483649]], [url, [1.5]], [url, ["1"]]]),
+    ];
+    for (const [url, position] of tampered) {
+      const res = await api(env).get(withCursor(url, position));
+      const context = `${url} cursor ${JSON.stringify(position)}`;
+      expectHandled(res, context);
+      expect(res.statusCode, context).toBe(400);
+      expect(res.json().errors, context).toEqual([{ path: "cursor", message: "invalid cursor" }]);
+    }
+    // The refused pulls of the assignments launched nothing.
+    expect((await api(env).get(`/v1/campaigns/${campaign.id}`)).json().locked_at).toBeNull();
+    // Positions such as this service issues are still followed on every one of these lists.
+    const valid: Array<[string, unknown[]]> = [
+      ["/v1/facts", ["a"]], ...newestFirst.map((url): [string, unknown[]] => [url, [new Date().toISOString(), uuid]]), ...byUserKey.map((url): [string, unknown[]] => [url, [1]]),
+    ];
+    for (const [url, position] of valid) {
+      const res = await api(env).get(withCursor(url, position));
+      expect(res.statusCode, `${url} ${res.body}`).toBe(200);
+    }
   });
 });
 

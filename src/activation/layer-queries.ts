@@ -1,9 +1,8 @@
-import { z } from "zod";
 import type { Readable } from "node:stream";
 import type { AppContext } from "../context.js";
 import type { Fact } from "../generated/prisma/client.js";
 import { conflict, notFound, badRequest } from "../http/problem.js";
-import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
+import { decodeCursor, toPage, userKeyCursor, type PageQuery } from "../http/pagination.js";
 import { GRAIN_CODE, dateToDay, parseDate, periodEndDay, periodOfDay, periodToDate, type Grain } from "./periods.js";
 import type { ExportFormat } from "./postgres/copy-out.js";
 import { METRIC_COLUMNS } from "./postgres/metrics.js";
@@ -16,7 +15,6 @@ export const TRANSITION_SEGMENTS = [
 ] as const;
 export const GROWTH_STATES = ["new", "current", "reactivated", "resurrected", "at_risk_wau", "at_risk_mau", "dormant"] as const;
 
-const cursorShape = z.tuple([z.number().int()]);
 const day = (d: Date | null) => (d ? d.toISOString().slice(0, 10) : null);
 
 /** The watermark's period; 409 when the fact was never processed or `date` lies beyond it. */
@@ -57,7 +55,7 @@ function strip<T extends { user_key: number }>(row: T): Omit<T, "user_key"> {
 
 export async function statusOfPeriod(ctx: AppContext, fact: Fact, q: { grain: Grain; period: string; state?: string; transition_segment?: string } & PageQuery) {
   const p = periodParam(fact, q.grain, q.period, "period");
-  const after = decodeCursor(q.cursor, cursorShape);
+  const after = decodeCursor(q.cursor, userKeyCursor);
   const rows = await ctx.engine.statusPage(fact.id, GRAIN_CODE[q.grain], p, q, { afterUserKey: after?.[0], limit: q.limit + 1 }, isLatest(fact, q.grain, p));
   return { ...toPage(rows, q.limit, (r) => [r.user_key], strip), period: periodToDate(q.grain, p), period_complete: isComplete(fact, q.grain, p) };
 }
@@ -69,7 +67,7 @@ export function exportStatus(ctx: AppContext, fact: Fact, q: { grain: Grain; per
 
 export async function activationOfPeriod(ctx: AppContext, fact: Fact, q: { grain: Grain; period: string; state?: string } & PageQuery) {
   const p = periodParam(fact, q.grain, q.period, "period");
-  const after = decodeCursor(q.cursor, cursorShape);
+  const after = decodeCursor(q.cursor, userKeyCursor);
   const rows = await ctx.engine.activationPage(fact.id, GRAIN_CODE[q.grain], p, q.state, { afterUserKey: after?.[0], limit: q.limit + 1 });
   return { ...toPage(rows, q.limit, (r) => [r.user_key], strip), period: periodToDate(q.grain, p), period_complete: isComplete(fact, q.grain, p) };
 }
@@ -88,7 +86,7 @@ export async function firstLastOfDate(ctx: AppContext, fact: Fact, q: { date: st
   const d = periodParam(fact, "day", q.date, "date");
   const key = await userKeyFilter(ctx, q.user_id);
   if (key === null) return { data: [], next_cursor: null, date: q.date };
-  const after = decodeCursor(q.cursor, cursorShape);
+  const after = decodeCursor(q.cursor, userKeyCursor);
   const rows = await ctx.engine.firstLastPage(fact.id, d, key, { afterUserKey: after?.[0], limit: q.limit + 1 }, isLatest(fact, "day", d));
   return { ...toPage(rows, q.limit, (r) => [r.user_key], strip), date: periodToDate("day", d) };
 }

@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { AppContext } from "../context.js";
 import type { ProcessingRun, Fact } from "../generated/prisma/client.js";
 import { conflict, notFound, badRequest } from "../http/problem.js";
-import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
+import { afterCreatedAtId, createdAtIdCursor, decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
 import { localDate } from "../facts/timezones.js";
 import { MAX_FUTURE_MS } from "../facts/event-validation.js";
 import { dateToDay, dayToDate, parseDate } from "./periods.js";
@@ -111,11 +111,11 @@ export async function getRun(ctx: AppContext, id: string): Promise<RunView> {
 }
 
 export async function listRuns(ctx: AppContext, fact: Fact, q: PageQuery) {
-  const after = decodeCursor(q.cursor, z.tuple([z.string(), z.string()]));
+  const after = decodeCursor(q.cursor, createdAtIdCursor);
   const rows = await ctx.db.prisma.processingRun.findMany({
     where: {
       factId: fact.id,
-      ...(after ? { OR: [{ createdAt: { lt: new Date(after[0]) } }, { createdAt: new Date(after[0]), id: { lt: after[1] } }] } : {}),
+      ...afterCreatedAtId(after, "desc"),
     },
     orderBy: [{ createdAt: "desc" }, { id: "desc" }],
     take: q.limit + 1,

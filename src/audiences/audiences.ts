@@ -4,7 +4,7 @@ import type { AppContext } from "../context.js";
 import type { Audience } from "../generated/prisma/client.js";
 import { Prisma } from "../generated/prisma/client.js";
 import { badRequest, notFound } from "../http/problem.js";
-import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
+import { afterCreatedAtId, createdAtIdCursor, decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
 import { checkDefinition, type AudienceDefinition } from "./definition.js";
 import { resolveAudience } from "./resolve.js";
 import { applyRefreshSchedule, checkRefresh, type Refresh } from "./refresh.js";
@@ -91,14 +91,14 @@ export async function getAudienceRecord(ctx: AppContext, id: string, includeDele
 }
 
 export async function listAudiences(ctx: AppContext, q: PageQuery & { fact?: string }) {
-  const after = decodeCursor(q.cursor, z.tuple([z.string(), z.string()]));
+  const after = decodeCursor(q.cursor, createdAtIdCursor);
   let factId: number | undefined;
   if (q.fact) factId = (await ctx.db.prisma.fact.findUnique({ where: { name: q.fact } }))?.id ?? -1;
   const rows = await ctx.db.prisma.audience.findMany({
     where: {
       deletedAt: null,
       ...(factId !== undefined ? { factIds: { has: factId } } : {}),
-      ...(after ? { OR: [{ createdAt: { lt: new Date(after[0]) } }, { createdAt: new Date(after[0]), id: { lt: after[1] } }] } : {}),
+      ...afterCreatedAtId(after, "desc"),
     },
     orderBy: [{ createdAt: "desc" }, { id: "desc" }],
     take: q.limit + 1,

@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { AppContext } from "../context.js";
 import type { Materialization } from "../generated/prisma/client.js";
 import { badRequest, conflict, notFound } from "../http/problem.js";
-import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
+import { afterCreatedAtId, createdAtIdCursor, decodeCursor, toPage, userKeyCursor, type PageQuery } from "../http/pagination.js";
 import type { ExportFormat } from "../activation/postgres/copy-out.js";
 import type { AudienceDefinition } from "./definition.js";
 import { getAudienceRecord } from "./audiences.js";
@@ -112,11 +112,11 @@ export async function getMaterializationRecord(ctx: AppContext, id: string): Pro
 
 export async function listMaterializations(ctx: AppContext, audienceId: string, q: PageQuery) {
   await getAudienceRecord(ctx, audienceId, true);
-  const after = decodeCursor(q.cursor, z.tuple([z.string(), z.string()]));
+  const after = decodeCursor(q.cursor, createdAtIdCursor);
   const rows = await ctx.db.prisma.materialization.findMany({
     where: {
       audienceId,
-      ...(after ? { OR: [{ createdAt: { lt: new Date(after[0]) } }, { createdAt: new Date(after[0]), id: { lt: after[1] } }] } : {}),
+      ...afterCreatedAtId(after, "desc"),
     },
     orderBy: [{ createdAt: "desc" }, { id: "desc" }],
     take: q.limit + 1,
@@ -127,8 +127,6 @@ export async function listMaterializations(ctx: AppContext, audienceId: string, 
 function assertFinished(m: Materialization) {
   if (m.status !== "succeeded") throw conflict(`Materialization ${m.id} is ${m.status}; members exist once it has succeeded.`, { materialization_status: m.status });
 }
-
-const userKeyCursor = z.tuple([z.number().int()]);
 
 export async function membersPage(ctx: AppContext, id: string, q: PageQuery) {
   const m = await getMaterializationRecord(ctx, id);

@@ -4,7 +4,7 @@ import type { AppContext } from "../context.js";
 import type { Webhook, WebhookDelivery } from "../generated/prisma/client.js";
 import { Prisma } from "../generated/prisma/client.js";
 import { notFound } from "../http/problem.js";
-import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
+import { afterCreatedAtId, createdAtIdCursor, decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
 
 export const WEBHOOK_EVENTS = [
   "materialization.succeeded", "materialization.failed", "run.succeeded", "run.failed", "campaign.assigned", "campaign.assignment_failed",
@@ -77,11 +77,11 @@ export async function deleteWebhook(ctx: AppContext, id: string) {
 
 export async function listDeliveries(ctx: AppContext, id: string, q: PageQuery) {
   await getWebhookRecord(ctx, id);
-  const after = decodeCursor(q.cursor, z.tuple([z.string(), z.string()]));
+  const after = decodeCursor(q.cursor, createdAtIdCursor);
   const rows = await ctx.db.prisma.webhookDelivery.findMany({
     where: {
       webhookId: id,
-      ...(after ? { OR: [{ createdAt: { lt: new Date(after[0]) } }, { createdAt: new Date(after[0]), id: { lt: after[1] } }] } : {}),
+      ...afterCreatedAtId(after, "desc"),
     },
     orderBy: [{ createdAt: "desc" }, { id: "desc" }],
     take: q.limit + 1,

@@ -4,7 +4,7 @@ import { z } from "zod";
 import type { AppContext } from "../context.js";
 import type { Campaign, Fact } from "../generated/prisma/client.js";
 import { badRequest, conflict, notFound } from "../http/problem.js";
-import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
+import { afterCreatedAtId, createdAtIdCursor, decodeCursor, toPage, userKeyCursor, type PageQuery } from "../http/pagination.js";
 import { dateToDay, dayToDate, isoDate as day, parseDate } from "../activation/periods.js";
 import { localDate } from "../facts/timezones.js";
 import type { ExportFormat } from "../activation/postgres/copy-out.js";
@@ -277,9 +277,9 @@ export async function createCampaign(
 }
 
 export async function listCampaigns(ctx: AppContext, q: PageQuery) {
-  const after = decodeCursor(q.cursor, z.tuple([z.string(), z.string()]));
+  const after = decodeCursor(q.cursor, createdAtIdCursor);
   const rows = await ctx.db.prisma.campaign.findMany({
-    where: after ? { OR: [{ createdAt: { lt: new Date(after[0]) } }, { createdAt: new Date(after[0]), id: { lt: after[1] } }] } : {},
+    where: afterCreatedAtId(after, "desc"),
     orderBy: [{ createdAt: "desc" }, { id: "desc" }],
     take: q.limit + 1,
   });
@@ -385,18 +385,17 @@ export const assignmentRowSchema = z
   })
   .meta({ id: "CampaignAssignment" });
 
-const userKeyCursor = z.tuple([z.number().int()]);
-
 /**
  * A page of the frozen assignments. Pulling them launches the campaign: from the first pull on, both
  * arms are fixed, and control members are on record as held out ("would have been sent"), so the
  * results compare all assigned users of both arms alike (intent to treat).
  */
 export async function assignmentsPage(ctx: AppContext, id: string, q: PageQuery & { group?: CampaignArm }) {
+  // Before the lock: a refused cursor launches nothing.
+  const after = decodeCursor(q.cursor, userKeyCursor);
   const c = await getCampaignRecord(ctx, id);
   requireAssigned(c, "pull its assignments");
   await lockCampaign(ctx.db.pool, id, "assignments_pulled");
-  const after = decodeCursor(q.cursor, userKeyCursor);
   const rows = await ctx.engine.assignmentPage(id, q.group, { afterUserKey: after?.[0], limit: q.limit + 1 });
   return {
     campaign_id: id,

@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { AppContext } from "../context.js";
 import type { Fact } from "../generated/prisma/client.js";
 import { conflict, notFound, badRequest } from "../http/problem.js";
-import { decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
+import { cursorText, decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
 import { isKnownTimezone } from "./timezones.js";
 
 export const FACT_NAME = /^[a-z][a-z0-9_]{1,62}$/;
@@ -102,7 +102,7 @@ export async function createFact(ctx: AppContext, input: z.infer<typeof createFa
 }
 
 export async function listFacts(ctx: AppContext, q: PageQuery & { service?: string }) {
-  const after = decodeCursor(q.cursor, z.tuple([z.string()]));
+  const after = decodeCursor(q.cursor, z.tuple([cursorText]));
   const rows = await ctx.db.prisma.fact.findMany({
     where: { ...(q.service ? { service: q.service } : {}), ...(after ? { name: { gt: after[0] } } : {}) },
     orderBy: { name: "asc" },
