@@ -147,6 +147,22 @@ describe("audiences, versions and materializations", () => {
     expect(list.some((x) => x.id === a.id)).toBe(true);
   });
 
+  it("pages versions newest first with limit and an opaque cursor, and refuses a query parameter it does not take", async () => {
+    const a = (await api(env).post("/v1/audiences", { ...lapsed, name: "many versions" })).json();
+    for (const value of [1, 2, 3, 4]) {
+      const res = await api(env).patch(`/v1/audiences/${a.id}`, { filter: { field: "inactivity_periods", op: "gte", value } });
+      expect(res.statusCode, res.body).toBe(200);
+    }
+    const first = await api(env).get(`/v1/audiences/${a.id}/versions?limit=2`);
+    expect(first.statusCode, first.body).toBe(200);
+    expect(first.json().data.map((v: { version: number }) => v.version)).toEqual([5, 4]);
+    expect(first.json().next_cursor).toEqual(expect.any(String));
+    expect((await allPages(env, `/v1/audiences/${a.id}/versions`, 2)).map((v) => v.version)).toEqual([5, 4, 3, 2, 1]);
+    const bogus = await api(env).get(`/v1/audiences/${a.id}/versions?bogus=1`);
+    expect(bogus.statusCode, bogus.body).toBe(400);
+    expect(bogus.json().errors).toEqual([{ path: "bogus", message: "unknown field 'bogus'" }]);
+  });
+
   it("pages members, streams them as CSV and NDJSON, and diffs two lists", async () => {
     const a = (await api(env).post("/v1/audiences", { ...lapsed, name: "diff" })).json();
     const early = await materialize(a.id, "2026-04-01");
@@ -321,6 +337,28 @@ describe("webhooks", () => {
     url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`;
   });
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it("lists webhooks oldest first, paged with limit and an opaque cursor, and refuses a query parameter it does not take", async () => {
+    const created: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await api(env).post("/v1/webhooks", { url: `http://127.0.0.1:9/listed-${i}`, events: ["run.failed"], secret: "0123456789abcdef" });
+      expect(res.statusCode, res.body).toBe(201);
+      created.push(res.json().id);
+    }
+    const first = await api(env).get("/v1/webhooks?limit=1");
+    expect(first.statusCode, first.body).toBe(200);
+    expect(first.json().data).toHaveLength(1);
+    expect(first.json().next_cursor).toEqual(expect.any(String));
+    const onePerPage = await allPages(env, "/v1/webhooks", 1);
+    expect(onePerPage).toEqual((await api(env).get("/v1/webhooks")).json().data);
+    expect(onePerPage.map((w) => w.id)).toEqual(expect.arrayContaining(created));
+    const createdAt = onePerPage.map((w) => String(w.created_at));
+    expect([...createdAt].sort()).toEqual(createdAt);
+    const bogus = await api(env).get("/v1/webhooks?bogus=1&limit=1");
+    expect(bogus.statusCode, bogus.body).toBe(400);
+    expect(bogus.json().errors).toEqual([{ path: "bogus", message: "unknown field 'bogus'" }]);
+    for (const id of created) expect((await api(env).delete(`/v1/webhooks/${id}`)).statusCode).toBe(204);
+  });
 
   it("needs an admin key", async () => {
     const res = await api(env, env.keys.rw).post("/v1/webhooks", { url, events: ["materialization.succeeded"], secret: "0123456789abcdef" });

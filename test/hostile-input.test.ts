@@ -405,11 +405,12 @@ describe("a tampered cursor on any paged list", () => {
     const webhook = (await api(env).post("/v1/webhooks", { url: "http://127.0.0.1:9/cursor", events: ["run.failed"], secret: "0123456789abcdef" })).json();
 
     const newestFirst = [
-      "/v1/audiences", "/v1/campaigns", `/v1/facts/${FACT}/runs`, `/v1/audiences/${audience.id}/materializations`, `/v1/webhooks/${webhook.id}/deliveries`,
+      "/v1/audiences", "/v1/campaigns", `/v1/facts/${FACT}/runs`, `/v1/audiences/${audience.id}/materializations`, `/v1/webhooks/${webhook.id}/deliveries`, "/v1/webhooks",
     ];
     const byUserKey = [
       `/v1/facts/${FACT}/status?grain=day&period=${THROUGH}`, `/v1/facts/${FACT}/activation?grain=day&period=${THROUGH}`, `/v1/facts/${FACT}/first-last?date=${THROUGH}`,
       `/v1/materializations/${later}/members`, `/v1/materializations/${later}/changes?since=${earlier}`, `/v1/campaigns/${campaign.id}/assignments`,
+      `/v1/audiences/${audience.id}/versions`,
     ];
     const uuid = "7d1c2e4a-1b2c-4d3e-8f40-5a6b7c8d9e0f";
     const tampered: Array<[string, unknown[]]> = [

@@ -4,7 +4,7 @@ import type { AppContext } from "../context.js";
 import type { Audience } from "../generated/prisma/client.js";
 import { Prisma } from "../generated/prisma/client.js";
 import { badRequest, notFound } from "../http/problem.js";
-import { afterCreatedAtId, createdAtIdCursor, decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
+import { afterCreatedAtId, createdAtIdCursor, cursorInt4, decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
 import { checkDefinition, type AudienceDefinition } from "./definition.js";
 import { resolveAudience } from "./resolve.js";
 import { applyRefreshSchedule, checkRefresh, type Refresh } from "./refresh.js";
@@ -156,8 +156,13 @@ export async function deleteAudience(ctx: AppContext, id: string) {
 
 export const versionSchema = z.object({ version: z.number().int(), definition: z.unknown(), created_at: z.string() }).meta({ id: "AudienceVersion" });
 
-export async function listVersions(ctx: AppContext, id: string) {
+export async function listVersions(ctx: AppContext, id: string, q: PageQuery) {
   await getAudienceRecord(ctx, id, true);
-  const rows = await ctx.db.prisma.audienceVersion.findMany({ where: { audienceId: id }, orderBy: { version: "desc" } });
-  return { data: rows.map((r) => ({ version: r.version, definition: r.definition, created_at: r.createdAt.toISOString() })), next_cursor: null };
+  const after = decodeCursor(q.cursor, z.tuple([cursorInt4]));
+  const rows = await ctx.db.prisma.audienceVersion.findMany({
+    where: { audienceId: id, ...(after ? { version: { lt: after[0] } } : {}) },
+    orderBy: { version: "desc" },
+    take: q.limit + 1,
+  });
+  return toPage(rows, q.limit, (r) => [r.version], (r) => ({ version: r.version, definition: r.definition, created_at: r.createdAt.toISOString() }));
 }

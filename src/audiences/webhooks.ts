@@ -55,9 +55,14 @@ export async function createWebhook(ctx: AppContext, input: z.infer<typeof creat
   return view(w);
 }
 
-export async function listWebhooks(ctx: AppContext) {
-  const rows = await ctx.db.prisma.webhook.findMany({ where: { disabledAt: null }, orderBy: { createdAt: "asc" } });
-  return { data: rows.map(view), next_cursor: null };
+export async function listWebhooks(ctx: AppContext, q: PageQuery) {
+  const after = decodeCursor(q.cursor, createdAtIdCursor);
+  const rows = await ctx.db.prisma.webhook.findMany({
+    where: { disabledAt: null, ...afterCreatedAtId(after, "asc") },
+    orderBy: [{ createdAt: "asc" }, { id: "asc" }],
+    take: q.limit + 1,
+  });
+  return toPage(rows, q.limit, (r) => [r.createdAt.toISOString(), r.id], view);
 }
 
 async function getWebhookRecord(ctx: AppContext, id: string) {

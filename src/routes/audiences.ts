@@ -129,9 +129,15 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     "/audiences/:id/versions",
     {
-      schema: { tags: ["audiences"], summary: "Every version of an audience's definition, newest first", params: idParams, response: { 200: pageSchema(versionSchema), ...errors } },
+      schema: {
+        tags: ["audiences"],
+        summary: "Every version of an audience's definition, newest first",
+        params: idParams,
+        querystring: pageQuerySchema,
+        response: { 200: pageSchema(versionSchema), ...errors },
+      },
     },
-    async (req) => listVersions(app.ctx, req.params.id),
+    async (req) => listVersions(app.ctx, req.params.id, req.query),
   );
 
   app.post(

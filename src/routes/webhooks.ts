@@ -26,8 +26,13 @@ const webhookRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (req, reply) => reply.code(201).send(await createWebhook(app.ctx, req.body)),
   );
-  app.get("/webhooks", { config: admin, schema: { tags: ["webhooks"], summary: "List webhooks", response: { 200: pageSchema(webhookSchema), ...errors } } }, async () =>
-    listWebhooks(app.ctx),
+  app.get(
+    "/webhooks",
+    {
+      config: admin,
+      schema: { tags: ["webhooks"], summary: "List webhooks, oldest first", querystring: pageQuerySchema, response: { 200: pageSchema(webhookSchema), ...errors } },
+    },
+    async (req) => listWebhooks(app.ctx, req.query),
   );
   app.get(
     "/webhooks/:id",
