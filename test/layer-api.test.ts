@@ -338,6 +338,25 @@ describe("core actions", () => {
     expect(ranged.facts[1].data).toEqual(inRange(referenceLayer(activity(SECOND_EVENTS), grain, "2026-03-10").metrics));
   });
 
+  it("checks from and to as a fact's metrics does: the same 400s naming the parameter, processed facts or not", async () => {
+    await createFact(env, "api_idle", "UTC", "svc_idle");
+    const problem = (res: { statusCode: number; headers: Record<string, unknown>; json(): any }, what: string) => {
+      expect(res.statusCode, what).toBe(400);
+      expect(String(res.headers["content-type"]), what).toContain("application/problem+json");
+      const { detail, errors } = res.json();
+      return { detail, errors };
+    };
+    for (const query of ["from=2026-03-10&to=2026-03-01", "grain=month&from=2026-03-01&to=2026-02-28", "from=2026-02-30", "to=2026-02-30", "from=2026-03-01&to=2026-13-01"]) {
+      const metrics = problem(await api(env).get(`/v1/facts/${FACT}/metrics?${query}`), `metrics ${query}`);
+      expect(metrics.errors.length, query).toBeGreaterThan(0);
+      for (const service of [SERVICE, "svc_idle"])
+        expect(problem(await api(env).get(`/v1/services/${service}/core-actions?${query}`), `${service} ${query}`), query).toEqual(metrics);
+    }
+    // Periods are compared, as for metrics: from may be a later day of to's week.
+    expect((await api(env).get(`/v1/services/${SERVICE}/core-actions?grain=week&from=2026-03-18&to=2026-03-16`)).statusCode).toBe(200);
+    expect((await api(env).get(`/v1/facts/${FACT}/metrics?grain=week&from=2026-03-18&to=2026-03-16`)).statusCode).toBe(200);
+  });
+
   it("answers 404 for a service without facts", async () => {
     const res = await api(env).get(`/v1/services/nobody/core-actions`);
     expect(res.statusCode).toBe(404);

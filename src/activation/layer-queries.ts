@@ -24,11 +24,16 @@ export function processedPeriod(fact: Fact, grain: Grain): { T: string; tp: numb
   return { T, tp: periodOfDay(grain, dateToDay(T)) };
 }
 
-export function periodParam(fact: Fact, grain: Grain, date: string, field: string): number {
+/** The period of a date parameter; 400 naming the parameter when it is no calendar date (2026-02-30). */
+function datePeriod(grain: Grain, date: string, field: string): number {
   const d = parseDate(date);
   if (d === null) throw badRequest(`${field} must be a date (YYYY-MM-DD).`, [{ path: field, message: "invalid date" }]);
+  return periodOfDay(grain, d);
+}
+
+export function periodParam(fact: Fact, grain: Grain, date: string, field: string): number {
+  const p = datePeriod(grain, date, field);
   const { T, tp } = processedPeriod(fact, grain);
-  const p = periodOfDay(grain, d);
   if (p > tp) throw conflict(`${field} ${date} is beyond what '${fact.name}' is processed through (${T}).`, { processed_through: T });
   return p;
 }
@@ -42,6 +47,10 @@ export function periodParam(fact: Fact, grain: Grain, date: string, field: strin
 function isLatest(fact: Fact, grain: Grain, p: number): boolean {
   if (fact.runningThrough !== null || fact.dirtyFrom !== null) return false;
   return p === processedPeriod(fact, grain).tp;
+}
+
+function assertFromNotAfterTo(from: number, to: number) {
+  if (from > to) throw badRequest("from must not be after to.", [{ path: "from", message: "after to" }]);
 }
 
 export function isComplete(fact: Fact, grain: Grain, p: number): boolean {
@@ -102,7 +111,7 @@ export async function userStatusTimeline(ctx: AppContext, fact: Fact, userId: st
   const key = await ctx.engine.userKeyOf(userId);
   const to = q.to ? periodParam(fact, q.grain, q.to, "to") : tp;
   const from = q.from ? periodParam(fact, q.grain, q.from, "from") : Number.MIN_SAFE_INTEGER;
-  if (from > to) throw badRequest("from must not be after to.", [{ path: "from", message: "after to" }]);
+  assertFromNotAfterTo(from, to);
   // The timeline starts at the user's first active period: the range walked is the user's, not
   // everything since a far-away default (which cost a million-period scan per request).
   const first = key === null ? undefined : (await ctx.engine.firstLastPage(fact.id, dateToDay(T), key, { limit: 1 }))[0];
@@ -127,7 +136,7 @@ export async function metricsOf(ctx: AppContext, fact: Fact, q: { grain: Grain; 
   const { tp, T } = processedPeriod(fact, q.grain);
   const to = q.to ? periodParam(fact, q.grain, q.to, "to") : tp;
   const from = q.from ? periodParam(fact, q.grain, q.from, "from") : Number.MIN_SAFE_INTEGER;
-  if (from > to) throw badRequest("from must not be after to.", [{ path: "from", message: "after to" }]);
+  assertFromNotAfterTo(from, to);
   const rows = await ctx.engine.metrics(fact.id, GRAIN_CODE[q.grain], Math.max(from, -1_000_000), to);
   return { fact: fact.name, grain: q.grain, processed_through: T, data: rows.map((r) => metricRow(fact, q.grain, r)) };
 }
@@ -168,19 +177,20 @@ export async function contributionOf(ctx: AppContext, fact: Fact, q: { grain: Gr
 export async function coreActionsOf(ctx: AppContext, service: string, q: { grain: Grain; from?: string; to?: string }) {
   const facts = await ctx.db.prisma.fact.findMany({ where: { service }, orderBy: { name: "asc" } });
   if (facts.length === 0) throw notFound(`No fact belongs to service '${service}'.`);
+  // Checked as metrics checks them, once for all the facts (processed or not).
+  const to = q.to ? datePeriod(q.grain, q.to, "to") : undefined;
+  const from = q.from ? datePeriod(q.grain, q.from, "from") : -1_000_000;
+  if (to !== undefined) assertFromNotAfterTo(from, to);
   const out = [];
   for (const fact of facts) {
     if (!fact.processedThrough) {
       out.push({ fact: fact.name, processed_through: null, data: [] as MetricsOut[] });
       continue;
     }
+    // Each fact through its own watermark rather than metrics' 409 beyond it: a service's facts are
+    // processed apart, so one lagging fact must not refuse the whole comparison (see the route).
     const tp = periodOfDay(q.grain, dateToDay(day(fact.processedThrough)!));
-    const from = q.from ? parseDate(q.from) : null;
-    const to = q.to ? parseDate(q.to) : null;
-    if ((q.from && from === null) || (q.to && to === null)) throw badRequest("from and to must be dates (YYYY-MM-DD).");
-    const pFrom = from === null ? -1_000_000 : periodOfDay(q.grain, from);
-    const pTo = Math.min(to === null ? tp : periodOfDay(q.grain, to), tp);
-    const rows = await ctx.engine.metrics(fact.id, GRAIN_CODE[q.grain], pFrom, pTo);
+    const rows = await ctx.engine.metrics(fact.id, GRAIN_CODE[q.grain], from, Math.min(to ?? tp, tp));
     out.push({ fact: fact.name, processed_through: day(fact.processedThrough), data: rows.map((r) => metricRow(fact, q.grain, r)) });
   }
   return { service, grain: q.grain, facts: out };

@@ -190,6 +190,10 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ["metrics"],
         summary: "The metrics of every fact of one service side by side",
+        description:
+          "`from` and `to` are checked as for a fact's metrics (400 for an invalid date or `from` after `to`). The facts of a service are " +
+          "processed apart, so each fact's rows end at its own watermark, its `processed_through`: a `to` beyond it is not refused as the " +
+          "metrics of one fact refuse it (409), and a fact not processed yet comes with no rows.",
         params: z.object({ service: z.string().min(1).max(100) }),
         querystring: z.strictObject({ grain, from: date.optional(), to: date.optional() }),
         response: {
