@@ -163,6 +163,14 @@ describe("audiences, versions and materializations", () => {
     expect(bogus.json().errors).toEqual([{ path: "bogus", message: "unknown field 'bogus'" }]);
   });
 
+  it("materializes as of the default date when the POST has no body at all (curl -X POST)", async () => {
+    const a = (await api(env).post("/v1/audiences", { ...lapsed, name: "no body" })).json();
+    const res = await env.app.inject({ method: "POST", url: `/v1/audiences/${a.id}/materializations`, headers: env.auth() });
+    expect(res.statusCode, res.body).toBe(202);
+    expect(res.json().as_of).toBe(meta.through);
+    expect((await waitFor(res.json().id)).status).toBe("succeeded");
+  });
+
   it("pages members, streams them as CSV and NDJSON, and diffs two lists", async () => {
     const a = (await api(env).post("/v1/audiences", { ...lapsed, name: "diff" })).json();
     const early = await materialize(a.id, "2026-04-01");

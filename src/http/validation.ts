@@ -1,4 +1,14 @@
+import type { FastifyRequest } from "fastify";
 import { validatorCompiler } from "fastify-type-provider-zod";
+
+/**
+ * A preValidation hook for a POST whose body only holds options (`z.object({...}).default({})`): a
+ * POST without a body (`curl -X POST …`) arrives as null, which that default does not cover. No body
+ * means "no options", so it is validated as `{}`.
+ */
+export async function noBodyMeansNoOptions(req: FastifyRequest) {
+  if (req.body === null || req.body === undefined) req.body = {};
+}
 
 /**
  * A route's validator compiler for bodies that a domain validator checks in the handler (to report

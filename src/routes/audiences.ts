@@ -9,7 +9,7 @@ import { refreshSchema } from "../audiences/refresh.js";
 import { listMaterializations, materializationSchema, requestMaterialization } from "../audiences/materializations.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
 import { ProblemError, problemSchema } from "../http/problem.js";
-import { bodyValidatedInHandler } from "../http/validation.js";
+import { bodyValidatedInHandler, noBodyMeansNoOptions } from "../http/validation.js";
 
 const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
 const date = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date YYYY-MM-DD");
@@ -146,10 +146,13 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ["materializations"],
         summary: "Freeze the audience's members as of a date (a queued job)",
+        description: "`as_of` defaults to the watermark of the audience's fact (its processed_through) at request time, also when the POST has no body.",
         params: idParams,
         body: z.object({ as_of: date.optional() }).strict().default({}),
         response: { 202: materializationSchema, ...errors, 503: problemSchema },
       },
+      // No body: as of the default date.
+      preValidation: noBodyMeansNoOptions,
     },
     async (req, reply) => {
       const m = await requestMaterialization(app.ctx, req.params.id, req.body?.as_of);

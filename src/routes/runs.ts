@@ -5,6 +5,7 @@ import { getFactRecord } from "../facts/facts.js";
 import { findStoredResponse, idempotencyKeyOf, replay, storeResponse } from "../http/idempotency.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
 import { problemSchema } from "../http/problem.js";
+import { noBodyMeansNoOptions } from "../http/validation.js";
 import { factParams } from "./facts.js";
 
 const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema, 503: problemSchema };
@@ -25,11 +26,8 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
         body: z.object({ through: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date YYYY-MM-DD").optional() }).strict().default({}),
         response: { 200: runSchema, 202: runSchema, ...errors },
       },
-      // A POST without a body (`curl -X POST …/runs`) arrives as null, which the default above does not
-      // cover: it means "no options", i.e. through the latest activity date.
-      preValidation: async (req) => {
-        if (req.body === null || req.body === undefined) req.body = {};
-      },
+      // No body: the default `through` above.
+      preValidation: noBodyMeansNoOptions,
     },
     async (req, reply) => {
       const key = idempotencyKeyOf(req);
