@@ -64,6 +64,9 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
     ...fastifyOptions,
   }).withTypeProvider<ZodTypeProvider>();
 
+  // No route takes plain text: Fastify's default text/plain parser would hand routes a string body
+  // (the event route would store it as NDJSON). Without it such a body is a 415 naming what is accepted.
+  app.removeContentTypeParser("text/plain");
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(problemErrorHandler);

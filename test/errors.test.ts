@@ -102,6 +102,23 @@ describe("problem+json everywhere", () => {
     expectProblem(res, 415);
   });
 
+  it("415 naming application/json for a JSON text sent as text/plain, on every kind of body-taking route; nothing is read", async () => {
+    for (const [method, url, body] of [
+      ["POST", "/v1/facts", { name: "plain_text_fact" }],
+      ["PATCH", "/v1/facts/err_fact", { description: "sent as text/plain" }],
+      ["POST", "/v1/facts/err_fact/runs", {}],
+      ["POST", "/v1/audiences/preview", { definition: { name: "n", fact: "err_fact", filter: { field: "is_active", op: "eq", value: true } } }],
+      ["PUT", "/v1/control-group", { percent: 5, salt: "plain" }],
+    ] as const) {
+      const res = await env.app.inject({ method, url, headers: { ...env.auth(), "content-type": "text/plain" }, payload: JSON.stringify(body) });
+      const problem = expectProblem(res, 415);
+      expect(problem.detail, `${method} ${url}`).toBe("Unsupported Content-Type: text/plain. This route accepts application/json.");
+      expect(problem.accepted_media_types).toEqual(["application/json"]);
+    }
+    expect(await env.ctx.db.prisma.fact.count({ where: { name: "plain_text_fact" } })).toBe(0);
+    expect((await api(env).get("/v1/facts/err_fact")).json().description).not.toBe("sent as text/plain");
+  });
+
   it("413 for a body over the general 1 MB limit", async () => {
     const res = await api(env).post("/v1/facts", { name: "huge", description: "d".repeat(1_100_000) });
     expectProblem(res, 413);

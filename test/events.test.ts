@@ -11,7 +11,7 @@ beforeAll(async () => {
 afterAll(async () => env?.close());
 
 type Res = { statusCode: number; headers: Record<string, unknown>; body: string; json(): any };
-type Problem = { detail: string; errors: Array<{ index?: number; path: string; message: string }>; invalid_count?: number };
+type Problem = { detail: string; errors: Array<{ index?: number; path: string; message: string }>; invalid_count?: number; accepted_media_types?: string[] };
 
 function expectProblem(res: Res, status: number): Problem {
   expect(res.statusCode, res.body.slice(0, 2000)).toBe(status);
@@ -249,6 +249,36 @@ describe("a bad batch is refused whole: 400 naming each bad event, nothing store
       payload: '{"events": [',
     });
     expectProblem(broken, 400);
+  });
+});
+
+describe("content types", () => {
+  const send = (payload: string, contentType?: string) =>
+    env.app.inject({ method: "POST", url: "/v1/facts/clicks/events", headers: { ...env.auth(), ...(contentType ? { "content-type": contentType } : {}) }, payload });
+
+  it("415 naming the accepted types for text/plain (never read as NDJSON), another type or none; nothing stored", async () => {
+    const before = await snapshot();
+    const line = JSON.stringify(ok("plain_text_user"));
+    for (const type of ["text/plain", "text/plain; charset=utf-8", "text/csv", "application/xml", undefined]) {
+      const body = expectProblem(await send(line, type), 415);
+      expect(body.detail, String(type)).toBe(`Unsupported Content-Type: ${type ?? "(none)"}. This route accepts application/json or application/x-ndjson.`);
+      expect(body.accepted_media_types).toEqual(["application/json", "application/x-ndjson"]);
+    }
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it("a JSON body that is a string is not read as NDJSON", async () => {
+    const before = await snapshot();
+    const body = expectProblem(await send(JSON.stringify(JSON.stringify(ok("json_string_user"))), "application/json"), 400);
+    expect(body.errors).toEqual([{ path: "body", message: "expected an object" }]);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it("accepts JSON and NDJSON with a charset parameter", async () => {
+    const json = await send(JSON.stringify({ events: [ok("charset_json")] }), "application/json; charset=utf-8");
+    expect(json.statusCode, json.body).toBe(202);
+    const nd = await send(JSON.stringify(ok("charset_ndjson")), "application/x-ndjson; charset=utf-8");
+    expect(nd.statusCode, nd.body).toBe(202);
   });
 });
 

@@ -26,6 +26,9 @@ const TITLES: Record<number, string> = {
   503: "Service Unavailable",
 };
 
+/** Every media type a route of this API parses a request body of; a 415 names those its route does. */
+const BODY_MEDIA_TYPES = ["application/json", "application/x-ndjson"];
+
 /** An error that becomes an RFC 9457 problem+json answer as it is. */
 export class ProblemError extends Error {
   constructor(
@@ -139,8 +142,13 @@ function handleError(error: FastifyError | Error, request: FastifyRequest, reply
   if (status && status >= 400 && status < 500) {
     let detail = fe.message;
     if (fe.code === "FST_ERR_CTP_BODY_TOO_LARGE") detail = "The request body is larger than the limit for this route.";
-    else if (fe.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") detail = `Unsupported Content-Type: ${request.headers["content-type"] ?? "(none)"}.`;
-    else if (fe.code === "FST_ERR_CTP_INVALID_JSON_BODY" || fe.code === "FST_ERR_CTP_EMPTY_JSON_BODY" || error instanceof SyntaxError)
+    else if (fe.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
+      // request.server is the route's own plugin scope: the parsers registered there are what it takes.
+      const accepted = BODY_MEDIA_TYPES.filter((type) => request.server.hasContentTypeParser(type));
+      return sendProblem(reply, 415, `Unsupported Content-Type: ${request.headers["content-type"] ?? "(none)"}. This route accepts ${accepted.join(" or ")}.`, {
+        accepted_media_types: accepted,
+      });
+    } else if (fe.code === "FST_ERR_CTP_INVALID_JSON_BODY" || fe.code === "FST_ERR_CTP_EMPTY_JSON_BODY" || error instanceof SyntaxError)
       detail = `The body is not valid JSON: ${fe.message}`;
     return sendProblem(reply, status, detail);
   }

@@ -9,6 +9,7 @@ import { factParams } from "./facts.js";
 
 export const MAX_EVENTS_PER_REQUEST = 10_000;
 export const MAX_EVENTS_BODY_BYTES = 5 * 1024 * 1024;
+const NDJSON_MEDIA_TYPE = "application/x-ndjson";
 
 const eventSchema = z
   .object({
@@ -41,7 +42,7 @@ function parseNdjson(body: string): { items: unknown[]; bad: Map<number, string>
 }
 
 const eventRoutes: FastifyPluginAsyncZod = async (app) => {
-  app.addContentTypeParser("application/x-ndjson", { parseAs: "string", bodyLimit: MAX_EVENTS_BODY_BYTES }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(NDJSON_MEDIA_TYPE, { parseAs: "string", bodyLimit: MAX_EVENTS_BODY_BYTES }, (_req, body, done) => done(null, body));
 
   app.post(
     "/facts/:name/events",
@@ -53,11 +54,11 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         description:
           `Up to ${MAX_EVENTS_PER_REQUEST} events or 5 MB per request. The batch is stored whole or not at all: any bad event ` +
           "rejects it with 400, naming each bad event's index and reason (first 100). Also accepts `application/x-ndjson`, " +
-          "one event object per line. Honors `Idempotency-Key`.",
+          "one event object per line. Any other Content-Type, `text/plain` included, is a 415. Honors `Idempotency-Key`.",
         params: factParams,
         headers: z.object({ "idempotency-key": z.string().optional() }).passthrough(),
         body: z.object({ events: z.array(eventSchema).max(MAX_EVENTS_PER_REQUEST) }).strict(),
-        response: { 202: ingestResultSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 413: problemSchema, 422: problemSchema },
+        response: { 202: ingestResultSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 413: problemSchema, 415: problemSchema, 422: problemSchema },
       },
       // The body schema documents the API; events are validated below so every bad one is reported by index.
       validatorCompiler: bodyValidatedInHandler,
@@ -67,8 +68,9 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       let items: unknown[];
       let pathOf: (i: number, f: string) => string;
       const parseErrors = new Map<number, string>();
-      if (typeof req.body === "string") {
-        const parsed = parseNdjson(req.body);
+      // Told by the media type, not by the body's type: a JSON body that is a string is no NDJSON.
+      if (req.mediaType === NDJSON_MEDIA_TYPE) {
+        const parsed = parseNdjson(req.body as unknown as string);
         items = parsed.items;
         for (const [i, m] of parsed.bad) parseErrors.set(i, m);
         pathOf = (i, f) => (f ? `line[${i}].${f}` : `line[${i}]`);
