@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseEventChunks } from "../src/facts/bulk-load.js";
 import { api, createFact } from "./helpers/api.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 
@@ -122,6 +123,23 @@ describe("NDJSON", () => {
       { index: 3, path: "line[3].user_id", message: expect.stringMatching(/empty/) },
     ]);
     expect(body.invalid_count).toBe(2);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it("names a bad line by its place in the body: line[i] counts every line from 0, blank ones included, like the bulk loader (which counts from 1)", async () => {
+    const before = await snapshot();
+    const text = `${JSON.stringify(ok("nd5"))}\n\n\r\n{"user_id":"nd6"}\n\n{oops\n`;
+    const body = expectProblem(await ndjson("nd_fact", text), 400);
+    expect(body.errors).toEqual([
+      { index: 3, path: "line[3].occurred_at", message: "occurred_at is required" },
+      { index: 5, path: "line[5]", message: "line is not valid JSON" },
+    ]);
+    expect(body.detail).toMatch(/^2 of 3 events are invalid; nothing was stored\. line\[i\] is line i \+ 1 of the body/);
+    // The bulk loader reads the same text as a file and names the same lines.
+    expect(parseEventChunks([text], "ndjson", Date.now()).bad.map((e) => [e.line, e.message])).toEqual([
+      [4, "occurred_at is required"],
+      [6, "line is not valid JSON"],
+    ]);
     expect(await snapshot()).toEqual(before);
   });
 

@@ -153,12 +153,14 @@ export const MAX_REPORTED_ERRORS = 100;
 
 /**
  * Validates a whole batch. The batch is atomic, so every bad event is reported (the first 100) and
- * none of the good ones are kept when there is any.
+ * none of the good ones are kept when there is any. An error names raws[i] as `collection[indexOf(i)]`:
+ * its place in the request, which for NDJSON is its line, blank lines included.
  */
 export function validateBatch(
   raws: readonly unknown[],
   nowMs: number,
-  pathOf: (index: number, field: string) => string = (i, f) => (f ? `events[${i}].${f}` : `events[${i}]`),
+  collection = "events",
+  indexOf: (i: number) => number = (i) => i,
 ): { events: ValidEvent[]; errors: ProblemFieldError[]; errorCount: number } {
   const events: ValidEvent[] = [];
   const errors: ProblemFieldError[] = [];
@@ -169,7 +171,10 @@ export function validateBatch(
       if (errorCount === 0) events.push(c.event);
     } else {
       errorCount++;
-      if (errors.length < MAX_REPORTED_ERRORS) errors.push({ index: i, path: pathOf(i, c.path), message: c.message });
+      if (errors.length < MAX_REPORTED_ERRORS) {
+        const index = indexOf(i);
+        errors.push({ index, path: c.path ? `${collection}[${index}].${c.path}` : `${collection}[${index}]`, message: c.message });
+      }
     }
   }
   return { events: errorCount ? [] : events, errors, errorCount };

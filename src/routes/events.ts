@@ -23,22 +23,38 @@ const ingestResultSchema = z
   .object({ accepted: z.number().int(), earliest_date: z.string().nullable(), latest_date: z.string().nullable() })
   .meta({ id: "IngestResult" });
 
-/** Splits an NDJSON body into parsed lines; a line that is not JSON becomes an error at its index. */
-function parseNdjson(body: string): { items: unknown[]; bad: Map<number, string> } {
+/**
+ * Splits an NDJSON body into parsed lines, each with its line's 0-based index in the body: blank
+ * lines are no event but are counted, so an error names the line where it is in the client's file.
+ */
+function parseNdjson(body: string): { items: unknown[]; lineOf: number[]; notJson: Set<number> } {
   const items: unknown[] = [];
-  const bad = new Map<number, string>();
+  const lineOf: number[] = [];
+  const notJson = new Set<number>();
   const lines = body.split("\n");
-  for (const raw of lines) {
-    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+  for (let n = 0; n < lines.length; n++) {
+    const line = lines[n]!.endsWith("\r") ? lines[n]!.slice(0, -1) : lines[n]!;
     if (line.trim() === "") continue;
+    lineOf.push(n);
     try {
       items.push(JSON.parse(line));
     } catch {
-      bad.set(items.length, "line is not valid JSON");
+      notJson.add(n);
       items.push(undefined);
     }
   }
-  return { items, bad };
+  return { items, lineOf, notJson };
+}
+
+/** The events array of a JSON body `{"events": [...]}`. */
+function eventsOfJsonBody(body: unknown): unknown[] {
+  if (body === null || typeof body !== "object" || Array.isArray(body))
+    throw new ProblemError(400, 'The body must be an object {"events": [...]}.', { errors: [{ path: "body", message: "expected an object" }] });
+  const extra = Object.keys(body).filter((k) => k !== "events");
+  if (extra.length) throw new ProblemError(400, `Unknown field '${extra[0]}'.`, { errors: extra.map((k) => ({ path: k, message: `unknown field '${k}'` })) });
+  const events = (body as { events?: unknown }).events;
+  if (!Array.isArray(events)) throw new ProblemError(400, "events must be an array.", { errors: [{ path: "events", message: "expected an array" }] });
+  return events;
 }
 
 const eventRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -54,7 +70,9 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         description:
           `Up to ${MAX_EVENTS_PER_REQUEST} events or 5 MB per request. The batch is stored whole or not at all: any bad event ` +
           "rejects it with 400, naming each bad event's index and reason (first 100). Also accepts `application/x-ndjson`, " +
-          "one event object per line. Any other Content-Type, `text/plain` included, is a 415. Honors `Idempotency-Key`.",
+          "one event object per line; a bad line is named `line[i]`, i counting every line of the body from 0, blank lines " +
+          "included (`line[i]` is line i + 1 of the file). Any other Content-Type, `text/plain` included, is a 415. " +
+          "Honors `Idempotency-Key`.",
         params: factParams,
         headers: z.object({ "idempotency-key": z.string().optional() }).passthrough(),
         body: z.object({ events: z.array(eventSchema).max(MAX_EVENTS_PER_REQUEST) }).strict(),
@@ -65,44 +83,19 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (req, reply) => {
       const fact = await getFactRecord(app.ctx, req.params.name);
-      let items: unknown[];
-      let pathOf: (i: number, f: string) => string;
-      const parseErrors = new Map<number, string>();
       // Told by the media type, not by the body's type: a JSON body that is a string is no NDJSON.
-      if (req.mediaType === NDJSON_MEDIA_TYPE) {
-        const parsed = parseNdjson(req.body as unknown as string);
-        items = parsed.items;
-        for (const [i, m] of parsed.bad) parseErrors.set(i, m);
-        pathOf = (i, f) => (f ? `line[${i}].${f}` : `line[${i}]`);
-      } else {
-        const body = req.body as unknown;
-        if (body === null || typeof body !== "object" || Array.isArray(body))
-          throw new ProblemError(400, 'The body must be an object {"events": [...]}.', { errors: [{ path: "body", message: "expected an object" }] });
-        const extra = Object.keys(body).filter((k) => k !== "events");
-        if (extra.length) throw new ProblemError(400, `Unknown field '${extra[0]}'.`, { errors: extra.map((k) => ({ path: k, message: `unknown field '${k}'` })) });
-        const events = (body as { events?: unknown }).events;
-        if (!Array.isArray(events)) throw new ProblemError(400, "events must be an array.", { errors: [{ path: "events", message: "expected an array" }] });
-        items = events;
-        pathOf = (i, f) => (f ? `events[${i}].${f}` : `events[${i}]`);
-      }
+      const ndjson = req.mediaType === NDJSON_MEDIA_TYPE ? parseNdjson(req.body as unknown as string) : null;
+      const items = ndjson ? ndjson.items : eventsOfJsonBody(req.body);
       if (items.length > MAX_EVENTS_PER_REQUEST)
         throw new ProblemError(413, `A request holds at most ${MAX_EVENTS_PER_REQUEST} events; this one has ${items.length}. Split it, or use the bulk loader.`);
       if (items.length === 0) throw new ProblemError(400, "The batch holds no events.", { errors: [{ path: "events", message: "at least one event is required" }] });
 
-      const { events, errors, errorCount } = validateBatch(items, Date.now(), pathOf);
-      // validateBatch saw `undefined` for a line that is not JSON; say what is really wrong with it.
-      for (const [i, m] of parseErrors) {
-        const reported = errors.find((e) => e.index === i);
-        if (reported) reported.message = m;
-        else errors.push({ index: i, path: pathOf(i, ""), message: m });
-      }
-      errors.sort((a, b) => a.index! - b.index!);
-      if (errorCount > 0 || parseErrors.size > 0) {
-        const total = Math.max(errorCount, errors.length);
-        throw new ProblemError(400, `${total} of ${items.length} events are invalid; nothing was stored.`, {
-          errors: errors.slice(0, 100),
-          invalid_count: total,
-        });
+      const { events, errors, errorCount } = ndjson ? validateBatch(items, Date.now(), "line", (i) => ndjson.lineOf[i]!) : validateBatch(items, Date.now());
+      if (errorCount > 0) {
+        // validateBatch saw `undefined` for a line that is not JSON; say what is really wrong with it.
+        if (ndjson) for (const e of errors) if (ndjson.notJson.has(e.index!)) e.message = "line is not valid JSON";
+        const lineNote = ndjson ? " line[i] is line i + 1 of the body, blank lines included." : "";
+        throw new ProblemError(400, `${errorCount} of ${items.length} events are invalid; nothing was stored.${lineNote}`, { errors, invalid_count: errorCount });
       }
       return idempotent(app.db.pool, req, reply, async (record) => {
         const result = await app.engine.ingestEvents({ id: fact.id, name: fact.name, timezone: fact.timezone }, events, async (client, res) => {
