@@ -440,6 +440,16 @@ describe("bulk loader: bad input", () => {
     expect((await bulkLoadFile(env.ctx, "bad_header", file("h5.csv", "user_id,occurred_at\n"))).rows).toBe(0);
   });
 
+  it("counts a user_id's length in characters, as HTTP ingestion does: 256 emoji load, 257 are refused", async () => {
+    await createFact(env, "emoji_ids", "UTC");
+    const longest = "😀".repeat(256);
+    const err = await rejection(bulkLoadFile(env.ctx, "emoji_ids", file("emoji.csv", `user_id,occurred_at\n${longest},2026-03-02T10:00:00Z\n${longest}😀,2026-03-02T10:00:00Z\n`)));
+    expect(err.errors.map((e) => [e.line, e.message])).toEqual([[3, "user_id is longer than 256 characters"]]);
+    const loaded = await bulkLoadFile(env.ctx, "emoji_ids", file("emoji.ndjson", `${JSON.stringify({ user_id: longest, occurred_at: "2026-03-02T10:00:00Z" })}\n`));
+    expect(loaded.rows).toBe(1);
+    expect(await activity("emoji_ids")).toEqual([`${longest},2026-03-02,2026-03-02T10:00:00.000,2026-03-02T10:00:00.000`]);
+  });
+
   it("reports an NDJSON line that is not JSON, an unknown field and a non-string time by line", async () => {
     await createFact(env, "nd_bad", "UTC");
     const nd = ['{"user_id":"a","occurred_at":"2026-03-02T10:00:00Z"}', "{oops", '{"user_id":"b","occurred_at":"2026-03-02T10:00:00Z","country":"KR"}', '{"user_id":"c","occurred_at":1772445600000}', '{"user_id":1.5,"occurred_at":"2026-03-02T10:00:00Z"}'].join("\n");

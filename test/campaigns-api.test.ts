@@ -855,7 +855,9 @@ describe("the global control group", () => {
 
 describe("exports of unusual user ids", () => {
   it("stream as valid NDJSON and CSV", async () => {
-    const ids = ['quote"d', "back\\slash", "comma,id", "한국어 사용자", "🙂👩‍👩‍👧", "it's", "{\"json\":1}", "12345"];
+    // The longest id of 4-byte characters: 256 characters, 512 UTF-16 units, 1,024 bytes.
+    const longest = "😀".repeat(256);
+    const ids = ['quote"d', "back\\slash", "comma,id", "한국어 사용자", "🙂👩‍👩‍👧", "it's", "{\"json\":1}", "12345", longest];
     await createFact(env, "odd_ids", "UTC");
     await ingest(env, "odd_ids", ids.map((u) => ({ user_id: u, occurred_at: "2026-04-01T10:00:00Z" })));
     await processThrough(env, "odd_ids", "2026-04-01");
@@ -879,5 +881,9 @@ describe("exports of unusual user ids", () => {
     expect(csv.trim().split("\n")).toHaveLength(ids.length + 1);
     expect(csv).toContain('"comma,id"');
     expect(csv).toContain('"quote""d"');
+    // Sends and outcomes check user ids as ingestion does: in characters.
+    const outcome = await api(env).post(`/v1/campaigns/${c.json().id}/outcomes`, { outcomes: [{ outcome_id: "longest-1", user_id: longest, occurred_at: "2026-04-02T10:00:00Z", name: "purchase" }] });
+    expect(outcome.statusCode, outcome.body).toBe(200);
+    expect(outcome.json()).toMatchObject({ inserted: 1 });
   });
 });

@@ -93,6 +93,16 @@ describe("POST /v1/facts/{name}/events: a good batch", () => {
     expect((await post("clicks", { events: [ok("early_bird", soon)] })).statusCode).toBe(202);
   });
 
+  it("counts a user_id's length in characters, not UTF-16 units: 256 emoji are a valid id, 257 are not", async () => {
+    const longest = "😀".repeat(256);
+    const res = await post("clicks", { events: [ok(longest, "2026-01-21T00:00:00Z")] });
+    expect(res.statusCode, res.body.slice(0, 500)).toBe(202);
+    const stored = await env.ctx.db.pool.query(`SELECT external_id FROM app_user WHERE external_id = $1`, [longest]);
+    expect(stored.rows).toEqual([{ external_id: longest }]);
+    const body = expectProblem(await post("clicks", { events: [ok(`${longest}😀`)] }), 400);
+    expect(body.errors).toEqual([{ index: 0, path: "events[0].user_id", message: "user_id is longer than 256 characters" }]);
+  });
+
   it("accepts 10,000 events of maximal user ids (about 3 MB) in one request", async () => {
     const events = Array.from({ length: 10_000 }, (_, i) => ok(`${String(i).padStart(5, "0")}${"x".repeat(251)}`, "2026-01-20T00:00:00Z"));
     expect(events[0]!.user_id).toHaveLength(256);

@@ -2,7 +2,7 @@ import type pg from "pg";
 import { z } from "zod";
 import type { AppContext } from "../context.js";
 import { badRequest, ProblemError, type ProblemFieldError } from "../http/problem.js";
-import { checkUserId, MAX_FUTURE_MS, MIN_OCCURRED_AT_MS, parseInstant } from "../facts/event-validation.js";
+import { checkUserId, MAX_FUTURE_MS, MIN_OCCURRED_AT_MS, parseInstant, userIdString } from "../facts/event-validation.js";
 import type { CampaignArm } from "../activation/postgres/campaigns.js";
 import { requireAssigned } from "./assigning.js";
 import { getCampaignRecord, lockCampaign, markResultsStale } from "./campaigns.js";
@@ -25,7 +25,7 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 export const sendSchema = z
   .object({
-    user_id: z.union([z.string().min(1).max(256), z.number().int()]),
+    user_id: z.union([userIdString, z.number().int()]),
     sent_at: z.string().describe("RFC 3339 with an offset or Z"),
     channel: z.string().min(1).max(64).describe("e.g. push, email, sms"),
     status: z.enum(SEND_STATUSES),
@@ -36,7 +36,7 @@ export const sendSchema = z
 export const outcomeSchema = z
   .object({
     outcome_id: z.string().min(1).max(200).describe("The CRM's id of this conversion: recording it again changes nothing"),
-    user_id: z.union([z.string().min(1).max(256), z.number().int()]),
+    user_id: z.union([userIdString, z.number().int()]),
     occurred_at: z.string().describe("RFC 3339 with an offset or Z"),
     name: z.string().min(1).max(100).describe("e.g. purchase; results report each name"),
     value: z

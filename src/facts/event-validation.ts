@@ -1,3 +1,4 @@
+import { z } from "zod";
 import type { ProblemFieldError } from "../http/problem.js";
 
 /** An event that passed validation: the user id string and the instant in epoch milliseconds. */
@@ -21,6 +22,19 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 export type EventCheck = { ok: true; event: ValidEvent } | { ok: false; path: string; message: string };
 
+/**
+ * Whether s has more than max characters. The spec counts characters (code points), not the UTF-16
+ * units of `.length`: an emoji is one character, two units. A pair is at most two units, so only
+ * lengths from max + 1 to 2 × max need counting.
+ */
+function longerThan(s: string, max: number): boolean {
+  if (s.length <= max) return false;
+  if (s.length > 2 * max) return true;
+  let characters = 0;
+  for (const _ of s) if (++characters > max) return true;
+  return false;
+}
+
 export function checkUserId(raw: unknown): { ok: true; value: string } | { ok: false; message: string } {
   if (typeof raw === "number") {
     if (!Number.isSafeInteger(raw)) return { ok: false, message: "user_id must be a string or an integer" };
@@ -28,12 +42,25 @@ export function checkUserId(raw: unknown): { ok: true; value: string } | { ok: f
   }
   if (typeof raw !== "string") return { ok: false, message: raw === undefined ? "user_id is required" : "user_id must be a string or an integer" };
   if (raw.length === 0) return { ok: false, message: "user_id must not be empty" };
-  if (raw.length > MAX_USER_ID_LENGTH) return { ok: false, message: `user_id is longer than ${MAX_USER_ID_LENGTH} characters` };
+  if (longerThan(raw, MAX_USER_ID_LENGTH)) return { ok: false, message: `user_id is longer than ${MAX_USER_ID_LENGTH} characters` };
   if (CONTROL.test(raw)) return { ok: false, message: "user_id contains a control character" };
   // An unpaired surrogate would be stored as U+FFFD: another id than the one sent.
   if (!(raw as unknown as { isWellFormed(): boolean }).isWellFormed()) return { ok: false, message: "user_id is not valid Unicode (an unpaired UTF-16 surrogate)" };
   return { ok: true, value: raw };
 }
+
+/**
+ * A user_id string in a request schema (a path or query parameter, or documenting a body): checked by
+ * checkUserId, so an id in a URL meets the rule, and gets the messages, an event's id does. JSON
+ * Schema's maxLength counts characters, as the spec does, so the limit is published as that.
+ */
+export const userIdString = z
+  .string()
+  .superRefine((raw, ctx) => {
+    const user = checkUserId(raw);
+    if (!user.ok) ctx.addIssue({ code: "custom", message: user.message });
+  })
+  .meta({ minLength: 1, maxLength: MAX_USER_ID_LENGTH });
 
 // 400 Gregorian years are exactly this many ms; shifting by them keeps every date's calendar.
 const GREGORIAN_CYCLE_MS = 146_097 * 86_400_000;

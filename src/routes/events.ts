@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { bodyValidatedInHandler } from "../http/validation.js";
 import { z } from "zod";
 import { getFactRecord } from "../facts/facts.js";
-import { validateBatch, MAX_USER_ID_LENGTH } from "../facts/event-validation.js";
+import { userIdString, validateBatch } from "../facts/event-validation.js";
 import { idempotent } from "../http/idempotency.js";
 import { ProblemError, problemSchema } from "../http/problem.js";
 import { factParams } from "./facts.js";
@@ -13,7 +13,7 @@ const NDJSON_MEDIA_TYPE = "application/x-ndjson";
 
 const eventSchema = z
   .object({
-    user_id: z.union([z.string().min(1).max(MAX_USER_ID_LENGTH), z.number().int()]).describe("Opaque user id; an integer becomes its decimal string"),
+    user_id: z.union([userIdString, z.number().int()]).describe("Opaque user id of 1–256 characters (code points: an emoji is one); an integer becomes its decimal string"),
     occurred_at: z.string().describe("RFC 3339 timestamp with an offset or Z, e.g. 2026-03-01T09:30:00+09:00"),
   })
   .strict()

@@ -5,6 +5,7 @@ import {
   exportFirstLast, exportStatus, firstLastOfDate, metricsOf, statusOfPeriod, userStatusTimeline,
 } from "../activation/layer-queries.js";
 import { GRAINS } from "../activation/periods.js";
+import { userIdString } from "../facts/event-validation.js";
 import { getFactRecord } from "../facts/facts.js";
 import { exportFormatOf, sendExport } from "../http/export.js";
 import { pageQuerySchema } from "../http/pagination.js";
@@ -83,7 +84,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "The FirstLast snapshot of a date",
         description: "Each user's first and last active date and instants as of `date`." + streamNote,
         params: factParams,
-        querystring: pageQuerySchema.extend({ date, user_id: z.string().min(1).max(256).optional() }),
+        querystring: pageQuerySchema.extend({ date, user_id: userIdString.optional() }),
         response: { 200: pageOf(firstLastRow, { date: z.string() }), ...errors },
       },
     },
@@ -147,7 +148,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ["activation layer"],
         summary: "One user's status timeline",
         description: "user_id is URL-encoded (ids may contain `:`, `@`, `/` or spaces).",
-        params: factParams.extend({ user_id: z.string().min(1).max(256) }),
+        params: factParams.extend({ user_id: userIdString }),
         querystring: z.strictObject({ grain, from: date.optional(), to: date.optional() }),
         response: { 200: z.object({ user_id: z.string(), fact: z.string(), grain: z.enum(GRAINS), data: z.array(statusRow) }), ...errors },
       },
