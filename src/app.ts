@@ -16,6 +16,7 @@ import layerRoutes from "./routes/layer.js";
 import audienceRoutes from "./routes/audiences.js";
 import materializationRoutes from "./routes/materializations.js";
 import { answerUnmatchedRequests } from "./http/route-methods.js";
+import { refuseUndeclaredQueryParameters } from "./http/validation.js";
 import webhookRoutes from "./routes/webhooks.js";
 import campaignRoutes from "./routes/campaigns.js";
 import consoleRoutes from "./routes/console.js";
@@ -71,6 +72,7 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(problemErrorHandler);
   answerUnmatchedRequests(app);
+  refuseUndeclaredQueryParameters(app);
 
   await app.register(contextPlugin, { context });
   await app.register(fastifySwagger, {

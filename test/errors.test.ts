@@ -86,6 +86,17 @@ describe("problem+json everywhere", () => {
     expect(listed.errors.map((e: { path: string }) => e.path).sort()).toEqual(["servce", "sort"]);
     expect((await api(env).get("/v1/facts?limit=5")).statusCode).toBe(200);
     expect((await api(env).get("/v1/facts/err_fact/metrics?grain=week")).statusCode).not.toBe(400);
+    // Endpoints that take no query parameters at all refuse every one, whatever the method.
+    for (const [method, url] of [
+      ["GET", "/v1/facts/err_fact?verbose=1"],
+      ["GET", "/v1/runs/00000000-0000-4000-8000-000000000000?verbose=1"],
+      ["GET", "/v1/control-group?verbose=1"],
+      ["DELETE", "/v1/facts/err_fact?verbose=1"],
+    ] as const) {
+      const res = await env.app.inject({ method, url, headers: env.auth() });
+      expect(expectProblem(res, 400).errors, `${method} ${url}`).toEqual([{ path: "verbose", message: "unknown field 'verbose'" }]);
+    }
+    expect((await api(env).get("/v1/facts/err_fact")).statusCode).toBe(200);
   });
 
   it("400 for a body that is not JSON, or empty", async () => {

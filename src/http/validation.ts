@@ -1,5 +1,18 @@
-import type { FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { validatorCompiler } from "fastify-type-provider-zod";
+import { z } from "zod";
+
+/**
+ * Every /v1 route that declares no query parameters takes none: a parameter it would ignore is a 400
+ * naming it (`/v1/runs/{id}?verbose=1` is not silently read as a plain GET). Register before the routes.
+ */
+export function refuseUndeclaredQueryParameters(app: FastifyInstance): void {
+  app.addHook("onRoute", (route) => {
+    if (route.url !== "/v1" && !route.url.startsWith("/v1/")) return;
+    const schema = route.schema as { querystring?: unknown } | undefined;
+    if (schema && schema.querystring === undefined) schema.querystring = z.object({}).strict();
+  });
+}
 
 /**
  * A preValidation hook for a POST whose body only holds options (`z.object({...}).default({})`): a
