@@ -420,8 +420,9 @@ describe("console in Chromium", () => {
     expect(await page.getByRole("button", { name: "Download treatment list (CSV)" }).count()).toBe(0);
     await shot("campaign-failed");
     await page.getByRole("button", { name: "Try again" }).click();
+    // Still `failed` until the click's request lands: wait for the job's end, not for "not assigning".
+    await expect.poll(async () => (await api(env).get(`/v1/campaigns/${id!}`)).json().status, { timeout: 20_000 }).toBe("ready");
     const ready = await waitForCampaign(env, id!);
-    expect(ready.status).toBe("ready");
     await page.getByText(`20%: ${(ready.counts as { treatment: number }).treatment.toLocaleString("en-US")} treatment`).waitFor();
     expect(await page.getByRole("button", { name: "Try again" }).count()).toBe(0);
     await page.getByRole("button", { name: "Download treatment list (CSV)" }).waitFor();
