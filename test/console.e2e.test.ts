@@ -311,6 +311,20 @@ describe("console in Chromium", () => {
     await shot("changes");
   });
 
+  it("shows an audience's version history a page at a time, older versions on request", async () => {
+    const a = (await api(env).post("/v1/audiences", { name: "Many versions", fact: "app_opened", grain: "day", filter: { field: "inactivity_periods", op: "gte", value: 0 } })).json();
+    for (let v = 1; v <= 24; v++) expect((await api(env).patch(`/v1/audiences/${a.id}`, { filter: { field: "inactivity_periods", op: "gte", value: v } })).statusCode).toBe(200);
+    await page.goto(`${base}/audiences/${a.id}`);
+    const versions = page.locator("ul.versions li");
+    await page.getByRole("heading", { name: "Version history" }).waitFor();
+    await expect.poll(() => versions.count()).toBe(20);
+    expect(await versions.first().textContent()).toMatch(/^Version 25,/);
+    await page.getByRole("button", { name: "Show older versions" }).click();
+    await expect.poll(() => versions.count()).toBe(25);
+    expect(await versions.last().textContent()).toMatch(/^Version 1,/);
+    expect(await page.getByRole("button", { name: "Show older versions" }).count()).toBe(0);
+  });
+
   it("opens a campaign's results: lift with its interval chart, SRM check, window, inactivity buckets", async () => {
     const results = (await api(env).get(`/v1/campaigns/${campaignId}/results`)).json();
     await nav("Campaigns").click();

@@ -326,15 +326,31 @@ function Materialize({ audience, asOf, dirty }: { audience: Audience; asOf: stri
   );
 }
 
+type Version = { version: number; definition: Definition; created_at: string };
+// Versions shown per page of the history; older ones come with "Show older versions".
+const VERSIONS_PAGE = 20;
+
 function Versions({ audience, onLoad }: { audience: Audience; onLoad(d: Definition): void }) {
-  const v = useFetch<Page<{ version: number; definition: Definition; created_at: string }>>(`/v1/audiences/${audience.id}/versions`);
+  const first = useFetch<Page<Version>>(`/v1/audiences/${audience.id}/versions?limit=${VERSIONS_PAGE}`);
+  const [older, setOlder] = useState<{ rows: Version[]; cursor: string | null; loading: boolean; error: unknown }>({ rows: [], cursor: null, loading: false, error: null });
+  const cursor = older.rows.length ? older.cursor : (first.data?.next_cursor ?? null);
+  const showOlder = async () => {
+    setOlder((o) => ({ ...o, loading: true, error: null }));
+    try {
+      const page = await get<Page<Version>>(`/v1/audiences/${audience.id}/versions?limit=${VERSIONS_PAGE}&cursor=${encodeURIComponent(cursor!)}`);
+      setOlder((o) => ({ rows: [...o.rows, ...page.data], cursor: page.next_cursor, loading: false, error: null }));
+    } catch (error) {
+      setOlder((o) => ({ ...o, loading: false, error }));
+    }
+  };
+  const rows = [...(first.data?.data ?? []), ...older.rows];
   return (
     <section aria-labelledby="ver-h">
       <h2 id="ver-h">Version history</h2>
-      <ErrorMessage error={v.error} />
-      {v.data && (
+      <ErrorMessage error={first.error ?? older.error} />
+      {first.data && (
         <ul class="versions">
-          {v.data.data.map((x) => (
+          {rows.map((x) => (
             <li key={x.version}>
               Version {x.version}, {new Date(x.created_at).toLocaleString()}{" "}
               <button type="button" class="link" onClick={() => onLoad(x.definition)} aria-label={`Load version ${x.version} into the editor`}>
@@ -343,6 +359,11 @@ function Versions({ audience, onLoad }: { audience: Audience; onLoad(d: Definiti
             </li>
           ))}
         </ul>
+      )}
+      {cursor && (
+        <button type="button" onClick={showOlder} disabled={older.loading}>
+          Show older versions
+        </button>
       )}
     </section>
   );
