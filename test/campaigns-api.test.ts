@@ -605,12 +605,16 @@ describe("a campaign measured through the window", () => {
       sends: [
         { user_id: t[0], sent_at: new Date(Date.now() + 2 * 86_400_000).toISOString(), channel: "push", status: "sent" },
         { user_id: t[1], sent_at: "1969-12-31T23:59:59Z", channel: "push", status: "sent" },
+        // Lengths count characters: 64 emoji are a valid channel, 65 are not.
+        { user_id: t[2], sent_at: sentAt, channel: "📣".repeat(64), status: "sent" },
+        { user_id: t[3], sent_at: sentAt, channel: "📣".repeat(65), status: "sent" },
       ],
     });
     expect(when.statusCode).toBe(400);
     expect(when.json().errors).toEqual([
       { index: 0, path: "sends[0].sent_at", message: "sent_at is more than 1 day in the future" },
       { index: 1, path: "sends[1].sent_at", message: "sent_at is before 1970-01-01T00:00:00Z" },
+      { index: 3, path: "sends[3].channel", message: "channel must be 1–64 characters" },
     ]);
     const after = await env.ctx.db.pool.query(`SELECT count(*)::int AS n FROM campaign_send WHERE campaign_id = $1`, [c.id]);
     expect(after.rows[0].n).toBe(before.rows[0].n);

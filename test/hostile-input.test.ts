@@ -452,7 +452,8 @@ describe("SQL-looking and exotic text is stored and returned literally, and neve
   const simpleFilter = { field: "is_active", op: "eq", value: true };
 
   it("audience names and descriptions, through create, read, list, patch and versions", async () => {
-    const texts = [...LITERALS, "n".repeat(200), "😀".repeat(100)];
+    // Lengths count characters (code points), as the published maxLength does: 200 emoji are 200 characters.
+    const texts = [...LITERALS, "n".repeat(200), "😀".repeat(200)];
     for (const name of texts) {
       const description = `${name} — ${name}`.slice(0, 2000);
       const res = await api(env).post("/v1/audiences", { name, description, fact: FACT, filter: simpleFilter });
@@ -475,7 +476,8 @@ describe("SQL-looking and exotic text is stored and returned literally, and neve
     const before = await env.ctx.db.prisma.audience.count();
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ name: "n".repeat(201) }, "name"],
-      [{ name: "😀".repeat(101) }, "name"],
+      [{ name: "😀".repeat(201) }, "name"],
+      [{ description: "😀".repeat(2001) }, "description"],
       [{ description: "d".repeat(2001) }, "description"],
       ...UNSTORABLE.map((s) => [{ name: s }, "name"] as [Record<string, unknown>, string]),
       ...UNSTORABLE.map((s) => [{ description: s }, "description"] as [Record<string, unknown>, string]),

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { longerThan } from "../util/text.js";
 import { GRAINS, parseDate, type Grain } from "../activation/periods.js";
 import { ACTIVE_STATES, GROWTH_STATES, STATES, TRANSITION_SEGMENTS } from "../activation/layer-queries.js";
 import { FACT_NAME } from "../facts/facts.js";
@@ -272,11 +273,11 @@ export function checkDefinition(raw: unknown, root = "definition"): DefinitionCh
   const p = (k: string) => (root ? `${root}.${k}` : k);
   if (!isObj(raw)) return { ok: false, errors: [{ path: root || "body", message: "expected an object" }] };
   for (const k of Object.keys(raw)) if (!["name", "fact", "grain", "filter", "description"].includes(k)) errs.add(p(k), `unknown key '${k}'`);
-  if (typeof raw.name !== "string" || raw.name.trim() === "" || raw.name.length > 200) errs.add(p("name"), "expected a name of 1–200 characters");
+  if (typeof raw.name !== "string" || raw.name.trim() === "" || longerThan(raw.name, 200)) errs.add(p("name"), "expected a name of 1–200 characters");
   if (typeof raw.fact !== "string" || !FACT_NAME.test(raw.fact)) errs.add(p("fact"), "expected a fact name");
   const grain = (raw.grain ?? "day") as Grain;
   if (!GRAINS.includes(grain)) errs.add(p("grain"), "expected day, week or month");
-  if (raw.description !== undefined && raw.description !== null && (typeof raw.description !== "string" || raw.description.length > 2000))
+  if (raw.description !== undefined && raw.description !== null && (typeof raw.description !== "string" || longerThan(raw.description, 2000)))
     errs.add(p("description"), "expected text of at most 2000 characters");
   const facts = new Set<string>();
   const filter = raw.filter === undefined ? (errs.add(p("filter"), "a filter is required"), undefined) : checkNode(raw.filter, p("filter"), 1, errs, { n: 0 }, grain, facts);

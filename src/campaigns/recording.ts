@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { z } from "zod";
+import { CONTROL_CHARACTER, longerThan } from "../util/text.js";
 import type { AppContext } from "../context.js";
 import { badRequest, ProblemError, type ProblemFieldError } from "../http/problem.js";
 import { checkUserId, MAX_FUTURE_MS, MIN_OCCURRED_AT_MS, parseInstant, userIdString } from "../facts/event-validation.js";
@@ -21,7 +22,6 @@ export const MAX_BATCH = 10_000;
  */
 export const MAX_OUTCOME_VALUE = 1e15;
 
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 export const sendSchema = z
   .object({
@@ -54,8 +54,8 @@ type ItemCheck<T> = { ok: true; value: T } | { ok: false; field: string; message
 
 function checkText(raw: unknown, field: string, max: number): ItemCheck<string> {
   if (typeof raw !== "string") return { ok: false, field, message: raw === undefined ? `${field} is required` : `${field} must be a string` };
-  if (raw.length === 0 || raw.length > max) return { ok: false, field, message: `${field} must be 1–${max} characters` };
-  if (CONTROL.test(raw)) return { ok: false, field, message: `${field} contains a control character` };
+  if (raw.length === 0 || longerThan(raw, max)) return { ok: false, field, message: `${field} must be 1–${max} characters` };
+  if (CONTROL_CHARACTER.test(raw)) return { ok: false, field, message: `${field} contains a control character` };
   return { ok: true, value: raw };
 }
 

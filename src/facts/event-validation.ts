@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { CONTROL_CHARACTER, longerThan } from "../util/text.js";
 import type { ProblemFieldError } from "../http/problem.js";
 
 /** An event that passed validation: the user id string and the instant in epoch milliseconds. */
@@ -17,23 +18,8 @@ export const MIN_OCCURRED_AT_MS = 0;
 // RFC 3339 date-time; the offset (or Z) is mandatory: a local time is never guessed.
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-](\d{2}):(\d{2}))$/;
 const LOCAL_TIME = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/;
-// C0 and C1 control characters (and DEL).
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 export type EventCheck = { ok: true; event: ValidEvent } | { ok: false; path: string; message: string };
-
-/**
- * Whether s has more than max characters. The spec counts characters (code points), not the UTF-16
- * units of `.length`: an emoji is one character, two units. A pair is at most two units, so only
- * lengths from max + 1 to 2 × max need counting.
- */
-function longerThan(s: string, max: number): boolean {
-  if (s.length <= max) return false;
-  if (s.length > 2 * max) return true;
-  let characters = 0;
-  for (const _ of s) if (++characters > max) return true;
-  return false;
-}
 
 export function checkUserId(raw: unknown): { ok: true; value: string } | { ok: false; message: string } {
   if (typeof raw === "number") {
@@ -43,7 +29,7 @@ export function checkUserId(raw: unknown): { ok: true; value: string } | { ok: f
   if (typeof raw !== "string") return { ok: false, message: raw === undefined ? "user_id is required" : "user_id must be a string or an integer" };
   if (raw.length === 0) return { ok: false, message: "user_id must not be empty" };
   if (longerThan(raw, MAX_USER_ID_LENGTH)) return { ok: false, message: `user_id is longer than ${MAX_USER_ID_LENGTH} characters` };
-  if (CONTROL.test(raw)) return { ok: false, message: "user_id contains a control character" };
+  if (CONTROL_CHARACTER.test(raw)) return { ok: false, message: "user_id contains a control character" };
   // An unpaired surrogate would be stored as U+FFFD: another id than the one sent.
   if (!(raw as unknown as { isWellFormed(): boolean }).isWellFormed()) return { ok: false, message: "user_id is not valid Unicode (an unpaired UTF-16 surrogate)" };
   return { ok: true, value: raw };
