@@ -4,12 +4,11 @@
 // against a straightforward computation from the fixture's raw events.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
-import { allPages, api, createFact, ingest, processThrough, waitForCampaign } from "./helpers/api.js";
+import { allPages, api, createFact, failCampaignAssignment, ingest, processThrough, waitForCampaign } from "./helpers/api.js";
 import { fixtureMeta, parseCsv, readFixtureCsv } from "./helpers/fixtures.js";
 import { assign } from "../src/campaigns/assignment.js";
 import { dateToDay, dayToDate } from "../src/activation/periods.js";
 import { localDate } from "../src/facts/timezones.js";
-import { executeCampaignAssignment } from "../src/campaigns/assigning.js";
 import { executeCampaignResults } from "../src/campaigns/results.js";
 import { compareGroups, EMPTY_SUMS, type GroupSums } from "../src/campaigns/statistics.js";
 
@@ -389,14 +388,7 @@ describe("assigning is a job", () => {
       const res = await api(env).post("/v1/campaigns", { name: "Failed then tried again", materialization_id: listId, goal: goal(), salt: "retried" });
       expect(res.statusCode, res.body).toBe(202);
       const created = res.json().id as string;
-      await env.ctx.db.pool.query(`
-        CREATE FUNCTION refuse_assignments() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
-        CREATE TRIGGER refuse_assignments BEFORE INSERT ON campaign_assignment FOR EACH STATEMENT EXECUTE FUNCTION refuse_assignments()`);
-      try {
-        await expect(executeCampaignAssignment(env.ctx, created, 1, { finalAttempt: true })).rejects.toThrow(/disk full/);
-      } finally {
-        await env.ctx.db.pool.query(`DROP TRIGGER refuse_assignments ON campaign_assignment; DROP FUNCTION refuse_assignments()`);
-      }
+      await failCampaignAssignment(env, created);
       return created;
     });
     const failed = await waitForCampaign(env, id);

@@ -8,11 +8,10 @@ import path from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
-import { allPages, api, ingest, processThrough, waitForCampaign } from "./helpers/api.js";
+import { allPages, api, failCampaignAssignment, ingest, processThrough, waitForCampaign } from "./helpers/api.js";
 import { demoPopulation, eventsForDay, prng } from "../src/cli/demo-data.js";
 import { dateToDay, dayToDate } from "../src/activation/periods.js";
 import { localDate } from "../src/facts/timezones.js";
-import { executeCampaignAssignment } from "../src/campaigns/assigning.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = path.resolve(import.meta.dirname, "artifacts");
@@ -418,14 +417,7 @@ describe("console in Chromium", () => {
       const c = await api(env).post("/v1/campaigns", { name: "Failed once", materialization_id: list, holdout_percent: 20, goal: { fact: "app_opened", window_periods: 7, metric: "returned" } });
       expect(c.statusCode, c.body).toBe(202);
       id = c.json().id;
-      await env.ctx.db.pool.query(`
-        CREATE FUNCTION refuse_assignments() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
-        CREATE TRIGGER refuse_assignments BEFORE INSERT ON campaign_assignment FOR EACH STATEMENT EXECUTE FUNCTION refuse_assignments()`);
-      try {
-        await expect(executeCampaignAssignment(env.ctx, id, 1, { finalAttempt: true })).rejects.toThrow(/disk full/);
-      } finally {
-        await env.ctx.db.pool.query(`DROP TRIGGER refuse_assignments ON campaign_assignment; DROP FUNCTION refuse_assignments()`);
-      }
+      await failCampaignAssignment(env, id);
     } finally {
       workers = env.startWorkers();
     }

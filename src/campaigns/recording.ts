@@ -4,9 +4,9 @@ import { CONTROL_CHARACTER, longerThan } from "../util/text.js";
 import type { AppContext } from "../context.js";
 import { badRequest, ProblemError, type ProblemFieldError } from "../http/problem.js";
 import { checkUserId, MAX_FUTURE_MS, MIN_OCCURRED_AT_MS, parseInstant, userIdString } from "../facts/event-validation.js";
-import type { CampaignArm } from "../activation/postgres/campaigns.js";
+import type { BatchOutcome, CampaignArm } from "../activation/postgres/campaigns.js";
 import { requireAssigned } from "./assigning.js";
-import { getCampaignRecord, lockCampaign, markResultsStale } from "./campaigns.js";
+import { getCampaignRecord, lockCampaign, markResultsStale, type LockReason } from "./campaigns.js";
 
 /**
  * Sends and outcomes the CRM tool reports for a campaign, in batches: every item is checked before
@@ -150,42 +150,53 @@ export interface BatchResult {
   duplicates: number;
 }
 
+type RecordResponse = (client: pg.ClientBase, response: { status: number; body: unknown }) => Promise<void>;
+type StoreBatch<T> = (items: T[], after: (tx: pg.PoolClient, inserted: number) => Promise<void>) => Promise<BatchOutcome>;
+
 /**
- * Records a batch of sends: every item is checked, and a user who is held out (control, global
- * control) or not in the list rejects the whole batch with 400, naming each (index, path, reason).
- * Idempotent per (user, channel, status): a repeated send changes nothing.
+ * What every batch goes through: the body's items checked (400 naming each bad one), the campaign
+ * assigned (409 otherwise), the items stored with the campaign launched and its data version bumped in
+ * the same transaction (with the request's Idempotency-Key record), a batch naming users who may not be
+ * recorded rejected whole, and the results queued for recomputation.
  */
-export async function recordSends(ctx: AppContext, id: string, body: unknown, record?: (client: pg.ClientBase, response: { status: number; body: unknown }) => Promise<void>): Promise<BatchResult> {
-  const items = batchItems(body, "sends");
-  const sends = validateItems(items, "sends", checkSend);
-  requireAssigned(await getCampaignRecord(ctx, id), "record sends");
+async function recordBatch<T>(
+  ctx: AppContext, id: string, body: unknown, record: RecordResponse | undefined,
+  kind: { key: "sends" | "outcomes"; check: (raw: unknown) => ItemCheck<T>; lock: LockReason; refused: (arm: CampaignArm | null) => string },
+  store: StoreBatch<T>,
+): Promise<BatchResult> {
+  const items = batchItems(body, kind.key);
+  const valid = validateItems(items, kind.key, kind.check);
+  requireAssigned(await getCampaignRecord(ctx, id), `record ${kind.key}`);
   let response: BatchResult | null = null;
-  const outcome = await ctx.engine.recordSends(id, sends, async (tx, inserted) => {
-    await lockCampaign(tx, id, "sends_recorded");
+  const outcome = await store(valid, async (tx, inserted) => {
+    await lockCampaign(tx, id, kind.lock);
     if (inserted > 0) await tx.query(`UPDATE campaign SET data_version = data_version + 1 WHERE id = $1`, [id]);
-    response = { received: sends.length, inserted, duplicates: sends.length - inserted };
+    response = { received: valid.length, inserted, duplicates: valid.length - inserted };
     await record?.(tx, { status: 200, body: response });
   });
-  if (outcome.rejectedCount > 0) throw rejection("sends", items.length, outcome.rejected, outcome.rejectedCount, (arm) => ARM_REASON[arm ?? "none"]!);
+  if (outcome.rejectedCount > 0) throw rejection(kind.key, items.length, outcome.rejected, outcome.rejectedCount, kind.refused);
   if (outcome.inserted > 0) await markResultsStale(ctx, [id], 1000);
   return response!;
 }
 
+/**
+ * Records a batch of sends: a user who is held out (control, global control) or not in the list
+ * rejects the whole batch with 400, naming each (index, path, reason). Idempotent per (user, channel,
+ * status): a repeated send changes nothing.
+ */
+export function recordSends(ctx: AppContext, id: string, body: unknown, record?: RecordResponse): Promise<BatchResult> {
+  return recordBatch(ctx, id, body, record, { key: "sends", check: checkSend, lock: "sends_recorded", refused: (arm) => ARM_REASON[arm ?? "none"]! }, (sends, after) =>
+    ctx.engine.recordSends(id, sends, after),
+  );
+}
+
 /** Records a batch of outcomes, idempotent by outcome_id; a user who is not assigned rejects the batch. */
-export async function recordOutcomes(ctx: AppContext, id: string, body: unknown, record?: (client: pg.ClientBase, response: { status: number; body: unknown }) => Promise<void>): Promise<BatchResult> {
-  const items = batchItems(body, "outcomes");
-  const outcomes = validateItems(items, "outcomes", checkOutcome);
-  requireAssigned(await getCampaignRecord(ctx, id), "record outcomes");
-  let response: BatchResult | null = null;
-  const outcome = await ctx.engine.recordOutcomes(id, outcomes, async (tx, inserted) => {
-    await lockCampaign(tx, id, "outcomes_recorded");
-    if (inserted > 0) await tx.query(`UPDATE campaign SET data_version = data_version + 1 WHERE id = $1`, [id]);
-    response = { received: outcomes.length, inserted, duplicates: outcomes.length - inserted };
-    await record?.(tx, { status: 200, body: response });
-  });
-  if (outcome.rejectedCount > 0) throw rejection("outcomes", items.length, outcome.rejected, outcome.rejectedCount, () => "the user is not assigned in this campaign");
-  if (outcome.inserted > 0) await markResultsStale(ctx, [id], 1000);
-  return response!;
+export function recordOutcomes(ctx: AppContext, id: string, body: unknown, record?: RecordResponse): Promise<BatchResult> {
+  return recordBatch(
+    ctx, id, body, record,
+    { key: "outcomes", check: checkOutcome, lock: "outcomes_recorded", refused: () => "the user is not assigned in this campaign" },
+    (outcomes, after) => ctx.engine.recordOutcomes(id, outcomes, after),
+  );
 }
 
 function rejection(key: string, total: number, rejected: Array<{ index: number; user_id: string; arm: CampaignArm | null }>, count: number, reason: (arm: CampaignArm | null) => string) {

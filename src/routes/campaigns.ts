@@ -23,6 +23,9 @@ const batchResult = z
 const idempotencyHeader = z.object({ "idempotency-key": z.string().optional() }).passthrough();
 
 const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
+  // What a create or a retry answers (202): the campaign as it is now, and where to follow it.
+  const renderCampaign = async (id: string) => ({ body: await getCampaign(app.ctx, id), location: `/v1/campaigns/${id}` });
+
   app.post(
     "/campaigns",
     {
@@ -48,7 +51,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         req,
         reply,
         async (record) => (await createCampaign(app.ctx, req.body, record)).id,
-        async (id) => ({ body: await getCampaign(app.ctx, id), location: `/v1/campaigns/${id}` }),
+        renderCampaign,
         202,
       ),
   );
@@ -110,7 +113,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
           await retryCampaignAssignment(app.ctx, req.params.id, record && ((tx) => record(tx, req.params.id)));
           return req.params.id;
         },
-        async (id) => ({ body: await getCampaign(app.ctx, id), location: `/v1/campaigns/${id}` }),
+        renderCampaign,
         202,
       ),
   );

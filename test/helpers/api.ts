@@ -1,4 +1,5 @@
 import { expect } from "vitest";
+import { executeCampaignAssignment } from "../../src/campaigns/assigning.js";
 import type { TestEnv } from "./context.js";
 
 /** Small HTTP helpers over app.inject, so tests read as API calls. */
@@ -79,4 +80,19 @@ export async function waitForRecord(
 /** Polls a campaign until its assignment job is done (status no longer `assigning`). */
 export function waitForCampaign(env: TestEnv, id: string): Promise<Record<string, unknown>> {
   return waitForRecord(env, `/v1/campaigns/${id}`, (c) => c.status !== "assigning", "assigned");
+}
+
+/**
+ * Makes campaign `id`'s assignment fail for good: its job's last attempt (version 1), run here while a
+ * trigger refuses every write of assignments ("disk full"). The caller keeps workers from taking the job first.
+ */
+export async function failCampaignAssignment(env: TestEnv, id: string): Promise<void> {
+  await env.ctx.db.pool.query(`
+    CREATE FUNCTION refuse_assignments() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
+    CREATE TRIGGER refuse_assignments BEFORE INSERT ON campaign_assignment FOR EACH STATEMENT EXECUTE FUNCTION refuse_assignments()`);
+  try {
+    await expect(executeCampaignAssignment(env.ctx, id, 1, { finalAttempt: true })).rejects.toThrow(/disk full/);
+  } finally {
+    await env.ctx.db.pool.query(`DROP TRIGGER refuse_assignments ON campaign_assignment; DROP FUNCTION refuse_assignments()`);
+  }
 }
