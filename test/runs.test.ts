@@ -582,6 +582,27 @@ describe("queries and the watermark", () => {
     expectProblem(await a.get("/v1/facts/r_progress/status?grain=day&period=2026-03-07", { accept: "text/csv" }), 409);
   });
 
+  it("a run through today gives today's numbers so far, marked partial until the day is over in the fact's timezone", async () => {
+    const tz = "Pacific/Kiritimati";
+    const today = new Intl.DateTimeFormat("en-CA", { timeZone: tz }).format(new Date());
+    const yesterday = new Date(Date.parse(`${today}T00:00:00Z`) - 86_400_000).toISOString().slice(0, 10);
+    await createFact(env, "r_today", tz);
+    // Noon local is 22:00 the day before in UTC; both days' events lie in the past.
+    await ingest(env, "r_today", [
+      { user_id: "t-1", occurred_at: `${yesterday}T00:30:00+14:00` },
+      { user_id: "t-1", occurred_at: new Date(Date.now() - 60_000).toISOString() },
+    ]);
+    await withWorkers(() => processThrough(env, "r_today", today));
+    const days = (await api(env).get(`/v1/facts/r_today/metrics?grain=day&from=${yesterday}&to=${today}`)).json().data;
+    expect(days.map((d: { period: string; period_complete: boolean }) => [d.period, d.period_complete])).toEqual([[yesterday, true], [today, false]]);
+    const status = (await api(env).get(`/v1/facts/r_today/status?grain=day&period=${today}`)).json();
+    expect(status.period_complete).toBe(false);
+    for (const grain of ["week", "month"]) {
+      const rows = (await api(env).get(`/v1/facts/r_today/metrics?grain=${grain}`)).json().data;
+      expect(rows.at(-1).period_complete, grain).toBe(false);
+    }
+  });
+
   it("answers 409 before any run has processed the fact", async () => {
     await createFact(env, "r_unprocessed");
     await ingest(env, "r_unprocessed", daily("u", ["2026-03-01"]));

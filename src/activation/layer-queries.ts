@@ -5,6 +5,7 @@ import { conflict, notFound, badRequest } from "../http/problem.js";
 import { decodeCursor, toPage, userKeyCursor, type PageQuery } from "../http/pagination.js";
 import { GRAIN_CODE, dateToDay, parseDate, periodEndDay, periodOfDay, periodToDate, type Grain } from "./periods.js";
 import type { ExportFormat } from "./postgres/copy-out.js";
+import { localDate } from "../facts/timezones.js";
 import { METRIC_COLUMNS } from "./postgres/metrics.js";
 
 export const STATES = ["new", "retained", "reactivated", "inactive"] as const;
@@ -53,8 +54,13 @@ function assertFromNotAfterTo(from: number, to: number) {
   if (from > to) throw badRequest("from must not be after to.", [{ path: "from", message: "after to" }]);
 }
 
+/**
+ * Whether period p is whole: its last day is processed and has ended in the fact's timezone. A run may
+ * go through today (its numbers so far); today's period stays partial until the day is over.
+ */
 export function isComplete(fact: Fact, grain: Grain, p: number): boolean {
-  return periodEndDay(grain, p) <= dateToDay(day(fact.processedThrough)!);
+  const last = periodEndDay(grain, p);
+  return last <= dateToDay(day(fact.processedThrough)!) && last < dateToDay(localDate(fact.timezone));
 }
 
 function strip<T extends { user_key: number }>(row: T): Omit<T, "user_key"> {

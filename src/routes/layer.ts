@@ -55,7 +55,8 @@ const metricsRow = z.record(z.string(), z.union([z.string(), z.number(), z.boole
   id: "MetricsRow",
   description:
     "period, period_complete, users_total, active, new, retained, reactivated, inactive, churned, segment_<each transition segment>; " +
-    "at day grain also growth_<each growth state>, wau and mau",
+    "at day grain also growth_<each growth state>, wau and mau. period_complete: the period's last day is processed and over in the fact's " +
+    "timezone (a run through today gives today's numbers so far, partial)",
 });
 const contributionItem = z.object({ name: z.string(), base: z.number(), compare: z.number(), delta: z.number(), share: z.number().nullable() });
 const contribution = z
