@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { createContext, prepareServices } from "./bootstrap.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { migrateDatabase } from "./db/migrate.js";
-import { createApiKey, listApiKeys, revokeApiKey, SCOPES, type Scope } from "./keys/api-keys.js";
+import { AmbiguousKeyError, createApiKey, listApiKeys, revokeApiKey, SCOPES, type Scope } from "./keys/api-keys.js";
 import { getFactRecord } from "./facts/facts.js";
 import { requestRun, executeRun } from "./activation/runs.js";
 import { ProgressBar } from "./cli/progress.js";
@@ -11,8 +11,10 @@ const USAGE = `Usage: npm run cli -- <command>
 
   keys create --name NAME --scopes read,write,admin   print a new API key (only the key, on stdout)
   keys list                                           list keys (never the keys themselves)
-  keys revoke <id-or-prefix>                          revoke a key at once
-  load <fact> <file> [--reject-file out.csv]          bulk-load CSV or NDJSON (optionally .gz) through COPY
+  keys revoke <id | key | prefix>                     revoke a key at once (a prefix: 8+ characters, one key only)
+  load <fact> <file> [--reject-file out.csv] [--format csv|ndjson]
+                                                      bulk-load CSV or NDJSON (optionally .gz) through COPY;
+                                                      the format is read from the file's name unless given
   process <fact> [--through YYYY-MM-DD]               process a fact now, with a progress bar
   migrate                                             apply database migrations
   demo                                                load demo data and show what the service does`;
@@ -47,8 +49,10 @@ async function keysCommand(args: string[]) {
       if (keys.length === 0) console.log("no keys");
     } else if (sub === "revoke") {
       const target = positionals[0];
-      if (!target) throw new UsageError("keys revoke needs an id or prefix");
-      const n = await revokeApiKey(ctx.db.prisma, target);
+      if (!target) throw new UsageError("keys revoke needs a key's id, the key, or a prefix of it");
+      const n = await revokeApiKey(ctx.db.prisma, target).catch((err: unknown) => {
+        throw err instanceof AmbiguousKeyError ? new UsageError(err.message) : err;
+      });
       if (n === 0) throw new UsageError(`no live key matches '${target}'`);
       console.log(`revoked ${n} key(s)`);
     } else throw new UsageError(`unknown keys command '${sub ?? ""}'`);
@@ -97,9 +101,15 @@ async function main() {
       const { runDemo } = await import("./cli/demo.js");
       return withContext((ctx) => runDemo(ctx));
     }
-    default:
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
       console.log(USAGE);
-      if (command && command !== "help" && command !== "--help") process.exitCode = 2;
+      return;
+    default:
+      console.error(`error: unknown command '${command}'\n\n${USAGE}`);
+      process.exitCode = 2;
   }
 }
 

@@ -102,6 +102,23 @@ describe("API keys on /v1", () => {
     const other = await createApiKey(env.ctx.db.prisma, { name: "by-prefix", scopes: ["write"] });
     expect(await revokeApiKey(env.ctx.db.prisma, other.summary.prefix)).toBe(1);
     expectUnauthorized(await api(env, other.key).post("/v1/facts", { name: "after_revoke" }));
+    // As `keys list` shows it (with "…"), by a shorter prefix, or by the key itself; never by too short a prefix.
+    for (const name of ["listed", "shorter", "whole"]) {
+      const k = await createApiKey(env.ctx.db.prisma, { name, scopes: ["read"] });
+      const given = name === "listed" ? `${k.summary.prefix}…` : name === "shorter" ? k.key.slice(0, 9) : k.key;
+      expect(await revokeApiKey(env.ctx.db.prisma, given), name).toBe(1);
+      expectUnauthorized(await api(env, k.key).get("/v1/facts"));
+    }
+    const keep = await createApiKey(env.ctx.db.prisma, { name: "kept", scopes: ["read"] });
+    await expect(revokeApiKey(env.ctx.db.prisma, "aak_")).rejects.toThrow(/at least 8 characters/);
+    await expect(revokeApiKey(env.ctx.db.prisma, keep.key.slice(0, 7))).rejects.toThrow(/at least 8 characters/);
+    expect((await api(env, keep.key).get("/v1/facts")).statusCode).toBe(200);
+    // A prefix two live keys share revokes neither.
+    for (const suffix of ["0001", "0002"])
+      await env.ctx.db.prisma.apiKey.create({ data: { id: crypto.randomUUID(), name: `twin ${suffix}`, prefix: `aak_ZZ_Z${suffix}`, hash: hashApiKey(`twin-${suffix}-${Date.now()}`), scopes: ["read"] } });
+    await expect(revokeApiKey(env.ctx.db.prisma, "aak_ZZ_Z")).rejects.toThrow(/matches 2 live keys/);
+    expect(await env.ctx.db.prisma.apiKey.count({ where: { name: { startsWith: "twin " }, revokedAt: null } })).toBe(2);
+    expect(await revokeApiKey(env.ctx.db.prisma, "aak_ZZ_Z0002")).toBe(1);
   });
 
   it("/health, /ready, /openapi.json and /docs need no key", async () => {

@@ -53,14 +53,30 @@ export async function listApiKeys(db: PrismaClientOrTransaction): Promise<ApiKey
   return rows.map(summarize);
 }
 
-/** Revokes by id or prefix; returns how many keys it revoked. */
-export async function revokeApiKey(db: PrismaClientOrTransaction, idOrPrefix: string): Promise<number> {
-  const isUuid = /^[0-9a-f-]{36}$/i.test(idOrPrefix);
-  const res = await db.apiKey.updateMany({
-    where: { revokedAt: null, ...(isUuid ? { id: idOrPrefix } : { prefix: idOrPrefix }) },
-    data: { revokedAt: new Date() },
-  });
-  return res.count;
+/** The shortest prefix a revocation takes: the key's fixed start and 4 characters of it. */
+export const MIN_REVOKE_PREFIX = KEY_PREFIX.length + 4;
+
+/** A revocation whose prefix names more than one live key: nothing was revoked. */
+export class AmbiguousKeyError extends Error {}
+
+/**
+ * Revokes one key, named by its id, the key itself, or a prefix of it (at least MIN_REVOKE_PREFIX
+ * characters; `keys list` shows the stored 12 followed by "…", which is taken as it is). A prefix that
+ * matches several live keys revokes none (AmbiguousKeyError). Returns how many keys it revoked (0 or 1).
+ */
+export async function revokeApiKey(db: PrismaClientOrTransaction, idKeyOrPrefix: string): Promise<number> {
+  const given = idKeyOrPrefix.trim().replace(/…$/, "");
+  const now = new Date();
+  if (/^[0-9a-f-]{36}$/i.test(given)) return (await db.apiKey.updateMany({ where: { revokedAt: null, id: given }, data: { revokedAt: now } })).count;
+  if (given.length > 12) return (await db.apiKey.updateMany({ where: { revokedAt: null, hash: hashApiKey(given) }, data: { revokedAt: now } })).count;
+  if (given.length < MIN_REVOKE_PREFIX) throw new AmbiguousKeyError(`a prefix needs at least ${MIN_REVOKE_PREFIX} characters ('${KEY_PREFIX}' and 4 more)`);
+  // Compared here, not with LIKE: '_' is a wildcard there, and base64url keys contain it.
+  const live = await db.apiKey.findMany({ where: { revokedAt: null }, select: { id: true, prefix: true } });
+  const matches = live.filter((k) => k.prefix.startsWith(given));
+  if (matches.length > 1)
+    throw new AmbiguousKeyError(`'${given}' matches ${matches.length} live keys (${matches.map((m) => `${m.prefix}…`).join(", ")}); give more of the key or its id`);
+  if (matches.length === 0) return 0;
+  return (await db.apiKey.updateMany({ where: { revokedAt: null, id: matches[0]!.id }, data: { revokedAt: now } })).count;
 }
 
 /** How precise `last_used_at` is: it is written at most once per this interval per key. */
