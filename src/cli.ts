@@ -49,6 +49,7 @@ async function keysCommand(args: string[]) {
       if (keys.length === 0) console.log("no keys");
     } else if (sub === "revoke") {
       const target = positionals[0];
+      if (positionals.length > 1) throw new UsageError(`keys revoke takes one key; unexpected '${positionals[1]}'`);
       if (!target) throw new UsageError("keys revoke needs a key's id, the key, or a prefix of it");
       const n = await revokeApiKey(ctx.db.prisma, target).catch((err: unknown) => {
         throw err instanceof AmbiguousKeyError ? new UsageError(err.message) : err;
@@ -63,6 +64,7 @@ async function processCommand(args: string[]) {
   const { values, positionals } = parseArgs({ args, options: { through: { type: "string" } }, allowPositionals: true });
   const name = positionals[0];
   if (!name) throw new UsageError("process needs a fact name");
+  if (positionals.length > 1) throw new UsageError(`process takes one fact; unexpected '${positionals[1]}'`);
   await withContext(async (ctx) => {
     const fact = await getFactRecord(ctx, name);
     // Same path as the API: a run record, executed here instead of by a worker.
