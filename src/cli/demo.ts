@@ -82,24 +82,6 @@ export async function runDemo(ctx: AppContext): Promise<void> {
     console.log(`  ${spec.name.padEnd(16)} ${n(total).padStart(9)} events ingested, processed through ${done.through} in ${(done.duration_ms! / 1000).toFixed(2)} s`);
   }
 
-  const app = await ctx.db.prisma.fact.findUniqueOrThrow({ where: { name: "app_opened" } });
-  const from = dayToDate(lastDay - 6);
-  const m = await metricsOf(ctx, app, { grain: "day", from, to: dayToDate(lastDay) });
-  console.log(`\nWhy did daily active users move? app_opened, last 7 days (active = new + retained + reactivated)`);
-  console.log("  date          active =   new + retained + reactivated   churned |  current reactiv. resurr. at-risk-W at-risk-M  dormant |     WAU      MAU");
-  for (const r of m.data) {
-    const v = (k: string) => n(r[k] as number);
-    console.log(
-      `  ${r.period}  ${v("active").padStart(7)} = ${v("new").padStart(5)} + ${v("retained").padStart(8)} + ${v("reactivated").padStart(11)}   ${v("churned").padStart(7)} |` +
-        ` ${v("growth_current").padStart(8)} ${v("growth_reactivated").padStart(8)} ${v("growth_resurrected").padStart(7)} ${v("growth_at_risk_wau").padStart(9)} ${v("growth_at_risk_mau").padStart(9)} ${v("growth_dormant").padStart(8)} |` +
-        ` ${v("wau").padStart(7)} ${v("mau").padStart(8)}`,
-    );
-  }
-  const c = await contributionOf(ctx, app, { grain: "day", base: from, compare: dayToDate(lastDay) });
-  console.log(`\n  ${c.compare.period} vs ${c.base.period}: active ${n(c.base.active)} → ${n(c.compare.active)} (${c.delta_active >= 0 ? "+" : ""}${n(c.delta_active)})`);
-  for (const s of c.by_segment) console.log(`    ${s.name.padEnd(26)} ${(s.delta >= 0 ? "+" : "") + n(s.delta)}`.padEnd(40) + ` ${pct(s.share)} of the change`);
-  console.log(`    churned (outflow)          ${n(c.outflow.churned.base)} → ${n(c.outflow.churned.compare)}`);
-
   const audiences = [
     {
       name: "New users who went inactive within 3 days",
@@ -137,6 +119,25 @@ export async function runDemo(ctx: AppContext): Promise<void> {
   }
 
   await campaignStep(ctx, saved.get("Long streakers, inactive 7–30 days")!, lastDay);
+
+  // Last: the campaign's simulated effect adds events in the last week, and this shows the data as the API now does.
+  const app = await ctx.db.prisma.fact.findUniqueOrThrow({ where: { name: "app_opened" } });
+  const from = dayToDate(lastDay - 6);
+  const m = await metricsOf(ctx, app, { grain: "day", from, to: dayToDate(lastDay) });
+  console.log(`\nWhy did daily active users move? app_opened, last 7 days (active = new + retained + reactivated)`);
+  console.log("  date          active =   new + retained + reactivated   churned |  current reactiv. resurr. at-risk-W at-risk-M  dormant |     WAU      MAU");
+  for (const r of m.data) {
+    const v = (k: string) => n(r[k] as number);
+    console.log(
+      `  ${r.period}  ${v("active").padStart(7)} = ${v("new").padStart(5)} + ${v("retained").padStart(8)} + ${v("reactivated").padStart(11)}   ${v("churned").padStart(7)} |` +
+        ` ${v("growth_current").padStart(8)} ${v("growth_reactivated").padStart(8)} ${v("growth_resurrected").padStart(7)} ${v("growth_at_risk_wau").padStart(9)} ${v("growth_at_risk_mau").padStart(9)} ${v("growth_dormant").padStart(8)} |` +
+        ` ${v("wau").padStart(7)} ${v("mau").padStart(8)}`,
+    );
+  }
+  const c = await contributionOf(ctx, app, { grain: "day", base: from, compare: dayToDate(lastDay) });
+  console.log(`\n  ${c.compare.period} vs ${c.base.period}: active ${n(c.base.active)} → ${n(c.compare.active)} (${c.delta_active >= 0 ? "+" : ""}${n(c.delta_active)})`);
+  for (const s of c.by_segment) console.log(`    ${s.name.padEnd(26)} ${(s.delta >= 0 ? "+" : "") + n(s.delta)}`.padEnd(40) + ` ${pct(s.share)} of the change`);
+  console.log(`    churned (outflow)          ${n(c.outflow.churned.base)} → ${n(c.outflow.churned.compare)}`);
 
   const { key } = await createApiKey(ctx.db.prisma, { name: "demo", scopes: ["read", "write"] });
   const base = `http://${ctx.config.HOST}:${ctx.config.PORT}`;
