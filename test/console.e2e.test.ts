@@ -32,6 +32,14 @@ let workers: { close(): Promise<void> };
 
 const nav = (name: string) => page.getByRole("navigation", { name: "Main" }).getByRole("link", { name });
 
+/** Whether the table of the section under this heading fits its width without scrolling. */
+const fitsWithoutScrolling = (heading: string | RegExp) =>
+  page
+    .locator("section")
+    .filter({ has: page.getByRole("heading", { level: 2, name: heading }) })
+    .locator(".table-scroll")
+    .evaluate((e: { scrollWidth: number; clientWidth: number }) => e.scrollWidth <= e.clientWidth);
+
 async function shot(name: string, fullPage = true) {
   await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage });
 }
@@ -179,11 +187,51 @@ describe("console in Chromium", () => {
     expect(label).toContain(`${last.active.toLocaleString("en-US")} active = ${last.new.toLocaleString("en-US")} new`);
     const growth = page.getByRole("table", { name: `Growth states on ${dayToDate(lastDay)}` });
     expect(await growth.getByRole("row", { name: /^dormant/ }).textContent()).toContain(last.growth_dormant.toLocaleString("en-US"));
+    // The waterfall's axis does not start at 0: it says so, and every bar (the totals too) stands on it.
+    const waterfall = await page.getByRole("img", { name: /^Waterfall from/ }).getAttribute("aria-label");
+    const axisNote = (await page.getByTestId("axis-note").textContent())!;
+    const axisStart = /The axis starts at ([\d,]+), not at 0/.exec(axisNote)?.[1];
+    expect(axisStart, axisNote).toBeDefined();
+    expect(waterfall).toContain(`The axis starts at ${axisStart}, not at 0.`);
+    // At 1280 px the tables beside the charts, and the segments, fit without scrolling.
+    await page.getByRole("table", { name: "Latest day per core action" }).waitFor();
+    for (const heading of [/^Service “marketplace”/, "Why did active users move?", "Transition segments by day"]) expect(await fitsWithoutScrolling(heading), String(heading)).toBe(true);
     await page.waitForTimeout(300);
     await shot("dashboard");
     await page.getByLabel("Grain").selectOption("week");
     await page.getByRole("heading", { name: "Transition segments by week" }).waitFor();
     await page.getByText(/DAU\/WAU\/MAU and the growth states are defined at day grain/).waitFor();
+    await page.getByRole("table", { name: "Latest week per core action" }).waitFor();
+    for (const heading of [/^Service “marketplace”/, "Why did active users move?"]) expect(await fitsWithoutScrolling(heading), String(heading)).toBe(true);
+
+    // Contribution at week and month grain: by default the last two complete periods; a period in
+    // progress is marked "*" (with the legend) and, when chosen, the caption warns.
+    const periods = page.getByRole("form", { name: "Periods to compare" });
+    let partialSeen = false;
+    for (const grain of ["week", "month"] as const) {
+      await page.getByLabel("Grain").selectOption(grain);
+      await page.getByRole("heading", { name: `Transition segments by ${grain}` }).waitFor();
+      const options = () => periods.getByLabel("Base").locator("option").allTextContents();
+      await expect.poll(async () => (await options()).length).toBeGreaterThan(1);
+      const first = (await options())[0]!.replace(/\*$/, "");
+      const rows = (await api(env).get(`/v1/facts/app_opened/metrics?grain=${grain}&from=${first}&to=${dayToDate(lastDay)}`)).json().data as Array<{ period: string; period_complete: boolean }>;
+      expect(await options()).toEqual(rows.map((r) => `${r.period}${r.period_complete ? "" : "*"}`));
+      const complete = rows.filter((r) => r.period_complete).map((r) => r.period);
+      expect(complete.length).toBeGreaterThanOrEqual(2);
+      await expect.poll(() => periods.getByLabel("Compare").inputValue()).toBe(complete[complete.length - 1]);
+      expect(await periods.getByLabel("Base").inputValue()).toBe(complete[complete.length - 2]);
+      await expect.poll(() => page.getByTestId("partial-warning").count()).toBe(0);
+      const partial = rows.find((r) => !r.period_complete);
+      if (!partial) continue;
+      partialSeen = true;
+      expect(await periods.textContent()).toContain("* the period is not complete yet.");
+      await periods.getByLabel("Compare").selectOption(partial.period);
+      await expect.poll(() => page.getByTestId("partial-warning").textContent()).toContain(`${partial.period} is not complete yet`);
+      if (grain === "week") await shot("dashboard-partial-week");
+    }
+    // The last processed day ends a week and a month only now and then; usually both are in progress.
+    if (!partialSeen) console.warn("no partial week or month at this date: the partial-period marks were not checked");
+    await page.getByLabel("Grain").selectOption("day");
   });
 
   it("builds an audience by clicking; the live count equals the API's preview; errors sit next to the condition", async () => {

@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
-import type { ChartConfiguration } from "chart.js";
+import type { Chart, ChartConfiguration, Plugin } from "chart.js";
 import { qs } from "../api";
 import { ChartBox, COLORS, paletteColor } from "../chart";
 import { useFacts, useFetch } from "../data";
@@ -95,14 +95,17 @@ export function Dashboard() {
 }
 
 const num = (r: MetricsRow, k: string) => Number(r[k] ?? 0);
-const periodLabel = (r: MetricsRow, grain: Grain) => `${String(r.period)}${r.period_complete === false ? "*" : ""}${grain === "week" ? "" : ""}`;
+// A period still in progress is marked "*" wherever periods are listed, with the same legend.
+const PARTIAL_MARK = "*";
+const PARTIAL_LEGEND = `${PARTIAL_MARK} the period is not complete yet.`;
+const periodLabel = (r: MetricsRow) => `${String(r.period)}${r.period_complete === false ? PARTIAL_MARK : ""}`;
 
 function Composition({ rows, grain }: { rows: MetricsRow[]; grain: Grain }) {
   const config: ChartConfiguration = useMemo(
     () => ({
       type: "bar",
       data: {
-        labels: rows.map((r) => periodLabel(r, grain)),
+        labels: rows.map(periodLabel),
         datasets: [
           ...["new", "retained", "reactivated"].map((k) => ({ label: k, data: rows.map((r) => num(r, k)), backgroundColor: COLORS[k], stack: "au" })),
           { label: "churned", data: rows.map((r) => -num(r, "churned")), backgroundColor: COLORS.churned, stack: "au" },
@@ -123,7 +126,7 @@ function Composition({ rows, grain }: { rows: MetricsRow[]; grain: Grain }) {
         config={config}
         label={`Stacked bars per ${grain}. Latest ${String(last.period)}: ${fmt(num(last, "active"))} active = ${fmt(num(last, "new"))} new + ${fmt(num(last, "retained"))} retained + ${fmt(num(last, "reactivated"))} reactivated; ${fmt(num(last, "churned"))} churned.`}
       />
-      {rows.some((r) => r.period_complete === false) && <p class="muted small">* the period is not complete yet.</p>}
+      {rows.some((r) => r.period_complete === false) && <p class="muted small">{PARTIAL_LEGEND}</p>}
     </section>
   );
 }
@@ -149,7 +152,7 @@ function SegmentTable({ rows, grain }: { rows: MetricsRow[]; grain: Grain }) {
           <tbody>
             {shown.map((r) => (
               <tr key={String(r.period)}>
-                <th scope="row">{periodLabel(r, grain)}</th>
+                <th scope="row">{periodLabel(r)}</th>
                 <td class="num">{fmt(num(r, "active"))}</td>
                 {TRANSITION_SEGMENTS.map((s) => (
                   <td class="num" key={s}>
@@ -165,39 +168,85 @@ function SegmentTable({ rows, grain }: { rows: MetricsRow[]; grain: Grain }) {
   );
 }
 
+/**
+ * The periods compared by default: the last complete one against the one before it (a week before at
+ * day grain). A period still in progress has only part of its users yet, so it would look like a drop.
+ */
+function defaultComparison(rows: MetricsRow[], grain: Grain): { base: string; compare: string } {
+  const complete = rows.filter((r) => r.period_complete !== false).map((r) => String(r.period));
+  const pool = complete.length >= 2 ? complete : rows.map((r) => String(r.period));
+  return { base: pool[Math.max(0, pool.length - (grain === "day" ? 8 : 2))]!, compare: pool[pool.length - 1]! };
+}
+
+/**
+ * Marks a broken (truncated) value axis: a zigzag across the foot of the y axis and of the total bars,
+ * which stand on the axis' start, not on 0.
+ */
+const axisBreak = (totalBars: number[]): Plugin<"bar"> => ({
+  id: "axisBreak",
+  afterDatasetsDraw(chart: Chart<"bar">) {
+    const { ctx, chartArea, scales } = chart;
+    const y = chartArea.bottom - 8;
+    const zigzag = (left: number, right: number) => {
+      ctx.fillStyle = "#fff";
+      ctx.fillRect(left, y - 4, right - left, 8);
+      ctx.beginPath();
+      for (const dy of [-4, 4]) {
+        ctx.moveTo(left, y + dy);
+        for (let x = left, up = true; x < right; x += 4, up = !up) ctx.lineTo(Math.min(right, x + 4), y + dy + (up ? -2 : 2));
+      }
+      ctx.stroke();
+    };
+    ctx.save();
+    ctx.strokeStyle = "#334";
+    ctx.lineWidth = 1.2;
+    zigzag(scales.y!.right - 6, scales.y!.right + 6);
+    const meta = chart.getDatasetMeta(0);
+    for (const i of totalBars) {
+      const bar = meta.data[i] as unknown as { x: number; width: number } | undefined;
+      if (bar) zigzag(bar.x - bar.width / 2, bar.x + bar.width / 2);
+    }
+    ctx.restore();
+  },
+});
+
 function ContributionView({ fact, grain, rows }: { fact: string; grain: Grain; rows: MetricsRow[] }) {
   const periods = rows.map((r) => String(r.period));
-  const [base, setBase] = useState(periods[Math.max(0, periods.length - (grain === "day" ? 8 : 2))]!);
-  const [compare, setCompare] = useState(periods[periods.length - 1]!);
+  const partial = new Set(rows.filter((r) => r.period_complete === false).map((r) => String(r.period)));
+  const [base, setBase] = useState(() => defaultComparison(rows, grain).base);
+  const [compare, setCompare] = useState(() => defaultComparison(rows, grain).compare);
   useEffect(() => {
-    setBase(periods[Math.max(0, periods.length - (grain === "day" ? 8 : 2))]!);
-    setCompare(periods[periods.length - 1]!);
+    const d = defaultComparison(rows, grain);
+    setBase(d.base);
+    setCompare(d.compare);
   }, [fact, grain, periods[0]]);
   const c = useFetch<Contribution>(`/v1/facts/${encodeURIComponent(fact)}/metrics/contribution${qs({ grain, base, compare })}`);
-  const config: ChartConfiguration | null = useMemo(() => {
+  const chart = useMemo(() => {
     if (!c.data) return null;
     const d = c.data;
     // A waterfall: each segment's change floats from where the previous one ended.
     let level = d.base.active;
-    const bars: Array<[number, number]> = [[0, d.base.active]];
+    const steps: Array<[number, number]> = [];
     const colors = [COLORS.total!];
     for (const s of d.by_segment) {
-      bars.push([level, level + s.delta]);
+      steps.push([level, level + s.delta]);
       colors.push(s.delta >= 0 ? COLORS.up! : COLORS.down!);
       level += s.delta;
     }
-    bars.push([0, d.compare.active]);
     colors.push(COLORS.total!);
-    // The changes are small next to the totals: start the axis near the lowest level so they show.
-    const levels = bars.slice(1, -1).flat().concat(d.base.active, d.compare.active);
+    // The changes are small next to the totals: the axis starts near the lowest level so they show.
+    // The totals stand on that same start (not on 0), and the break is drawn and said.
+    const levels = steps.flat().concat(d.base.active, d.compare.active);
     const lo = Math.min(...levels), hi = Math.max(...levels);
     const pad = Math.max(5, (hi - lo) * 0.6);
     const span = hi - lo + 1.5 * pad;
     const step = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000].find((s) => span / s <= 8) ?? 10 ** Math.ceil(Math.log10(span));
-    return {
+    const axisStart = Math.max(0, Math.floor((lo - pad) / step) * step);
+    const bars: Array<[number, number]> = [[axisStart, d.base.active], ...steps, [axisStart, d.compare.active]];
+    const config: ChartConfiguration = {
       type: "bar",
       data: {
-        labels: [`active ${d.base.period}`, ...d.by_segment.map((s) => label(s.name)), `active ${d.compare.period}`],
+        labels: [`active ${d.base.period}${d.base.period_complete ? "" : PARTIAL_MARK}`, ...d.by_segment.map((s) => label(s.name)), `active ${d.compare.period}${d.compare.period_complete ? "" : PARTIAL_MARK}`],
         datasets: [{ label: "active users", data: bars as unknown as number[], backgroundColor: colors }],
       },
       options: {
@@ -205,10 +254,26 @@ function ContributionView({ fact, grain, rows }: { fact: string; grain: Grain; r
           legend: { display: false },
           tooltip: { callbacks: { label: (ctx) => { const [a, b] = ctx.raw as [number, number]; return ctx.dataIndex === 0 || ctx.dataIndex === bars.length - 1 ? fmt(b) : `${b - a >= 0 ? "+" : ""}${fmt(b - a)}`; } } },
         },
-        scales: { y: { min: Math.max(0, Math.floor((lo - pad) / step) * step), max: Math.ceil((hi + pad / 2) / step) * step, ticks: { stepSize: step } } },
+        scales: {
+          y: {
+            min: axisStart,
+            max: Math.ceil((hi + pad / 2) / step) * step,
+            ticks: { stepSize: step },
+            title: { display: true, text: axisStart > 0 ? `active users (axis starts at ${fmt(axisStart)})` : "active users" },
+          },
+        },
       },
+      plugins: axisStart > 0 ? [axisBreak([0, bars.length - 1]) as unknown as Plugin] : [],
     };
+    return { config, axisStart };
   }, [c.data]);
+  const option = (p: string) => (
+    <option key={p} value={p}>
+      {p}
+      {partial.has(p) ? PARTIAL_MARK : ""}
+    </option>
+  );
+  const incomplete = c.data ? [c.data.base, c.data.compare].filter((x) => !x.period_complete).map((x) => x.period) : [];
   return (
     <section aria-labelledby="contrib-h">
       <h2 id="contrib-h">Why did active users move?</h2>
@@ -216,61 +281,70 @@ function ContributionView({ fact, grain, rows }: { fact: string; grain: Grain; r
         <label>
           Base{" "}
           <select value={base} onChange={(e) => setBase(e.currentTarget.value)}>
-            {periods.map((p) => (
-              <option key={p}>{p}</option>
-            ))}
+            {periods.map(option)}
           </select>
         </label>
         <label>
           Compare{" "}
           <select value={compare} onChange={(e) => setCompare(e.currentTarget.value)}>
-            {periods.map((p) => (
-              <option key={p}>{p}</option>
-            ))}
+            {periods.map(option)}
           </select>
         </label>
+        {partial.size > 0 && <span class="muted small">{PARTIAL_LEGEND}</span>}
       </form>
       <ErrorMessage error={c.error} />
-      {config && c.data ? (
-        <div class="two-col">
-          <ChartBox
-            config={config}
-            label={`Waterfall from ${fmt(c.data.base.active)} active users in ${c.data.base.period} to ${fmt(c.data.compare.active)} in ${c.data.compare.period}: ${c.data.by_segment.map((s) => `${label(s.name)} ${s.delta >= 0 ? "+" : ""}${s.delta}`).join(", ")}.`}
-          />
+      {chart && c.data ? (
+        <div class="two-col fit-table">
+          <div>
+            <ChartBox
+              config={chart.config}
+              label={`Waterfall from ${fmt(c.data.base.active)} active users in ${c.data.base.period} to ${fmt(c.data.compare.active)} in ${c.data.compare.period}: ${c.data.by_segment.map((s) => `${label(s.name)} ${s.delta >= 0 ? "+" : ""}${s.delta}`).join(", ")}.${chart.axisStart > 0 ? ` The axis starts at ${fmt(chart.axisStart)}, not at 0.` : ""}`}
+            />
+            {chart.axisStart > 0 && (
+              <p class="muted small" data-testid="axis-note">
+                The axis starts at {fmt(chart.axisStart)}, not at 0 (the zigzag marks the break): every bar, the totals too, is drawn from there.
+              </p>
+            )}
+          </div>
           <div class="table-scroll">
-          <table>
-            <caption>
-              {fmt(c.data.base.active)} → {fmt(c.data.compare.active)} ({c.data.delta_active >= 0 ? "+" : ""}
-              {fmt(c.data.delta_active)})
-            </caption>
-            <thead>
-              <tr>
-                <th scope="col">part</th>
-                <th scope="col" class="num">base</th>
-                <th scope="col" class="num">compare</th>
-                <th scope="col" class="num">change</th>
-                <th scope="col" class="num">share</th>
-              </tr>
-            </thead>
-            <tbody>
-              {[...c.data.by_state.map((s) => ({ ...s, name: `state: ${s.name}` })), ...c.data.by_segment].map((s) => (
-                <tr key={s.name}>
-                  <th scope="row">{label(s.name)}</th>
-                  <td class="num">{fmt(s.base)}</td>
-                  <td class="num">{fmt(s.compare)}</td>
-                  <td class="num">{(s.delta >= 0 ? "+" : "") + fmt(s.delta)}</td>
-                  <td class="num">{pct(s.share, 0)}</td>
+            <table>
+              <caption>
+                {fmt(c.data.base.active)} → {fmt(c.data.compare.active)} ({c.data.delta_active >= 0 ? "+" : ""}
+                {fmt(c.data.delta_active)})
+                {incomplete.length > 0 && (
+                  <span class="warn-text" data-testid="partial-warning">
+                    ⚠ {incomplete.join(" and ")} {incomplete.length > 1 ? "are" : "is"} not complete yet: only {incomplete.length > 1 ? "their" : "its"} active users so far are counted, so the change is not like for like.
+                  </span>
+                )}
+              </caption>
+              <thead>
+                <tr>
+                  <th scope="col">part</th>
+                  <th scope="col" class="num">base</th>
+                  <th scope="col" class="num">compare</th>
+                  <th scope="col" class="num">change</th>
+                  <th scope="col" class="num">share</th>
                 </tr>
-              ))}
-              <tr>
-                <th scope="row">churned (outflow)</th>
-                <td class="num">{fmt(c.data.outflow.churned.base)}</td>
-                <td class="num">{fmt(c.data.outflow.churned.compare)}</td>
-                <td class="num">{(c.data.outflow.churned.delta >= 0 ? "+" : "") + fmt(c.data.outflow.churned.delta)}</td>
-                <td />
-              </tr>
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                {[...c.data.by_state.map((s) => ({ ...s, name: `state: ${s.name}` })), ...c.data.by_segment].map((s) => (
+                  <tr key={s.name}>
+                    <th scope="row">{label(s.name)}</th>
+                    <td class="num">{fmt(s.base)}</td>
+                    <td class="num">{fmt(s.compare)}</td>
+                    <td class="num">{(s.delta >= 0 ? "+" : "") + fmt(s.delta)}</td>
+                    <td class="num">{pct(s.share, 0)}</td>
+                  </tr>
+                ))}
+                <tr>
+                  <th scope="row">churned (outflow)</th>
+                  <td class="num">{fmt(c.data.outflow.churned.base)}</td>
+                  <td class="num">{fmt(c.data.outflow.churned.compare)}</td>
+                  <td class="num">{(c.data.outflow.churned.delta >= 0 ? "+" : "") + fmt(c.data.outflow.churned.delta)}</td>
+                  <td />
+                </tr>
+              </tbody>
+            </table>
           </div>
         </div>
       ) : (
@@ -347,7 +421,7 @@ function ServiceView({ service, grain, from, to }: { service: string; grain: Gra
   return (
     <section aria-labelledby="svc-h">
       <h2 id="svc-h">Service “{service}”: its core actions side by side</h2>
-      <div class="two-col">
+      <div class="two-col fit-table">
         <ChartBox config={config} label={`Active users per ${grain} of each core action of ${service}: ${s.data.facts.map((f) => f.fact).join(", ")}.`} />
         <div class="table-scroll">
           <table>
