@@ -280,6 +280,10 @@ describe("console in Chromium", () => {
     for (const [state, n] of Object.entries(expected.by_state as Record<string, number>))
       expect(await page.getByRole("complementary", { name: "Live preview" }).getByRole("row", { name: new RegExp(`^${state}`) }).first().textContent()).toContain(n.toLocaleString("en-US"));
     await shot("audience-builder");
+    // Each of the seven growth states' bars has a colour of its own.
+    const growthColours = (await page.evaluate(`[...document.querySelectorAll("aside table.breakdown")[1].querySelectorAll(".bar")].map((b) => getComputedStyle(b).backgroundColor)`)) as string[];
+    expect(growthColours).toHaveLength(7);
+    expect(new Set(growthColours).size).toBe(7);
 
     // A mistake: the API's message appears next to condition 2, and the count is not updated; the
     // preview panel keeps its size (no layout jump).
@@ -302,6 +306,40 @@ describe("console in Chromium", () => {
     const saved = (await api(env).get(`/v1/audiences/${id}`)).json();
     expect(saved.filter).toEqual(definition.filter);
     expect(saved.version).toBe(1);
+
+    // Saved or loaded, a definition that says what the saved one says is not an unsaved edit (the
+    // API gives its keys back in another order and no description).
+    const saveButton = page.getByRole("button", { name: /^(Saved|Save new version)$/ });
+    const materializeNote = page.getByRole("region", { name: "Materialize", exact: true }).locator("p").first();
+    await page.getByLabel("Value of condition 2").fill("3");
+    await expect.poll(() => saveButton.textContent()).toBe("Save new version");
+    expect(await materializeNote.textContent()).toContain("Unsaved edits are not included");
+    await saveButton.click();
+    await page.getByText("Saved as version 2.").waitFor();
+    await expect.poll(() => saveButton.textContent()).toBe("Saved");
+    await page.getByRole("button", { name: "Load version 1 into the editor" }).click();
+    await expect.poll(() => saveButton.textContent()).toBe("Save new version");
+    await page.getByRole("button", { name: "Load version 2 into the editor" }).click();
+    await expect.poll(() => saveButton.textContent()).toBe("Saved");
+    expect(await materializeNote.textContent()).not.toContain("Unsaved edits");
+    // Back to version 1's definition (the tests below count it): a new version, then saved.
+    await page.getByRole("button", { name: "Load version 1 into the editor" }).click();
+    await saveButton.click();
+    await page.getByText("Saved as version 3.").waitFor();
+    await expect.poll(() => saveButton.textContent()).toBe("Saved");
+    expect((await api(env).get(`/v1/audiences/${id}`)).json().filter).toEqual(definition.filter);
+
+    // An empty group is not "everyone": the API refuses it, and the builder says a group needs a condition.
+    await page.getByRole("button", { name: "Add a group to the filter" }).click();
+    await page.getByRole("button", { name: "Remove condition 5.1" }).click();
+    const emptyGroup = page.getByText(/^No conditions: a group needs at least one condition\. Add one, or remove this group\.$/);
+    await emptyGroup.waitFor();
+    await page.getByLabel("Combine group 5").selectOption("any");
+    await emptyGroup.waitFor();
+    expect(await page.getByText(/everyone matches/).count()).toBe(0);
+    await expect.poll(() => page.getByText("filter.all[4].any: expected a non-empty array of nodes").count()).toBe(1);
+    await page.getByRole("button", { name: "Remove group 5" }).click();
+    await expect.poll(() => saveButton.textContent()).toBe("Saved");
   });
 
   it("materializes with a progress bar, pages the members and downloads the CSV", async () => {

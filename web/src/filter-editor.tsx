@@ -68,7 +68,8 @@ export function GroupEditor(props: { node: { all: FilterNode[] } | { any: Filter
         )}
       </legend>
       <FieldErrors errors={groupErrors} id={errId} />
-      {kids.length === 0 && <p class="muted">No conditions: everyone matches ({mode === "all" ? "all of nothing is true" : "any of nothing is false"}).</p>}
+      {/* The API refuses an empty group (filter.all / filter.any must be a non-empty array of nodes). */}
+      {kids.length === 0 && <p class="warn-text small">No conditions: a group needs at least one condition. Add one{props.onRemove ? ", or remove this group" : ""}.</p>}
       <ol class="children">
         {kids.map((child, i) => {
           const num = `${props.prefix}${i + 1}`;

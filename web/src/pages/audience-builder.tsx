@@ -19,6 +19,29 @@ const asGroup = (f: FilterNode): { all: FilterNode[] } | { any: FilterNode[] } =
 
 const normalizePath = (p: string) => p.replace(/^definition\./, "");
 
+/** JSON with sorted keys and no undefined members: the API's jsonb gives a definition's keys back in another order. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/**
+ * Whether two definitions say the same thing, as the API would store them: the name trimmed, the root
+ * as a group, and no description the same as a null or empty one (the API answers a missing one as null).
+ */
+const sameDefinition = (a: Definition, b: Definition) => {
+  const content = (d: Definition) => canonicalJson({ name: d.name.trim(), fact: d.fact, grain: d.grain, filter: asGroup(d.filter), description: d.description || null });
+  return content(a) === content(b);
+};
+
 export function AudienceBuilder({ id }: { id: string | null }) {
   const facts = useFacts();
   const [saved, setSaved] = useState<Audience | null>(null);
@@ -83,7 +106,7 @@ function Builder(props: { facts: string[]; def: Definition; setDef(d: Definition
   const shown = nodePaths(def.filter);
   const unplaced = allErrors.filter((e) => !["name", "fact", "grain", "description"].includes(e.path) && !shown.some((n) => errorsAt([e], n.path, n.leaf).length));
   const at = (p: string) => allErrors.filter((e) => e.path === p);
-  const dirty = !saved || JSON.stringify({ name: saved.name, fact: saved.fact, grain: saved.grain, filter: asGroup(saved.filter), description: saved.description }) !== JSON.stringify(def);
+  const dirty = !saved || !sameDefinition(saved, def);
 
   async function save(e: Event) {
     e.preventDefault();
@@ -178,7 +201,8 @@ function Builder(props: { facts: string[]; def: Definition; setDef(d: Definition
           </details>
         </form>
         {saved && <Materialize audience={saved} asOf={asOf} dirty={dirty} />}
-        {saved && <Versions key={versionsTick} audience={saved} onLoad={(d) => setDef({ ...d, filter: asGroup(d.filter) })} />}
+        {/* A version is loaded whole: one saved without a description has none (saving it clears a later one). */}
+        {saved && <Versions key={versionsTick} audience={saved} onLoad={(d) => setDef({ name: d.name, fact: d.fact, grain: d.grain, filter: asGroup(d.filter), description: d.description ?? null })} />}
       </div>
       <PreviewPanel preview={preview} grain={def.grain} />
     </div>
@@ -207,11 +231,11 @@ function PreviewPanel({ preview, grain }: { preview: { result: Preview | null; e
         {status}
       </p>
       <h3>By state</h3>
-      <Breakdown values={r?.by_state ?? {}} order={STATE_ORDER} total={r?.count ?? 0} />
+      <Breakdown values={r?.by_state ?? {}} order={STATE_ORDER} total={r?.count ?? 0} colors="s" />
       {grain === "day" && (
         <>
           <h3>By growth state</h3>
-          <Breakdown values={r?.by_growth_state ?? {}} order={GROWTH_STATES} total={r?.count ?? 0} />
+          <Breakdown values={r?.by_growth_state ?? {}} order={GROWTH_STATES} total={r?.count ?? 0} colors="g" />
         </>
       )}
       {r && r.sample.length > 0 && (
@@ -230,7 +254,8 @@ function PreviewPanel({ preview, grain }: { preview: { result: Preview | null; e
   );
 }
 
-function Breakdown({ values, order, total }: { values: Record<string, number>; order: string[]; total: number }) {
+/** Counts with bars; `colors` picks the bars' colour classes: activation states (s-) or growth states (g-). */
+function Breakdown({ values, order, total, colors }: { values: Record<string, number>; order: string[]; total: number; colors: "s" | "g" }) {
   return (
     <table class="breakdown">
       <tbody>
@@ -241,7 +266,7 @@ function Breakdown({ values, order, total }: { values: Record<string, number>; o
               <th scope="row">{label(k)}</th>
               <td class="num">{fmt(v)}</td>
               <td class="bar-cell" aria-hidden="true">
-                <span class={`bar s-${k}`} style={{ width: `${total ? (100 * v) / total : 0}%` }} />
+                <span class={`bar ${colors}-${k}`} style={{ width: `${total ? (100 * v) / total : 0}%` }} />
               </td>
             </tr>
           );
