@@ -375,7 +375,7 @@ describe("console in Chromium", () => {
     expect(lines.slice(1).map((l) => l.split(",")[col]!.replace(/^"|"$/g, "")).sort()).toEqual([...all].sort());
   });
 
-  it("materializes again as of an earlier date and shows who entered and exited versus the previous list", async () => {
+  it("materializes again as of an earlier date: that list is the first one; the later list shows who entered and exited since it", async () => {
     await page.getByRole("link", { name: "← Audience" }).click();
     await page.getByRole("heading", { level: 1, name: /^Audience: / }).waitFor();
     const audienceId = page.url().split("/").pop()!;
@@ -387,12 +387,20 @@ describe("console in Chromium", () => {
     await page.getByRole("link", { name: /View the .* members/ }).click();
     await page.getByRole("heading", { level: 1, name: new RegExp(`List as of ${asOf}`) }).waitFor();
     const lists = (await api(env).get(`/v1/audiences/${audienceId}/materializations`)).json().data;
-    const [current, previous] = lists;
-    expect(current.as_of).toBe(asOf);
-    const changes = (await api(env).get(`/v1/materializations/${current.id}/changes?since=${previous.id}&limit=20`)).json();
+    // Newest first: the list just made (as of the earlier date), then the first one (a later date).
+    const [earlier, later] = lists;
+    expect(earlier.as_of).toBe(asOf);
+    expect(later.as_of > asOf).toBe(true);
+    // No list is as of an earlier date than this one: nothing entered or exited (the list made before
+    // it is as of a later date, and would turn entered and exited around).
+    await page.getByText("This is the audience's first list").waitFor();
+    expect(await page.getByText(/^Versus the list as of/).count()).toBe(0);
+    await page.goto(`${base}/materializations/${later.id}`);
+    await page.getByRole("heading", { level: 1, name: new RegExp(`List as of ${later.as_of}`) }).waitFor();
+    const changes = (await api(env).get(`/v1/materializations/${later.id}/changes?since=${earlier.id}&limit=20`)).json();
     const text = `${changes.counts.entered.toLocaleString("en-US")} entered, ${changes.counts.exited.toLocaleString("en-US")} exited, ${changes.counts.stayed.toLocaleString("en-US")} stayed`;
     await page.getByText(text).waitFor();
-    expect(await page.getByText(`Versus the list as of ${previous.as_of}`).count()).toBe(1);
+    expect(await page.getByText(`Versus the list as of ${earlier.as_of}`).count()).toBe(1);
     await shot("changes");
   });
 

@@ -121,17 +121,30 @@ interface ChangesPage {
   next_cursor: string | null;
 }
 
-/** Entered / exited versus the audience's previous finished list. */
+/** Every list of an audience (the API pages them newest first; a scheduled audience has many). */
+async function allLists(audienceId: string): Promise<Materialization[]> {
+  const lists: Materialization[] = [];
+  for (let cursor: string | null = null; ; ) {
+    const p: Page<Materialization> = await get<Page<Materialization>>(`/v1/audiences/${audienceId}/materializations${qs({ limit: 1000, cursor })}`);
+    lists.push(...p.data);
+    if (!p.next_cursor) return lists;
+    cursor = p.next_cursor;
+  }
+}
+
+/** Entered / exited versus the audience's previous finished list: the latest one as of an earlier date. */
 function Changes({ mat }: { mat: Materialization }) {
   const [prev, setPrev] = useState<Materialization | null | undefined>(undefined);
   const [kind, setKind] = useState<"entered" | "exited">("entered");
   const [error, setError] = useState<unknown>(null);
   useEffect(() => {
-    get<Page<Materialization>>(`/v1/audiences/${mat.audience_id}/materializations?limit=100`).then((p) => {
-      // The previous list: the latest one as of an earlier date, else the one made before this one.
-      const others = p.data.filter((x) => x.status === "succeeded" && x.id !== mat.id);
-      const earlier = others.filter((x) => x.as_of < mat.as_of).sort((a, b) => (a.as_of === b.as_of ? b.created_at.localeCompare(a.created_at) : b.as_of.localeCompare(a.as_of)));
-      setPrev(earlier[0] ?? others.find((x) => x.created_at < mat.created_at) ?? null);
+    allLists(mat.audience_id).then((lists) => {
+      // Only a list as of an earlier date is "previous": one as of a later date (made before or after
+      // this one) would turn entered and exited around. Among lists as of the same date, the newest.
+      const earlier = lists
+        .filter((x) => x.status === "succeeded" && x.id !== mat.id && x.as_of < mat.as_of)
+        .sort((a, b) => (a.as_of === b.as_of ? b.created_at.localeCompare(a.created_at) : b.as_of.localeCompare(a.as_of)));
+      setPrev(earlier[0] ?? null);
     }, setError);
   }, [mat.id]);
   const changes = useFetch<ChangesPage>(prev ? `/v1/materializations/${mat.id}/changes${qs({ since: prev.id, kind, limit: 20 })}` : null);
@@ -139,7 +152,7 @@ function Changes({ mat }: { mat: Materialization }) {
     <section aria-labelledby="changes-h">
       <h2 id="changes-h">Entered and exited</h2>
       <ErrorMessage error={error ?? changes.error} />
-      {prev === null && <p class="muted">This is the audience's first list: nothing to compare with.</p>}
+      {prev === null && <p class="muted">This is the audience's first list: no list of it is as of an earlier date, so no one entered or exited.</p>}
       {prev && (
         <>
           <p>
