@@ -431,7 +431,29 @@ describe("console in Chromium", () => {
     expect(chart).toContain(`All members ${lift}`);
     for (const b of results.breakdowns.inactivity_periods.filter((x: { groups: { treatment: { n: number } } }) => x.groups.treatment.n > 0))
       await page.getByRole("row", { name: new RegExp(`^inactive ${b.bucket}`) }).waitFor();
+    // The send funnel in the lifecycle's order (the API's SEND_STATUSES), whatever order its keys come in.
+    const funnelOrder = /assigned, .* reached, .* sent, .* delivered, .* failed, .* opened, .* clicked; /;
+    expect(await page.getByTestId("funnel").textContent()).toMatch(funnelOrder);
+    const tr = results.funnel.treatment.by_status as Record<string, number>;
+    expect(await page.getByTestId("funnel").textContent()).toContain(`${tr.sent!.toLocaleString("en-US")} sent, ${tr.delivered!.toLocaleString("en-US")} delivered`);
     await shot("campaign-results");
+
+    // Results without inactivity buckets and with the statuses in another order: no empty
+    // parentheses in the caption, the funnel still in the lifecycle's order.
+    await page.route(`**/v1/campaigns/${campaignId}/results*`, async (route) => {
+      const answer = await route.fetch();
+      const body = await answer.json();
+      body.breakdowns.inactivity_periods = [];
+      body.funnel.treatment.by_status = Object.fromEntries(Object.entries(body.funnel.treatment.by_status).reverse());
+      await route.fulfill({ response: answer, json: body });
+    });
+    await page.reload();
+    await page.getByRole("table", { name: "Goal by inactivity bucket", exact: true }).waitFor();
+    expect(await page.getByText("()").count()).toBe(0);
+    expect(await page.getByTestId("funnel").textContent()).toMatch(funnelOrder);
+    await page.unroute(`**/v1/campaigns/${campaignId}/results*`);
+    await page.reload();
+    await page.getByRole("table", { name: /^Goal by inactivity bucket \(periods inactive/ }).waitFor();
 
     const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download treatment list (CSV)" }).click()]);
     const lines = readFileSync((await download.path())!, "utf8").trim().split("\n");
@@ -439,9 +461,15 @@ describe("console in Chromium", () => {
   });
 
   it("creates a campaign from a list with the holdout slider, by keyboard", async () => {
+    const onChat = await api(env).post("/v1/audiences", { name: "Quiet on chat", fact: "chat_sent", grain: "day", filter: { field: "inactivity_periods", op: "gte", value: 7 } });
+    expect(onChat.statusCode, onChat.body).toBe(201);
     await nav("Campaigns").click();
     await page.getByLabel("Name").fill("Nudge chatters");
+    // The goal fact follows the chosen audience's fact.
+    await page.getByLabel("Audience").selectOption({ label: "Quiet on chat" });
+    await expect.poll(() => page.getByLabel("Goal fact").inputValue()).toBe("chat_sent");
     await page.getByLabel("Audience").selectOption({ label: "Chatters who went quiet" });
+    await expect.poll(() => page.getByLabel("Goal fact").inputValue()).toBe("app_opened");
     await expect.poll(() => page.getByLabel("Frozen list").locator("option").first().textContent()).toMatch(/as of/);
     const slider = page.getByRole("slider");
     await slider.focus();

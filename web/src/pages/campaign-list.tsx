@@ -67,6 +67,9 @@ function CreateCampaign() {
   const attempt = useRef<{ body: string; key: string } | null>(null);
   useEffect(() => {
     if (!audienceId) return setLists([]);
+    // The goal is usually the audience's own fact: start from it (the user may pick another).
+    const audienceFact = audiences.data?.data.find((a) => a.id === audienceId)?.fact;
+    if (audienceFact) setForm((f) => ({ ...f, fact: audienceFact }));
     get<Page<Materialization>>(`/v1/audiences/${audienceId}/materializations?limit=100`).then((p) => {
       const ok = p.data.filter((m) => m.status === "succeeded");
       setLists(ok);

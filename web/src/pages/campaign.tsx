@@ -12,6 +12,12 @@ const days = (v: number | null) => (v === null ? "—" : `${v >= 0 ? "+" : ""}${
 // How often the page asks again while a job assigns the list.
 const ASSIGNING_POLL_MS = 1000;
 
+// A send's lifecycle, in the API's order (SEND_STATUSES); its answer's keys can come in any order
+// (stored results are jsonb), and a status added later goes last.
+const SEND_STATUSES = ["sent", "delivered", "failed", "opened", "clicked"];
+const lifecycleRank = (status: string) => (SEND_STATUSES.includes(status) ? SEND_STATUSES.indexOf(status) : SEND_STATUSES.length);
+const inLifecycleOrder = (byStatus: Record<string, number>) => Object.entries(byStatus).sort(([a], [b]) => lifecycleRank(a) - lifecycleRank(b));
+
 export function CampaignPage({ id }: { id: string }) {
   const c = useFetch<Campaign>(`/v1/campaigns/${id}`);
   const [refresh, setRefresh] = useState(0);
@@ -161,7 +167,7 @@ function Results({ r }: { r: CampaignResults }) {
       />
       <div class="table-scroll">
         <table>
-          <caption>Goal by inactivity bucket ({r.breakdowns.inactivity_periods.length ? "periods inactive at the list's as_of" : ""})</caption>
+          <caption>Goal by inactivity bucket{r.breakdowns.inactivity_periods.length ? " (periods inactive at the list's as_of)" : ""}</caption>
           <thead>
             <tr>
               <th scope="col">Group</th>
@@ -188,9 +194,9 @@ function Results({ r }: { r: CampaignResults }) {
         </table>
       </div>
       <h3>Send funnel (treatment)</h3>
-      <p>
+      <p data-testid="funnel">
         {fmt(r.funnel.treatment.assigned)} assigned, {fmt(r.funnel.treatment.reached)} reached
-        {Object.entries(r.funnel.treatment.by_status).map(([k, v]) => `, ${fmt(v)} ${k}`)}; {fmt(r.funnel.control.held_out)} control users logged as held out.
+        {inLifecycleOrder(r.funnel.treatment.by_status).map(([k, v]) => `, ${fmt(v)} ${k}`)}; {fmt(r.funnel.control.held_out)} control users logged as held out.
       </p>
       <p class="muted small">Computed {new Date(r.computed_at).toLocaleString()}.</p>
     </>
