@@ -352,6 +352,7 @@ describe("console in Chromium", () => {
     await page.getByRole("link", { name: /View the .* members/ }).click();
     await page.waitForURL(/\/materializations\/[0-9a-f-]{36}$/);
     const matId = page.url().split("/").pop()!;
+    await page.getByRole("region", { name: "Members, page 1" }).waitFor();
     const all = (await allPages(env, `/v1/materializations/${matId}/members`)).map((r) => String(r.user_id));
     expect(all.length).toBe(expected.count);
 
@@ -556,22 +557,46 @@ describe("console in Chromium", () => {
     await page.getByRole("button", { name: "Download treatment list (CSV)" }).waitFor();
   });
 
-  it("works at 390 px wide without horizontal scrolling", async () => {
+  it("works at 390 px wide without horizontal scrolling; every table scrolls in a named region", async () => {
+    const audience = (await allPages(env, "/v1/audiences")).find((a) => a.name === "Chatters who went quiet")!;
+    const lists = (await api(env).get(`/v1/audiences/${audience.id}/materializations`)).json().data as Array<{ id: string; as_of: string }>;
+    expect(lists.length).toBeGreaterThanOrEqual(2);
     // The same tab: the key lives in this tab's sessionStorage.
     await page.setViewportSize({ width: 390, height: 844 });
     const pages = [
       ["dashboard-390", "/dashboard", "Active users"],
       ["audience-builder-390", "/audiences/new", "New audience"],
+      ["audiences-390", "/audiences", "Audiences"],
+      ["audience-lists-390", `/audiences/${audience.id}`, "Audience: Chatters who went quiet"],
+      ["members-390", `/materializations/${lists[0]!.id}`, `List as of ${lists[0]!.as_of}`],
+      ["campaigns-390", "/campaigns", "Campaigns"],
       ["campaign-results-390", `/campaigns/${campaignId}`, "Win back long streakers"],
     ] as const;
     for (const [name, url, heading] of pages) {
       await page.goto(`${base}${url}`);
       await page.getByRole("heading", { level: 1, name: heading }).waitFor();
       await page.waitForLoadState("networkidle");
+      if (url.startsWith("/audiences/") && url !== "/audiences/new") await page.getByRole("table", { name: "Lists of this audience" }).waitFor();
       const overflow = await page.evaluate(
         `[...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > 391 && !e.closest(".table-scroll")).map((e) => e.tagName + "." + e.className).slice(0, 5)`,
       );
       expect(await page.evaluate("document.documentElement.scrollWidth"), `${name}: ${JSON.stringify(overflow)}`).toBeLessThanOrEqual(390);
+      // A table wider than the screen scrolls inside a region named after it, which a keyboard can focus.
+      const scrollers = (await page.evaluate(`[...document.querySelectorAll("table")].map((t) => {
+        const box = t.closest(".table-scroll");
+        return {
+          table: t.caption?.textContent ?? t.querySelector("th")?.textContent ?? "",
+          wide: t.getBoundingClientRect().width > document.documentElement.clientWidth,
+          region: box && { role: box.getAttribute("role"), name: box.getAttribute("aria-label") ?? "", scrolls: box.scrollWidth > box.clientWidth, tabIndex: box.tabIndex },
+        };
+      })`)) as Array<{ table: string; wide: boolean; region: { role: string | null; name: string; scrolls: boolean; tabIndex: number } | null }>;
+      for (const s of scrollers) {
+        if (s.wide) expect(s.region, `${name}: ${s.table}`).not.toBeNull();
+        if (!s.region) continue;
+        expect(s.region.role, `${name}: ${s.table}`).toBe("region");
+        expect(s.region.name, `${name}: ${s.table}`).not.toBe("");
+        if (s.region.scrolls) expect(s.region.tabIndex, `${name}: ${s.table}`).toBe(0);
+      }
       await shot(name);
     }
     await page.setViewportSize({ width: 1280, height: 900 });

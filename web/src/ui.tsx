@@ -1,4 +1,5 @@
 import type { ComponentChildren } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError } from "./api";
 import { linkClick } from "./router";
 
@@ -38,5 +39,28 @@ export function Loading({ what }: { what: string }) {
     <p class="muted" aria-live="polite">
       Loading {what}…
     </p>
+  );
+}
+
+/**
+ * A table's horizontal scroller for narrow screens: a region named after its table, so a screen reader
+ * announces what it is; it takes keyboard focus (to scroll by arrow keys) only while it does scroll.
+ */
+export function TableScroll({ label: name, busy, children }: { label: string; busy?: boolean; children: ComponentChildren }) {
+  const box = useRef<HTMLDivElement>(null);
+  const [scrolls, setScrolls] = useState(false);
+  useEffect(() => {
+    const el = box.current!;
+    const check = () => setScrolls(el.scrollWidth > el.clientWidth + 1);
+    check();
+    const watch = new ResizeObserver(check);
+    watch.observe(el);
+    if (el.firstElementChild) watch.observe(el.firstElementChild);
+    return () => watch.disconnect();
+  }, []);
+  return (
+    <div ref={box} class="table-scroll" role="region" aria-label={name} tabIndex={scrolls ? 0 : undefined} aria-busy={busy}>
+      {children}
+    </div>
   );
 }

@@ -4,7 +4,7 @@ import { GRAINS, GROWTH_STATES, type FilterNode, type Grain } from "../fields";
 import { GroupEditor, nodePaths, errorsAt, type FieldError } from "../filter-editor";
 import { useFacts, useFetch } from "../data";
 import { navigate } from "../router";
-import { ErrorMessage, fmt, label, Link, Loading } from "../ui";
+import { ErrorMessage, fmt, label, Link, Loading, TableScroll } from "../ui";
 import type { Audience, Definition, Materialization, Preview } from "../types";
 
 const blank = (fact: string): Definition => ({
@@ -323,29 +323,31 @@ function Materialize({ audience, asOf, dirty }: { audience: Audience; asOf: stri
       <ErrorMessage error={error} />
       <ErrorMessage error={list.error} />
       {list.data && list.data.data.length > 0 && (
-        <table>
-          <caption>Lists of this audience</caption>
-          <thead>
-            <tr>
-              <th scope="col">As of</th>
-              <th scope="col">Version</th>
-              <th scope="col">Status</th>
-              <th scope="col" class="num">Members</th>
-              <th scope="col">Created</th>
-            </tr>
-          </thead>
-          <tbody>
-            {list.data.data.map((m) => (
-              <tr key={m.id}>
-                <td>{m.status === "succeeded" ? <Link href={`/materializations/${m.id}`}>{m.as_of}</Link> : m.as_of}</td>
-                <td>{m.version}</td>
-                <td>{m.status}</td>
-                <td class="num">{fmt(m.member_count)}</td>
-                <td>{new Date(m.created_at).toLocaleString()}</td>
+        <TableScroll label="Lists of this audience">
+          <table>
+            <caption>Lists of this audience</caption>
+            <thead>
+              <tr>
+                <th scope="col">As of</th>
+                <th scope="col">Version</th>
+                <th scope="col">Status</th>
+                <th scope="col" class="num">Members</th>
+                <th scope="col">Created</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {list.data.data.map((m) => (
+                <tr key={m.id}>
+                  <td>{m.status === "succeeded" ? <Link href={`/materializations/${m.id}`}>{m.as_of}</Link> : m.as_of}</td>
+                  <td>{m.version}</td>
+                  <td>{m.status}</td>
+                  <td class="num">{fmt(m.member_count)}</td>
+                  <td>{new Date(m.created_at).toLocaleString()}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </TableScroll>
       )}
     </section>
   );

@@ -1,6 +1,6 @@
 import type { Page } from "../api";
 import { useFetch } from "../data";
-import { ErrorMessage, Link, Loading } from "../ui";
+import { ErrorMessage, Link, Loading, TableScroll } from "../ui";
 import type { Audience } from "../types";
 
 export function AudienceList() {
@@ -17,7 +17,7 @@ export function AudienceList() {
       {list.loading && <Loading what="audiences" />}
       {list.data && list.data.data.length === 0 && <p>No audiences yet.</p>}
       {list.data && list.data.data.length > 0 && (
-        <div class="table-scroll">
+        <TableScroll label="Audiences">
           <table>
             <thead>
               <tr>
@@ -42,7 +42,7 @@ export function AudienceList() {
               ))}
             </tbody>
           </table>
-        </div>
+        </TableScroll>
       )}
     </>
   );

@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, get, newIdempotencyKey, type Page } from "../api";
 import { useFacts, useFetch } from "../data";
 import { navigate } from "../router";
-import { ErrorMessage, fmt, Link, Loading } from "../ui";
+import { ErrorMessage, fmt, Link, Loading, TableScroll } from "../ui";
 import type { Audience, Campaign, Materialization } from "../types";
 
 export function CampaignList() {
@@ -14,7 +14,7 @@ export function CampaignList() {
       {list.loading && <Loading what="campaigns" />}
       {list.data && list.data.data.length === 0 && <p>No campaigns yet.</p>}
       {list.data && list.data.data.length > 0 && (
-        <div class="table-scroll">
+        <TableScroll label="Campaigns">
           <table>
             <thead>
               <tr>
@@ -45,7 +45,7 @@ export function CampaignList() {
               ))}
             </tbody>
           </table>
-        </div>
+        </TableScroll>
       )}
       <CreateCampaign />
     </>

@@ -3,7 +3,7 @@ import { api } from "../api";
 import { useFetch } from "../data";
 import { IntervalChart } from "../interval-chart";
 import { CsvButton } from "./materialization";
-import { ErrorMessage, fmt, label, Link, Loading, pct, pp } from "../ui";
+import { ErrorMessage, fmt, label, Link, Loading, pct, pp, TableScroll } from "../ui";
 import type { Campaign, CampaignResults, MetricResult } from "../types";
 
 const pval = (p: number | null) => (p === null ? "—" : p < 0.0001 ? "< 0.0001" : p.toFixed(4));
@@ -165,7 +165,7 @@ function Results({ r }: { r: CampaignResults }) {
           ...buckets.map((b) => ({ label: `inactive ${b.bucket}`, estimate: b.absolute_lift, ci: b.absolute_ci95, note: Object.values(b.reasons)[0] })),
         ]}
       />
-      <div class="table-scroll">
+      <TableScroll label="Goal by group">
         <table>
           <caption>Goal by inactivity bucket{r.breakdowns.inactivity_periods.length ? " (periods inactive at the list's as_of)" : ""}</caption>
           <thead>
@@ -192,7 +192,7 @@ function Results({ r }: { r: CampaignResults }) {
               ))}
           </tbody>
         </table>
-      </div>
+      </TableScroll>
       <h3>Send funnel (treatment)</h3>
       <p data-testid="funnel">
         {fmt(r.funnel.treatment.assigned)} assigned, {fmt(r.funnel.treatment.reached)} reached

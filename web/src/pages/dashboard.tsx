@@ -4,7 +4,7 @@ import { qs } from "../api";
 import { ChartBox, COLORS, paletteColor } from "../chart";
 import { useFacts, useFetch } from "../data";
 import { GRAINS, TRANSITION_SEGMENTS, GROWTH_STATES, type Grain } from "../fields";
-import { ErrorMessage, fmt, label, Loading, pct } from "../ui";
+import { ErrorMessage, fmt, label, Loading, pct, TableScroll } from "../ui";
 import type { MetricsRow } from "../types";
 
 const SPAN: Record<Grain, number> = { day: 30, week: 16, month: 12 };
@@ -136,7 +136,7 @@ function SegmentTable({ rows, grain }: { rows: MetricsRow[]; grain: Grain }) {
   return (
     <section aria-labelledby="seg-h">
       <h2 id="seg-h">Transition segments by {grain}</h2>
-      <div class="table-scroll">
+      <TableScroll label={`Transition segments by ${grain}`}>
         <table class="segments">
           <thead>
             <tr>
@@ -163,7 +163,7 @@ function SegmentTable({ rows, grain }: { rows: MetricsRow[]; grain: Grain }) {
             ))}
           </tbody>
         </table>
-      </div>
+      </TableScroll>
     </section>
   );
 }
@@ -306,7 +306,7 @@ function ContributionView({ fact, grain, rows }: { fact: string; grain: Grain; r
               </p>
             )}
           </div>
-          <div class="table-scroll">
+          <TableScroll label="Change of active users by part">
             <table>
               <caption>
                 {fmt(c.data.base.active)} → {fmt(c.data.compare.active)} ({c.data.delta_active >= 0 ? "+" : ""}
@@ -345,7 +345,7 @@ function ContributionView({ fact, grain, rows }: { fact: string; grain: Grain; r
                 </tr>
               </tbody>
             </table>
-          </div>
+          </TableScroll>
         </div>
       ) : (
         <div class="chart" style={{ height: "280px" }} />
@@ -423,7 +423,7 @@ function ServiceView({ service, grain, from, to }: { service: string; grain: Gra
       <h2 id="svc-h">Service “{service}”: its core actions side by side</h2>
       <div class="two-col fit-table">
         <ChartBox config={config} label={`Active users per ${grain} of each core action of ${service}: ${s.data.facts.map((f) => f.fact).join(", ")}.`} />
-        <div class="table-scroll">
+        <TableScroll label={`Latest ${grain} per core action`}>
           <table>
             <caption>Latest {grain} per core action</caption>
             <thead>
@@ -452,7 +452,7 @@ function ServiceView({ service, grain, from, to }: { service: string; grain: Gra
               })}
             </tbody>
           </table>
-        </div>
+        </TableScroll>
       </div>
     </section>
   );

@@ -1,7 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { download, get, qs, type Page } from "../api";
 import { useFetch } from "../data";
-import { ErrorMessage, fmt, label, Link, Loading } from "../ui";
+import { ErrorMessage, fmt, label, Link, Loading, TableScroll } from "../ui";
 import type { Materialization } from "../types";
 
 const PAGE = 50;
@@ -71,7 +71,7 @@ function Members({ id }: { id: string }) {
     <section aria-labelledby="members-h">
       <h2 id="members-h">Members</h2>
       <ErrorMessage error={page.error} />
-      <div class="table-scroll" aria-busy={page.loading}>
+      <TableScroll label={`Members, page ${n}`} busy={page.loading}>
         <table class="members">
           <caption class="sr-only">Members, page {n}</caption>
           <thead>
@@ -95,7 +95,7 @@ function Members({ id }: { id: string }) {
             ))}
           </tbody>
         </table>
-      </div>
+      </TableScroll>
       <nav class="row pager" aria-label="Members pages">
         <button type="button" disabled={n === 1 || page.loading} onClick={() => setCursors(cursors.slice(0, -1))}>
           Previous page
