@@ -31,6 +31,7 @@ let campaignId: string;
 let workers: { close(): Promise<void> };
 
 const nav = (name: string) => page.getByRole("navigation", { name: "Main" }).getByRole("link", { name });
+const title = (name: string) => `${name} · activation-audiences`;
 
 /** Whether the table of the section under this heading fits its width without scrolling. */
 const fitsWithoutScrolling = (heading: string | RegExp) =>
@@ -187,6 +188,7 @@ describe("console in Chromium", () => {
     expect(label).toContain(`${last.active.toLocaleString("en-US")} active = ${last.new.toLocaleString("en-US")} new`);
     const growth = page.getByRole("table", { name: `Growth states on ${dayToDate(lastDay)}` });
     expect(await growth.getByRole("row", { name: /^dormant/ }).textContent()).toContain(last.growth_dormant.toLocaleString("en-US"));
+    expect(await page.title()).toBe(title("Dashboard"));
     // The waterfall's axis does not start at 0: it says so, and every bar (the totals too) stands on it.
     const waterfall = await page.getByRole("img", { name: /^Waterfall from/ }).getAttribute("aria-label");
     const axisNote = (await page.getByTestId("axis-note").textContent())!;
@@ -237,6 +239,7 @@ describe("console in Chromium", () => {
   it("builds an audience by clicking; the live count equals the API's preview; errors sit next to the condition", async () => {
     await nav("Audiences").click();
     await page.getByRole("link", { name: "New audience" }).click();
+    await expect.poll(() => page.title()).toBe(title("New audience"));
     await page.getByLabel("Name").fill("Chatters who went quiet");
     // Condition 1 (the default): inactivity between 7 and 30 → 3 and 30.
     await page.getByLabel("Low value of condition 1").fill("3");
@@ -306,6 +309,7 @@ describe("console in Chromium", () => {
     const saved = (await api(env).get(`/v1/audiences/${id}`)).json();
     expect(saved.filter).toEqual(definition.filter);
     expect(saved.version).toBe(1);
+    await expect.poll(() => page.title()).toBe(title("Audience: Chatters who went quiet"));
 
     // Saved or loaded, a definition that says what the saved one says is not an unsaved edit (the
     // API gives its keys back in another order and no description).
@@ -352,6 +356,8 @@ describe("console in Chromium", () => {
     await page.getByRole("link", { name: /View the .* members/ }).click();
     await page.waitForURL(/\/materializations\/[0-9a-f-]{36}$/);
     const matId = page.url().split("/").pop()!;
+    const list = (await api(env).get(`/v1/materializations/${matId}`)).json();
+    await expect.poll(() => page.title()).toBe(title(`List as of ${list.as_of}`));
     await page.getByRole("region", { name: "Members, page 1" }).waitFor();
     const all = (await allPages(env, `/v1/materializations/${matId}/members`)).map((r) => String(r.user_id));
     expect(all.length).toBe(expected.count);
@@ -432,6 +438,7 @@ describe("console in Chromium", () => {
     expect(chart).toContain(`All members ${lift}`);
     for (const b of results.breakdowns.inactivity_periods.filter((x: { groups: { treatment: { n: number } } }) => x.groups.treatment.n > 0))
       await page.getByRole("row", { name: new RegExp(`^inactive ${b.bucket}`) }).waitFor();
+    await expect.poll(() => page.title()).toBe(title("Win back long streakers"));
     // The send funnel in the lifecycle's order (the API's SEND_STATUSES), whatever order its keys come in.
     const funnelOrder = /assigned, .* reached, .* sent, .* delivered, .* failed, .* opened, .* clicked; /;
     expect(await page.getByTestId("funnel").textContent()).toMatch(funnelOrder);
@@ -465,6 +472,7 @@ describe("console in Chromium", () => {
     const onChat = await api(env).post("/v1/audiences", { name: "Quiet on chat", fact: "chat_sent", grain: "day", filter: { field: "inactivity_periods", op: "gte", value: 7 } });
     expect(onChat.statusCode, onChat.body).toBe(201);
     await nav("Campaigns").click();
+    await expect.poll(() => page.title()).toBe(title("Campaigns"));
     await page.getByLabel("Name").fill("Nudge chatters");
     // The goal fact follows the chosen audience's fact.
     await page.getByLabel("Audience").selectOption({ label: "Quiet on chat" });
@@ -557,22 +565,22 @@ describe("console in Chromium", () => {
     await page.getByRole("button", { name: "Download treatment list (CSV)" }).waitFor();
   });
 
-  it("works at 390 px wide without horizontal scrolling; every table scrolls in a named region", async () => {
+  it("works at 390 px wide without horizontal scrolling; each page has its title; every table scrolls in a named region", async () => {
     const audience = (await allPages(env, "/v1/audiences")).find((a) => a.name === "Chatters who went quiet")!;
     const lists = (await api(env).get(`/v1/audiences/${audience.id}/materializations`)).json().data as Array<{ id: string; as_of: string }>;
     expect(lists.length).toBeGreaterThanOrEqual(2);
     // The same tab: the key lives in this tab's sessionStorage.
     await page.setViewportSize({ width: 390, height: 844 });
     const pages = [
-      ["dashboard-390", "/dashboard", "Active users"],
-      ["audience-builder-390", "/audiences/new", "New audience"],
-      ["audiences-390", "/audiences", "Audiences"],
-      ["audience-lists-390", `/audiences/${audience.id}`, "Audience: Chatters who went quiet"],
-      ["members-390", `/materializations/${lists[0]!.id}`, `List as of ${lists[0]!.as_of}`],
-      ["campaigns-390", "/campaigns", "Campaigns"],
-      ["campaign-results-390", `/campaigns/${campaignId}`, "Win back long streakers"],
+      ["dashboard-390", "/dashboard", "Active users", "Dashboard"],
+      ["audience-builder-390", "/audiences/new", "New audience", "New audience"],
+      ["audiences-390", "/audiences", "Audiences", "Audiences"],
+      ["audience-lists-390", `/audiences/${audience.id}`, "Audience: Chatters who went quiet", "Audience: Chatters who went quiet"],
+      ["members-390", `/materializations/${lists[0]!.id}`, `List as of ${lists[0]!.as_of}`, `List as of ${lists[0]!.as_of}`],
+      ["campaigns-390", "/campaigns", "Campaigns", "Campaigns"],
+      ["campaign-results-390", `/campaigns/${campaignId}`, "Win back long streakers", "Win back long streakers"],
     ] as const;
-    for (const [name, url, heading] of pages) {
+    for (const [name, url, heading, pageTitle] of pages) {
       await page.goto(`${base}${url}`);
       await page.getByRole("heading", { level: 1, name: heading }).waitFor();
       await page.waitForLoadState("networkidle");
@@ -581,6 +589,7 @@ describe("console in Chromium", () => {
         `[...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > 391 && !e.closest(".table-scroll")).map((e) => e.tagName + "." + e.className).slice(0, 5)`,
       );
       expect(await page.evaluate("document.documentElement.scrollWidth"), `${name}: ${JSON.stringify(overflow)}`).toBeLessThanOrEqual(390);
+      expect(await page.title(), name).toBe(title(pageTitle));
       // A table wider than the screen scrolls inside a region named after it, which a keyboard can focus.
       const scrollers = (await page.evaluate(`[...document.querySelectorAll("table")].map((t) => {
         const box = t.closest(".table-scroll");

@@ -3,7 +3,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import "./styles.css";
 import { api, ApiError, forgetKey, onUnauthorized, storedKey, storeKey } from "./api";
 import { navigate, useLocation } from "./router";
-import { Link } from "./ui";
+import { Link, useTitle } from "./ui";
 import { Dashboard } from "./pages/dashboard";
 import { AudienceList } from "./pages/audience-list";
 import { AudienceBuilder } from "./pages/audience-builder";
@@ -15,6 +15,7 @@ function SignIn({ notice }: { notice: string | null }) {
   const [key, setKey] = useState("");
   const [error, setError] = useState<string | null>(notice);
   const [busy, setBusy] = useState(false);
+  useTitle("Sign in");
   async function submit(e: Event) {
     e.preventDefault();
     setBusy(true);
@@ -53,6 +54,15 @@ function SignIn({ notice }: { notice: string | null }) {
         Create a key with <code>npm run --silent cli -- keys create --name me --scopes read,write</code>, or use the one <code>npm run demo</code> prints.
       </p>
     </main>
+  );
+}
+
+function NoSuchPage() {
+  useTitle("No such page");
+  return (
+    <p>
+      No such page. <Link href="/dashboard">Go to the dashboard</Link>.
+    </p>
   );
 }
 
@@ -97,7 +107,7 @@ function App() {
   else if ((m = path.match(/^\/materializations\/([0-9a-f-]{36})$/))) page = <MaterializationPage key={m[1]} id={m[1]!} />;
   else if (path === "/campaigns") page = <CampaignList />;
   else if ((m = path.match(/^\/campaigns\/([0-9a-f-]{36})$/))) page = <CampaignPage key={m[1]} id={m[1]!} />;
-  else page = <p>No such page. <Link href="/dashboard">Go to the dashboard</Link>.</p>;
+  else page = <NoSuchPage />;
 
   return (
     <>

@@ -42,6 +42,15 @@ export function Loading({ what }: { what: string }) {
   );
 }
 
+const APP_NAME = "activation-audiences";
+
+/** The tab's title for the page on screen (its history entry and tab strip say which page it is). */
+export function useTitle(title: string | null) {
+  useEffect(() => {
+    document.title = title ? `${title} · ${APP_NAME}` : APP_NAME;
+  }, [title]);
+}
+
 /**
  * A table's horizontal scroller for narrow screens: a region named after its table, so a screen reader
  * announces what it is; it takes keyboard focus (to scroll by arrow keys) only while it does scroll.

@@ -4,7 +4,7 @@ import { GRAINS, GROWTH_STATES, type FilterNode, type Grain } from "../fields";
 import { GroupEditor, nodePaths, errorsAt, type FieldError } from "../filter-editor";
 import { useFacts, useFetch } from "../data";
 import { navigate } from "../router";
-import { ErrorMessage, fmt, label, Link, Loading, TableScroll } from "../ui";
+import { ErrorMessage, fmt, label, Link, Loading, TableScroll, useTitle } from "../ui";
 import type { Audience, Definition, Materialization, Preview } from "../types";
 
 const blank = (fact: string): Definition => ({
@@ -48,6 +48,7 @@ export function AudienceBuilder({ id }: { id: string | null }) {
   const [def, setDef] = useState<Definition | null>(null);
   const [loadError, setLoadError] = useState<unknown>(null);
   const [asOf, setAsOf] = useState("");
+  useTitle(saved ? `Audience: ${saved.name}` : id ? "Audience" : "New audience");
 
   useEffect(() => {
     if (id) {

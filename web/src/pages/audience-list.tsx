@@ -1,10 +1,11 @@
 import type { Page } from "../api";
 import { useFetch } from "../data";
-import { ErrorMessage, Link, Loading, TableScroll } from "../ui";
+import { ErrorMessage, Link, Loading, TableScroll, useTitle } from "../ui";
 import type { Audience } from "../types";
 
 export function AudienceList() {
   const list = useFetch<Page<Audience>>("/v1/audiences?limit=200");
+  useTitle("Audiences");
   return (
     <>
       <div class="row spread">

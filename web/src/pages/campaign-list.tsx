@@ -2,11 +2,12 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, get, newIdempotencyKey, type Page } from "../api";
 import { useFacts, useFetch } from "../data";
 import { navigate } from "../router";
-import { ErrorMessage, fmt, Link, Loading, TableScroll } from "../ui";
+import { ErrorMessage, fmt, Link, Loading, TableScroll, useTitle } from "../ui";
 import type { Audience, Campaign, Materialization } from "../types";
 
 export function CampaignList() {
   const list = useFetch<Page<Campaign>>("/v1/campaigns?limit=200");
+  useTitle("Campaigns");
   return (
     <>
       <h1>Campaigns</h1>

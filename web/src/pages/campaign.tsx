@@ -3,7 +3,7 @@ import { api } from "../api";
 import { useFetch } from "../data";
 import { IntervalChart } from "../interval-chart";
 import { CsvButton } from "./materialization";
-import { ErrorMessage, fmt, label, Link, Loading, pct, pp, TableScroll } from "../ui";
+import { ErrorMessage, fmt, label, Link, Loading, pct, pp, TableScroll, useTitle } from "../ui";
 import type { Campaign, CampaignResults, MetricResult } from "../types";
 
 const pval = (p: number | null) => (p === null ? "—" : p < 0.0001 ? "< 0.0001" : p.toFixed(4));
@@ -20,6 +20,7 @@ const inLifecycleOrder = (byStatus: Record<string, number>) => Object.entries(by
 
 export function CampaignPage({ id }: { id: string }) {
   const c = useFetch<Campaign>(`/v1/campaigns/${id}`);
+  useTitle(c.data ? c.data.name : "Campaign");
   const [refresh, setRefresh] = useState(0);
   const assigning = c.data?.status === "assigning";
   useEffect(() => {

@@ -4,7 +4,7 @@ import { qs } from "../api";
 import { ChartBox, COLORS, paletteColor } from "../chart";
 import { useFacts, useFetch } from "../data";
 import { GRAINS, TRANSITION_SEGMENTS, GROWTH_STATES, type Grain } from "../fields";
-import { ErrorMessage, fmt, label, Loading, pct, TableScroll } from "../ui";
+import { ErrorMessage, fmt, label, Loading, pct, TableScroll, useTitle } from "../ui";
 import type { MetricsRow } from "../types";
 
 const SPAN: Record<Grain, number> = { day: 30, week: 16, month: 12 };
@@ -44,6 +44,7 @@ export function Dashboard() {
   const through = factRow?.processed_through ?? null;
   const metricsUrl = fact && through ? `/v1/facts/${encodeURIComponent(fact)}/metrics${qs({ grain, from: periodsBefore(through, grain, SPAN[grain] - 1), to: through })}` : null;
   const metrics = useFetch<Metrics>(metricsUrl);
+  useTitle("Dashboard");
 
   if (facts.error) return <ErrorMessage error={facts.error} />;
   if (!facts.data) return <Loading what="facts" />;

@@ -1,7 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { download, get, qs, type Page } from "../api";
 import { useFetch } from "../data";
-import { ErrorMessage, fmt, label, Link, Loading, TableScroll } from "../ui";
+import { ErrorMessage, fmt, label, Link, Loading, TableScroll, useTitle } from "../ui";
 import type { Materialization } from "../types";
 
 const PAGE = 50;
@@ -9,6 +9,7 @@ const COLUMNS = ["user_id", "state", "transition_segment", "growth_state", "inac
 
 export function MaterializationPage({ id }: { id: string }) {
   const m = useFetch<Materialization>(`/v1/materializations/${id}`);
+  useTitle(m.data ? `List as of ${m.data.as_of}` : "List");
   if (m.error) return <ErrorMessage error={m.error} />;
   if (!m.data) return <Loading what="the list" />;
   const mat = m.data;
