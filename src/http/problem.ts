@@ -79,10 +79,10 @@ export function documentProblemResponses(response: Record<string, unknown>): voi
 
 function problemBody(status: number, detail: string, instance: string, extra: Record<string, unknown> = {}) {
   const { headers: _h, type, ...rest } = extra;
-  const body: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(rest)) if (v !== undefined) body[k] = v;
-  // RFC 9457's own members last: an extension member never stands in for them (`status` is the HTTP code).
-  return { ...body, type: (type as string | undefined) ?? "about:blank", title: TITLES[status] ?? "Error", status, detail, instance };
+  const body: Record<string, unknown> = { type: (type as string | undefined) ?? "about:blank", title: TITLES[status] ?? "Error", status, detail, instance };
+  // An extension member never stands in for RFC 9457's own (`status` is the HTTP code).
+  for (const [k, v] of Object.entries(rest)) if (v !== undefined && !(k in body)) body[k] = v;
+  return body;
 }
 
 export function sendProblem(reply: FastifyReply, status: number, detail: string, extra: Record<string, unknown> = {}) {
