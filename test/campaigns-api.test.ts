@@ -883,3 +883,37 @@ describe("exports of unusual user ids", () => {
     expect(outcome.json()).toMatchObject({ inserted: 1 });
   });
 });
+
+describe("a window that ends today", () => {
+  it("counts today's activity so far but not as an observed day; once a day has ended since, the results are recomputed", async () => {
+    const tz = "Pacific/Kiritimati";
+    const today = dateToDay(localDate(tz));
+    const at = (d: number) => `${dayToDate(d)}T12:00:00+14:00`;
+    const users = Array.from({ length: 20 }, (_, i) => `w-${i}`);
+    await createFact(env, "goal_today", tz);
+    await ingest(env, "goal_today", [
+      ...users.flatMap((u) => [at(today - 10), at(today - 6)].map((occurred_at) => ({ user_id: u, occurred_at }))),
+      // Today's events so far (a minute ago is today there: UTC+14).
+      ...users.slice(0, 8).map((u) => ({ user_id: u, occurred_at: new Date(Date.now() - 60_000).toISOString() })),
+    ]);
+    await processThrough(env, "goal_today", dayToDate(today));
+    const a = await api(env).post("/v1/audiences", { name: "Goal today", fact: "goal_today", grain: "day", filter: { field: "inactivity_periods", op: "gte", value: 0 } });
+    const m = await api(env).post(`/v1/audiences/${a.json().id}/materializations`, { as_of: dayToDate(today - 3) });
+    await expect.poll(async () => (await api(env).get(`/v1/materializations/${m.json().id}`)).json().status).toBe("succeeded");
+    const c = await api(env).post("/v1/campaigns", {
+      name: "Window ends today", materialization_id: m.json().id, holdout_percent: 50, launch_date: dayToDate(today - 2),
+      goal: { fact: "goal_today", window_periods: 3, metric: "returned" },
+    });
+    expect(c.statusCode, c.body).toBe(202);
+    await waitForCampaign(env, c.json().id);
+    const first = (await api(env).get(`/v1/campaigns/${c.json().id}/results`)).json();
+    expect(first.window).toEqual({ start: dayToDate(today - 2), end: dayToDate(today), processed_through: dayToDate(today), days_total: 3, days_observed: 2, complete: false });
+    // Today's returners count already.
+    expect(first.goal.groups.treatment.n * first.goal.groups.treatment.mean + first.goal.groups.control.n * first.goal.groups.control.mean).toBeCloseTo(8, 9);
+    expect(first.stale).toBe(false);
+    // As if computed yesterday: a day has ended since, so the incomplete window is recomputed.
+    await env.ctx.db.pool.query(`UPDATE campaign_result SET computed_at = computed_at - interval '1 day' WHERE campaign_id = $1`, [c.json().id]);
+    expect((await api(env).get(`/v1/campaigns/${c.json().id}/results`)).json().stale).toBe(true);
+    await expect.poll(async () => (await api(env).get(`/v1/campaigns/${c.json().id}/results`)).json().stale, { timeout: 20_000 }).toBe(false);
+  });
+});

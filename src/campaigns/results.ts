@@ -5,7 +5,8 @@ import { conflict } from "../http/problem.js";
 import { dateToDay, dayToDate } from "../activation/periods.js";
 import { INACTIVITY_BUCKETS, type CampaignArm, type GoalAggregateRow } from "../activation/postgres/campaigns.js";
 import type { RunView } from "../activation/runs.js";
-import { activityRanges, COVARIATE_DAYS, getCampaignRecord, type GoalMetric } from "./campaigns.js";
+import { activityRanges, COVARIATE_DAYS, getCampaignRecord, timezoneOf, type GoalMetric } from "./campaigns.js";
+import { localDate } from "../facts/timezones.js";
 import { SEND_STATUSES } from "./recording.js";
 import { requireAssigned } from "./assigning.js";
 import { compareGroups, EMPTY_SUMS, sampleRatioMismatch, SRM_ALPHA, type GroupSums, type MetricComparison, type MetricKind } from "./statistics.js";
@@ -82,7 +83,7 @@ export const campaignResultSchema = z
       processed_through: z.string().nullable(),
       days_total: z.number().int(),
       days_observed: z.number().int(),
-      complete: z.boolean().describe("The goal fact is processed through the window's last day"),
+      complete: z.boolean().describe("The goal fact is processed through the window's last day, and that day is over in the fact's timezone"),
     }),
     covariate: z.object({ start: z.string(), end: z.string(), description: z.string() }),
     assignment: z.object({
@@ -130,6 +131,9 @@ function metricResult(s: ArmSums, kind: MetricKind, hasGlobal: boolean): z.infer
   const g = s.global_control;
   return { ...cmp, global_control: hasGlobal ? { n: g.n, mean: g.n > 0 ? g.sy / g.n : null } : null };
 }
+
+/** The last day that is over at `at` in a timezone (yesterday there), as a day number. */
+const lastEndedDay = (timezone: string, at: Date = new Date()) => dateToDay(localDate(timezone, at)) - 1;
 
 export async function computeCampaignResults(ctx: AppContext, c: Campaign): Promise<StoredResults> {
   const fact = await ctx.db.prisma.fact.findUnique({ where: { id: c.goalFactId } });
@@ -190,7 +194,10 @@ export async function computeCampaignResults(ctx: AppContext, c: Campaign): Prom
     return { assigned, held_out: arm === "treatment" ? 0 : assigned, reached, by_status, by_channel };
   };
 
-  const daysObserved = T === null ? 0 : Math.max(0, Math.min(W, T - L + 1));
+  // Days of the window that are observed whole: processed, and over in the goal fact's timezone (a run
+  // through today gives today's activity so far, which counts in the figures but not as a whole day).
+  const observed = T === null ? null : Math.min(T, lastEndedDay(fact.timezone));
+  const daysObserved = observed === null ? 0 : Math.max(0, Math.min(W, observed - L + 1));
   return {
     campaign_id: c.id,
     analysis:
@@ -203,7 +210,7 @@ export async function computeCampaignResults(ctx: AppContext, c: Campaign): Prom
       processed_through: T === null ? null : dayToDate(T),
       days_total: W,
       days_observed: daysObserved,
-      complete: T !== null && T >= L + W - 1,
+      complete: observed !== null && observed >= L + W - 1,
     },
     covariate: {
       start: dayToDate(L - COVARIATE_DAYS),
@@ -317,10 +324,15 @@ export async function getCampaignResults(ctx: AppContext, id: string, opts: { re
     if (!fresh) return getCampaignResults(ctx, id, opts);
     return fresh;
   }
-  const stale = stored.dataVersion < c.dataVersion;
+  const result = stored.result as unknown as StoredResults;
+  // Stale too when computed before the end of a day the window was waiting for: completeness moves on
+  // with the clock even when no new data comes.
+  const timezone = (await timezoneOf(ctx, c.goalFactId)) ?? "UTC";
+  const dayEndedSince = !result.window.complete && lastEndedDay(timezone) > lastEndedDay(timezone, stored.computedAt);
+  const stale = stored.dataVersion < c.dataVersion || dayEndedSince;
   if (stale) await ctx.queues.enqueueCampaignResults({ campaignId: id }).catch(() => {});
   return {
-    ...(stored.result as unknown as StoredResults),
+    ...result,
     computed_at: stored.computedAt.toISOString(),
     duration_ms: stored.durationMs,
     data_version: stored.dataVersion,
