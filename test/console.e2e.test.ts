@@ -301,6 +301,15 @@ describe("console in Chromium", () => {
     await page.getByLabel("Value of condition 2").fill("2");
     await expect.poll(() => c2.getByRole("alert").count()).toBe(0);
     await expect.poll(() => page.getByTestId("preview-count").textContent()).toBe(expected.count.toLocaleString("en-US"));
+    // A relative date left empty is a mistake the API names, not "0 days ago".
+    await page.getByRole("button", { name: "Add a condition to the filter" }).click();
+    await page.getByLabel("Field of condition 5").selectOption("last_active_period");
+    await page.getByLabel("Value of condition 5: kind").selectOption("ago");
+    await page.getByLabel("Value of condition 5: days ago").fill("");
+    await expect.poll(() => page.getByRole("group", { name: "condition 5" }).getByRole("alert").textContent()).toContain("filter.all[4].value");
+    expect(JSON.parse((await page.getByTestId("definition-json").textContent())!).filter.all[4].value).toEqual({ periods_ago: "" });
+    await page.getByRole("button", { name: "Remove condition 5" }).click();
+    await expect.poll(() => page.getByTestId("preview-count").textContent()).toBe(expected.count.toLocaleString("en-US"));
 
     await page.getByRole("button", { name: "Save audience" }).click();
     await page.waitForURL(/\/audiences\/[0-9a-f-]{36}$/);

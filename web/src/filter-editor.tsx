@@ -340,7 +340,11 @@ function OneValue({ kind, grain, label: aria, value, onChange }: { kind: string;
           class="narrow"
           aria-label={`${aria}: ${grain}s ago`}
           value={(value as { periods_ago: number }).periods_ago}
-          onInput={(e) => onChange({ periods_ago: Number(e.currentTarget.value) } as PeriodValue)}
+          onInput={(e) => {
+            const s = e.currentTarget.value;
+            // As for integers: an empty or unfinished number goes as text, which the API names, never as 0.
+            onChange({ periods_ago: s === "" || Number.isNaN(Number(s)) ? s : Number(s) } as unknown as PeriodValue);
+          }}
         />
       ) : (
         <input type="date" aria-label={`${aria}: date`} value={String(value ?? "")} onInput={(e) => onChange(e.currentTarget.value)} />
