@@ -625,9 +625,15 @@ describe("a campaign measured through the window", () => {
     ];
     const res = await api(env).post(`/v1/campaigns/${c.id}/outcomes`, { outcomes });
     expect(res.statusCode, res.body).toBe(200);
-    expect(res.json()).toEqual({ received: 6, inserted: 6, duplicates: 0 });
-    const again = await api(env).post(`/v1/campaigns/${c.id}/outcomes`, { outcomes: [{ ...outcomes[0], value: 1000 }] });
-    expect(again.json()).toEqual({ received: 1, inserted: 0, duplicates: 1 });
+    expect(res.json()).toEqual({ received: 6, inserted: 6, duplicates: 0, conflicting: 0, conflicts: [] });
+    // The same outcome again is a duplicate; its id with another value is a conflict: reported, not stored.
+    const again = await api(env).post(`/v1/campaigns/${c.id}/outcomes`, { outcomes: [outcomes[1], { ...outcomes[0], value: 1000 }] });
+    expect(again.json()).toEqual({
+      received: 2, inserted: 0, duplicates: 1, conflicting: 1,
+      conflicts: [{ index: 1, path: "outcomes[1].outcome_id", message: expect.stringMatching(/recorded with other values.*first record stands/) }],
+    });
+    const stored = await env.ctx.db.pool.query(`SELECT value FROM campaign_outcome WHERE campaign_id = $1 AND outcome_id = 'o1'`, [c.id]);
+    expect(stored.rows).toEqual([{ value: 30 }]);
     const badUser = await api(env).post(`/v1/campaigns/${c.id}/outcomes`, {
       outcomes: [{ outcome_id: "o7", user_id: "stranger", occurred_at: "2026-04-22T12:00:00Z", name: "purchase" }],
     });

@@ -35,7 +35,7 @@ export const sendSchema = z
 
 export const outcomeSchema = z
   .object({
-    outcome_id: z.string().min(1).max(200).describe("The CRM's id of this conversion: recording it again changes nothing"),
+    outcome_id: z.string().min(1).max(200).describe("The CRM's id of this conversion: recording it again changes nothing (with other values, the answer lists it under conflicts)"),
     user_id: z.union([userIdString, z.number().int()]),
     occurred_at: z.string().describe("RFC 3339 with an offset or Z"),
     name: z.string().min(1).max(100).describe("e.g. purchase; results report each name"),
@@ -148,10 +148,13 @@ export interface BatchResult {
   received: number;
   inserted: number;
   duplicates: number;
+  /** Outcomes only: items whose id was recorded with other values; not stored (the first record stands). */
+  conflicting?: number;
+  conflicts?: ProblemFieldError[];
 }
 
 type RecordResponse = (client: pg.ClientBase, response: { status: number; body: unknown }) => Promise<void>;
-type StoreBatch<T> = (items: T[], after: (tx: pg.PoolClient, inserted: number) => Promise<void>) => Promise<BatchOutcome>;
+type StoreBatch<T> = (items: T[], after: (tx: pg.PoolClient, inserted: number, conflicting?: BatchOutcome["conflicting"]) => Promise<void>) => Promise<BatchOutcome>;
 
 /**
  * What every batch goes through: the body's items checked (400 naming each bad one), the campaign
@@ -168,10 +171,19 @@ async function recordBatch<T>(
   const valid = validateItems(items, kind.key, kind.check);
   requireAssigned(await getCampaignRecord(ctx, id), `record ${kind.key}`);
   let response: BatchResult | null = null;
-  const outcome = await store(valid, async (tx, inserted) => {
+  const outcome = await store(valid, async (tx, inserted, conflicting) => {
     await lockCampaign(tx, id, kind.lock);
     if (inserted > 0) await tx.query(`UPDATE campaign SET data_version = data_version + 1 WHERE id = $1`, [id]);
-    response = { received: valid.length, inserted, duplicates: valid.length - inserted };
+    const differing = conflicting?.count ?? 0;
+    response = { received: valid.length, inserted, duplicates: valid.length - inserted - differing };
+    if (conflicting) {
+      response.conflicting = differing;
+      response.conflicts = conflicting.indexes.map((i) => ({
+        index: i,
+        path: `${kind.key}[${i}].outcome_id`,
+        message: "this outcome_id is recorded with other values (user, name, occurred_at or value); the first record stands",
+      }));
+    }
     await record?.(tx, { status: 200, body: response });
   });
   if (outcome.rejectedCount > 0) throw rejection(kind.key, items.length, outcome.rejected, outcome.rejectedCount, kind.refused);

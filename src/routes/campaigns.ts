@@ -20,6 +20,14 @@ const BATCH_BODY_BYTES = 5 * 1024 * 1024;
 const batchResult = z
   .object({ received: z.number().int(), inserted: z.number().int(), duplicates: z.number().int().describe("Already recorded: nothing changed for them") })
   .meta({ id: "CampaignBatchResult" });
+const outcomeBatchResult = batchResult
+  .extend({
+    conflicting: z.number().int().describe("Recorded before with other values (user, name, occurred_at or value): not stored, the first record stands"),
+    conflicts: z
+      .array(z.object({ index: z.number().int(), path: z.string(), message: z.string() }))
+      .describe("The conflicting items (first 100), by index and path"),
+  })
+  .meta({ id: "CampaignOutcomeBatchResult" });
 const idempotencyHeader = z.object({ "idempotency-key": z.string().optional() }).passthrough();
 
 const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -188,7 +196,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         headers: idempotencyHeader,
         body: z.object({ outcomes: z.array(outcomeSchema).max(MAX_BATCH) }).strict(),
-        response: { 200: batchResult, ...errors, 413: problemSchema, 422: problemSchema },
+        response: { 200: outcomeBatchResult, ...errors, 413: problemSchema, 422: problemSchema },
       },
       validatorCompiler: bodyValidatedInHandler,
     },

@@ -178,6 +178,8 @@ export interface BatchOutcome {
   rejected: RejectedUser[];
   rejectedCount: number;
   inserted: number;
+  /** Items whose id was recorded with other values (the first record stands): their indexes, first 100, and how many. */
+  conflicting?: { indexes: number[]; count: number };
 }
 
 const MAX_REJECTED = 100;
@@ -223,7 +225,9 @@ export async function recordSends(pool: pg.Pool, campaignId: string, sends: Send
 }
 
 /** Records outcomes of a batch, idempotent by outcome_id (the first report wins): all, or none when a user is not assigned. */
-export async function recordOutcomes(pool: pg.Pool, campaignId: string, outcomes: OutcomeInput[], after?: (tx: pg.PoolClient, inserted: number) => Promise<void>): Promise<BatchOutcome> {
+export async function recordOutcomes(
+  pool: pg.Pool, campaignId: string, outcomes: OutcomeInput[], after?: (tx: pg.PoolClient, inserted: number, conflicting?: BatchOutcome["conflicting"]) => Promise<void>,
+): Promise<BatchOutcome> {
   return withTransaction(pool, async (c) => {
     const bad = await rejectedUsers(c, campaignId, outcomes.map((o) => o.userId), ["treatment", "control", "global_control"]);
     if (bad.count > 0) return { rejected: bad.rows, rejectedCount: bad.count, inserted: 0 };
@@ -243,8 +247,27 @@ export async function recordOutcomes(pool: pg.Pool, campaignId: string, outcomes
       ],
     );
     const inserted = r.rowCount ?? 0;
-    await after?.(c, inserted);
-    return { rejected: [], rejectedCount: 0, inserted };
+    // Items whose outcome_id is recorded (before, or earlier in this batch) with other values.
+    const differing = await c.query<{ idx: number; total: number }>(
+      `SELECT (t.ord - 1)::int AS idx, count(*) OVER ()::int AS total
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[]) WITH ORDINALITY AS t(outcome_id, user_id, name, occurred_at, value, ord)
+       JOIN app_user u ON u.external_id = t.user_id
+       JOIN campaign_outcome o ON o.campaign_id = $1 AND o.outcome_id = t.outcome_id
+       WHERE (o.user_key, o.name, o.occurred_at, o.value) IS DISTINCT FROM (u.user_key, t.name, t.occurred_at, t.value)
+       ORDER BY t.ord
+       LIMIT ${MAX_REJECTED}`,
+      [
+        campaignId,
+        outcomes.map((o) => o.outcomeId),
+        outcomes.map((o) => o.userId),
+        outcomes.map((o) => o.name),
+        outcomes.map((o) => o.occurredAt),
+        outcomes.map((o) => o.value),
+      ],
+    );
+    const conflicting = { indexes: differing.rows.map((x) => x.idx), count: differing.rows[0]?.total ?? 0 };
+    await after?.(c, inserted, conflicting);
+    return { rejected: [], rejectedCount: 0, inserted, conflicting };
   });
 }
 

@@ -164,7 +164,7 @@ export class PostgresLayerEngine implements LayerEngine {
     return campaigns.recordSends(this.pool, campaignId, sends, after);
   }
 
-  recordOutcomes(campaignId: string, outcomes: campaigns.OutcomeInput[], after?: (tx: pg.PoolClient, inserted: number) => Promise<void>) {
+  recordOutcomes(campaignId: string, outcomes: campaigns.OutcomeInput[], after?: (tx: pg.PoolClient, inserted: number, conflicting?: campaigns.BatchOutcome["conflicting"]) => Promise<void>) {
     return campaigns.recordOutcomes(this.pool, campaignId, outcomes, after);
   }
 
