@@ -163,6 +163,39 @@ describe("requesting runs", () => {
     expect((await factView("r_progress")).processed_through).toBe("2026-03-04");
   });
 
+  it("requests for the same date that arrive together make one run: one 202, the others join it (200)", async () => {
+    await createFact(env, "r_together");
+    await ingest(env, "r_together", daily("g", ["2026-03-01", "2026-03-02"]));
+    // Held at the fact's row until all of them have arrived, so they truly meet.
+    const hold = await env.ctx.db.pool.connect();
+    let pending: Promise<Array<{ statusCode: number; json(): { id: string } }>>;
+    try {
+      await hold.query("BEGIN");
+      await hold.query(`SELECT 1 FROM fact WHERE name = 'r_together' FOR UPDATE`);
+      pending = Promise.all(Array.from({ length: 12 }, () => api(env).post("/v1/facts/r_together/runs", {})));
+      await new Promise((r) => setTimeout(r, 500));
+    } finally {
+      await hold.query("ROLLBACK").catch(() => {});
+      hold.release();
+    }
+    const answers = await pending!;
+    expect(answers.map((a) => a.statusCode).sort()).toEqual([...Array(11).fill(200), 202]);
+    expect(new Set(answers.map((a) => a.json().id)).size).toBe(1);
+    expect((await api(env).get("/v1/facts/r_together/runs")).json().data).toHaveLength(1);
+  });
+
+  it("a run request and the fact's deletion at once: either the run is kept and the deletion refused, or the fact is gone and the request finds none", async () => {
+    for (let i = 0; i < 8; i++) {
+      const name = `r_race_${i}`;
+      await createFact(env, name);
+      await ingest(env, name, daily("x", ["2026-03-01"]));
+      const [run, del] = await Promise.all([api(env).post(`/v1/facts/${name}/runs`, {}), api(env).delete(`/v1/facts/${name}`)]);
+      const pair = `${run.statusCode}/${del.statusCode}`;
+      expect(["202/409", "404/204"], pair).toContain(pair);
+      if (run.statusCode === 202) expect((await api(env).get(`/v1/runs/${run.json().id}`)).statusCode).toBe(200);
+    }
+  });
+
   it("never runs two runs of one fact at once, and ends processed through the later date with the right numbers", async () => {
     await createFact(env, "r_serial");
     const events = daily("s", ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-06", "2026-03-09", "2026-03-20"], 40);

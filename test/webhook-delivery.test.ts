@@ -166,6 +166,28 @@ describe("webhook deliveries", () => {
     }
   });
 
+  it("a deleted webhook's endpoint gets nothing more: its pending deliveries end as not sent", async () => {
+    const rx = await receiver([503]);
+    try {
+      const hook = (await api(env).post("/v1/webhooks", { url: rx.url, events: ["run.succeeded"], secret: "deleted-secret-0123456789" })).json();
+      await createFact(env, "deleted_hook_fact");
+      await ingest(env, "deleted_hook_fact", [{ user_id: "u1", occurred_at: "2026-03-01T10:00:00Z" }]);
+      await processThrough(env, "deleted_hook_fact", "2026-03-02");
+      // The first attempt failed; the delivery waits for its retry (about 1 s later).
+      await expect.poll(() => rx.received.length, { timeout: 20_000 }).toBe(1);
+      const [pending] = await env.ctx.db.prisma.webhookDelivery.findMany({ where: { webhookId: hook.id } });
+      expect(pending).toMatchObject({ status: "pending", attempts: 1 });
+      expect((await api(env).delete(`/v1/webhooks/${hook.id}`)).statusCode).toBe(204);
+      expect(await env.ctx.db.prisma.webhookDelivery.findUnique({ where: { id: pending!.id } })).toMatchObject({ status: "failed", attempts: 1, error: "not sent: the webhook was deleted" });
+      // Past the retry's time: nothing arrived, and a retry that was already due sends nothing either.
+      await new Promise((r) => setTimeout(r, 2500));
+      await attemptDelivery(env.ctx, pending!.id, false, TIMEOUT_MS);
+      expect(rx.received).toHaveLength(1);
+    } finally {
+      await rx.close();
+    }
+  }, 60_000);
+
   it("a pending delivery whose job was lost (Redis lost its data) is queued again by the recovery sweep and lands once", async () => {
     const rx = await receiver([204]);
     try {

@@ -81,19 +81,29 @@ export async function requestRun(ctx: AppContext, fact: Fact, through: string | 
     );
   if (processed && target < processed)
     throw conflict(`'${fact.name}' is already processed through ${processed}; a run cannot go back to ${target}.`, { processed_through: processed });
-  const existing = await ctx.db.prisma.processingRun.findFirst({
-    where: { factId: fact.id, throughDate: new Date(`${target}T00:00:00Z`), status: { in: ["queued", "running"] } },
-    orderBy: { createdAt: "desc" },
-  });
-  if (existing) {
+  // Under the fact's row lock: requests of one fact that arrive together join one run, and a deletion
+  // of the fact (which takes the same lock) either sees this run and refuses, or this request finds no fact.
+  const { run, joined } = await ctx.db.prisma.$transaction(async (tx) => {
+    const locked = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM fact WHERE id = ${fact.id} FOR NO KEY UPDATE`;
+    if (locked.length === 0) throw notFound(`No fact named '${fact.name}'.`);
+    const existing = await tx.processingRun.findFirst({
+      where: { factId: fact.id, throughDate: new Date(`${target}T00:00:00Z`), status: { in: ["queued", "running"] } },
+      orderBy: { createdAt: "desc" },
+    });
+    if (existing) return { run: existing, joined: true };
+    const created = await tx.processingRun.create({
+      data: { id: randomUUID(), factId: fact.id, status: "queued", throughDate: new Date(`${target}T00:00:00Z`), trigger },
+    });
+    return { run: created, joined: false };
+    // Prisma's defaults (2 s for a connection, 5 s in all) would fail a request that waits behind a
+    // large fact's deletion or a burst of requests; the lock itself is held for milliseconds.
+  }, { maxWait: 30_000, timeout: 120_000 });
+  if (joined) {
     // Its job may have ended without the record knowing (a last attempt failing while PostgreSQL was
     // unreachable) or been lost with Redis's data: joining a record nothing will finish would wait forever.
-    await reviveRunJob(ctx, existing.id).catch(() => {});
-    return { run: runView(existing, fact.name), joined: true };
+    await reviveRunJob(ctx, run.id).catch(() => {});
+    return { run: runView(run, fact.name), joined: true };
   }
-  const run = await ctx.db.prisma.processingRun.create({
-    data: { id: randomUUID(), factId: fact.id, status: "queued", throughDate: new Date(`${target}T00:00:00Z`), trigger },
-  });
   try {
     await ctx.queues.enqueueProcessRun({ runId: run.id });
   } catch (err) {

@@ -75,9 +75,16 @@ export async function getWebhook(ctx: AppContext, id: string) {
   return view(await getWebhookRecord(ctx, id));
 }
 
+/** Why a delivery that was waiting for a retry was never sent. */
+const WEBHOOK_DELETED = "not sent: the webhook was deleted";
+
 export async function deleteWebhook(ctx: AppContext, id: string) {
   await getWebhookRecord(ctx, id);
-  await ctx.db.prisma.webhook.update({ where: { id }, data: { disabledAt: new Date() } });
+  await ctx.db.prisma.$transaction([
+    ctx.db.prisma.webhook.update({ where: { id }, data: { disabledAt: new Date() } }),
+    // Its deliveries waiting for a retry end here; a retry already under way finds the webhook deleted.
+    ctx.db.prisma.webhookDelivery.updateMany({ where: { webhookId: id, status: "pending" }, data: { status: "failed", error: WEBHOOK_DELETED } }),
+  ]);
 }
 
 export async function listDeliveries(ctx: AppContext, id: string, q: PageQuery) {
@@ -117,6 +124,11 @@ export async function emitEvent(ctx: AppContext, event: WebhookEvent, data: Reco
 export async function attemptDelivery(ctx: AppContext, deliveryId: string, finalAttempt: boolean, timeoutMs = 10_000) {
   const d = await ctx.db.prisma.webhookDelivery.findUnique({ where: { id: deliveryId }, include: { webhook: true } });
   if (!d || d.status === "delivered") return;
+  // A deleted webhook's endpoint gets nothing more, not even the retries of what it was sent before.
+  if (d.webhook.disabledAt) {
+    await ctx.db.prisma.webhookDelivery.updateMany({ where: { id: deliveryId, status: "pending" }, data: { status: "failed", error: WEBHOOK_DELETED } });
+    return;
+  }
   const body = JSON.stringify(d.payload);
   const ts = Math.floor(Date.now() / 1000);
   let code: number | null = null;

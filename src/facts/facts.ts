@@ -4,6 +4,7 @@ import type { Fact } from "../generated/prisma/client.js";
 import { conflict, notFound, badRequest } from "../http/problem.js";
 import { cursorText, decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
 import { isKnownTimezone } from "./timezones.js";
+import { withTransaction } from "../activation/postgres/tx.js";
 
 export const FACT_NAME = /^[a-z][a-z0-9_]{1,62}$/;
 
@@ -142,8 +143,13 @@ export async function factReferences(ctx: AppContext, factId: number): Promise<s
 
 export async function deleteFact(ctx: AppContext, name: string): Promise<void> {
   const f = await getFactRecord(ctx, name);
-  const refs = await factReferences(ctx, f.id);
-  if (refs.length) throw conflict(`'${name}' is still referenced: ${refs.join("; ")}.`, { references: refs });
-  await ctx.engine.deleteFactData(f.id);
-  await ctx.db.prisma.fact.delete({ where: { id: f.id } });
+  await withTransaction(ctx.db.pool, async (c) => {
+    // Under the fact's row lock, which a run request takes too: a run asked for meanwhile is either
+    // committed before this looks (409 naming it) or finds the fact gone.
+    if (!(await c.query(`SELECT id FROM fact WHERE id = $1 FOR UPDATE`, [f.id])).rowCount) throw notFound(`No fact named '${name}'.`);
+    const refs = await factReferences(ctx, f.id);
+    if (refs.length) throw conflict(`'${name}' is still referenced: ${refs.join("; ")}.`, { references: refs });
+    await ctx.engine.deleteFactData(f.id, c);
+    await c.query(`DELETE FROM fact WHERE id = $1`, [f.id]);
+  }, 1);
 }

@@ -50,13 +50,16 @@ export class PostgresLayerEngine implements LayerEngine {
     return processFact(this.pool, fact, through, options);
   }
 
-  async deleteFactData(factId: number): Promise<void> {
-    await withTransaction(this.pool, async (c) => {
+  /** Deletes a fact's activity and layer, in `client`'s transaction when given (else in one of its own). */
+  async deleteFactData(factId: number, client?: pg.ClientBase): Promise<void> {
+    const work = async (c: pg.ClientBase) => {
       await c.query(`DELETE FROM layer_metric WHERE fact_id = $1`, [factId]);
       await c.query(`DELETE FROM layer_island WHERE fact_id = $1`, [factId]);
       await deleteCounts(c, factId);
       await c.query(`DELETE FROM activity_day WHERE fact_id = $1`, [factId]);
-    });
+    };
+    if (client) await work(client);
+    else await withTransaction(this.pool, work);
   }
 
   async statusPage(factId: number, g: number, period: number, filter: StatusFilter, page: PageRequest, latest = false): Promise<Keyed<StatusRow>[]> {
