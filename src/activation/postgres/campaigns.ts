@@ -231,20 +231,22 @@ export async function recordOutcomes(
   return withTransaction(pool, async (c) => {
     const bad = await rejectedUsers(c, campaignId, outcomes.map((o) => o.userId), ["treatment", "control", "global_control"]);
     if (bad.count > 0) return { rejected: bad.rows, rejectedCount: bad.count, inserted: 0 };
+    // The batch as columns: $1 the campaign, $2–$6 outcome_id, user_id, name, occurred_at, value.
+    const items = [
+      campaignId,
+      outcomes.map((o) => o.outcomeId),
+      outcomes.map((o) => o.userId),
+      outcomes.map((o) => o.name),
+      outcomes.map((o) => o.occurredAt),
+      outcomes.map((o) => o.value),
+    ];
     const r = await c.query(
       `INSERT INTO campaign_outcome (campaign_id, outcome_id, user_key, name, occurred_at, value)
        SELECT $1::uuid, t.outcome_id, u.user_key, t.name, t.occurred_at, t.value
        FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[]) AS t(outcome_id, user_id, name, occurred_at, value)
        JOIN app_user u ON u.external_id = t.user_id
        ON CONFLICT DO NOTHING`,
-      [
-        campaignId,
-        outcomes.map((o) => o.outcomeId),
-        outcomes.map((o) => o.userId),
-        outcomes.map((o) => o.name),
-        outcomes.map((o) => o.occurredAt),
-        outcomes.map((o) => o.value),
-      ],
+      items,
     );
     const inserted = r.rowCount ?? 0;
     // Items whose outcome_id is recorded (before, or earlier in this batch) with other values.
@@ -256,14 +258,7 @@ export async function recordOutcomes(
        WHERE (o.user_key, o.name, o.occurred_at, o.value) IS DISTINCT FROM (u.user_key, t.name, t.occurred_at, t.value)
        ORDER BY t.ord
        LIMIT ${MAX_REJECTED}`,
-      [
-        campaignId,
-        outcomes.map((o) => o.outcomeId),
-        outcomes.map((o) => o.userId),
-        outcomes.map((o) => o.name),
-        outcomes.map((o) => o.occurredAt),
-        outcomes.map((o) => o.value),
-      ],
+      items,
     );
     const conflicting = { indexes: differing.rows.map((x) => x.idx), count: differing.rows[0]?.total ?? 0 };
     await after?.(c, inserted, conflicting);
