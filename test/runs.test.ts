@@ -338,6 +338,38 @@ describe("overtaken runs", () => {
     expect(await materializations()).toBe(materializedBefore);
   });
 
+  it("the run's end and what it sets off commit together: when recording them fails, the retry does both", async () => {
+    await createFact(env, "r_outbox");
+    await ingest(env, "r_outbox", daily("ob", ["2026-03-01", "2026-03-02"]));
+    const hook = await api(env).post("/v1/webhooks", { url: "http://127.0.0.1:9/outbox", events: ["run.succeeded"], secret: "outbox-secret-0123456789" });
+    expect(hook.statusCode, hook.body).toBe(201);
+    const audience = await api(env).post("/v1/audiences", {
+      name: "r_outbox_on_new_data", fact: "r_outbox", grain: "day", refresh: "on_new_data", filter: { field: "inactivity_periods", op: "gte", value: 0 },
+    });
+    expect(audience.statusCode, audience.body).toBe(201);
+    const { run } = await requestRun(env.ctx, await factRecord("r_outbox"), "2026-03-02", "cli");
+    // The first attempt processes and commits the layer, then fails while recording the webhook's
+    // delivery (as a worker killed there would): the run must not read succeeded with nothing set off.
+    await env.ctx.db.pool.query(`
+      CREATE FUNCTION refuse_delivery() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'worker gone'; END $$;
+      CREATE TRIGGER refuse_delivery BEFORE INSERT ON webhook_delivery FOR EACH ROW EXECUTE FUNCTION refuse_delivery()`);
+    try {
+      await expect(executeRun(env.ctx, run.id, { finalAttempt: false })).rejects.toThrow(/worker gone/);
+    } finally {
+      await env.ctx.db.pool.query(`DROP TRIGGER refuse_delivery ON webhook_delivery; DROP FUNCTION refuse_delivery()`);
+    }
+    expect((await factView("r_outbox")).processed_through).toBe("2026-03-02");
+    expect((await api(env).get(`/v1/runs/${run.id}`)).json().status).toBe("queued");
+    const deliveries = () => env.ctx.db.prisma.webhookDelivery.count({ where: { webhookId: hook.json().id, event: "run.succeeded" } });
+    const lists = () => env.ctx.db.prisma.materialization.count({ where: { audienceId: audience.json().id, trigger: "on_new_data" } });
+    expect([await deliveries(), await lists()]).toEqual([0, 0]);
+    // The retry recomputes from the start the first attempt claimed, and ends the run with everything.
+    const done = await executeRun(env.ctx, run.id, { finalAttempt: true });
+    expect(done).toMatchObject({ status: "succeeded", from: "2026-03-01" });
+    expect([await deliveries(), await lists()]).toEqual([1, 1]);
+    await api(env).delete(`/v1/webhooks/${hook.json().id}`);
+  });
+
   it("an overtaken run that finds late data recomputes it through the later watermark", async () => {
     await createFact(env, "r_overtaken_late");
     const early = daily("o", ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-05"]);

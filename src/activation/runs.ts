@@ -8,9 +8,9 @@ import { localDate } from "../facts/timezones.js";
 import { MAX_FUTURE_MS } from "../facts/event-validation.js";
 import { dateToDay, dayToDate, parseDate } from "./periods.js";
 import type { ProcessProgress, ProcessResult } from "./engine.js";
-import { emitEvent } from "../audiences/webhooks.js";
-import { refreshAudiencesOnNewData } from "../audiences/materializations.js";
-import { refreshCampaignsAfterRun } from "../campaigns/results.js";
+import { emitEvent, queueDeliveries, recordEvent } from "../audiences/webhooks.js";
+import { planRefreshesOnNewData, queueMaterializations, recordMaterializations } from "../audiences/materializations.js";
+import { markCampaignsChangedByRun, queueResultsRecomputation } from "../campaigns/results.js";
 import { reviveRunJob } from "../jobs/recovery.js";
 
 export const runSchema = z
@@ -175,15 +175,33 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
         }
       },
     });
-    const finished = await ctx.db.prisma.processingRun.updateMany({
-      where: { id: runId, status: { in: ["queued", "running"] } },
-      data: { status: "succeeded", progress: 1, timings: result.timings, finishedAt: doneAt ?? new Date(), note: overtakenNote(run.fact.name, asked, result) },
+    // A retry recomputes from the start its earlier attempt claimed, so this covers that attempt's work too.
+    const recomputed = result.from !== null;
+    const plans = recomputed ? await planRefreshesOnNewData(ctx, run.fact.id) : [];
+    // The run's end and what it sets off commit together (an outbox): a worker killed right after
+    // cannot lose the webhook, the lists or the campaigns' staleness. Their jobs are queued after it.
+    const ended = await ctx.db.prisma.$transaction(async (tx) => {
+      const finished = await tx.processingRun.updateMany({
+        where: { id: runId, status: { in: ["queued", "running"] } },
+        data: { status: "succeeded", progress: 1, timings: result.timings, finishedAt: doneAt ?? new Date(), note: overtakenNote(run.fact.name, asked, result) },
+      });
+      // Another job of this run finished (and announced) it first: the record is theirs.
+      if (finished.count === 0) return null;
+      const view = runView(await tx.processingRun.findUniqueOrThrow({ where: { id: runId } }), run.fact.name);
+      return {
+        view,
+        deliveries: await recordEvent(tx, "run.succeeded", { run: view }),
+        materializations: await recordMaterializations(tx, plans, "on_new_data"),
+        campaigns: recomputed ? await markCampaignsChangedByRun(tx, run.fact.id, view) : [],
+      };
     });
-    // Another job of this run finished (and announced) it first: the record is theirs.
-    if (finished.count === 0) return getRun(ctx, runId);
-    const view = await getRun(ctx, runId);
-    await afterRunSucceeded(ctx, run.fact.id, view, result.from !== null);
-    return view;
+    if (!ended) return getRun(ctx, runId);
+    // Records Redis cannot take now are queued by the workers' recovery sweep (deliveries, lists) or
+    // by the next read of the results (campaigns).
+    await queueDeliveries(ctx, ended.deliveries).catch(() => {});
+    await queueMaterializations(ctx, ended.materializations).catch(() => {});
+    await queueResultsRecomputation(ctx, ended.campaigns);
+    return ended.view;
   } catch (err) {
     if (err instanceof RunAlreadyFinishedError) return getRun(ctx, runId);
     const message = `processing failed: ${(err as Error).message}`;
@@ -203,17 +221,6 @@ function overtakenNote(factName: string, asked: string, result: ProcessResult): 
   if (result.through === asked) return null;
   const done = result.from === null ? "nothing was left to recompute" : `it recomputed late data from ${result.from} through ${result.through}`;
   return `Overtaken: another run had already processed '${factName}' through ${result.through}, so this run processed through that date instead of ${asked}; ${done}.`;
-}
-
-/**
- * What a finished run sets off: the webhook always; when it recomputed anything, the audiences that
- * refresh on new data of this fact and the campaigns measured on it.
- */
-async function afterRunSucceeded(ctx: AppContext, factId: number, run: RunView, recomputed: boolean) {
-  await emitEvent(ctx, "run.succeeded", { run });
-  if (!recomputed) return;
-  await refreshAudiencesOnNewData(ctx, factId);
-  await refreshCampaignsAfterRun(ctx, factId, run);
 }
 
 /** The scheduler's work: every fact through yesterday in its own timezone, when behind or dirty. */

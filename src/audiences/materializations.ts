@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { AppContext } from "../context.js";
+import type { PrismaClientOrTransaction } from "../db/client.js";
 import type { Materialization } from "../generated/prisma/client.js";
 import { badRequest, conflict, notFound } from "../http/problem.js";
 import { afterCreatedAtId, createdAtIdCursor, decodeCursor, toPage, userKeyCursor, type PageQuery } from "../http/pagination.js";
@@ -183,17 +184,45 @@ export async function deleteMaterialization(ctx: AppContext, id: string) {
   await ctx.db.prisma.materialization.delete({ where: { id } });
 }
 
-/** After a processing run: refresh every live audience that asked for it and reads that fact. */
-export async function refreshAudiencesOnNewData(ctx: AppContext, factId: number): Promise<MaterializationView[]> {
+/** A materialization to record: an audience version as of a resolved date. */
+export interface MaterializationPlan {
+  audienceId: string;
+  version: number;
+  asOf: string;
+}
+
+/**
+ * After a processing run: the lists to draw for every live audience that refreshes on new data and
+ * reads that fact, each as of its facts' watermark now. An audience another fact of which lags behind
+ * is left out; the next run of that fact refreshes it.
+ */
+export async function planRefreshesOnNewData(ctx: AppContext, factId: number): Promise<MaterializationPlan[]> {
   const audiences = await ctx.db.prisma.audience.findMany({ where: { deletedAt: null, factIds: { has: factId } } });
-  const out: MaterializationView[] = [];
+  const plans: MaterializationPlan[] = [];
   for (const a of audiences) {
     if (a.refresh !== "on_new_data") continue;
     try {
-      out.push(await requestMaterialization(ctx, a.id, undefined, "on_new_data"));
+      const resolved = await resolveAudience(ctx, a.definition as unknown as AudienceDefinition, undefined, "definition");
+      plans.push({ audienceId: a.id, version: a.version, asOf: resolved.asOf });
     } catch {
-      // Another fact of the audience may lag behind; the next run of that fact refreshes it.
+      // Not resolvable yet (another fact not processed): see above.
     }
   }
-  return out;
+  return plans;
+}
+
+/** Records planned materializations on `db` (a transaction, with what set them off); returns their ids for queueMaterializations. */
+export async function recordMaterializations(db: PrismaClientOrTransaction, plans: MaterializationPlan[], trigger: string): Promise<string[]> {
+  const ids: string[] = [];
+  for (const p of plans) {
+    const id = randomUUID();
+    await db.materialization.create({ data: { id, audienceId: p.audienceId, version: p.version, asOf: new Date(`${p.asOf}T00:00:00Z`), status: "queued", trigger } });
+    ids.push(id);
+  }
+  return ids;
+}
+
+/** Queues recorded materializations; one Redis could not take is queued by the workers' recovery sweep. */
+export async function queueMaterializations(ctx: AppContext, ids: string[]): Promise<void> {
+  for (const id of ids) await ctx.queues.enqueueMaterialization({ materializationId: id });
 }

@@ -1,6 +1,7 @@
 import { createHmac, randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { AppContext } from "../context.js";
+import type { PrismaClientOrTransaction } from "../db/client.js";
 import type { Webhook, WebhookDelivery } from "../generated/prisma/client.js";
 import { Prisma } from "../generated/prisma/client.js";
 import { notFound } from "../http/problem.js";
@@ -109,15 +110,28 @@ export function signPayload(secret: string, body: string, timestamp: number): st
 
 /** Records one delivery per subscribed webhook and queues it; delivery happens in a job with retries. */
 export async function emitEvent(ctx: AppContext, event: WebhookEvent, data: Record<string, unknown>) {
-  const hooks = await ctx.db.prisma.webhook.findMany({ where: { disabledAt: null, events: { has: event } } });
+  await queueDeliveries(ctx, await recordEvent(ctx.db.prisma, event, data));
+}
+
+/**
+ * The deliveries of an event, one per webhook that listens, recorded on `db` (a transaction when the
+ * event must commit with what it announces); returns their ids, for queueDeliveries after the commit.
+ */
+export async function recordEvent(db: PrismaClientOrTransaction, event: WebhookEvent, data: Record<string, unknown>): Promise<string[]> {
+  const hooks = await db.webhook.findMany({ where: { disabledAt: null, events: { has: event } } });
+  const ids: string[] = [];
   for (const h of hooks) {
     const id = randomUUID();
     const payload = { id, event, created_at: new Date().toISOString(), data };
-    await ctx.db.prisma.webhookDelivery.create({
-      data: { id, webhookId: h.id, event, payload: payload as unknown as Prisma.InputJsonValue, status: "pending" },
-    });
-    await ctx.queues.enqueueWebhookDelivery({ deliveryId: id });
+    await db.webhookDelivery.create({ data: { id, webhookId: h.id, event, payload: payload as unknown as Prisma.InputJsonValue, status: "pending" } });
+    ids.push(id);
   }
+  return ids;
+}
+
+/** Queues recorded deliveries; one Redis could not take is queued by the workers' recovery sweep. */
+export async function queueDeliveries(ctx: AppContext, ids: string[]): Promise<void> {
+  for (const id of ids) await ctx.queues.enqueueWebhookDelivery({ deliveryId: id });
 }
 
 /** One attempt; throws (so the job retries with backoff) unless the receiver answered 2xx. */

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { AppContext } from "../context.js";
+import type { PrismaClientOrTransaction } from "../db/client.js";
 import type { Campaign } from "../generated/prisma/client.js";
 import { conflict } from "../http/problem.js";
 import { dateToDay, dayToDate } from "../activation/periods.js";
@@ -343,17 +344,19 @@ export async function getCampaignResults(ctx: AppContext, id: string, opts: { re
 
 /**
  * After a processing run of a fact: the campaigns whose goal it is and whose covariate period or
- * window the run recomputed get a new data version and a queued recomputation.
+ * window the run recomputed get a new data version, on `db` (the transaction that ends the run). Returns
+ * their ids, for queueResultsRecomputation after the commit.
  */
-export async function refreshCampaignsAfterRun(ctx: AppContext, factId: number, run: RunView): Promise<string[]> {
-  // Never fails the run that calls it: the results can be recomputed on demand.
-  const r = await ctx.db.pool.query<{ id: string }>(
-    `UPDATE campaign SET data_version = data_version + 1, metrics_pending_from = LEAST(metrics_pending_from, $2::date)
-     WHERE goal_fact_id = $1 AND launch_date - ${COVARIATE_DAYS} <= $3::date AND launch_date + goal_window_periods - 1 >= $2::date
-     RETURNING id`,
-    [factId, run.from ?? run.through, run.through],
-  ).catch(() => ({ rows: [] as Array<{ id: string }> }));
-  const ids = r.rows.map((x) => x.id);
-  for (const id of ids) await ctx.queues.enqueueCampaignResults({ campaignId: id }).catch(() => {});
-  return ids;
+export async function markCampaignsChangedByRun(db: PrismaClientOrTransaction, factId: number, run: RunView): Promise<string[]> {
+  const from = run.from ?? run.through;
+  const rows = await db.$queryRaw<Array<{ id: string }>>`
+    UPDATE campaign SET data_version = data_version + 1, metrics_pending_from = LEAST(metrics_pending_from, ${from}::date)
+    WHERE goal_fact_id = ${factId} AND launch_date - ${COVARIATE_DAYS}::int <= ${run.through}::date AND launch_date + goal_window_periods - 1 >= ${from}::date
+    RETURNING id::text AS id`;
+  return rows.map((r) => r.id);
+}
+
+/** Queues the recomputation of campaigns' results; one Redis cannot take now is queued by the next read of the results. */
+export async function queueResultsRecomputation(ctx: AppContext, campaignIds: string[]): Promise<void> {
+  for (const id of campaignIds) await ctx.queues.enqueueCampaignResults({ campaignId: id }).catch(() => {});
 }
