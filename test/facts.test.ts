@@ -214,6 +214,28 @@ describe("PATCH /v1/facts/{name}", () => {
 });
 
 describe("DELETE /v1/facts/{name}", () => {
+  it("waits for an ingestion that holds the fact's activity rows, then deletes (no deadlock: ingestion takes the fact's row last)", async () => {
+    await createFact(env, "doomed_busy");
+    await ingest(env, "doomed_busy", [{ user_id: "b1", occurred_at: "2026-01-01T10:00:00Z" }]);
+    const factId = (await env.ctx.db.prisma.fact.findUniqueOrThrow({ where: { name: "doomed_busy" } })).id;
+    // What an ingestion batch does, held open: its activity rows first, the fact's row last.
+    const ingestion = await env.ctx.db.pool.connect();
+    try {
+      await ingestion.query("BEGIN");
+      await ingestion.query(`UPDATE activity_day SET last_at = last_at WHERE fact_id = $1`, [factId]);
+      const deleting = api(env).delete("/v1/facts/doomed_busy");
+      await new Promise((r) => setTimeout(r, 300));
+      await ingestion.query(`UPDATE fact SET latest_date = latest_date WHERE id = $1`, [factId]);
+      await ingestion.query("COMMIT");
+      const res = await deleting;
+      expect(res.statusCode, res.body).toBe(204);
+    } finally {
+      await ingestion.query("ROLLBACK").catch(() => {});
+      ingestion.release();
+    }
+    expect((await api(env).get("/v1/facts/doomed_busy")).statusCode).toBe(404);
+  });
+
   it("deletes a fact with its data: 204, then 404, and its activity is gone", async () => {
     await createFact(env, "doomed");
     await ingest(env, "doomed", [

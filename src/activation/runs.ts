@@ -5,6 +5,7 @@ import type { ProcessingRun, Fact } from "../generated/prisma/client.js";
 import { conflict, notFound, badRequest } from "../http/problem.js";
 import { afterCreatedAtId, createdAtIdCursor, decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
 import { localDate } from "../facts/timezones.js";
+import { FACT_LIFECYCLE_LOCK_NS } from "../facts/facts.js";
 import { MAX_FUTURE_MS } from "../facts/event-validation.js";
 import { dateToDay, dayToDate, parseDate } from "./periods.js";
 import type { ProcessProgress, ProcessResult } from "./engine.js";
@@ -81,11 +82,12 @@ export async function requestRun(ctx: AppContext, fact: Fact, through: string | 
     );
   if (processed && target < processed)
     throw conflict(`'${fact.name}' is already processed through ${processed}; a run cannot go back to ${target}.`, { processed_through: processed });
-  // Under the fact's row lock: requests of one fact that arrive together join one run, and a deletion
-  // of the fact (which takes the same lock) either sees this run and refuses, or this request finds no fact.
+  // Under the fact's lifecycle lock: requests of one fact that arrive together join one run, and a
+  // deletion of the fact (which takes the same lock) either sees this run and refuses, or this request finds no fact.
   const { run, joined } = await ctx.db.prisma.$transaction(async (tx) => {
-    const locked = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM fact WHERE id = ${fact.id} FOR NO KEY UPDATE`;
-    if (locked.length === 0) throw notFound(`No fact named '${fact.name}'.`);
+    await tx.$executeRaw`SELECT pg_advisory_xact_lock(${FACT_LIFECYCLE_LOCK_NS}::int, ${fact.id}::int)`;
+    const exists = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM fact WHERE id = ${fact.id}`;
+    if (exists.length === 0) throw notFound(`No fact named '${fact.name}'.`);
     const existing = await tx.processingRun.findFirst({
       where: { factId: fact.id, throughDate: new Date(`${target}T00:00:00Z`), status: { in: ["queued", "running"] } },
       orderBy: { createdAt: "desc" },
@@ -95,9 +97,9 @@ export async function requestRun(ctx: AppContext, fact: Fact, through: string | 
       data: { id: randomUUID(), factId: fact.id, status: "queued", throughDate: new Date(`${target}T00:00:00Z`), trigger },
     });
     return { run: created, joined: false };
-    // Prisma's defaults (2 s for a connection, 5 s in all) would fail a request that waits behind a
-    // large fact's deletion or a burst of requests; the lock itself is held for milliseconds.
-  }, { maxWait: 30_000, timeout: 120_000 });
+    // Prisma's default of 5 s in all would fail a request that waits behind a large fact's deletion;
+    // the lock itself is held for milliseconds.
+  }, { timeout: 120_000 });
   if (joined) {
     // Its job may have ended without the record knowing (a last attempt failing while PostgreSQL was
     // unreachable) or been lost with Redis's data: joining a record nothing will finish would wait forever.
@@ -194,7 +196,9 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
         materializations: await recordMaterializations(tx, plans, "on_new_data"),
         campaigns: recomputed ? await markCampaignsChangedByRun(tx, run.fact.id, view) : [],
       };
-    });
+      // Marking campaigns waits for their row locks, which a results recomputation or an assignment holds
+      // for seconds on a large list: Prisma's default of 5 s would fail a run whose layer has committed.
+    }, { timeout: 600_000 });
     if (!ended) return getRun(ctx, runId);
     // Records Redis cannot take now are queued by the workers' recovery sweep (deliveries, lists) or
     // by the next read of the results (campaigns).

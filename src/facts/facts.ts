@@ -1,3 +1,4 @@
+import type pg from "pg";
 import { z } from "zod";
 import type { AppContext } from "../context.js";
 import type { Fact } from "../generated/prisma/client.js";
@@ -129,27 +130,37 @@ export async function updateFact(ctx: AppContext, name: string, input: z.infer<t
 }
 
 /** What still refers to a fact; deleting it is refused while this is not empty. */
-export async function factReferences(ctx: AppContext, factId: number): Promise<string[]> {
+/** What still uses a fact, in words (empty when nothing does), read on `db` (the deleting transaction's client, or the pool). */
+export async function factReferences(db: pg.ClientBase | pg.Pool, factId: number): Promise<string[]> {
   const refs: string[] = [];
-  const active = await ctx.db.prisma.processingRun.count({ where: { factId, status: { in: ["queued", "running"] } } });
+  const active = (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM processing_run WHERE fact_id = $1 AND status IN ('queued', 'running')`, [factId])).rows[0]!.n;
   if (active) refs.push(`${active} processing run(s) queued or running`);
-  const audiences = await ctx.db.prisma.audience.findMany({ where: { deletedAt: null, factIds: { has: factId } }, select: { name: true } });
+  const audiences = (await db.query<{ name: string }>(`SELECT name FROM audience WHERE deleted_at IS NULL AND $1 = ANY(fact_ids) ORDER BY created_at`, [factId])).rows;
   if (audiences.length) refs.push(`audience(s) ${audiences.map((a) => `'${a.name}'`).join(", ")}`);
   // A campaign measures its goal on this fact's layer: without it, its results would read as no one returning.
-  const campaigns = await ctx.db.prisma.campaign.findMany({ where: { goalFactId: factId }, select: { name: true, id: true }, orderBy: { createdAt: "asc" } });
+  const campaigns = (await db.query<{ name: string; id: string }>(`SELECT name, id::text AS id FROM campaign WHERE goal_fact_id = $1 ORDER BY created_at`, [factId])).rows;
   if (campaigns.length) refs.push(`the goal of campaign(s) ${campaigns.map((c) => `'${c.name}' (${c.id})`).join(", ")}`);
   return refs;
 }
 
+/**
+ * Serialises what must not interleave on one fact: a run request (which records a run) and the fact's
+ * deletion (which refuses while a run is recorded). An advisory lock, not the fact's row: ingestion
+ * locks activity rows and then the fact's row, and a deletion deletes activity rows, so taking the
+ * row first would order the two the other way round (a deadlock). Processing has its own lock.
+ */
+export const FACT_LIFECYCLE_LOCK_NS = 4_272;
+
 export async function deleteFact(ctx: AppContext, name: string): Promise<void> {
   const f = await getFactRecord(ctx, name);
   await withTransaction(ctx.db.pool, async (c) => {
-    // Under the fact's row lock, which a run request takes too: a run asked for meanwhile is either
-    // committed before this looks (409 naming it) or finds the fact gone.
-    if (!(await c.query(`SELECT id FROM fact WHERE id = $1 FOR UPDATE`, [f.id])).rowCount) throw notFound(`No fact named '${name}'.`);
-    const refs = await factReferences(ctx, f.id);
+    await c.query(`SELECT pg_advisory_xact_lock($1, $2)`, [FACT_LIFECYCLE_LOCK_NS, f.id]);
+    if (!(await c.query(`SELECT id FROM fact WHERE id = $1`, [f.id])).rowCount) throw notFound(`No fact named '${name}'.`);
+    // On this transaction's client: a run asked for meanwhile either committed before the lock was ours
+    // (409 naming it) or will find the fact gone.
+    const refs = await factReferences(c, f.id);
     if (refs.length) throw conflict(`'${name}' is still referenced: ${refs.join("; ")}.`, { references: refs });
     await ctx.engine.deleteFactData(f.id, c);
     await c.query(`DELETE FROM fact WHERE id = $1`, [f.id]);
-  }, 1);
+  });
 }

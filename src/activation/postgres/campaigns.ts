@@ -241,10 +241,12 @@ export async function recordOutcomes(
       outcomes.map((o) => o.value),
     ];
     const r = await c.query(
+      // In batch order, so that of two items with one outcome_id the first is the one that stands.
       `INSERT INTO campaign_outcome (campaign_id, outcome_id, user_key, name, occurred_at, value)
        SELECT $1::uuid, t.outcome_id, u.user_key, t.name, t.occurred_at, t.value
-       FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[]) AS t(outcome_id, user_id, name, occurred_at, value)
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[]) WITH ORDINALITY AS t(outcome_id, user_id, name, occurred_at, value, ord)
        JOIN app_user u ON u.external_id = t.user_id
+       ORDER BY t.ord
        ON CONFLICT DO NOTHING`,
       items,
     );
