@@ -84,10 +84,10 @@ export async function requestRun(ctx: AppContext, fact: Fact, through: string | 
     throw conflict(`'${fact.name}' is already processed through ${processed}; a run cannot go back to ${target}.`, { processed_through: processed });
   // Under the fact's lifecycle lock: requests of one fact that arrive together join one run, and a
   // deletion of the fact (which takes the same lock) either sees this run and refuses, or this request finds no fact.
+  // The transaction may wait behind a large fact's deletion: Prisma's default of 5 s in all would fail it.
   const { run, joined } = await ctx.db.prisma.$transaction(async (tx) => {
     await tx.$executeRaw`SELECT pg_advisory_xact_lock(${FACT_LIFECYCLE_LOCK_NS}::int, ${fact.id}::int)`;
-    const exists = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM fact WHERE id = ${fact.id}`;
-    if (exists.length === 0) throw notFound(`No fact named '${fact.name}'.`);
+    if (!(await tx.fact.findUnique({ where: { id: fact.id }, select: { id: true } }))) throw notFound(`No fact named '${fact.name}'.`);
     const existing = await tx.processingRun.findFirst({
       where: { factId: fact.id, throughDate: new Date(`${target}T00:00:00Z`), status: { in: ["queued", "running"] } },
       orderBy: { createdAt: "desc" },
@@ -97,8 +97,6 @@ export async function requestRun(ctx: AppContext, fact: Fact, through: string | 
       data: { id: randomUUID(), factId: fact.id, status: "queued", throughDate: new Date(`${target}T00:00:00Z`), trigger },
     });
     return { run: created, joined: false };
-    // Prisma's default of 5 s in all would fail a request that waits behind a large fact's deletion;
-    // the lock itself is held for milliseconds.
   }, { timeout: 120_000 });
   if (joined) {
     // Its job may have ended without the record knowing (a last attempt failing while PostgreSQL was
@@ -182,6 +180,8 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
     const plans = recomputed ? await planRefreshesOnNewData(ctx, run.fact.id) : [];
     // The run's end and what it sets off commit together (an outbox): a worker killed right after
     // cannot lose the webhook, the lists or the campaigns' staleness. Their jobs are queued after it.
+    // Marking campaigns waits for their row locks, which a results recomputation or an assignment holds
+    // for seconds on a large list: Prisma's default of 5 s would fail a run whose layer has committed.
     const ended = await ctx.db.prisma.$transaction(async (tx) => {
       const finished = await tx.processingRun.updateMany({
         where: { id: runId, status: { in: ["queued", "running"] } },
@@ -196,8 +196,6 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
         materializations: await recordMaterializations(tx, plans, "on_new_data"),
         campaigns: recomputed ? await markCampaignsChangedByRun(tx, run.fact.id, view) : [],
       };
-      // Marking campaigns waits for their row locks, which a results recomputation or an assignment holds
-      // for seconds on a large list: Prisma's default of 5 s would fail a run whose layer has committed.
     }, { timeout: 600_000 });
     if (!ended) return getRun(ctx, runId);
     // Records Redis cannot take now are queued by the workers' recovery sweep (deliveries, lists) or

@@ -136,6 +136,12 @@ function metricResult(s: ArmSums, kind: MetricKind, hasGlobal: boolean): z.infer
 /** The last day that is over at `at` in a timezone (yesterday there), as a day number. */
 const lastEndedDay = (timezone: string, at: Date = new Date()) => dateToDay(localDate(timezone, at)) - 1;
 
+/** Whether a day has ended in the goal fact's timezone since `since`. */
+async function dayEndedSinceIn(ctx: AppContext, factId: number, since: Date): Promise<boolean> {
+  const timezone = (await timezoneOf(ctx, factId)) ?? "UTC";
+  return lastEndedDay(timezone) > lastEndedDay(timezone, since);
+}
+
 export async function computeCampaignResults(ctx: AppContext, c: Campaign): Promise<StoredResults> {
   const fact = await ctx.db.prisma.fact.findUnique({ where: { id: c.goalFactId } });
   if (!fact) throw conflict(`The goal fact '${c.goalFact}' of campaign ${c.id} no longer exists.`);
@@ -328,8 +334,7 @@ export async function getCampaignResults(ctx: AppContext, id: string, opts: { re
   const result = stored.result as unknown as StoredResults;
   // Stale too when computed before the end of a day the window was waiting for: completeness moves on
   // with the clock even when no new data comes.
-  const timezone = (await timezoneOf(ctx, c.goalFactId)) ?? "UTC";
-  const dayEndedSince = !result.window.complete && lastEndedDay(timezone) > lastEndedDay(timezone, stored.computedAt);
+  const dayEndedSince = !result.window.complete && (await dayEndedSinceIn(ctx, c.goalFactId, stored.computedAt));
   const stale = stored.dataVersion < c.dataVersion || dayEndedSince;
   if (stale) await ctx.queues.enqueueCampaignResults({ campaignId: id }).catch(() => {});
   return {

@@ -129,8 +129,7 @@ export async function updateFact(ctx: AppContext, name: string, input: z.infer<t
   return getFact(ctx, name);
 }
 
-/** What still refers to a fact; deleting it is refused while this is not empty. */
-/** What still uses a fact, in words (empty when nothing does), read on `db` (the deleting transaction's client, or the pool). */
+/** What still uses a fact, in words (deleting it is refused while this is not empty), read on `db`: the deleting transaction's client. */
 export async function factReferences(db: pg.ClientBase | pg.Pool, factId: number): Promise<string[]> {
   const refs: string[] = [];
   const active = (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM processing_run WHERE fact_id = $1 AND status IN ('queued', 'running')`, [factId])).rows[0]!.n;

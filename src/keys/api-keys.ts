@@ -15,6 +15,8 @@ export interface ApiKeySummary {
 }
 
 const KEY_PREFIX = "aak_";
+/** How much of a key is stored in clear (and listed), to tell keys apart. */
+const STORED_PREFIX_LENGTH = 12;
 
 export function hashApiKey(key: string): string {
   return createHash("sha256").update(key, "utf8").digest("hex");
@@ -43,7 +45,7 @@ export async function createApiKey(db: PrismaClientOrTransaction, input: { name:
   for (const s of scopes) if (!SCOPES.includes(s)) throw new Error(`unknown scope '${s}' (read, write, admin)`);
   const key = KEY_PREFIX + randomBytes(24).toString("base64url");
   const row = await db.apiKey.create({
-    data: { id: randomUUID(), name, prefix: key.slice(0, 12), hash: hashApiKey(key), scopes },
+    data: { id: randomUUID(), name, prefix: key.slice(0, STORED_PREFIX_LENGTH), hash: hashApiKey(key), scopes },
   });
   return { key, summary: summarize(row) };
 }
@@ -61,14 +63,15 @@ export class AmbiguousKeyError extends Error {}
 
 /**
  * Revokes one key, named by its id, the key itself, or a prefix of it (at least MIN_REVOKE_PREFIX
- * characters; `keys list` shows the stored 12 followed by "…", which is taken as it is). A prefix that
+ * characters; `keys list` shows the stored prefix followed by "…", which is taken as it is). A prefix that
  * matches several live keys revokes none (AmbiguousKeyError). Returns how many keys it revoked (0 or 1).
  */
 export async function revokeApiKey(db: PrismaClientOrTransaction, idKeyOrPrefix: string): Promise<number> {
   const given = idKeyOrPrefix.trim().replace(/…$/, "");
   const now = new Date();
   if (/^[0-9a-f-]{36}$/i.test(given)) return (await db.apiKey.updateMany({ where: { revokedAt: null, id: given }, data: { revokedAt: now } })).count;
-  if (given.length > 12) return (await db.apiKey.updateMany({ where: { revokedAt: null, hash: hashApiKey(given) }, data: { revokedAt: now } })).count;
+  // Longer than any stored prefix: the key itself, found by its hash.
+  if (given.length > STORED_PREFIX_LENGTH) return (await db.apiKey.updateMany({ where: { revokedAt: null, hash: hashApiKey(given) }, data: { revokedAt: now } })).count;
   if (given.length < MIN_REVOKE_PREFIX) throw new AmbiguousKeyError(`a prefix needs at least ${MIN_REVOKE_PREFIX} characters ('${KEY_PREFIX}' and 4 more)`);
   // Compared here, not with LIKE: '_' is a wildcard there, and base64url keys contain it.
   const live = await db.apiKey.findMany({ where: { revokedAt: null }, select: { id: true, prefix: true } });
