@@ -1,6 +1,6 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { executeRun, processAllFactsThroughYesterday, requestRun } from "../src/activation/runs.js";
+import { executeRun, processAllFactsThroughYesterday, requestRun, RUN_REQUEST_LOCK_NS } from "../src/activation/runs.js";
 import { dateToDay } from "../src/activation/periods.js";
 import { activityDateOf, referenceLayer } from "../src/activation/status-rules.js";
 import type { RunningWorkers } from "../src/jobs/workers.js";
@@ -166,20 +166,28 @@ describe("requesting runs", () => {
   it("requests for the same date that arrive together make one run: one 202, the others join it (200)", async () => {
     await createFact(env, "r_together");
     await ingest(env, "r_together", daily("g", ["2026-03-01", "2026-03-02"]));
-    // Held at the fact's row until all of them have arrived, so they truly meet.
+    // Held at the fact's run-request lock until all of them wait for it, so they truly meet.
+    const factId = (await factRecord("r_together")).id;
     const hold = await env.ctx.db.pool.connect();
     let pending: Promise<Array<{ statusCode: number; json(): { id: string } }>>;
     try {
       await hold.query("BEGIN");
-      await hold.query(`SELECT 1 FROM fact WHERE name = 'r_together' FOR UPDATE`);
-      pending = Promise.all(Array.from({ length: 12 }, () => api(env).post("/v1/facts/r_together/runs", {})));
-      await new Promise((r) => setTimeout(r, 500));
+      await hold.query(`SELECT pg_advisory_xact_lock($1, $2)`, [RUN_REQUEST_LOCK_NS, factId]);
+      // Each waits on a connection of its own: well within the pool, with the holder and the poll.
+      pending = Promise.all(Array.from({ length: 6 }, () => api(env).post("/v1/facts/r_together/runs", {})));
+      await expect
+        .poll(async () => (await env.ctx.db.pool.query(
+          `SELECT count(*)::int AS n FROM pg_locks
+           WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND classid = $1 AND objid = $2 AND objsubid = 2 AND NOT granted`, [RUN_REQUEST_LOCK_NS, factId],
+        )).rows[0].n, { timeout: 10_000, interval: 10 })
+        .toBe(6);
     } finally {
       await hold.query("ROLLBACK").catch(() => {});
       hold.release();
     }
     const answers = await pending!;
-    expect(answers.map((a) => a.statusCode).sort()).toEqual([...Array(11).fill(200), 202]);
+    expect(answers.map((a) => a.statusCode).sort()).toEqual([...Array(5).fill(200), 202]);
     expect(new Set(answers.map((a) => a.json().id)).size).toBe(1);
     expect((await api(env).get("/v1/facts/r_together/runs")).json().data).toHaveLength(1);
   });

@@ -5,7 +5,7 @@ import type { ProcessingRun, Fact } from "../generated/prisma/client.js";
 import { conflict, notFound, badRequest } from "../http/problem.js";
 import { afterCreatedAtId, createdAtIdCursor, decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
 import { localDate } from "../facts/timezones.js";
-import { FACT_LIFECYCLE_LOCK_NS } from "../facts/facts.js";
+import { holdFact } from "../facts/lifecycle-lock.js";
 import { MAX_FUTURE_MS } from "../facts/event-validation.js";
 import { dateToDay, dayToDate, parseDate } from "./periods.js";
 import type { ProcessProgress, ProcessResult } from "./engine.js";
@@ -59,6 +59,14 @@ export function runView(r: ProcessingRun, factName: string): RunView {
 }
 
 /**
+ * Run requests of one fact serialise on this advisory lock (second key the fact id). Against the
+ * fact's deletion they hold its lifecycle lock, shared like ingestion's: a run request neither waits for
+ * a batch or a bulk load of its fact nor holds one up, and a waiting request never queues new batches
+ * behind it. (Beyond the fact's existence, its transaction reads and writes runs only, which ingestion never touches.)
+ */
+export const RUN_REQUEST_LOCK_NS = 4_273;
+
+/**
  * Asks for a run through `through` (default: the latest activity date). A queued or running run of the
  * same fact and date is joined rather than duplicated; different runs of one fact queue behind each
  * other (the engine serialises them).
@@ -82,12 +90,12 @@ export async function requestRun(ctx: AppContext, fact: Fact, through: string | 
     );
   if (processed && target < processed)
     throw conflict(`'${fact.name}' is already processed through ${processed}; a run cannot go back to ${target}.`, { processed_through: processed });
-  // Under the fact's lifecycle lock: requests of one fact that arrive together join one run, and a
-  // deletion of the fact (which takes the same lock) either sees this run and refuses, or this request finds no fact.
+  // Holding the fact: its deletion either sees this run and refuses, or this request finds no fact.
+  // Then the fact's run-request lock: requests of one fact that arrive together join one run.
   // The transaction may wait behind a large fact's deletion: Prisma's default of 5 s in all would fail it.
   const { run, joined } = await ctx.db.prisma.$transaction(async (tx) => {
-    await tx.$executeRaw`SELECT pg_advisory_xact_lock(${FACT_LIFECYCLE_LOCK_NS}::int, ${fact.id}::int)`;
-    if (!(await tx.fact.findUnique({ where: { id: fact.id }, select: { id: true } }))) throw notFound(`No fact named '${fact.name}'.`);
+    await holdFact(tx, fact);
+    await tx.$executeRaw`SELECT pg_advisory_xact_lock(${RUN_REQUEST_LOCK_NS}::int, ${fact.id}::int)`;
     const existing = await tx.processingRun.findFirst({
       where: { factId: fact.id, throughDate: new Date(`${target}T00:00:00Z`), status: { in: ["queued", "running"] } },
       orderBy: { createdAt: "desc" },

@@ -2,10 +2,11 @@ import type pg from "pg";
 import { z } from "zod";
 import type { AppContext } from "../context.js";
 import type { Fact } from "../generated/prisma/client.js";
-import { conflict, notFound, badRequest } from "../http/problem.js";
+import { conflict, badRequest } from "../http/problem.js";
 import { cursorText, decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
 import { isKnownTimezone } from "./timezones.js";
 import { withTransaction } from "../activation/postgres/tx.js";
+import { lockFactForDeletion, noFactNamed } from "./lifecycle-lock.js";
 
 export const FACT_NAME = /^[a-z][a-z0-9_]{1,62}$/;
 
@@ -76,7 +77,7 @@ function view(f: Fact, users: number): FactView {
 
 export async function getFactRecord(ctx: AppContext, name: string): Promise<Fact> {
   const f = await ctx.db.prisma.fact.findUnique({ where: { name } });
-  if (!f) throw notFound(`No fact named '${name}'.`);
+  if (!f) throw noFactNamed(name);
   return f;
 }
 
@@ -142,21 +143,13 @@ export async function factReferences(db: pg.ClientBase | pg.Pool, factId: number
   return refs;
 }
 
-/**
- * Serialises what must not interleave on one fact: a run request (which records a run) and the fact's
- * deletion (which refuses while a run is recorded). An advisory lock, not the fact's row: ingestion
- * locks activity rows and then the fact's row, and a deletion deletes activity rows, so taking the
- * row first would order the two the other way round (a deadlock). Processing has its own lock.
- */
-export const FACT_LIFECYCLE_LOCK_NS = 4_272;
-
 export async function deleteFact(ctx: AppContext, name: string): Promise<void> {
   const f = await getFactRecord(ctx, name);
   await withTransaction(ctx.db.pool, async (c) => {
-    await c.query(`SELECT pg_advisory_xact_lock($1, $2)`, [FACT_LIFECYCLE_LOCK_NS, f.id]);
-    if (!(await c.query(`SELECT id FROM fact WHERE id = $1`, [f.id])).rowCount) throw notFound(`No fact named '${name}'.`);
-    // On this transaction's client: a run asked for meanwhile either committed before the lock was ours
-    // (409 naming it) or will find the fact gone.
+    // Once the lock is ours, no ingestion or run request of the fact is under way: those that committed
+    // before are deleted with it or named in the 409, later ones will find the fact gone.
+    await lockFactForDeletion(c, f.id);
+    if (!(await c.query(`SELECT id FROM fact WHERE id = $1`, [f.id])).rowCount) throw noFactNamed(name);
     const refs = await factReferences(c, f.id);
     if (refs.length) throw conflict(`'${name}' is still referenced: ${refs.join("; ")}.`, { references: refs });
     await ctx.engine.deleteFactData(f.id, c);

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import type { FactRef } from "../engine.js";
+import { holdFact } from "../../facts/lifecycle-lock.js";
 import { ensureUserKeysFrom, foldEventsIntoActivity, mergeFolds, recordFold, type EventSource, type FoldResult, type SqlRelation } from "./ingest.js";
 
 /** Validated events in columns: user ids and epoch milliseconds, index by index. */
@@ -346,6 +347,9 @@ export async function bulkLoadEvents(
     await client.query("BEGIN");
     await client.query(TUNING);
     await client.query(PATIENT_DEADLOCK_CHECK);
+    // Held until the commit: a deletion of the fact waits for the whole load (and then deletes it),
+    // or committed first and the load stores nothing (404).
+    await holdFact(client, fact);
     let rows = 0;
     let segments = 0;
     let total: FoldResult = { earliest_date: null, latest_date: null, min_new_date: null, untracked_from: null };

@@ -1,6 +1,7 @@
 import type pg from "pg";
 import type { FactRef, IngestResult } from "../engine.js";
 import type { ValidEvent } from "../../facts/event-validation.js";
+import { holdFact } from "../../facts/lifecycle-lock.js";
 
 /**
  * SQL text of a relation whose bind parameters are numbered from `first`, so that it can sit inside
@@ -85,8 +86,9 @@ const AFTER_WATERMARK = "(wm.w IS NULL OR agg.d > wm.w)";
 
 /**
  * Folds events into (user, activity date, first instant, last instant) rows of activity_day. The
- * fact's timezone decides the date. Every user id of an "events" source must already be in app_user
- * (ensureUserKeysFrom, a statement before). recordFold then moves the fact's bookkeeping.
+ * fact's timezone decides the date. The transaction must hold the fact against its deletion (holdFact,
+ * first), and every user id of an "events" source must already be in app_user (ensureUserKeysFrom, a
+ * statement before). recordFold then moves the fact's bookkeeping.
  *
  * Rows on dates at or before the fact's watermark are upserted with RETURNING, to find the new ones;
  * the others (usually nearly all: recent days, or a fact never processed) without, which is cheaper.
@@ -156,9 +158,14 @@ export async function recordFold(client: pg.ClientBase, factId: number, fold: Fo
   );
 }
 
-/** Ingests one validated batch (an HTTP request): new user keys first, then the fold. */
+/**
+ * Ingests one validated batch (an HTTP request) in the caller's transaction: the fact held against
+ * its deletion first (404 when it is gone: no activity of a deleted fact is ever stored), new user
+ * keys next, then the fold.
+ */
 export async function ingestEventBatch(client: pg.ClientBase, fact: FactRef, events: readonly ValidEvent[]): Promise<IngestResult> {
   if (events.length === 0) return { accepted: 0, earliest_date: null, latest_date: null };
+  await holdFact(client, fact);
   const userIds = new Array<string>(events.length);
   const times = new Array<number>(events.length);
   for (let i = 0; i < events.length; i++) {

@@ -1,0 +1,56 @@
+import type pg from "pg";
+import type { PrismaTransaction } from "../db/client.js";
+import { notFound } from "../http/problem.js";
+
+/**
+ * A fact's lifecycle lock: a transaction-level advisory lock, second key the fact id. The fact's
+ * deletion takes it exclusively. Whatever would leave something of the fact behind takes it shared,
+ * first in its transaction, and checks under it that the fact still exists: ingestion (activity rows)
+ * and a run request (a run). Each of them therefore either commits before the deletion starts, which
+ * then deletes what it stored or refuses with 409 naming the run, or waits for the deletion and finds
+ * no fact. Shared holders do not wait for
+ * each other: concurrent batches of one fact still run side by side.
+ *
+ * An advisory lock, not the fact's row: ingestion locks activity rows and then the fact's row, and a
+ * deletion deletes activity rows, so taking the row first would order the two the other way round (a
+ * deadlock). Processing has its own lock.
+ */
+export const FACT_LIFECYCLE_LOCK_NS = 4_272;
+
+/** The answer to a fact that does not exist, or no longer does. */
+export const noFactNamed = (name: string) => notFound(`No fact named '${name}'.`);
+
+type Transaction = pg.ClientBase | PrismaTransaction;
+
+// In id order, so that transactions holding several facts never wait for each other in a cycle.
+const HOLD = `SELECT pg_advisory_xact_lock_shared($1::int, id) FROM unnest($2::int[]) AS id`;
+const EXISTING = `SELECT id FROM fact WHERE id = ANY($1::int[])`;
+
+/** The deletion's side: returns once no transaction holds the fact, and keeps new ones waiting until this one ends. */
+export async function lockFactForDeletion(client: pg.ClientBase, factId: number): Promise<void> {
+  await client.query(`SELECT pg_advisory_xact_lock($1::int, $2::int)`, [FACT_LIFECYCLE_LOCK_NS, factId]);
+}
+
+/**
+ * Keeps the facts from being deleted until the caller's transaction ends, and answers which of them
+ * exist. Two statements whatever the number of facts: a statement reads as of its start, so the
+ * check must be a statement after the wait to see a deletion that committed during it.
+ */
+export async function holdFacts(tx: Transaction, factIds: readonly number[]): Promise<Set<number>> {
+  const ids = [...new Set(factIds)].sort((a, b) => a - b);
+  if (ids.length === 0) return new Set();
+  let rows: Array<{ id: number }>;
+  if ("$queryRawUnsafe" in tx) {
+    await tx.$executeRawUnsafe(HOLD, FACT_LIFECYCLE_LOCK_NS, ids);
+    rows = await tx.$queryRawUnsafe<Array<{ id: number }>>(EXISTING, ids);
+  } else {
+    await tx.query(HOLD, [FACT_LIFECYCLE_LOCK_NS, ids]);
+    rows = (await tx.query<{ id: number }>(EXISTING, [ids])).rows;
+  }
+  return new Set(rows.map((r) => r.id));
+}
+
+/** holdFacts for one fact, answering 404 (as for any missing fact) when it is gone. */
+export async function holdFact(tx: Transaction, fact: { id: number; name: string }): Promise<void> {
+  if (!(await holdFacts(tx, [fact.id])).has(fact.id)) throw noFactNamed(fact.name);
+}
