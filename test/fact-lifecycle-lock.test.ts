@@ -1,5 +1,5 @@
 // A fact's deletion against the writers that would leave something of the fact behind: ingestion
-// (HTTP batches, the bulk loader) and run requests.
+// (HTTP batches, the bulk loader), run requests, audiences and campaigns that reference the fact.
 // Interleavings are made deterministic by holding the fact's lifecycle lock from the test (as a
 // deletion does) and releasing it once the contenders wait in the order wanted: PostgreSQL grants
 // queued lock requests in their order.
@@ -11,13 +11,31 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FACT_LIFECYCLE_LOCK_NS, holdFact } from "../src/facts/lifecycle-lock.js";
 import { bulkLoadFile } from "../src/facts/bulk-load.js";
 import { ingestEventBatch } from "../src/activation/postgres/ingest.js";
-import { api, createFact, ingest } from "./helpers/api.js";
+import { executeCampaignAssignment } from "../src/campaigns/assigning.js";
+import { api, createFact, ingest, processThrough, waitForRecord } from "./helpers/api.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 
 let env: TestEnv;
-// No workers: runs stay queued, so a deletion finds them as they were recorded.
+let listId: string;
+const AS_OF = "2026-03-05";
+
 beforeAll(async () => {
   env = await createTestEnv();
+  // A list for campaigns to target. Workers only for it: afterwards runs and campaigns stay queued,
+  // so a deletion finds them as they were recorded.
+  const workers = env.startWorkers();
+  try {
+    await createFact(env, "list_base");
+    await ingest(env, "list_base", [1, 2, 3, 4, 5].map((d) => ({ user_id: `m${d}`, occurred_at: `2026-03-0${d}T10:00:00Z` })));
+    await processThrough(env, "list_base", AS_OF);
+    const a = await api(env).post("/v1/audiences", { name: "Everyone", fact: "list_base", grain: "day", filter: { field: "inactivity_periods", op: "gte", value: 0 } });
+    expect(a.statusCode, a.body).toBe(201);
+    const m = await api(env).post(`/v1/audiences/${a.json().id}/materializations`, { as_of: AS_OF });
+    expect(m.statusCode, m.body).toBe(202);
+    listId = (await waitForRecord(env, `/v1/materializations/${m.json().id}`, (r) => r.status === "succeeded", "succeeded")).id as string;
+  } finally {
+    await workers.close();
+  }
 });
 afterAll(async () => env?.close());
 
@@ -27,6 +45,14 @@ function expectProblem(res: Answer, status: number) {
   expect(res.statusCode, res.body).toBe(status);
   expect(String(res.headers["content-type"])).toMatch(/^application\/problem\+json/);
   return res.json() as { detail: string; errors?: Array<{ path: string; message: string }>; references?: string[] };
+}
+
+/** The 400 an unknown fact in an audience's definition gets, naming the field. */
+function expectUnknownFact(res: Answer, field: "fact" | "filter", message: string) {
+  const errors = expectProblem(res, 400).errors!;
+  expect(errors).toHaveLength(1);
+  expect(errors[0]!.path).toMatch(new RegExp(`^\\.?${field}$`));
+  expect(errors[0]!.message).toBe(message);
 }
 
 async function factId(name: string): Promise<number> {
@@ -82,6 +108,38 @@ async function contend<A, B>(id: number, first: { start: () => Promise<A>; mode:
 const deletion = (name: string) => ({ start: () => api(env).delete(`/v1/facts/${name}`), mode: "ExclusiveLock" });
 const writer = <T>(start: () => Promise<T>) => ({ start, mode: "ShareLock" });
 
+/**
+ * The fact's deletion asked for while `start`'s transaction is stopped right after it inserted a row
+ * of `table` (one for which `when` holds, NEW being the row), by a trigger the test releases once the
+ * deletion waits (or, were nothing to stop it, is done). Answers the writer's and the deletion's outcome.
+ */
+async function deletionMidway(name: string, id: number, start: () => Promise<Answer>, table: string, when: string) {
+  const pool = env.ctx.db.pool;
+  const GATE = 77_002;
+  const gate = new pg.Client({ connectionString: env.ctx.config.DATABASE_URL });
+  await gate.connect();
+  await gate.query("SELECT pg_advisory_lock($1)", [GATE]);
+  await pool.query(`CREATE FUNCTION hold_writer() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(${GATE}); RETURN NEW; END $$`);
+  await pool.query(`CREATE TRIGGER hold_writer AFTER INSERT ON ${table} FOR EACH ROW WHEN (${when}) EXECUTE FUNCTION hold_writer()`);
+  try {
+    const written = start();
+    const gated = async () =>
+      (await pool.query(
+        `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND classid = 0 AND objid = $1 AND objsubid = 1 AND NOT granted`, [GATE],
+      )).rowCount;
+    await expect.poll(gated, { timeout: 10_000, interval: 10 }).toBe(1);
+    let deleted = false;
+    const del = api(env).delete(`/v1/facts/${name}`).finally(() => (deleted = true));
+    await expect.poll(async () => deleted || (await waiting(id)).includes("ExclusiveLock"), { timeout: 10_000, interval: 10 }).toBe(true);
+    await gate.query("SELECT pg_advisory_unlock($1)", [GATE]);
+    return [await written, await del] as const;
+  } finally {
+    await gate.end();
+    await pool.query(`DROP TRIGGER hold_writer ON ${table}; DROP FUNCTION hold_writer()`);
+  }
+}
+
 const EVENTS = [
   { user_id: "e1", occurred_at: "2026-03-01T10:00:00Z" },
   { user_id: "e2", occurred_at: "2026-03-02T10:00:00Z" },
@@ -103,34 +161,11 @@ describe("ingestion and a fact's deletion", () => {
     await createFact(env, "ing_midway");
     await ingest(env, "ing_midway", EVENTS);
     const id = await factId("ing_midway");
-    const pool = env.ctx.db.pool;
-    // The batch stops after its first new activity row until the test lets it go.
-    const GATE = 77_002;
-    const gate = new pg.Client({ connectionString: env.ctx.config.DATABASE_URL });
-    await gate.connect();
-    await gate.query("SELECT pg_advisory_lock($1)", [GATE]);
-    await pool.query(`CREATE FUNCTION hold_ingestion() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(${GATE}); RETURN NEW; END $$`);
-    await pool.query(`CREATE TRIGGER hold_ingestion AFTER INSERT ON activity_day FOR EACH ROW WHEN (NEW.fact_id = ${id}) EXECUTE FUNCTION hold_ingestion()`);
-    try {
-      const batch = api(env).post("/v1/facts/ing_midway/events", { events: [{ user_id: "midway", occurred_at: "2026-03-03T10:00:00Z" }] });
-      const gated = async () =>
-        (await pool.query(
-          `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-             AND classid = 0 AND objid = $1 AND objsubid = 1 AND NOT granted`, [GATE],
-        )).rowCount;
-      await expect.poll(gated, { timeout: 10_000, interval: 10 }).toBe(1);
-      let deleted = false;
-      const del = (api(env).delete("/v1/facts/ing_midway")).finally(() => (deleted = true));
-      // The deletion waits for the batch (or, were nothing to stop it, is done before the batch is).
-      await expect.poll(async () => deleted || (await waiting(id)).includes("ExclusiveLock"), { timeout: 10_000, interval: 10 }).toBe(true);
-      await gate.query("SELECT pg_advisory_unlock($1)", [GATE]);
-      expect((await batch).statusCode).toBe(202);
-      expect((await del).statusCode).toBe(204);
-      expect(await activityRows(id)).toBe(0);
-    } finally {
-      await gate.end();
-      await pool.query(`DROP TRIGGER hold_ingestion ON activity_day; DROP FUNCTION hold_ingestion()`);
-    }
+    const batch = () => api(env).post("/v1/facts/ing_midway/events", { events: [{ user_id: "midway", occurred_at: "2026-03-03T10:00:00Z" }] });
+    const [ingested, del] = await deletionMidway("ing_midway", id, batch, "activity_day", `NEW.fact_id = ${id}`);
+    expect(ingested.statusCode, ingested.body).toBe(202);
+    expect(del.statusCode, del.body).toBe(204);
+    expect(await activityRows(id)).toBe(0);
   });
 
   it("a batch that goes first commits, and the deletion then deletes its activity", async () => {
@@ -230,5 +265,109 @@ describe("run requests and a fact's deletion", () => {
       await open.query("ROLLBACK").catch(() => {});
       open.release();
     }
+  });
+});
+
+describe("audiences and a fact's deletion", () => {
+  const everyone = (fact: string) => ({ name: `On ${fact}`, fact, grain: "day", filter: { field: "inactivity_periods", op: "gte", value: 0 } });
+  const alsoOn = (fact: string) => ({ all: [{ field: "inactivity_periods", op: "gte", value: 0 }, { field: "state", op: "eq", value: "new", fact }] });
+  const audiencesNaming = async (id: number) =>
+    (await env.ctx.db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM audience WHERE $1 = ANY(fact_ids)`, [id])).rows[0]!.n;
+
+  it("a creation that waits for the deletion answers 400 (unknown fact) and stores nothing", async () => {
+    await createFact(env, "aud_deleted_first");
+    const id = await factId("aud_deleted_first");
+    const [del, created] = await contend(id, deletion("aud_deleted_first"), writer(() => api(env).post("/v1/audiences", everyone("aud_deleted_first"))));
+    expect(del.statusCode, del.body).toBe(204);
+    expectUnknownFact(created, "fact", "unknown fact 'aud_deleted_first'");
+    expect(await audiencesNaming(id)).toBe(0);
+  });
+
+  it("a creation naming the fact in a condition that waits for the deletion answers 400 and stores nothing", async () => {
+    await createFact(env, "aud_keeper");
+    await createFact(env, "aud_cond_deleted_first");
+    const id = await factId("aud_cond_deleted_first");
+    const body = { ...everyone("aud_keeper"), filter: alsoOn("aud_cond_deleted_first") };
+    const [del, created] = await contend(id, deletion("aud_cond_deleted_first"), writer(() => api(env).post("/v1/audiences", body)));
+    expect(del.statusCode, del.body).toBe(204);
+    expectUnknownFact(created, "filter", "unknown fact 'aud_cond_deleted_first'");
+    expect(await audiencesNaming(id)).toBe(0);
+  });
+
+  it("a creation caught mid-way by a deletion is waited for, and the deletion refuses naming it", async () => {
+    await createFact(env, "aud_midway");
+    const id = await factId("aud_midway");
+    const create = () => api(env).post("/v1/audiences", everyone("aud_midway"));
+    const [created, del] = await deletionMidway("aud_midway", id, create, "audience", `${id} = ANY(NEW.fact_ids)`);
+    expect(created.statusCode, created.body).toBe(201);
+    expect(expectProblem(del, 409).references).toEqual(["audience(s) 'On aud_midway'"]);
+  });
+
+  it("a creation that goes first is kept, and the deletion refuses naming it", async () => {
+    await createFact(env, "aud_first");
+    const id = await factId("aud_first");
+    const [created, del] = await contend(id, writer(() => api(env).post("/v1/audiences", everyone("aud_first"))), deletion("aud_first"));
+    expect(created.statusCode, created.body).toBe(201);
+    expect(expectProblem(del, 409).references).toEqual(["audience(s) 'On aud_first'"]);
+  });
+
+  it("a change that names the fact and waits for the deletion answers 400 and leaves the audience as it was", async () => {
+    await createFact(env, "aud_patch_keeper");
+    await createFact(env, "aud_patch_deleted_first");
+    const audience = await api(env).post("/v1/audiences", everyone("aud_patch_keeper"));
+    expect(audience.statusCode, audience.body).toBe(201);
+    const id = await factId("aud_patch_deleted_first");
+    const patch = () => api(env).patch(`/v1/audiences/${audience.json().id}`, { filter: alsoOn("aud_patch_deleted_first") });
+    const [del, patched] = await contend(id, deletion("aud_patch_deleted_first"), writer(patch));
+    expect(del.statusCode, del.body).toBe(204);
+    expectUnknownFact(patched, "filter", "unknown fact 'aud_patch_deleted_first'");
+    expect((await api(env).get(`/v1/audiences/${audience.json().id}`)).json()).toMatchObject({ version: 1, filter: everyone("aud_patch_keeper").filter });
+    expect(await audiencesNaming(id)).toBe(0);
+  });
+});
+
+describe("campaigns and the deletion of their goal fact", () => {
+  const campaign = (goalFact: string) => ({ name: `Goal ${goalFact}`, materialization_id: listId, goal: { fact: goalFact, window_periods: 14, metric: "returned" } });
+  const campaignsOn = async (id: number) => env.ctx.db.prisma.campaign.count({ where: { goalFactId: id } });
+
+  it("a creation that waits for the deletion answers 400 (unknown goal fact) and stores nothing", async () => {
+    await createFact(env, "goal_deleted_first");
+    const id = await factId("goal_deleted_first");
+    const [del, created] = await contend(id, deletion("goal_deleted_first"), writer(() => api(env).post("/v1/campaigns", campaign("goal_deleted_first"))));
+    expect(del.statusCode, del.body).toBe(204);
+    expect(expectProblem(created, 400).errors).toEqual([{ path: "goal.fact", message: "unknown fact 'goal_deleted_first'" }]);
+    expect(await campaignsOn(id)).toBe(0);
+  });
+
+  it("a creation caught mid-way by a deletion is waited for, and the deletion refuses naming it", async () => {
+    await createFact(env, "goal_midway");
+    const id = await factId("goal_midway");
+    const create = () => api(env).post("/v1/campaigns", campaign("goal_midway"));
+    const [created, del] = await deletionMidway("goal_midway", id, create, "campaign", `NEW.goal_fact_id = ${id}`);
+    expect(created.statusCode, created.body).toBe(202);
+    expect(expectProblem(del, 409).references).toEqual([`the goal of campaign(s) 'Goal goal_midway' (${created.json().id})`]);
+  });
+
+  it("a creation that goes first is kept, and the deletion refuses naming it", async () => {
+    await createFact(env, "goal_first");
+    const id = await factId("goal_first");
+    const [created, del] = await contend(id, writer(() => api(env).post("/v1/campaigns", campaign("goal_first"))), deletion("goal_first"));
+    expect(created.statusCode, created.body).toBe(202);
+    expect(expectProblem(del, 409).references).toEqual([`the goal of campaign(s) 'Goal goal_first' (${created.json().id})`]);
+  });
+
+  it("a change of goal to the fact that waits for the deletion answers 400 and leaves the campaign as it was", async () => {
+    await createFact(env, "goal_patch_deleted_first");
+    const created = await api(env).post("/v1/campaigns", campaign("list_base"));
+    expect(created.statusCode, created.body).toBe(202);
+    // Assigned here (no workers run): a campaign being assigned refuses a change of goal.
+    await executeCampaignAssignment(env.ctx, created.json().id, 1, { finalAttempt: true });
+    const id = await factId("goal_patch_deleted_first");
+    const patch = () => api(env).patch(`/v1/campaigns/${created.json().id}`, { goal: { fact: "goal_patch_deleted_first", window_periods: 14, metric: "returned" } });
+    const [del, patched] = await contend(id, deletion("goal_patch_deleted_first"), writer(patch));
+    expect(del.statusCode, del.body).toBe(204);
+    expect(expectProblem(patched, 400).errors).toEqual([{ path: "goal.fact", message: "unknown fact 'goal_patch_deleted_first'" }]);
+    expect((await api(env).get(`/v1/campaigns/${created.json().id}`)).json().goal.fact).toBe("list_base");
+    expect(await campaignsOn(id)).toBe(0);
   });
 });

@@ -8,6 +8,8 @@ import { afterCreatedAtId, createdAtIdCursor, cursorInt4, decodeCursor, toPage, 
 import { checkDefinition, type AudienceDefinition } from "./definition.js";
 import { resolveAudience } from "./resolve.js";
 import { applyRefreshSchedule, checkRefresh, type Refresh } from "./refresh.js";
+import { holdFacts } from "../facts/lifecycle-lock.js";
+import type { PrismaTransaction } from "../db/client.js";
 
 export const audienceSchema = z
   .object({
@@ -41,15 +43,32 @@ export function audienceView(a: Audience): AudienceView {
   };
 }
 
+function unknownFacts(missing: string[], definition: AudienceDefinition, root: string) {
+  return badRequest(
+    `Unknown fact${missing.length > 1 ? "s" : ""}: ${missing.join(", ")}.`,
+    missing.map((m) => ({ path: m === definition.fact ? `${root}.fact` : `${root}.filter`, message: `unknown fact '${m}'` })),
+  );
+}
+
 /** Validates a definition and the facts it names; throws 400 with paths. */
 export async function validatedDefinition(ctx: AppContext, raw: unknown, root: string) {
   const check = checkDefinition(raw, root);
   if (!check.ok) throw badRequest(`The audience definition is invalid: ${check.errors.map((e) => `${e.path}: ${e.message}`).slice(0, 3).join("; ")}`, check.errors);
-  const facts = await ctx.db.prisma.fact.findMany({ where: { name: { in: check.referencedFacts } } });
+  const facts = await ctx.db.prisma.fact.findMany({ where: { name: { in: check.referencedFacts } }, select: { id: true, name: true } });
   const missing = check.referencedFacts.filter((n) => !facts.some((f) => f.name === n));
-  if (missing.length)
-    throw badRequest(`Unknown fact${missing.length > 1 ? "s" : ""}: ${missing.join(", ")}.`, missing.map((m) => ({ path: m === check.definition.fact ? `${root}.fact` : `${root}.filter`, message: `unknown fact '${m}'` })));
-  return { definition: check.definition, factIds: facts.map((f) => f.id), mainFactId: facts.find((f) => f.name === check.definition.fact)!.id };
+  if (missing.length) throw unknownFacts(missing, check.definition, root);
+  return { definition: check.definition, facts, factIds: facts.map((f) => f.id), mainFactId: facts.find((f) => f.name === check.definition.fact)!.id };
+}
+
+/**
+ * First in the transaction that stores a definition: keeps the facts it names from being deleted until
+ * it commits (a deletion then sees the audience and refuses), and refuses as validatedDefinition does
+ * a fact whose deletion committed since.
+ */
+async function holdDefinitionFacts(tx: PrismaTransaction, v: Awaited<ReturnType<typeof validatedDefinition>>) {
+  const existing = await holdFacts(tx, v.factIds);
+  const gone = v.facts.filter((f) => !existing.has(f.id)).map((f) => f.name);
+  if (gone.length) throw unknownFacts(gone, v.definition, "");
 }
 
 export async function previewDefinition(ctx: AppContext, raw: unknown, asOf: string | undefined) {
@@ -60,12 +79,17 @@ export async function previewDefinition(ctx: AppContext, raw: unknown, asOf: str
   return { ...result, as_of: resolved.asOf, grain: definition.grain, took_ms: Math.round(performance.now() - t0) };
 }
 
+/** A transaction that stores a definition may wait behind a large fact's deletion: Prisma's default of 5 s in all would fail it. */
+const WAITS_FOR_A_DELETION = 120_000;
+
 export async function createAudience(ctx: AppContext, body: Record<string, unknown>) {
   const { refresh: rawRefresh, ...rawDef } = body;
   const refresh = checkRefresh(rawRefresh);
-  const { definition, factIds, mainFactId } = await validatedDefinition(ctx, rawDef, "");
+  const validated = await validatedDefinition(ctx, rawDef, "");
+  const { definition, factIds, mainFactId } = validated;
   const id = randomUUID();
   const audience = await ctx.db.prisma.$transaction(async (tx) => {
+    await holdDefinitionFacts(tx, validated);
     const a = await tx.audience.create({
       data: {
         id,
@@ -79,7 +103,7 @@ export async function createAudience(ctx: AppContext, body: Record<string, unkno
     });
     await tx.audienceVersion.create({ data: { audienceId: id, version: 1, definition: definition as unknown as Prisma.InputJsonValue } });
     return a;
-  });
+  }, { timeout: WAITS_FOR_A_DELETION });
   await applyRefreshSchedule(ctx, audience.id, refresh);
   return audienceView(audience);
 }
@@ -124,10 +148,12 @@ export async function updateAudience(ctx: AppContext, id: string, body: Record<s
   const { refresh: rawRefresh, ...patch } = body;
   const before = current.definition as unknown as AudienceDefinition;
   const merged: Record<string, unknown> = { ...before, ...patch };
-  const { definition, factIds, mainFactId } = await validatedDefinition(ctx, merged, "");
+  const validated = await validatedDefinition(ctx, merged, "");
+  const { definition, factIds, mainFactId } = validated;
   const changed = canonicalJson(definition) !== canonicalJson(before);
   const refresh = rawRefresh === undefined ? ((current.refresh as Refresh | null) ?? null) : checkRefresh(rawRefresh);
   const updated = await ctx.db.prisma.$transaction(async (tx) => {
+    await holdDefinitionFacts(tx, validated);
     const version = changed ? current.version + 1 : current.version;
     if (changed) await tx.audienceVersion.create({ data: { audienceId: id, version, definition: definition as unknown as Prisma.InputJsonValue } });
     return tx.audience.update({
@@ -142,7 +168,7 @@ export async function updateAudience(ctx: AppContext, id: string, body: Record<s
         refresh: refresh === null ? Prisma.DbNull : (refresh as unknown as Prisma.InputJsonValue),
       },
     });
-  });
+  }, { timeout: WAITS_FOR_A_DELETION });
   if (rawRefresh !== undefined) await applyRefreshSchedule(ctx, id, refresh);
   return audienceView(updated);
 }

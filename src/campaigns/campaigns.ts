@@ -10,6 +10,7 @@ import { localDate } from "../facts/timezones.js";
 import type { ExportFormat } from "../activation/postgres/copy-out.js";
 import type { ActivityRanges, CampaignArm } from "../activation/postgres/campaigns.js";
 import { withTransaction } from "../activation/postgres/tx.js";
+import { holdFacts } from "../facts/lifecycle-lock.js";
 import { isWholeBuckets } from "./assignment.js";
 import { pendingChanges, queueAssignment, requireAssigned, type PendingAssignment } from "./assigning.js";
 import { getControlGroupSettings } from "./control-group.js";
@@ -197,10 +198,21 @@ export async function getCampaign(ctx: AppContext, id: string): Promise<Campaign
   return campaignView(c, await timezoneOf(ctx, c.goalFactId));
 }
 
+const unknownGoalFact = (name: string) => badRequest(`goal.fact: no fact named '${name}'.`, [{ path: "goal.fact", message: `unknown fact '${name}'` }]);
+
 async function goalFact(ctx: AppContext, name: string): Promise<Fact> {
   const f = await ctx.db.prisma.fact.findUnique({ where: { name } });
-  if (!f) throw badRequest(`goal.fact: no fact named '${name}'.`, [{ path: "goal.fact", message: `unknown fact '${name}'` }]);
+  if (!f) throw unknownGoalFact(name);
   return f;
+}
+
+/**
+ * First in the transaction that makes a fact a campaign's goal: keeps it from being deleted until the
+ * transaction commits (a deletion then sees the campaign and refuses), and refuses as goalFact does
+ * a fact whose deletion committed since it was looked up.
+ */
+async function holdGoalFact(tx: pg.ClientBase, fact: Fact): Promise<void> {
+  if (!(await holdFacts(tx, [fact.id])).has(fact.id)) throw unknownGoalFact(fact.name);
 }
 
 /** The list a campaign targets: a succeeded materialization (400 when unknown, 409 when not finished). */
@@ -261,6 +273,7 @@ export async function createCampaign(
   const holdout = body.holdout_percent ?? 10;
   const version = 1;
   await withTransaction(ctx.db.pool, async (tx) => {
+    await holdGoalFact(tx, fact);
     await tx.query(
       `INSERT INTO campaign (id, name, materialization_id, audience_id, as_of, grain, goal_fact_id, goal_fact, goal_metric, goal_window_periods,
                              holdout_percent, salt, launch_date, global_control_percent, global_control_salt, status, assignment_version)
@@ -328,6 +341,7 @@ export async function updateCampaign(ctx: AppContext, id: string, body: UpdateCa
   }
   const goalTz = fact?.timezone ?? tz;
   const queued = await withTransaction(ctx.db.pool, async (tx) => {
+    if (fact) await holdGoalFact(tx, fact);
     // Under the row lock, so a pull, a send or an assignment that got there first wins.
     const r = await tx.query<{ status: string; locked_at: Date | null; locked_reason: LockReason | null; launch_date: string }>(
       `SELECT status, locked_at, locked_reason, launch_date::text FROM campaign WHERE id = $1 FOR UPDATE`,

@@ -146,8 +146,8 @@ export async function factReferences(db: pg.ClientBase | pg.Pool, factId: number
 export async function deleteFact(ctx: AppContext, name: string): Promise<void> {
   const f = await getFactRecord(ctx, name);
   await withTransaction(ctx.db.pool, async (c) => {
-    // Once the lock is ours, no ingestion or run request of the fact is under way: those that committed
-    // before are deleted with it or named in the 409, later ones will find the fact gone.
+    // Once the lock is ours, no ingestion, run request or new reference of the fact is under way: those
+    // that committed before are deleted with it or named in the 409, later ones will find the fact gone.
     await lockFactForDeletion(c, f.id);
     if (!(await c.query(`SELECT id FROM fact WHERE id = $1`, [f.id])).rowCount) throw noFactNamed(name);
     const refs = await factReferences(c, f.id);

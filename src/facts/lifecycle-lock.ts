@@ -5,10 +5,10 @@ import { notFound } from "../http/problem.js";
 /**
  * A fact's lifecycle lock: a transaction-level advisory lock, second key the fact id. The fact's
  * deletion takes it exclusively. Whatever would leave something of the fact behind takes it shared,
- * first in its transaction, and checks under it that the fact still exists: ingestion (activity rows)
- * and a run request (a run). Each of them therefore either commits before the deletion starts, which
- * then deletes what it stored or refuses with 409 naming the run, or waits for the deletion and finds
- * no fact. Shared holders do not wait for
+ * first in its transaction, and checks under it that the fact still exists: ingestion (activity rows),
+ * a run request (a run), an audience or a campaign that references the fact. Each of them therefore
+ * either commits before the deletion starts, which then deletes what it stored or refuses with 409
+ * naming the reference, or waits for the deletion and finds no fact. Shared holders do not wait for
  * each other: concurrent batches of one fact still run side by side.
  *
  * An advisory lock, not the fact's row: ingestion locks activity rows and then the fact's row, and a
