@@ -11,7 +11,8 @@ import { dateToDay, dayToDate, parseDate } from "./periods.js";
 import type { ProcessProgress, ProcessResult } from "./engine.js";
 import { emitEvent, queueDeliveries, recordEvent } from "../audiences/webhooks.js";
 import { planRefreshesOnNewData, queueMaterializations, recordMaterializations } from "../audiences/materializations.js";
-import { markCampaignsChangedByRun, queueResultsRecomputation } from "../campaigns/results.js";
+import { markCampaignsChangedByRun } from "../campaigns/results.js";
+import { queueResultsRecomputation } from "../campaigns/campaigns.js";
 import { reviveRunJob } from "../jobs/recovery.js";
 
 export const runSchema = z
@@ -206,8 +207,8 @@ export async function executeRun(ctx: AppContext, runId: string, opts: { finalAt
       };
     }, { timeout: 600_000 });
     if (!ended) return getRun(ctx, runId);
-    // Records Redis cannot take now are queued by the workers' recovery sweep (deliveries, lists) or
-    // by the next read of the results (campaigns).
+    // Records Redis cannot take now are queued by the workers' recovery sweep (deliveries, lists, and
+    // the campaigns' results, behind their new data version).
     await queueDeliveries(ctx, ended.deliveries).catch(() => {});
     await queueMaterializations(ctx, ended.materializations).catch(() => {});
     await queueResultsRecomputation(ctx, ended.campaigns);

@@ -6,7 +6,7 @@ import { dayToDate, isoDate as day } from "../activation/periods.js";
 import { conflict, notFound } from "../http/problem.js";
 import { withTransaction } from "../activation/postgres/tx.js";
 import type { LockReason } from "./campaigns.js";
-import { activityRanges, getCampaign, launchReason, launchWords, markResultsStale, timezoneOf } from "./campaigns.js";
+import { activityRanges, getCampaign, launchReason, launchWords, queueResultsRecomputation, timezoneOf } from "./campaigns.js";
 import { emitEvent } from "../audiences/webhooks.js";
 import { holdoutThreshold } from "./assignment.js";
 
@@ -164,7 +164,7 @@ export async function executeCampaignAssignment(
         },
       },
     );
-    await markResultsStale(ctx, [campaignId]);
+    await queueResultsRecomputation(ctx, [campaignId]);
     // The assignments stand whatever happens to the event: a failed emit is not retried by redoing them.
     await announce(ctx, campaignId, "campaign.assigned");
     return { status: "ready" };

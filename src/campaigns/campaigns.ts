@@ -250,8 +250,11 @@ export function activityRanges(factId: number, launchDate: string, windowPeriods
   return { factId, windowStart: L, windowEnd: L + windowPeriods - 1, covariateStart: L - COVARIATE_DAYS, covariateEnd: L - 1 };
 }
 
-/** Bumps the data version the stored results are compared with, and queues a recomputation. */
-export async function markResultsStale(ctx: AppContext, campaignIds: string[], delayMs = 0): Promise<void> {
+/**
+ * Queues the recomputation of campaigns' results after a change that bumped their data version (and
+ * committed); one Redis cannot take now is queued by the workers' recovery sweep (src/jobs/recovery.ts).
+ */
+export async function queueResultsRecomputation(ctx: AppContext, campaignIds: string[], delayMs = 0): Promise<void> {
   for (const id of campaignIds) await ctx.queues.enqueueCampaignResults({ campaignId: id }, delayMs).catch(() => {});
 }
 
@@ -372,7 +375,7 @@ export async function updateCampaign(ctx: AppContext, id: string, body: UpdateCa
     return v.rows[0]!.assignment_version;
   }, 1);
   if (queued !== null) await queueAssignment(ctx, id, queued);
-  else if (goalChanged) await markResultsStale(ctx, [id]);
+  else if (goalChanged) await queueResultsRecomputation(ctx, [id]);
   return { campaign: await getCampaign(ctx, id), queued };
 }
 

@@ -6,7 +6,7 @@ import { badRequest, ProblemError, type ProblemFieldError } from "../http/proble
 import { checkUserId, MAX_FUTURE_MS, MIN_OCCURRED_AT_MS, parseInstant, userIdString } from "../facts/event-validation.js";
 import type { BatchOutcome, CampaignArm } from "../activation/postgres/campaigns.js";
 import { requireAssigned } from "./assigning.js";
-import { getCampaignRecord, lockCampaign, markResultsStale, type LockReason } from "./campaigns.js";
+import { getCampaignRecord, lockCampaign, queueResultsRecomputation, type LockReason } from "./campaigns.js";
 
 /**
  * Sends and outcomes the CRM tool reports for a campaign, in batches: every item is checked before
@@ -187,7 +187,7 @@ async function recordBatch<T>(
     await record?.(tx, { status: 200, body: response });
   });
   if (outcome.rejectedCount > 0) throw rejection(kind.key, items.length, outcome.rejected, outcome.rejectedCount, kind.refused);
-  if (outcome.inserted > 0) await markResultsStale(ctx, [id], 1000);
+  if (outcome.inserted > 0) await queueResultsRecomputation(ctx, [id], 1000);
   return response!;
 }
 

@@ -6,7 +6,7 @@ import { conflict } from "../http/problem.js";
 import { dateToDay, dayToDate } from "../activation/periods.js";
 import { INACTIVITY_BUCKETS, type CampaignArm, type GoalAggregateRow } from "../activation/postgres/campaigns.js";
 import type { RunView } from "../activation/runs.js";
-import { activityRanges, COVARIATE_DAYS, getCampaignRecord, timezoneOf, type GoalMetric } from "./campaigns.js";
+import { activityRanges, COVARIATE_DAYS, getCampaignRecord, queueResultsRecomputation, timezoneOf, type GoalMetric } from "./campaigns.js";
 import { localDate } from "../facts/timezones.js";
 import { SEND_STATUSES } from "./recording.js";
 import { requireAssigned } from "./assigning.js";
@@ -271,8 +271,12 @@ export async function refreshMemberActivity(ctx: AppContext, c: Campaign) {
   });
 }
 
-/** Computes and stores a campaign's results; an older computation never overwrites a newer one. */
-export async function computeAndStoreResults(ctx: AppContext, campaignId: string): Promise<CampaignResults | null> {
+/**
+ * Computes and stores a campaign's results; an older computation never overwrites a newer one. A
+ * failure is recorded beside the stored results; on a job's last attempt, also the data version it
+ * failed for, which the recovery sweep then leaves alone.
+ */
+export async function computeAndStoreResults(ctx: AppContext, campaignId: string, opts: { finalAttempt?: boolean } = {}): Promise<CampaignResults | null> {
   const c = await ctx.db.prisma.campaign.findUnique({ where: { id: campaignId } });
   // Without assignments (being computed, or failed) there is nothing to measure yet: the assignment job
   // asks for results once it is done.
@@ -301,21 +305,27 @@ export async function computeAndStoreResults(ctx: AppContext, campaignId: string
     await ctx.db.pool
       .query(`UPDATE campaign_result SET error = $2, failed_at = now() WHERE campaign_id = $1`, [campaignId, (err as Error).message])
       .catch(() => {});
+    if (opts.finalAttempt)
+      await ctx.db.pool
+        .query(`UPDATE campaign SET results_failed_version = GREATEST(results_failed_version, $2) WHERE id = $1`, [campaignId, c.dataVersion])
+        .catch(() => {});
     throw err;
   }
 }
 
-/** The job: computes until the results match the newest data version (data may land while it runs). */
-export async function executeCampaignResults(ctx: AppContext, campaignId: string): Promise<{ data_version: number | null }> {
-  let last: number | null = null;
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const r = await computeAndStoreResults(ctx, campaignId);
-    if (!r) return { data_version: null };
-    last = r.data_version;
-    const now = await ctx.db.prisma.campaign.findUnique({ where: { id: campaignId }, select: { dataVersion: true } });
-    if (!now || now.dataVersion === r.data_version) break;
-  }
-  return { data_version: last };
+/**
+ * The job: computes the results once. Data that changed while it ran was asked for by its change,
+ * whose request the queue keeps until this job ends (see enqueueCampaignResults); should that request
+ * not have reached Redis, the job asks itself, seeing its data version overtaken.
+ */
+export async function executeCampaignResults(
+  ctx: AppContext, campaignId: string, opts: { finalAttempt: boolean } = { finalAttempt: true },
+): Promise<{ data_version: number | null }> {
+  const r = await computeAndStoreResults(ctx, campaignId, opts);
+  if (!r) return { data_version: null };
+  const now = await ctx.db.prisma.campaign.findUnique({ where: { id: campaignId }, select: { dataVersion: true } });
+  if (now && now.dataVersion > r.data_version) await queueResultsRecomputation(ctx, [campaignId]);
+  return { data_version: r.data_version };
 }
 
 /**
@@ -336,7 +346,7 @@ export async function getCampaignResults(ctx: AppContext, id: string, opts: { re
   // with the clock even when no new data comes.
   const dayEndedSince = !result.window.complete && (await dayEndedSinceIn(ctx, c.goalFactId, stored.computedAt));
   const stale = stored.dataVersion < c.dataVersion || dayEndedSince;
-  if (stale) await ctx.queues.enqueueCampaignResults({ campaignId: id }).catch(() => {});
+  if (stale) await queueResultsRecomputation(ctx, [id]);
   return {
     ...result,
     computed_at: stored.computedAt.toISOString(),
@@ -349,8 +359,11 @@ export async function getCampaignResults(ctx: AppContext, id: string, opts: { re
 
 /**
  * After a processing run of a fact: the campaigns whose goal it is and whose covariate period or
- * window the run recomputed get a new data version, on `db` (the transaction that ends the run). Returns
- * their ids, for queueResultsRecomputation after the commit.
+ * window the run recomputed get a new data version, on `db` (the transaction that ends the run). Those
+ * are the campaigns whose results the run changed: a window still open gets each new day, a closed one
+ * only late data in it, and other campaigns are not touched (one range test on the goal fact's
+ * campaigns). Returns their ids, for queueResultsRecomputation after the commit; the new data version
+ * is the outbox record the recovery sweep revives the recomputation from, should Redis not take it.
  */
 export async function markCampaignsChangedByRun(db: PrismaClientOrTransaction, factId: number, run: RunView): Promise<string[]> {
   const from = run.from ?? run.through;
@@ -359,9 +372,4 @@ export async function markCampaignsChangedByRun(db: PrismaClientOrTransaction, f
     WHERE goal_fact_id = ${factId} AND launch_date - ${COVARIATE_DAYS}::int <= ${run.through}::date AND launch_date + goal_window_periods - 1 >= ${from}::date
     RETURNING id::text AS id`;
   return rows.map((r) => r.id);
-}
-
-/** Queues the recomputation of campaigns' results; one Redis cannot take now is queued by the next read of the results. */
-export async function queueResultsRecomputation(ctx: AppContext, campaignIds: string[]): Promise<void> {
-  for (const id of campaignIds) await ctx.queues.enqueueCampaignResults({ campaignId: id }).catch(() => {});
 }

@@ -32,6 +32,8 @@ export class JobQueues {
   materializationJobId = (materializationId: string) => `mat-${materializationId}`;
   webhookDeliveryJobId = (deliveryId: string) => `hook-${deliveryId}`;
   campaignAssignmentJobId = (campaignId: string, version: number) => `campaign-assign-${campaignId}-${version}`;
+  // A campaign's results recomputations are many jobs over time (BullMQ numbers them), one at a time.
+  campaignResultsDeduplicationId = (campaignId: string) => `campaign-results-${campaignId}`;
 
   async enqueueProcessRun(payload: ProcessRunPayload): Promise<void> {
     const data = processRunPayload.parse(payload);
@@ -79,14 +81,16 @@ export class JobQueues {
   }
 
   /**
-   * Recomputes a campaign's results. One job per campaign at a time: while one waits, adding another is
-   * a no-op (it will read the newest data anyway); finished jobs are removed so the next add queues again.
-   * A change that lands while a job runs is caught by the job itself (it compares data versions).
+   * Asks for a recomputation of a campaign's results. While one waits (or is delayed), a request joins
+   * it: it reads the newest data anyway. While one runs, it may have read the data before the change
+   * that asks: the request is kept and queued as the next job when the running one ends (BullMQ's
+   * keepLastIfActive; several such requests make one). So a campaign has at most one recomputation
+   * running and one waiting, and a change is never left to the next read.
    */
   async enqueueCampaignResults(payload: CampaignResultsPayload, delayMs = 0): Promise<void> {
     const data = campaignResultsPayload.parse(payload);
     await this.campaigns.add(JOB_NAMES.campaignResults, data, {
-      jobId: `campaign-results-${data.campaignId}`,
+      deduplication: { id: this.campaignResultsDeduplicationId(data.campaignId), keepLastIfActive: true },
       delay: delayMs,
       attempts: 3,
       backoff: { type: "exponential", delay: 2000 },

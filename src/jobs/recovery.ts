@@ -37,11 +37,37 @@ export function reviveRunJob(ctx: AppContext, runId: string): Promise<boolean> {
 }
 
 /**
+ * Queues the recomputation of a campaign's results unless one is waiting, delayed or running (a running
+ * one asks for another itself when it finds its data version overtaken). Returns whether it queued one.
+ */
+export async function reviveResultsJob(ctx: AppContext, campaignId: string): Promise<boolean> {
+  const { queues } = ctx;
+  const jobId = await queues.campaigns.getDeduplicationJobId(queues.campaignResultsDeduplicationId(campaignId));
+  const state = jobId ? await queues.campaigns.getJobState(jobId) : "unknown";
+  if (state !== "unknown" && state !== "failed" && state !== "completed") return false;
+  await queues.enqueueCampaignResults({ campaignId });
+  return true;
+}
+
+/**
+ * The campaigns whose stored results are behind their data version (none stored yet included), but not
+ * a version whose recomputation failed on its last attempt. Campaigns are few (one per CRM send-out),
+ * so they are read whole.
+ */
+async function campaignsWithResultsBehind(ctx: AppContext): Promise<string[]> {
+  const rows = await ctx.db.prisma.$queryRaw<Array<{ id: string }>>`
+    SELECT c.id::text AS id FROM campaign c LEFT JOIN campaign_result r ON r.campaign_id = c.id
+    WHERE c.status = 'ready' AND c.data_version > COALESCE(r.data_version, -1) AND c.data_version > COALESCE(c.results_failed_version, -1)
+    ORDER BY c.created_at`;
+  return rows.map((r) => r.id);
+}
+
+/**
  * Revives the job of every processing run and materialisation still queued or running, of every
- * campaign still assigning, and of every recent webhook delivery still pending. Without this, a Redis
- * that lost its data, or a last attempt whose outcome PostgreSQL could not record, would leave those
- * records waiting forever, and new requests for the same run would join them. Returns how many jobs
- * were revived.
+ * campaign still assigning or whose results are behind its data, and of every recent webhook delivery
+ * still pending. Without this, a Redis that lost its data, or a last attempt whose outcome PostgreSQL
+ * could not record, would leave those records waiting forever (results stale until someone reads them),
+ * and new requests for the same run would join them. Returns how many jobs were revived.
  */
 export async function reviveUnfinishedJobs(ctx: AppContext): Promise<number> {
   const { prisma } = ctx.db;
@@ -59,6 +85,9 @@ export async function reviveUnfinishedJobs(ctx: AppContext): Promise<number> {
       ({ id, assignmentVersion: version }) =>
         () => reviveJob(queues.campaigns, queues.campaignAssignmentJobId(id, version), () => queues.enqueueCampaignAssignment({ campaignId: id, version })),
     ),
+    // A change that bumped a campaign's data version (a run's end, sends, outcomes) is the record of its
+    // request for new results: committed first, its job queued after.
+    ...(await campaignsWithResultsBehind(ctx)).map((id) => () => reviveResultsJob(ctx, id)),
     ...(
       await prisma.webhookDelivery.findMany({
         where: { status: "pending", createdAt: { gte: new Date(Date.now() - DELIVERY_RECOVERY_AGE_MS) } },

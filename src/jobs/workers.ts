@@ -63,7 +63,7 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
           return executeCampaignAssignment(ctx, campaignId, version, { finalAttempt: isFinalAttempt(job) });
         }
         const { campaignId } = campaignResultsPayload.parse(job.data);
-        return executeCampaignResults(ctx, campaignId);
+        return executeCampaignResults(ctx, campaignId, { finalAttempt: isFinalAttempt(job) });
       },
       { connection, prefix, concurrency: scale, ...lock },
     ),
