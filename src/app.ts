@@ -19,6 +19,7 @@ import { answerUnmatchedRequests } from "./http/route-methods.js";
 import { refuseUndeclaredQueryParameters } from "./http/validation.js";
 import webhookRoutes from "./routes/webhooks.js";
 import campaignRoutes from "./routes/campaigns.js";
+import campaignOutcomeRoutes from "./routes/campaign-outcomes.js";
 import consoleRoutes from "./routes/console.js";
 
 export const API_VERSION = "0.1.0";
@@ -97,6 +98,7 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
       await v1.register(materializationRoutes);
       await v1.register(webhookRoutes);
       await v1.register(campaignRoutes);
+      await v1.register(campaignOutcomeRoutes);
     },
     { prefix: "/v1" },
   );

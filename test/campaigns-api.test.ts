@@ -630,7 +630,7 @@ describe("a campaign measured through the window", () => {
     const again = await api(env).post(`/v1/campaigns/${c.id}/outcomes`, { outcomes: [outcomes[1], { ...outcomes[0], value: 1000 }] });
     expect(again.json()).toEqual({
       received: 2, inserted: 0, duplicates: 1, conflicting: 1,
-      conflicts: [{ index: 1, path: "outcomes[1].outcome_id", message: expect.stringMatching(/recorded with other values.*first record stands/) }],
+      conflicts: [{ index: 1, path: "outcomes[1].outcome_id", message: expect.stringMatching(/recorded with other values.*the stored record stands/) }],
     });
     const stored = await env.ctx.db.pool.query(`SELECT value FROM campaign_outcome WHERE campaign_id = $1 AND outcome_id = 'o1'`, [c.id]);
     expect(stored.rows).toEqual([{ value: 30 }]);

@@ -35,7 +35,14 @@ export const sendSchema = z
 
 export const outcomeSchema = z
   .object({
-    outcome_id: z.string().min(1).max(200).describe("The CRM's id of this conversion: recording it again changes nothing (with other values, the answer lists it under conflicts)"),
+    outcome_id: z
+      .string()
+      .min(1)
+      .max(200)
+      .describe(
+        "The CRM's id of this conversion: recording it again changes nothing (with other values, or once it is retracted, the answer lists it under conflicts); " +
+          "correct or retract it at /v1/campaigns/{id}/outcomes/{outcome_id}",
+      ),
     user_id: z.union([userIdString, z.number().int()]),
     occurred_at: z.string().describe("RFC 3339 with an offset or Z"),
     name: z.string().min(1).max(100).describe("e.g. purchase; results report each name"),
@@ -52,7 +59,7 @@ export const outcomeSchema = z
 
 type ItemCheck<T> = { ok: true; value: T } | { ok: false; field: string; message: string };
 
-function checkText(raw: unknown, field: string, max: number): ItemCheck<string> {
+export function checkText(raw: unknown, field: string, max: number): ItemCheck<string> {
   if (typeof raw !== "string") return { ok: false, field, message: raw === undefined ? `${field} is required` : `${field} must be a string` };
   if (raw.length === 0 || longerThan(raw, max)) return { ok: false, field, message: `${field} must be 1–${max} characters` };
   if (CONTROL_CHARACTER.test(raw)) return { ok: false, field, message: `${field} contains a control character` };
@@ -89,7 +96,7 @@ function checkSend(raw: unknown): ItemCheck<{ userId: string; sentAt: string; ch
   return { ok: true, value: { userId: user.value, sentAt: at.value, channel: channel.value, status: o.status } };
 }
 
-function checkOutcome(raw: unknown): ItemCheck<{ outcomeId: string; userId: string; occurredAt: string; name: string; value: number | null }> {
+export function checkOutcome(raw: unknown): ItemCheck<{ outcomeId: string; userId: string; occurredAt: string; name: string; value: number | null }> {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return { ok: false, field: "", message: "an outcome must be an object" };
   const o = raw as Record<string, unknown>;
   const keys = checkKeys(o, ["outcome_id", "user_id", "occurred_at", "name", "value"]);
@@ -148,7 +155,7 @@ export interface BatchResult {
   received: number;
   inserted: number;
   duplicates: number;
-  /** Outcomes only: items whose id was recorded with other values; not stored (the first record stands). */
+  /** Outcomes only: items whose id is recorded with other values, or retracted; not stored (the stored record stands). */
   conflicting?: number;
   conflicts?: ProblemFieldError[];
 }
@@ -178,10 +185,12 @@ async function recordBatch<T>(
     response = { received: valid.length, inserted, duplicates: valid.length - inserted - differing };
     if (conflicting) {
       response.conflicting = differing;
-      response.conflicts = conflicting.indexes.map((i) => ({
-        index: i,
-        path: `${kind.key}[${i}].outcome_id`,
-        message: "this outcome_id is recorded with other values (user, name, occurred_at or value); the first record stands",
+      response.conflicts = conflicting.items.map(({ index, retracted }) => ({
+        index,
+        path: `${kind.key}[${index}].outcome_id`,
+        message: retracted
+          ? "this outcome_id was retracted and stays retracted (a late retry of its first report must not bring it back); record the conversion under a new outcome_id"
+          : `this outcome_id is recorded with other values (user, name, occurred_at or value); the stored record stands (correct it with PUT /v1/campaigns/${id}/outcomes/{outcome_id})`,
       }));
     }
     await record?.(tx, { status: 200, body: response });

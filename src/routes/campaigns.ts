@@ -22,7 +22,10 @@ const batchResult = z
   .meta({ id: "CampaignBatchResult" });
 const outcomeBatchResult = batchResult
   .extend({
-    conflicting: z.number().int().describe("Recorded before with other values (user, name, occurred_at or value): not stored, the first record stands"),
+    conflicting: z
+      .number()
+      .int()
+      .describe("Recorded before with other values (user, name, occurred_at or value), or retracted: not stored, the stored record stands"),
     conflicts: z
       .array(z.object({ index: z.number().int(), path: z.string(), message: z.string() }))
       .describe("The conflicting items (first 100), by index and path"),
@@ -192,7 +195,9 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ["campaigns"],
         summary: `Record outcomes (conversions the CRM knows; ≤ ${MAX_BATCH.toLocaleString("en-US")} per request), idempotent by outcome_id`,
-        description: "Outcomes of users of any arm are welcome; a user not assigned in the campaign rejects the batch with 400 naming each. Honors `Idempotency-Key`.",
+        description:
+          "Outcomes of users of any arm are welcome; a user not assigned in the campaign rejects the batch with 400 naming each. Honors `Idempotency-Key`. " +
+          "An outcome is corrected with PUT and retracted with DELETE at `/v1/campaigns/{id}/outcomes/{outcome_id}`, never by recording it again.",
         params: idParams,
         headers: idempotencyHeader,
         body: z.object({ outcomes: z.array(outcomeSchema).max(MAX_BATCH) }).strict(),

@@ -15,8 +15,11 @@ export function api(env: TestEnv, key?: string) {
     async patch(url: string, body: unknown) {
       return env.app.inject({ method: "PATCH", url, headers, payload: body as object });
     },
-    async delete(url: string) {
-      return env.app.inject({ method: "DELETE", url, headers });
+    async put(url: string, body?: unknown, extra: Record<string, string> = {}) {
+      return env.app.inject({ method: "PUT", url, headers: { ...headers, ...extra }, payload: body as object });
+    },
+    async delete(url: string, extra: Record<string, string> = {}) {
+      return env.app.inject({ method: "DELETE", url, headers: { ...headers, ...extra } });
     },
   };
 }

@@ -94,7 +94,7 @@ export async function deleteCampaignData(pool: pg.Pool, campaignId: string, afte
     // The campaign's row lock first: an assignment job holds it while it writes assignments, so they are
     // either committed before this deletes them, or never written (the job then finds no campaign).
     await c.query(`SELECT 1 FROM campaign WHERE id = $1 FOR UPDATE`, [campaignId]);
-    for (const t of ["campaign_assignment", "campaign_send", "campaign_outcome", "campaign_result"])
+    for (const t of ["campaign_assignment", "campaign_send", "campaign_outcome", "campaign_outcome_revision", "campaign_result"])
       await c.query(`DELETE FROM ${t} WHERE campaign_id = $1`, [campaignId]);
     await after?.(c);
   });
@@ -178,8 +178,11 @@ export interface BatchOutcome {
   rejected: RejectedUser[];
   rejectedCount: number;
   inserted: number;
-  /** Items whose id was recorded with other values (the first record stands): their indexes, first 100, and how many. */
-  conflicting?: { indexes: number[]; count: number };
+  /**
+   * Items whose id is recorded with other values, or retracted (the stored record stands): their
+   * indexes and whether the outcome is retracted, first 100, and how many.
+   */
+  conflicting?: { items: Array<{ index: number; retracted: boolean }>; count: number };
 }
 
 const MAX_REJECTED = 100;
@@ -188,7 +191,7 @@ const MAX_REJECTED = 100;
  * The users of a batch that may not be recorded: not assigned at all, or (when `armsAllowed` is
  * given) in another arm. Reported in batch order, first 100, with the total.
  */
-async function rejectedUsers(c: pg.ClientBase, campaignId: string, userIds: string[], armsAllowed: CampaignArm[]): Promise<{ rows: RejectedUser[]; count: number }> {
+export async function rejectedUsers(c: pg.ClientBase, campaignId: string, userIds: string[], armsAllowed: CampaignArm[]): Promise<{ rows: RejectedUser[]; count: number }> {
   const r = await c.query<{ idx: number; user_id: string; arm: CampaignArm | null; total: number }>(
     `SELECT (t.ord - 1)::int AS idx, t.user_id, a.arm, count(*) OVER ()::int AS total
      FROM unnest($2::text[]) WITH ORDINALITY AS t(user_id, ord)
@@ -224,7 +227,10 @@ export async function recordSends(pool: pg.Pool, campaignId: string, sends: Send
   });
 }
 
-/** Records outcomes of a batch, idempotent by outcome_id (the first report wins): all, or none when a user is not assigned. */
+/**
+ * Records outcomes of a batch, idempotent by outcome_id (the stored record wins: the first report, as
+ * corrected since; a retracted id is never recorded again): all, or none when a user is not assigned.
+ */
 export async function recordOutcomes(
   pool: pg.Pool, campaignId: string, outcomes: OutcomeInput[], after?: (tx: pg.PoolClient, inserted: number, conflicting?: BatchOutcome["conflicting"]) => Promise<void>,
 ): Promise<BatchOutcome> {
@@ -251,18 +257,18 @@ export async function recordOutcomes(
       items,
     );
     const inserted = r.rowCount ?? 0;
-    // Items whose outcome_id is recorded (before, or earlier in this batch) with other values.
-    const differing = await c.query<{ idx: number; total: number }>(
-      `SELECT (t.ord - 1)::int AS idx, count(*) OVER ()::int AS total
+    // Items whose outcome_id is recorded (before, or earlier in this batch) with other values, or retracted.
+    const differing = await c.query<{ idx: number; retracted: boolean; total: number }>(
+      `SELECT (t.ord - 1)::int AS idx, o.retracted_at IS NOT NULL AS retracted, count(*) OVER ()::int AS total
        FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[]) WITH ORDINALITY AS t(outcome_id, user_id, name, occurred_at, value, ord)
        JOIN app_user u ON u.external_id = t.user_id
        JOIN campaign_outcome o ON o.campaign_id = $1 AND o.outcome_id = t.outcome_id
-       WHERE (o.user_key, o.name, o.occurred_at, o.value) IS DISTINCT FROM (u.user_key, t.name, t.occurred_at, t.value)
+       WHERE o.retracted_at IS NOT NULL OR (o.user_key, o.name, o.occurred_at, o.value) IS DISTINCT FROM (u.user_key, t.name, t.occurred_at, t.value)
        ORDER BY t.ord
        LIMIT ${MAX_REJECTED}`,
       items,
     );
-    const conflicting = { indexes: differing.rows.map((x) => x.idx), count: differing.rows[0]?.total ?? 0 };
+    const conflicting = { items: differing.rows.map((x) => ({ index: x.idx, retracted: x.retracted })), count: differing.rows[0]?.total ?? 0 };
     await after?.(c, inserted, conflicting);
     return { rejected: [], rejectedCount: 0, inserted, conflicting };
   });
@@ -420,12 +426,12 @@ export interface OutcomeAggregateRow {
   sxv: number;
 }
 
-/** Per outcome name and arm, over outcomes that occurred in [from, to): converters, value sums and covariate cross-sums. */
+/** Per outcome name and arm, over outcomes that occurred in [from, to) and stand (not retracted): converters, value sums and covariate cross-sums. */
 export async function outcomeAggregates(pool: pg.Pool, q: { campaignId: string; from: Date; to: Date }): Promise<OutcomeAggregateRow[]> {
   const r = await pool.query<OutcomeAggregateRow>(
     `WITH o AS (
        SELECT user_key, name, sum(COALESCE(value, 0))::float8 AS v
-       FROM campaign_outcome WHERE campaign_id = $1 AND occurred_at >= $2 AND occurred_at < $3
+       FROM campaign_outcome WHERE campaign_id = $1 AND occurred_at >= $2 AND occurred_at < $3 AND retracted_at IS NULL
        GROUP BY user_key, name
      )
      SELECT o.name, a.arm, count(*)::int AS converters, sum(o.v)::float8 AS sv, sum(o.v * o.v)::float8 AS svv,

@@ -15,6 +15,7 @@ import type { Readable } from "node:stream";
 import * as audiences from "./audiences.js";
 import type { AudienceQuery } from "./audience-sql.js";
 import * as campaigns from "./campaigns.js";
+import * as campaignOutcomes from "./campaign-outcomes.js";
 
 export interface PageRequest {
   afterUserKey?: number;
@@ -169,6 +170,26 @@ export class PostgresLayerEngine implements LayerEngine {
 
   recordOutcomes(campaignId: string, outcomes: campaigns.OutcomeInput[], after?: (tx: pg.PoolClient, inserted: number, conflicting?: campaigns.BatchOutcome["conflicting"]) => Promise<void>) {
     return campaigns.recordOutcomes(this.pool, campaignId, outcomes, after);
+  }
+
+  campaignOutcome(campaignId: string, outcomeId: string) {
+    return campaignOutcomes.getOutcome(this.pool, campaignId, outcomeId);
+  }
+
+  campaignOutcomePage(campaignId: string, q: campaignOutcomes.OutcomePageQuery) {
+    return campaignOutcomes.outcomePage(this.pool, campaignId, q);
+  }
+
+  campaignOutcomeRevisions(campaignId: string, outcomeId: string, limit: number) {
+    return campaignOutcomes.outcomeRevisions(this.pool, campaignId, outcomeId, limit);
+  }
+
+  /** Corrects or retracts one outcome (src/activation/postgres/campaign-outcomes.ts). */
+  changeCampaignOutcome(
+    campaignId: string, outcomeId: string, change: campaignOutcomes.OutcomeChange,
+    after: Parameters<typeof campaignOutcomes.changeOutcome>[4],
+  ) {
+    return campaignOutcomes.changeOutcome(this.pool, campaignId, outcomeId, change, after);
   }
 
   /** Folds the goal fact's processed activity into the members' window and covariate days (from a day number, or all). */
