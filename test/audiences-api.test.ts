@@ -94,6 +94,10 @@ describe("definition validation", () => {
 
   it("rejects unknown facts, growth_state off day grain and unknown keys", async () => {
     expect((await bad({ ...withFilter({ field: "state", op: "eq", value: "new" }), fact: "no_such_fact" }))[0]!.path).toBe("definition.fact");
+    // A definition that is the body (POST /v1/audiences) names the field without a prefix.
+    const created = await api(env).post("/v1/audiences", { ...withFilter({ field: "state", op: "eq", value: "new", fact: "no_such_fact" }) });
+    expect(created.statusCode).toBe(400);
+    expect(created.json().errors).toEqual([{ path: "filter", message: "unknown fact 'no_such_fact'" }]);
     expect((await bad({ ...withFilter({ field: "growth_state", op: "eq", value: "new" }), grain: "week" }))[0]!.path).toBe("definition.filter.field");
     expect((await bad(withFilter({ field: "state", op: "eq", value: "new", colour: "red" })))[0]!.path).toBe("definition.filter.colour");
     const res = await api(env).post("/v1/audiences/preview", { definition: withFilter({ field: "state", op: "eq", value: "new" }), as_of: "2099-01-01" });

@@ -6,7 +6,7 @@ import { Prisma } from "../generated/prisma/client.js";
 import { badRequest, notFound } from "../http/problem.js";
 import { afterCreatedAtId, createdAtIdCursor, cursorInt4, decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
 import { checkDefinition, type AudienceDefinition } from "./definition.js";
-import { resolveAudience } from "./resolve.js";
+import { resolveAudience, unknownFacts } from "./resolve.js";
 import { applyRefreshSchedule, checkRefresh, type Refresh } from "./refresh.js";
 import { holdFacts } from "../facts/lifecycle-lock.js";
 import type { PrismaTransaction } from "../db/client.js";
@@ -41,13 +41,6 @@ export function audienceView(a: Audience): AudienceView {
     created_at: a.createdAt.toISOString(),
     updated_at: a.updatedAt.toISOString(),
   };
-}
-
-function unknownFacts(missing: string[], definition: AudienceDefinition, root: string) {
-  return badRequest(
-    `Unknown fact${missing.length > 1 ? "s" : ""}: ${missing.join(", ")}.`,
-    missing.map((m) => ({ path: m === definition.fact ? `${root}.fact` : `${root}.filter`, message: `unknown fact '${m}'` })),
-  );
 }
 
 /** Validates a definition and the facts it names; throws 400 with paths. */

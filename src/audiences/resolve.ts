@@ -14,6 +14,15 @@ export interface ResolvedAudience {
   period: number;
 }
 
+/** 400 naming each unknown fact at the field that names it (`root` "" for a definition that is the body). */
+export function unknownFacts(missing: string[], def: AudienceDefinition, root: string) {
+  const at = (k: string) => (root ? `${root}.${k}` : k);
+  return badRequest(
+    `Unknown fact${missing.length > 1 ? "s" : ""}: ${missing.join(", ")}.`,
+    missing.map((m) => ({ path: m === def.fact ? at("fact") : at("filter"), message: `unknown fact '${m}'` })),
+  );
+}
+
 /**
  * Binds a validated definition to data: facts by name, as_of (default: the fact's watermark) to its
  * period, dates and `periods_ago` to period numbers. Every fact read must be processed through as_of.
@@ -30,7 +39,7 @@ export async function resolveAudience(ctx: AppContext, def: AudienceDefinition, 
   const facts = await ctx.db.prisma.fact.findMany({ where: { name: { in: [...names] } } });
   const byName = new Map(facts.map((f) => [f.name, f]));
   const missing = [...names].filter((n) => !byName.has(n));
-  if (missing.length) throw badRequest(`Unknown fact${missing.length > 1 ? "s" : ""}: ${missing.join(", ")}.`, missing.map((m) => ({ path: m === def.fact ? `${root}.fact` : `${root}.filter`, message: `unknown fact '${m}'` })));
+  if (missing.length) throw unknownFacts(missing, def, root);
   const main = byName.get(def.fact)!;
   const T = day(main.processedThrough);
   if (!T) throw conflict(`'${main.name}' has not been processed yet: there is no status to select from.`, { processed_through: null });
