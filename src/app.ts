@@ -2,7 +2,7 @@ import Fastify, { type FastifyServerOptions } from "fastify";
 import type { DestinationStream } from "pino";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
-import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import { contextPlugin, type AppContext } from "./context.js";
 import authPlugin from "./http/auth.js";
 import rateLimitPlugin from "./http/rate-limit.js";
@@ -16,6 +16,7 @@ import layerRoutes from "./routes/layer.js";
 import audienceRoutes from "./routes/audiences.js";
 import materializationRoutes from "./routes/materializations.js";
 import { answerUnmatchedRequests } from "./http/route-methods.js";
+import { documentCommonAnswers, openapiTransform, openapiTransformObject } from "./http/openapi.js";
 import { refuseUndeclaredQueryParameters } from "./http/validation.js";
 import webhookRoutes from "./routes/webhooks.js";
 import campaignRoutes from "./routes/campaigns.js";
@@ -74,12 +75,13 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
   app.setErrorHandler(problemErrorHandler);
   answerUnmatchedRequests(app);
   refuseUndeclaredQueryParameters(app);
+  documentCommonAnswers(app);
 
   await app.register(contextPlugin, { context });
   await app.register(fastifySwagger, {
     openapi: openapiDocument(),
-    transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
+    transform: openapiTransform,
+    transformObject: openapiTransformObject,
   });
   await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
   await app.register(authPlugin);

@@ -1,7 +1,9 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Readable } from "node:stream";
+import { z } from "zod";
 import type { ExportFormat } from "../activation/postgres/copy-out.js";
-import { ProblemError } from "./problem.js";
+import { ndjsonOf } from "./openapi.js";
+import { ProblemError, problemSchema } from "./problem.js";
 
 const OFFERS = [
   { media: "application/json", format: null },
@@ -41,6 +43,24 @@ export function exportFormatOf(request: FastifyRequest): ExportFormat | null {
   if (!best)
     throw new ProblemError(406, `This endpoint answers ${OFFERS.map((o) => o.media).join(", ")}; the Accept header (${header}) takes none of them.`);
   return best.format;
+}
+
+/**
+ * The answers of a route that serves a page as JSON, or every row as CSV or NDJSON by the Accept
+ * header (exportFormatOf): the 200 in its three media types, and the 406 of an Accept it cannot meet.
+ */
+export function pageOrExport(page: z.ZodType, row: z.ZodType, rows: string) {
+  return {
+    200: {
+      description: `A page of ${rows} (JSON), or every one of them (CSV or NDJSON, by the Accept header)`,
+      content: {
+        "application/json": { schema: page },
+        "text/csv": { schema: z.string().describe(`Every one of ${rows}: a header line naming the columns, then one line each.`) },
+        "application/x-ndjson": { schema: ndjsonOf(row, `Every one of ${rows}.`) },
+      },
+    },
+    406: problemSchema,
+  };
 }
 
 export function sendExport(reply: FastifyReply, format: ExportFormat, stream: Readable, filename: string) {

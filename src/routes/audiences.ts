@@ -149,7 +149,7 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
         description: "`as_of` defaults to the watermark of the audience's fact (its processed_through) at request time, also when the POST has no body.",
         params: idParams,
         body: z.object({ as_of: date.optional() }).strict().default({}),
-        response: { 202: materializationSchema, ...errors, 503: problemSchema },
+        response: { 202: materializationSchema, ...errors },
       },
       // No body: as of the default date.
       preValidation: noBodyMeansNoOptions,

@@ -8,7 +8,7 @@ import { MAX_BATCH, outcomeSchema, recordOutcomes, recordSends, sendSchema } fro
 import { campaignResultSchema, getCampaignResults } from "../campaigns/results.js";
 import { retryCampaignAssignment } from "../campaigns/assigning.js";
 import { controlGroupBodySchema, controlGroupSchema, getControlGroup, putControlGroup } from "../campaigns/control-group.js";
-import { exportFormatOf, sendExport } from "../http/export.js";
+import { exportFormatOf, pageOrExport, sendExport } from "../http/export.js";
 import { idempotent, idempotentCreate } from "../http/idempotency.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
 import { problemSchema } from "../http/problem.js";
@@ -150,13 +150,17 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         querystring: pageQuerySchema.extend({ group: z.enum(["treatment", "control", "global_control"]).optional().describe("Only one arm") }),
         response: {
-          200: z.object({
-            campaign_id: z.string().uuid(),
-            counts: z.object({ treatment: z.number().int(), control: z.number().int(), global_control: z.number().int(), total: z.number().int() }),
-            data: z.array(assignmentRowSchema),
-            next_cursor: z.string().nullable(),
-          }),
           ...errors,
+          ...pageOrExport(
+            z.object({
+              campaign_id: z.string().uuid(),
+              counts: z.object({ treatment: z.number().int(), control: z.number().int(), global_control: z.number().int(), total: z.number().int() }),
+              data: z.array(assignmentRowSchema),
+              next_cursor: z.string().nullable(),
+            }),
+            assignmentRowSchema,
+            "the campaign's assignments",
+          ),
         },
       },
     },

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { getFactRecord } from "../facts/facts.js";
 import { userIdString, validateBatch } from "../facts/event-validation.js";
 import { idempotent } from "../http/idempotency.js";
+import { ndjsonOf } from "../http/openapi.js";
 import { ProblemError, problemSchema } from "../http/problem.js";
 import { factParams } from "./facts.js";
 
@@ -75,10 +76,15 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
           "Honors `Idempotency-Key`.",
         params: factParams,
         headers: z.object({ "idempotency-key": z.string().optional() }).passthrough(),
-        body: z.object({ events: z.array(eventSchema).max(MAX_EVENTS_PER_REQUEST) }).strict(),
+        body: {
+          content: {
+            "application/json": { schema: z.object({ events: z.array(eventSchema).max(MAX_EVENTS_PER_REQUEST) }).strict() },
+            [NDJSON_MEDIA_TYPE]: { schema: ndjsonOf(eventSchema, `Up to ${MAX_EVENTS_PER_REQUEST} events; blank lines are skipped (and counted).`) },
+          },
+        },
         response: { 202: ingestResultSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 413: problemSchema, 415: problemSchema, 422: problemSchema },
       },
-      // The body schema documents the API; events are validated below so every bad one is reported by index.
+      // The body schemas document the API; events are validated below so every bad one is reported by index.
       validatorCompiler: bodyValidatedInHandler,
     },
     async (req, reply) => {

@@ -7,7 +7,7 @@ import {
 import { GRAINS } from "../activation/periods.js";
 import { userIdString } from "../facts/event-validation.js";
 import { getFactRecord } from "../facts/facts.js";
-import { exportFormatOf, sendExport } from "../http/export.js";
+import { exportFormatOf, pageOrExport, sendExport } from "../http/export.js";
 import { pageQuerySchema } from "../http/pagination.js";
 import { problemSchema } from "../http/problem.js";
 import { factParams } from "./facts.js";
@@ -86,7 +86,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
         description: "Each user's first and last active date and instants as of `date`." + streamNote,
         params: factParams,
         querystring: pageQuerySchema.extend({ date, user_id: userIdString.optional() }),
-        response: { 200: pageOf(firstLastRow, { date: z.string() }), ...errors },
+        response: { ...errors, ...pageOrExport(pageOf(firstLastRow, { date: z.string() }), firstLastRow, "the users' FirstLast rows") },
       },
     },
     async (req, reply) => {
@@ -106,7 +106,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
         description: streamNote.trim(),
         params: factParams,
         querystring: pageQuerySchema.extend({ grain, period: date, state: z.enum(ACTIVE_STATES).optional() }),
-        response: { 200: pageOf(activationRow, { period, period_complete: z.boolean() }), ...errors },
+        response: { ...errors, ...pageOrExport(pageOf(activationRow, { period, period_complete: z.boolean() }), activationRow, "the period's active users") },
       },
     },
     async (req, reply) => {
@@ -131,7 +131,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
           state: z.enum(STATES).optional(),
           transition_segment: z.enum(TRANSITION_SEGMENTS).optional(),
         }),
-        response: { 200: pageOf(statusRow, { period, period_complete: z.boolean() }), ...errors },
+        response: { ...errors, ...pageOrExport(pageOf(statusRow, { period, period_complete: z.boolean() }), statusRow, "the users' status rows") },
       },
     },
     async (req, reply) => {

@@ -4,7 +4,7 @@ import {
   changesExport, changesPage, deleteMaterialization, getMaterializationRecord, materializationSchema, materializationView, membersExport, membersPage,
 } from "../audiences/materializations.js";
 import { ACTIVE_STATES, GROWTH_STATES, STATES, TRANSITION_SEGMENTS } from "../activation/layer-queries.js";
-import { exportFormatOf, sendExport } from "../http/export.js";
+import { exportFormatOf, pageOrExport, sendExport } from "../http/export.js";
 import { pageQuerySchema } from "../http/pagination.js";
 import { problemSchema } from "../http/problem.js";
 
@@ -32,6 +32,8 @@ const memberRow = z
   })
   .meta({ id: "AudienceMember" });
 
+const changedMember = z.object({ user_id: z.string() }).meta({ id: "AudienceChange" });
+
 const materializationRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     "/materializations/:id",
@@ -58,8 +60,12 @@ const materializationRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         querystring: pageQuerySchema,
         response: {
-          200: z.object({ data: z.array(memberRow), next_cursor: z.string().nullable(), as_of: z.string(), member_count: z.number().int().nullable() }),
           ...errors,
+          ...pageOrExport(
+            z.object({ data: z.array(memberRow), next_cursor: z.string().nullable(), as_of: z.string(), member_count: z.number().int().nullable() }),
+            memberRow,
+            "the list's members",
+          ),
         },
       },
     },
@@ -80,15 +86,19 @@ const materializationRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         querystring: pageQuerySchema.extend({ since: z.string().uuid(), kind: z.enum(["entered", "exited"]).default("entered") }),
         response: {
-          200: z.object({
-            since: z.string(),
-            current: z.string(),
-            counts: z.object({ entered: z.number().int(), exited: z.number().int(), stayed: z.number().int() }),
-            kind: z.enum(["entered", "exited"]),
-            data: z.array(z.object({ user_id: z.string() })),
-            next_cursor: z.string().nullable(),
-          }),
           ...errors,
+          ...pageOrExport(
+            z.object({
+              since: z.string(),
+              current: z.string(),
+              counts: z.object({ entered: z.number().int(), exited: z.number().int(), stayed: z.number().int() }),
+              kind: z.enum(["entered", "exited"]),
+              data: z.array(changedMember),
+              next_cursor: z.string().nullable(),
+            }),
+            changedMember,
+            "the users who entered (or exited)",
+          ),
         },
       },
     },

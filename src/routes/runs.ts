@@ -8,7 +8,7 @@ import { problemSchema } from "../http/problem.js";
 import { noBodyMeansNoOptions } from "../http/validation.js";
 import { factParams } from "./facts.js";
 
-const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema, 503: problemSchema };
+const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
 
 const runRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
@@ -21,10 +21,11 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
           "Recomputes from the earliest date late data changed, or the day after the watermark, through `through` (default: the latest " +
           "activity date, or the watermark when that is later). A request for the same date while such a run is queued or running joins it (200) " +
           "instead of starting another. `through` may not be later than the last date an event can have (today in the fact's timezone, plus the " +
-          "day events may run ahead): 400.",
+          "day events may run ahead): 400. Honors `Idempotency-Key`.",
         params: factParams,
+        headers: z.object({ "idempotency-key": z.string().optional() }).passthrough(),
         body: z.object({ through: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date YYYY-MM-DD").optional() }).strict().default({}),
-        response: { 200: runSchema, 202: runSchema, ...errors },
+        response: { 200: runSchema, 202: runSchema, ...errors, 422: problemSchema },
       },
       // No body: the default `through` above.
       preValidation: noBodyMeansNoOptions,
