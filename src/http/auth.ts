@@ -1,6 +1,7 @@
 import fp from "fastify-plugin";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { authenticateApiKey, hasScope, type AuthenticatedKey, type Scope } from "../keys/api-keys.js";
+import { documentResponseHeaders } from "./openapi.js";
 import { documentProblemResponses, problemSchema, ProblemError } from "./problem.js";
 import { countRequest, peekCount, secondsUntil } from "./rate-limit.js";
 
@@ -73,6 +74,7 @@ export default fp(
       schema.security ??= [{ apiKey: [] }];
       schema.response = { 401: problemSchema, 403: problemSchema, ...schema.response };
       documentProblemResponses(schema.response);
+      documentResponseHeaders(schema, [401], { "WWW-Authenticate": { description: "The Bearer challenge", required: true, schema: { type: "string" } } });
     });
     app.addHook("onRequest", async (request) => {
       // Decided by the route that matched, not the raw URL: `/%761/facts` reaches `/v1/facts` too.

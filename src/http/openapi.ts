@@ -30,8 +30,8 @@ export const LOCATION_HEADER: HeaderDoc = { description: "The URL of the resourc
 export const RETRY_AFTER_HEADER: HeaderDoc = { description: "Seconds to wait before retrying", required: true, schema: { type: "integer" } };
 
 /** Documents `headers` on the answers of `codes` of a route (merged with what it documents already). */
-export function documentResponseHeaders(schema: FastifySchema, codes: number[], headers: Record<string, HeaderDoc>): void {
-  const all: ResponseHeaders = (schema["x-response-headers"] ??= {});
+export function documentResponseHeaders(schema: object, codes: number[], headers: Record<string, HeaderDoc>): void {
+  const all: ResponseHeaders = ((schema as FastifySchema)["x-response-headers"] ??= {});
   for (const code of codes) all[code] = { ...all[code], ...headers };
 }
 

@@ -1,5 +1,6 @@
 import fp from "fastify-plugin";
 import type { Redis } from "ioredis";
+import { documentResponseHeaders, RETRY_AFTER_HEADER } from "./openapi.js";
 import { documentProblemResponses, problemSchema, ProblemError } from "./problem.js";
 
 // INCR and the expiry in one step, so a counter never outlives its window (even if the process dies in between).
@@ -55,6 +56,7 @@ export default fp(
       (schema.response[429] as { description: string }).description =
         "Too Many Requests: this API key used up its RATE_LIMIT_MAX requests of the window, or the client's address made " +
         "AUTH_FAILURE_LIMIT failed authentications in its window; the Retry-After header says in how many seconds to retry";
+      documentResponseHeaders(schema, [429], { "Retry-After": RETRY_AFTER_HEADER });
     });
     if (max === 0) return;
     app.addHook("onRequest", async (request, reply) => {

@@ -8,6 +8,7 @@ import { definitionDoc } from "../audiences/definition.js";
 import { refreshSchema } from "../audiences/refresh.js";
 import { listMaterializations, materializationSchema, requestMaterialization } from "../audiences/materializations.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
+import { LOCATION_HEADER } from "../http/openapi.js";
 import { ProblemError, problemSchema } from "../http/problem.js";
 import { bodyValidatedInHandler, noBodyMeansNoOptions } from "../http/validation.js";
 
@@ -67,6 +68,7 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "Save an audience (version 1)",
         body: definitionDoc.extend({ refresh: refreshSchema }),
         response: { 201: audienceSchema, ...errors },
+        "x-response-headers": { 201: { Location: LOCATION_HEADER } },
       },
       validatorCompiler: documentedOnly,
     },
@@ -150,6 +152,7 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         body: z.object({ as_of: date.optional() }).strict().default({}),
         response: { 202: materializationSchema, ...errors },
+        "x-response-headers": { 202: { Location: LOCATION_HEADER } },
       },
       // No body: as of the default date.
       preValidation: noBodyMeansNoOptions,

@@ -11,6 +11,7 @@ import { controlGroupBodySchema, controlGroupSchema, getControlGroup, putControl
 import { exportFormatOf, pageOrExport, sendExport } from "../http/export.js";
 import { idempotent, idempotentCreate } from "../http/idempotency.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
+import { LOCATION_HEADER } from "../http/openapi.js";
 import { problemSchema } from "../http/problem.js";
 import { bodyValidatedInHandler } from "../http/validation.js";
 
@@ -54,6 +55,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         body: createCampaignSchema,
         headers: idempotencyHeader,
         response: { 202: campaignSchema, ...errors, 422: problemSchema },
+        "x-response-headers": { 202: { Location: LOCATION_HEADER } },
       },
     },
     async (req, reply) =>
@@ -93,6 +95,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         body: updateCampaignSchema,
         response: { 200: campaignSchema, 202: campaignSchema, ...errors },
+        "x-response-headers": { 202: { Location: LOCATION_HEADER } },
       },
     },
     async (req, reply) => {
@@ -115,6 +118,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         headers: idempotencyHeader,
         response: { 202: campaignSchema, ...errors, 422: problemSchema },
+        "x-response-headers": { 202: { Location: LOCATION_HEADER } },
       },
     },
     async (req, reply) =>

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { createFact, createFactSchema, deleteFact, factNameSchema, factSchema, getFact, listFacts, updateFact, updateFactSchema } from "../facts/facts.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
+import { LOCATION_HEADER } from "../http/openapi.js";
 import { problemSchema } from "../http/problem.js";
 
 export const factParams = z.object({ name: factNameSchema });
@@ -12,7 +13,15 @@ const factRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post(
     "/facts",
-    { schema: { tags: ["facts"], summary: "Define a fact (a core action)", body: createFactSchema, response: { 201: factSchema, ...errors } } },
+    {
+      schema: {
+        tags: ["facts"],
+        summary: "Define a fact (a core action)",
+        body: createFactSchema,
+        response: { 201: factSchema, ...errors },
+        "x-response-headers": { 201: { Location: LOCATION_HEADER } },
+      },
+    },
     async (req, reply) => reply.code(201).header("location", `/v1/facts/${req.body.name}`).send(await createFact(ctx(), req.body)),
   );
 

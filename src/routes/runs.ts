@@ -4,6 +4,7 @@ import { getRun, listRuns, requestRun, runSchema } from "../activation/runs.js";
 import { getFactRecord } from "../facts/facts.js";
 import { findStoredResponse, idempotencyKeyOf, replay, storeResponse } from "../http/idempotency.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
+import { LOCATION_HEADER } from "../http/openapi.js";
 import { problemSchema } from "../http/problem.js";
 import { noBodyMeansNoOptions } from "../http/validation.js";
 import { factParams } from "./facts.js";
@@ -26,6 +27,7 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
         headers: z.object({ "idempotency-key": z.string().optional() }).passthrough(),
         body: z.object({ through: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date YYYY-MM-DD").optional() }).strict().default({}),
         response: { 200: runSchema, 202: runSchema, ...errors, 422: problemSchema },
+        "x-response-headers": { 200: { Location: LOCATION_HEADER }, 202: { Location: LOCATION_HEADER } },
       },
       // No body: the default `through` above.
       preValidation: noBodyMeansNoOptions,
@@ -34,7 +36,8 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
       const key = idempotencyKeyOf(req);
       if (key) {
         const stored = await findStoredResponse(app.db.pool, req, key);
-        if (stored) return replay(reply, stored);
+        // The run's URL, as the first answer gave it.
+        if (stored) return replay(reply.header("location", `/v1/runs/${(stored.body as { id: string }).id}`), stored);
       }
       const fact = await getFactRecord(app.ctx, req.params.name);
       const { run, joined } = await requestRun(app.ctx, fact, req.body?.through);

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { createWebhook, createWebhookSchema, deleteWebhook, deliverySchema, getWebhook, listDeliveries, listWebhooks, webhookSchema } from "../audiences/webhooks.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
+import { LOCATION_HEADER } from "../http/openapi.js";
 import { problemSchema } from "../http/problem.js";
 
 const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema };
@@ -22,9 +23,13 @@ const webhookRoutes: FastifyPluginAsyncZod = async (app) => {
           "failed deliveries are retried with exponential backoff and logged.",
         body: createWebhookSchema,
         response: { 201: webhookSchema, ...errors },
+        "x-response-headers": { 201: { Location: LOCATION_HEADER } },
       },
     },
-    async (req, reply) => reply.code(201).send(await createWebhook(app.ctx, req.body)),
+    async (req, reply) => {
+      const webhook = await createWebhook(app.ctx, req.body);
+      return reply.code(201).header("location", `/v1/webhooks/${webhook.id}`).send(webhook);
+    },
   );
   app.get(
     "/webhooks",
