@@ -247,6 +247,12 @@ describe("the scenario holds to openapi/openapi.json", () => {
     await call("GET", `/v1/audiences?fact=${FACT}`, 200);
     await call("GET", `/v1/audiences/${audienceId}`, 200);
     await call("GET", `/v1/audiences/${MISSING}`, 404);
+    // Dates in a filter come back as they were sent, so a filter read can be sent back as it is.
+    const dated = { all: [{ field: "first_active_period", op: "gte", value: "2026-10-01" }, { field: "last_active_period", op: "between", value: [{ periods_ago: 7 }, THROUGH] }] };
+    await call("PATCH", `/v1/audiences/${audienceId}`, 200, { json: { filter: dated } });
+    const read = (await call("GET", `/v1/audiences/${audienceId}`, 200)).json();
+    expect(read.filter).toEqual(dated);
+    await call("PATCH", `/v1/audiences/${audienceId}`, 200, { json: { filter: read.filter, description: "Round trip" } });
     await call("PATCH", `/v1/audiences/${audienceId}`, 200, { json: { filter: { field: "inactivity_periods", op: "between", value: [0, 1] }, refresh: "on_new_data" } });
     await call("PATCH", `/v1/audiences/${audienceId}`, 200, { json: { refresh: null } });
     await call("GET", `/v1/audiences/${audienceId}/versions`, 200);

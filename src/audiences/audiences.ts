@@ -5,7 +5,7 @@ import type { Audience } from "../generated/prisma/client.js";
 import { Prisma } from "../generated/prisma/client.js";
 import { badRequest, notFound } from "../http/problem.js";
 import { afterCreatedAtId, createdAtIdCursor, cursorInt4, decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
-import { checkDefinition, type AudienceDefinition } from "./definition.js";
+import { checkDefinition, definitionAsWritten, definitionDoc, filterAsWritten, filterNodeDoc, type AudienceDefinition } from "./definition.js";
 import { resolveAudience, unknownFacts } from "./resolve.js";
 import { applyRefreshSchedule, checkRefresh, type Refresh } from "./refresh.js";
 import { holdFacts } from "../facts/lifecycle-lock.js";
@@ -17,7 +17,7 @@ export const audienceSchema = z
     name: z.string(),
     fact: z.string(),
     grain: z.enum(["day", "week", "month"]),
-    filter: z.unknown(),
+    filter: filterNodeDoc,
     description: z.string().nullable(),
     version: z.number().int(),
     refresh: z.union([z.literal("on_new_data"), z.object({ cron: z.string(), timezone: z.string() })]).nullable(),
@@ -34,7 +34,7 @@ export function audienceView(a: Audience): AudienceView {
     name: d.name,
     fact: d.fact,
     grain: d.grain,
-    filter: d.filter,
+    filter: filterAsWritten(d.filter),
     description: d.description ?? null,
     version: a.version,
     refresh: (a.refresh as Refresh | null) ?? null,
@@ -173,7 +173,7 @@ export async function deleteAudience(ctx: AppContext, id: string) {
   await applyRefreshSchedule(ctx, id, null);
 }
 
-export const versionSchema = z.object({ version: z.number().int(), definition: z.unknown(), created_at: z.string() }).meta({ id: "AudienceVersion" });
+export const versionSchema = z.object({ version: z.number().int(), definition: definitionDoc, created_at: z.string() }).meta({ id: "AudienceVersion" });
 
 export async function listVersions(ctx: AppContext, id: string, q: PageQuery) {
   await getAudienceRecord(ctx, id, true);
@@ -183,5 +183,9 @@ export async function listVersions(ctx: AppContext, id: string, q: PageQuery) {
     orderBy: { version: "desc" },
     take: q.limit + 1,
   });
-  return toPage(rows, q.limit, (r) => [r.version], (r) => ({ version: r.version, definition: r.definition, created_at: r.createdAt.toISOString() }));
+  return toPage(rows, q.limit, (r) => [r.version], (r) => ({
+    version: r.version,
+    definition: definitionAsWritten(r.definition as unknown as AudienceDefinition),
+    created_at: r.createdAt.toISOString(),
+  }));
 }

@@ -263,6 +263,24 @@ function checkNode(raw: unknown, path: string, depth: number, errs: Errors, coun
   return checkCondition(raw, path, errs, grain, facts);
 }
 
+/**
+ * A checked filter in the notation clients write it, which the API answers with: a period value as its
+ * date string (the checked tree holds `{date}`, which the SQL compiler reads and no client sends).
+ */
+export function filterAsWritten(node: FilterNode): unknown {
+  if ("all" in node) return { all: node.all.map(filterAsWritten) };
+  if ("any" in node) return { any: node.any.map(filterAsWritten) };
+  if ("not" in node) return { not: filterAsWritten(node.not) };
+  const written = (v: Scalar) => (isObj(v) && "date" in v ? v.date : v);
+  if (node.value === undefined) return node;
+  return { ...node, value: Array.isArray(node.value) ? node.value.map(written) : written(node.value) };
+}
+
+/** A stored definition in the notation clients write it (see filterAsWritten). */
+export function definitionAsWritten(definition: AudienceDefinition): Omit<AudienceDefinition, "filter"> & { filter: unknown } {
+  return { ...definition, filter: filterAsWritten(definition.filter) };
+}
+
 export type DefinitionCheck =
   | { ok: true; definition: AudienceDefinition; referencedFacts: string[] }
   | { ok: false; errors: ProblemFieldError[] };
