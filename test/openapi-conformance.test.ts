@@ -199,7 +199,7 @@ describe("the scenario holds to openapi/openapi.json", () => {
   it("the activation layer and its metrics, as pages and streams", async () => {
     const streams = async (url: string) => {
       const csv = await call("GET", url, 200, { headers: { accept: "text/csv" } });
-      expect(csv.body.split("\n")[0]).toMatch(/user_id/);
+      expect(csv.body.split("\n").join("\n")).toMatch(/user_id/);
       const nd = await call("GET", url, 200, { headers: { accept: "application/x-ndjson" } });
       expect(ndjsonLines(nd.body).length).toBeGreaterThan(0);
       await call("GET", url, 406, { headers: { accept: "image/png" } });
@@ -400,5 +400,47 @@ describe("the scenario holds to openapi/openapi.json", () => {
 
   it("every operation of the document was exercised", () => {
     expect(contract.unexercised()).toEqual([]);
+  });
+});
+
+describe("the contract check itself", () => {
+  // A check that let everything through would make the scenario above prove nothing.
+  const fresh = () => new OpenApiContract(JSON.parse(readFileSync(OPENAPI_FILE, "utf8")) as OpenApiDocument);
+  const answer = (statusCode: number, headers: Record<string, string>, body: string) => ({ statusCode, headers, body }) as unknown as Parameters<OpenApiContract["check"]>[0]["response"];
+  const fact = { name: "f", timezone: "UTC", service: null, description: null, created_at: "2026-10-01T00:00:00.000Z", updated_at: "2026-10-01T00:00:00.000Z",
+    processed_through: null, dirty_from: null, earliest_activity_date: null, latest_activity_date: null, user_count: 0 };
+  const json = { "content-type": "application/json; charset=utf-8" };
+
+  it("passes a conforming answer and names each way an answer can break the document", () => {
+    const check = (method: string, url: string, response: ReturnType<typeof answer>) => fresh().check({ method, url, response });
+    expect(check("GET", "/v1/facts/f", answer(200, json, JSON.stringify(fact)))).toEqual([]);
+    expect(check("GET", "/v1/facts/f", answer(418, json, "{}")).join("\n")).toMatch(/status 418 is not declared/);
+    expect(check("GET", "/v1/facts/f", answer(200, { "content-type": "text/plain" }, "f")).join("\n")).toMatch(/Content-Type text\/plain is not declared/);
+    expect(check("GET", "/v1/facts/f", answer(200, json, JSON.stringify({ ...fact, created_at: "yesterday" }))).join("\n")).toMatch(/created_at/);
+    expect(check("GET", "/v1/facts/f", answer(200, json, JSON.stringify({ ...fact, user_count: undefined }))).join("\n")).toMatch(/user_count/);
+    expect(check("GET", "/v1/facts/f", answer(200, json, JSON.stringify({ ...fact, extra: 1 }))).join("\n")).toMatch(/additional/);
+    expect(check("POST", "/v1/facts", answer(201, json, JSON.stringify(fact))).join("\n")).toMatch(/required header Location is missing/);
+    const ndjson = { "content-type": "application/x-ndjson" };
+    const line = { user_id: "u", group: "treatment", bucket: 1, action: "send" };
+    expect(check("GET", `/v1/campaigns/${MISSING}/assignments`, answer(200, ndjson, `${JSON.stringify(line)}\n`))).toEqual([]);
+    expect(check("GET", `/v1/campaigns/${MISSING}/assignments`, answer(200, ndjson, `${JSON.stringify({ ...line, group: "both" })}\n`)).join("\n")).toMatch(/line 1/);
+    expect(check("PUT", "/v1/facts", answer(405, {}, "")).join("\n")).toMatch(/no operation PUT \/v1\/facts/);
+  });
+
+  it("holds accepted requests to the document too", () => {
+    const accepted = answer(202, json, JSON.stringify({ accepted: 1, earliest_date: "2026-10-01", latest_date: "2026-10-01" }));
+    const check = (exchange: Partial<Parameters<OpenApiContract["check"]>[0]>) => fresh().check({ method: "POST", url: `/v1/facts/f/events`, response: accepted, ...exchange });
+    expect(check({ requestContentType: "application/json", requestBody: { events: [{ user_id: "u", occurred_at: "2026-10-01T00:00:00Z" }] } })).toEqual([]);
+    expect(check({ requestContentType: "application/json", requestBody: { events: [{ user: "u" }] } }).join("\n")).toMatch(/request body/);
+    expect(check({ requestContentType: "text/csv", requestBody: "u,t" }).join("\n")).toMatch(/request Content-Type text\/csv is not declared/);
+    expect(check({ requestContentType: "application/json", requestBody: { events: [] }, url: "/v1/facts/f/events?dry=1" }).join("\n")).toMatch(/query parameter 'dry'/);
+    expect(check({ requestContentType: "application/json", requestBody: { events: [] }, requestHeaders: { "x-trace": "1" } }).join("\n")).toMatch(/header parameter 'x-trace'/);
+  });
+
+  it("lists the operations a scenario left out", () => {
+    const contract = fresh();
+    contract.check({ method: "GET", url: "/health", response: answer(200, json, '{"status":"ok"}') });
+    expect(contract.unexercised()).toContain("GET /v1/facts");
+    expect(contract.unexercised()).not.toContain("GET /health");
   });
 });

@@ -1,12 +1,14 @@
 import type { Readable } from "node:stream";
+import { z } from "zod";
 import type { AppContext } from "../context.js";
 import type { Fact } from "../generated/prisma/client.js";
 import { conflict, notFound, badRequest } from "../http/problem.js";
+import { isoDate } from "../http/formats.js";
 import { decodeCursor, toPage, userKeyCursor, type PageQuery } from "../http/pagination.js";
 import { GRAIN_CODE, dateToDay, parseDate, periodEndDay, periodOfDay, periodToDate, type Grain } from "./periods.js";
 import type { ExportFormat } from "./postgres/copy-out.js";
 import { localDate } from "../facts/timezones.js";
-import { METRIC_COLUMNS } from "./postgres/metrics.js";
+import { METRIC_COLUMNS, type MetricColumn } from "./postgres/metrics.js";
 
 export const STATES = ["new", "retained", "reactivated", "inactive"] as const;
 export const ACTIVE_STATES = ["new", "retained", "reactivated"] as const;
@@ -127,14 +129,33 @@ export async function userStatusTimeline(ctx: AppContext, fact: Fact, userId: st
   return { user_id: userId, fact: fact.name, grain: q.grain, data: rows.map(strip) };
 }
 
-export type MetricsOut = Record<string, string | number | boolean>;
+/** The growth lens (growth states, WAU, MAU) exists at day grain only. */
+const isDayOnlyMetric = (c: MetricColumn) => c.startsWith("growth_") || c === "wau" || c === "mau";
+/** A metric's name in answers. */
+const metricName = (c: MetricColumn) => c.replace(/^seg_/, "segment_");
+
+export const metricsRowSchema = z
+  .object({
+    period: isoDate.describe("First day of the period"),
+    period_complete: z
+      .boolean()
+      .describe("The period's last day is processed and over in the fact's timezone (a run through today gives today's numbers so far, partial)"),
+    ...(Object.fromEntries(
+      METRIC_COLUMNS.map((c) => [metricName(c), isDayOnlyMetric(c) ? z.number().int().optional().describe("Day grain only") : z.number().int()]),
+    ) as Record<string, z.ZodOptional<z.ZodNumber>>),
+  })
+  .meta({
+    id: "MetricsRow",
+    description:
+      "Every count of the spec for one period: users_total, active, new, retained, reactivated, inactive, churned, segment_<each transition " +
+      "segment>; at day grain also growth_<each growth state>, wau and mau.",
+  });
+/** A row of metricsRowSchema: the counts by metric name. */
+export type MetricsOut = { period: string; period_complete: boolean; [metric: string]: string | number | boolean | undefined };
 
 function metricRow(fact: Fact, grain: Grain, r: Record<string, number | string>): MetricsOut {
   const out: MetricsOut = { period: r.period as string, period_complete: isComplete(fact, grain, r.p as number) };
-  for (const c of METRIC_COLUMNS) {
-    if (grain !== "day" && (c.startsWith("growth_") || c === "wau" || c === "mau")) continue;
-    out[c.replace(/^seg_/, "segment_")] = r[c] as number;
-  }
+  for (const c of METRIC_COLUMNS) if (grain === "day" || !isDayOnlyMetric(c)) out[metricName(c)] = r[c] as number;
   return out;
 }
 

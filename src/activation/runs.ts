@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
+import { isoDate, isoInstant } from "../http/formats.js";
 import type { AppContext } from "../context.js";
 import type { ProcessingRun, Fact } from "../generated/prisma/client.js";
 import { conflict, notFound, badRequest } from "../http/problem.js";
@@ -21,8 +22,8 @@ export const runSchema = z
     fact: z.string(),
     status: z.enum(["queued", "running", "succeeded", "failed"]),
     trigger: z.string(),
-    from: z.string().nullable().describe("First date recomputed (earliest changed date or the day after the previous watermark)"),
-    through: z.string(),
+    from: isoDate.nullable().describe("First date recomputed (earliest changed date or the day after the previous watermark)"),
+    through: isoDate,
     progress: z.number(),
     error: z.string().nullable(),
     note: z
@@ -30,9 +31,9 @@ export const runSchema = z
       .nullable()
       .describe("Set when the run was overtaken: another run had processed the fact through a later date first, so this one processed through that date (recomputing late data, or nothing)"),
     timings: z.record(z.string(), z.number()).nullable(),
-    created_at: z.string(),
-    started_at: z.string().nullable(),
-    finished_at: z.string().nullable(),
+    created_at: isoInstant,
+    started_at: isoInstant.nullable(),
+    finished_at: isoInstant.nullable(),
     duration_ms: z.number().nullable(),
   })
   .meta({ id: "ProcessingRun" });

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
+import { isoInstant } from "../http/formats.js";
 import type { AppContext } from "../context.js";
 import type { Audience } from "../generated/prisma/client.js";
 import { Prisma } from "../generated/prisma/client.js";
@@ -21,8 +22,8 @@ export const audienceSchema = z
     description: z.string().nullable(),
     version: z.number().int(),
     refresh: z.union([z.literal("on_new_data"), z.object({ cron: z.string(), timezone: z.string() })]).nullable(),
-    created_at: z.string(),
-    updated_at: z.string(),
+    created_at: isoInstant,
+    updated_at: isoInstant,
   })
   .meta({ id: "Audience" });
 export type AudienceView = z.infer<typeof audienceSchema>;
@@ -173,7 +174,7 @@ export async function deleteAudience(ctx: AppContext, id: string) {
   await applyRefreshSchedule(ctx, id, null);
 }
 
-export const versionSchema = z.object({ version: z.number().int(), definition: definitionDoc, created_at: z.string() }).meta({ id: "AudienceVersion" });
+export const versionSchema = z.object({ version: z.number().int(), definition: definitionDoc, created_at: isoInstant }).meta({ id: "AudienceVersion" });
 
 export async function listVersions(ctx: AppContext, id: string, q: PageQuery) {
   await getAudienceRecord(ctx, id, true);

@@ -1,5 +1,6 @@
 import { createHmac, randomUUID } from "node:crypto";
 import { z } from "zod";
+import { isoInstant } from "../http/formats.js";
 import type { AppContext } from "../context.js";
 import type { PrismaClientOrTransaction } from "../db/client.js";
 import type { Webhook, WebhookDelivery } from "../generated/prisma/client.js";
@@ -21,27 +22,28 @@ export const createWebhookSchema = z
   .strict();
 
 export const webhookSchema = z
-  .object({ id: z.string().uuid(), url: z.string(), events: z.array(z.string()), created_at: z.string() })
+  .object({ id: z.string().uuid(), url: z.string(), events: z.array(z.enum(WEBHOOK_EVENTS)), created_at: isoInstant })
   .meta({ id: "Webhook" });
 
 export const deliverySchema = z
   .object({
     id: z.string().uuid(),
-    event: z.string(),
+    event: z.enum(WEBHOOK_EVENTS),
     status: z.enum(["pending", "delivered", "failed"]),
     attempts: z.number().int(),
     response_code: z.number().int().nullable(),
     error: z.string().nullable(),
-    created_at: z.string(),
-    last_attempt_at: z.string().nullable(),
-    delivered_at: z.string().nullable(),
+    created_at: isoInstant,
+    last_attempt_at: isoInstant.nullable(),
+    delivered_at: isoInstant.nullable(),
   })
   .meta({ id: "WebhookDelivery" });
 
-const view = (w: Webhook) => ({ id: w.id, url: w.url, events: w.events, created_at: w.createdAt.toISOString() });
+// Stored from requests checked against WEBHOOK_EVENTS.
+const view = (w: Webhook) => ({ id: w.id, url: w.url, events: w.events as WebhookEvent[], created_at: w.createdAt.toISOString() });
 const deliveryView = (d: WebhookDelivery) => ({
   id: d.id,
-  event: d.event,
+  event: d.event as WebhookEvent,
   status: d.status as "pending" | "delivered" | "failed",
   attempts: d.attempts,
   response_code: d.responseCode,

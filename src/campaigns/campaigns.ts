@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { z } from "zod";
+import { isoDate, isoInstant } from "../http/formats.js";
 import type { AppContext } from "../context.js";
 import type { Campaign, Fact } from "../generated/prisma/client.js";
 import { badRequest, conflict, notFound } from "../http/problem.js";
@@ -90,13 +91,13 @@ export const campaignSchema = z
     name: z.string(),
     materialization_id: z.string().uuid(),
     audience_id: z.string().uuid(),
-    as_of: z.string().describe("The list's as_of"),
+    as_of: isoDate.describe("The list's as_of"),
     grain: z.enum(["day", "week", "month"]).describe("Grain of the list's status columns (inactivity_periods is in its unit)"),
     goal: z.object({ fact: z.string(), window_periods: z.number().int(), metric: z.enum(GOAL_METRICS) }),
     holdout_percent: z.number(),
     salt: z.string(),
-    launch_date: z.string(),
-    window: z.object({ start: z.string(), end: z.string() }).describe("The goal window: window_periods days from launch_date"),
+    launch_date: isoDate,
+    window: z.object({ start: isoDate, end: isoDate }).describe("The goal window: window_periods days from launch_date"),
     global_control: z
       .object({ percent: z.number(), salt: z.string() })
       .nullable()
@@ -109,16 +110,16 @@ export const campaignSchema = z
       ),
     assignment_error: z.string().nullable().describe("Why the last assignment failed (a failed change leaves the campaign as it was); null once one succeeds"),
     pending_changes: z
-      .object({ materialization_id: z.string().uuid(), holdout_percent: z.number(), salt: z.string(), launch_date: z.string() })
+      .object({ materialization_id: z.string().uuid(), holdout_percent: z.number(), salt: z.string(), launch_date: isoDate })
       .nullable()
       .describe("The assignment fields a PATCH asked for while they are being applied (status assigning); the fields above stay as they are until then"),
-    assigned_at: z.string().nullable().describe("When the assignments were last frozen (null: not yet)"),
+    assigned_at: isoInstant.nullable().describe("When the assignments were last frozen (null: not yet)"),
     counts: countsSchema,
     launched: z.boolean().describe("Assignment fields are immutable once launched"),
     locked_reason: z.enum(LOCK_REASONS).nullable(),
-    locked_at: z.string().nullable(),
-    created_at: z.string(),
-    updated_at: z.string(),
+    locked_at: isoInstant.nullable(),
+    created_at: isoInstant,
+    updated_at: isoInstant,
   })
   .meta({ id: "Campaign" });
 export type CampaignView = z.infer<typeof campaignSchema>;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { isoInstant } from "../http/formats.js";
 import type { AppContext } from "../context.js";
 import { isWholeBuckets } from "./assignment.js";
 
@@ -27,7 +28,7 @@ export const controlGroupSchema = z
     enabled: z.boolean(),
     percent: z.number(),
     salt: z.string().nullable(),
-    updated_at: z.string().nullable(),
+    updated_at: isoInstant.nullable(),
   })
   .meta({ id: "ControlGroup" });
 export type ControlGroupView = z.infer<typeof controlGroupSchema>;

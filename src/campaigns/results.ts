@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { isoDate, isoInstant } from "../http/formats.js";
 import type { AppContext } from "../context.js";
 import type { PrismaClientOrTransaction } from "../db/client.js";
 import type { Campaign } from "../generated/prisma/client.js";
@@ -64,12 +65,12 @@ const funnelArm = z.object({
 export const campaignResultSchema = z
   .object({
     campaign_id: z.string().uuid(),
-    computed_at: z.string(),
+    computed_at: isoInstant,
     duration_ms: z.number().int(),
     data_version: z.number().int(),
     stale: z.boolean().describe("Newer data exists than these results were computed from; a recomputation is queued"),
     recomputation_error: z
-      .object({ message: z.string(), failed_at: z.string() })
+      .object({ message: z.string(), failed_at: isoInstant })
       .nullable()
       .describe("Why the last recomputation failed, when it did after these results were computed (they are then stale until one succeeds)"),
     analysis: z.string(),
@@ -79,14 +80,14 @@ export const campaignResultSchema = z
       window_periods: z.number().int(),
     }),
     window: z.object({
-      start: z.string(),
-      end: z.string(),
-      processed_through: z.string().nullable(),
+      start: isoDate,
+      end: isoDate,
+      processed_through: isoDate.nullable(),
       days_total: z.number().int(),
       days_observed: z.number().int(),
       complete: z.boolean().describe("The goal fact is processed through the window's last day, and that day is over in the fact's timezone"),
     }),
-    covariate: z.object({ start: z.string(), end: z.string(), description: z.string() }),
+    covariate: z.object({ start: isoDate, end: isoDate, description: z.string() }),
     assignment: z.object({
       holdout_percent: z.number(),
       global_control_percent: z.number(),

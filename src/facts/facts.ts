@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { z } from "zod";
+import { isoDate, isoInstant } from "../http/formats.js";
 import type { AppContext } from "../context.js";
 import type { Fact } from "../generated/prisma/client.js";
 import { conflict, badRequest } from "../http/problem.js";
@@ -35,12 +36,12 @@ export const factSchema = z
     timezone: z.string(),
     service: z.string().nullable(),
     description: z.string().nullable(),
-    created_at: z.string(),
-    updated_at: z.string(),
-    processed_through: z.string().nullable().describe("Every model answers as of this date"),
-    dirty_from: z.string().nullable().describe("Earliest date late data changed; the next run recomputes from it"),
-    earliest_activity_date: z.string().nullable(),
-    latest_activity_date: z.string().nullable(),
+    created_at: isoInstant,
+    updated_at: isoInstant,
+    processed_through: isoDate.nullable().describe("Every model answers as of this date"),
+    dirty_from: isoDate.nullable().describe("Earliest date late data changed; the next run recomputes from it"),
+    earliest_activity_date: isoDate.nullable(),
+    latest_activity_date: isoDate.nullable(),
     user_count: z.number().int().describe("Users with processed activity (as of processed_through)"),
   })
   .meta({ id: "Fact" });

@@ -1,12 +1,14 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { isoDate } from "../http/formats.js";
 import {
   audienceSchema, createAudience, deleteAudience, getAudienceRecord, audienceView, listAudiences, listVersions, previewDefinition, updateAudience,
   versionSchema,
 } from "../audiences/audiences.js";
 import { definitionDoc } from "../audiences/definition.js";
 import { refreshSchema } from "../audiences/refresh.js";
-import { listMaterializations, materializationSchema, requestMaterialization } from "../audiences/materializations.js";
+import { audienceMemberSchema, listMaterializations, materializationSchema, requestMaterialization } from "../audiences/materializations.js";
+import { GROWTH_STATES, STATES } from "../activation/layer-queries.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
 import { LOCATION_HEADER } from "../http/openapi.js";
 import { ProblemError, problemSchema } from "../http/problem.js";
@@ -27,10 +29,10 @@ function bodyObject(body: unknown): Record<string, unknown> {
 const previewResult = z
   .object({
     count: z.number().int(),
-    by_state: z.record(z.string(), z.number()),
-    by_growth_state: z.record(z.string(), z.number()).describe("Day grain only (empty otherwise)"),
-    sample: z.array(z.record(z.string(), z.unknown())).describe("Up to 20 members with their status columns"),
-    as_of: z.string(),
+    by_state: z.partialRecord(z.enum(STATES), z.number().int()).describe("Members per state (states with none are left out)"),
+    by_growth_state: z.partialRecord(z.enum(GROWTH_STATES), z.number().int()).describe("Day grain only (empty otherwise); growth states with none are left out"),
+    sample: z.array(audienceMemberSchema).describe("Up to 20 members with their status columns"),
+    as_of: isoDate,
     grain: z.enum(["day", "week", "month"]),
     took_ms: z.number(),
   })
@@ -56,7 +58,8 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
       if (extra.length) throw new ProblemError(400, `Unknown field '${extra[0]}'.`, { errors: extra.map((k) => ({ path: k, message: "unknown field" })) });
       if (body.as_of !== undefined && (typeof body.as_of !== "string" || !/^\d{4}-\d{2}-\d{2}$/.test(body.as_of)))
         throw new ProblemError(400, "as_of must be a date (YYYY-MM-DD).", { errors: [{ path: "as_of", message: "invalid date" }] });
-      return previewDefinition(app.ctx, body.definition, body.as_of as string | undefined);
+      // The counts and sample rows are JSON built by the engine's SQL; the serializer holds them to previewResult.
+      return previewDefinition(app.ctx, body.definition, body.as_of as string | undefined) as Promise<z.output<typeof previewResult>>;
     },
   );
 

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { bodyValidatedInHandler } from "../http/validation.js";
 import { z } from "zod";
+import { isoDate } from "../http/formats.js";
 import { getFactRecord } from "../facts/facts.js";
 import { userIdString, validateBatch } from "../facts/event-validation.js";
 import { idempotent } from "../http/idempotency.js";
@@ -21,7 +22,7 @@ const eventSchema = z
   .meta({ id: "Event" });
 
 const ingestResultSchema = z
-  .object({ accepted: z.number().int(), earliest_date: z.string().nullable(), latest_date: z.string().nullable() })
+  .object({ accepted: z.number().int(), earliest_date: isoDate.nullable(), latest_date: isoDate.nullable() })
   .meta({ id: "IngestResult" });
 
 /**

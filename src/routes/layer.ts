@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { isoDate, isoInstant } from "../http/formats.js";
 import {
-  ACTIVE_STATES, GROWTH_STATES, STATES, TRANSITION_SEGMENTS, activationOfPeriod, contributionOf, coreActionsOf, exportActivation,
+  ACTIVE_STATES, GROWTH_STATES, STATES, TRANSITION_SEGMENTS, activationOfPeriod, metricsRowSchema, contributionOf, coreActionsOf, exportActivation,
   exportFirstLast, exportStatus, firstLastOfDate, metricsOf, statusOfPeriod, userStatusTimeline,
 } from "../activation/layer-queries.js";
 import { GRAINS } from "../activation/periods.js";
@@ -17,7 +18,7 @@ const grain = z.enum(GRAINS).default("day").describe("day, week (ISO, named by i
 const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
 const streamNote = " Send `Accept: text/csv` or `Accept: application/x-ndjson` to stream every row instead of a page.";
 
-const period = z.string().describe("First day of the period");
+const period = isoDate.describe("First day of the period");
 const statusRow = z
   .object({
     user_id: z.string(),
@@ -44,20 +45,13 @@ const activationRow = z
 const firstLastRow = z
   .object({
     user_id: z.string(),
-    snapshot_date: z.string(),
-    first_active_date: z.string(),
-    last_active_date: z.string(),
-    first_event_at: z.string(),
-    last_event_at: z.string(),
+    snapshot_date: isoDate,
+    first_active_date: isoDate,
+    last_active_date: isoDate,
+    first_event_at: isoInstant,
+    last_event_at: isoInstant,
   })
   .meta({ id: "FirstLastRow" });
-const metricsRow = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).meta({
-  id: "MetricsRow",
-  description:
-    "period, period_complete, users_total, active, new, retained, reactivated, inactive, churned, segment_<each transition segment>; " +
-    "at day grain also growth_<each growth state>, wau and mau. period_complete: the period's last day is processed and over in the fact's " +
-    "timezone (a run through today gives today's numbers so far, partial)",
-});
 const contributionItem = z.object({ name: z.string(), base: z.number(), compare: z.number(), delta: z.number(), share: z.number().nullable() });
 const contribution = z
   .object({
@@ -86,7 +80,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
         description: "Each user's first and last active date and instants as of `date`." + streamNote,
         params: factParams,
         querystring: pageQuerySchema.extend({ date, user_id: userIdString.optional() }),
-        response: { ...errors, ...pageOrExport(pageOf(firstLastRow, { date: z.string() }), firstLastRow, "the users' FirstLast rows") },
+        response: { ...errors, ...pageOrExport(pageOf(firstLastRow, { date: isoDate }), firstLastRow, "the users' FirstLast rows") },
       },
     },
     async (req, reply) => {
@@ -165,7 +159,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "Every count of the spec, one row per period",
         params: factParams,
         querystring: z.strictObject({ grain, from: date.optional(), to: date.optional() }),
-        response: { 200: z.object({ fact: z.string(), grain: z.enum(GRAINS), processed_through: z.string(), data: z.array(metricsRow) }), ...errors },
+        response: { 200: z.object({ fact: z.string(), grain: z.enum(GRAINS), processed_through: isoDate, data: z.array(metricsRowSchema) }), ...errors },
       },
     },
     async (req) => metricsOf(app.ctx, await fact(req.params.name), req.query),
@@ -202,7 +196,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
           200: z.object({
             service: z.string(),
             grain: z.enum(GRAINS),
-            facts: z.array(z.object({ fact: z.string(), processed_through: z.string().nullable(), data: z.array(metricsRow) })),
+            facts: z.array(z.object({ fact: z.string(), processed_through: isoDate.nullable(), data: z.array(metricsRowSchema) })),
           }),
           ...errors,
         },

@@ -1,9 +1,10 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { isoDate } from "../http/formats.js";
 import {
-  changesExport, changesPage, deleteMaterialization, getMaterializationRecord, materializationSchema, materializationView, membersExport, membersPage,
+  audienceMemberSchema, changesExport, changesPage, deleteMaterialization, getMaterializationRecord, materializationSchema, materializationView, membersExport,
+  membersPage,
 } from "../audiences/materializations.js";
-import { ACTIVE_STATES, GROWTH_STATES, STATES, TRANSITION_SEGMENTS } from "../activation/layer-queries.js";
 import { exportFormatOf, pageOrExport, sendExport } from "../http/export.js";
 import { pageQuerySchema } from "../http/pagination.js";
 import { problemSchema } from "../http/problem.js";
@@ -11,26 +12,6 @@ import { problemSchema } from "../http/problem.js";
 const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
 const idParams = z.object({ id: z.string().uuid() });
 const streamNote = " Send `Accept: text/csv` or `Accept: application/x-ndjson` to stream every row instead of a page.";
-
-const memberRow = z
-  .object({
-    user_id: z.string(),
-    state: z.enum(STATES),
-    previous_state: z.enum(STATES).nullable(),
-    transition_segment: z.enum(TRANSITION_SEGMENTS),
-    is_active: z.boolean(),
-    first_active_period: z.string(),
-    last_active_period: z.string(),
-    inactivity_periods: z.number().int(),
-    consecutive_active_periods: z.number().int(),
-    last_streak_periods: z.number().int(),
-    return_interval_periods: z.number().int().nullable(),
-    last_active_state: z.enum(ACTIVE_STATES),
-    active_periods_total: z.number().int(),
-    tenure_periods: z.number().int(),
-    growth_state: z.enum(GROWTH_STATES).nullable(),
-  })
-  .meta({ id: "AudienceMember" });
 
 const changedMember = z.object({ user_id: z.string() }).meta({ id: "AudienceChange" });
 
@@ -62,8 +43,8 @@ const materializationRoutes: FastifyPluginAsyncZod = async (app) => {
         response: {
           ...errors,
           ...pageOrExport(
-            z.object({ data: z.array(memberRow), next_cursor: z.string().nullable(), as_of: z.string(), member_count: z.number().int().nullable() }),
-            memberRow,
+            z.object({ data: z.array(audienceMemberSchema), next_cursor: z.string().nullable(), as_of: isoDate, member_count: z.number().int().nullable() }),
+            audienceMemberSchema,
             "the list's members",
           ),
         },
@@ -89,8 +70,8 @@ const materializationRoutes: FastifyPluginAsyncZod = async (app) => {
           ...errors,
           ...pageOrExport(
             z.object({
-              since: z.string(),
-              current: z.string(),
+              since: z.string().uuid(),
+              current: z.string().uuid(),
               counts: z.object({ entered: z.number().int(), exited: z.number().int(), stayed: z.number().int() }),
               kind: z.enum(["entered", "exited"]),
               data: z.array(changedMember),
