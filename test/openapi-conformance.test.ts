@@ -425,6 +425,11 @@ describe("the contract check itself", () => {
     expect(check("GET", `/v1/campaigns/${MISSING}/assignments`, answer(200, ndjson, `${JSON.stringify(line)}\n`))).toEqual([]);
     expect(check("GET", `/v1/campaigns/${MISSING}/assignments`, answer(200, ndjson, `${JSON.stringify({ ...line, group: "both" })}\n`)).join("\n")).toMatch(/line 1/);
     expect(check("PUT", "/v1/facts", answer(405, {}, "")).join("\n")).toMatch(/no operation PUT \/v1\/facts/);
+    const problem = { type: "about:blank", title: "Conflict", status: 409, detail: "beyond", instance: "/v1/facts/f/metrics" };
+    const problemJson = { "content-type": "application/problem+json" };
+    expect(check("GET", "/v1/facts/f/metrics", answer(409, problemJson, JSON.stringify({ ...problem, processed_through: "2026-10-28" })))).toEqual([]);
+    expect(check("GET", "/v1/facts/f/metrics", answer(409, problemJson, JSON.stringify({ ...problem, processed_through: "later" }))).join("\n")).toMatch(/processed_through/);
+    expect(check("GET", "/v1/facts/f/metrics", answer(409, json, JSON.stringify(problem))).join("\n")).toMatch(/Content-Type application\/json; charset=utf-8 is not declared/);
   });
 
   it("holds accepted requests to the document too", () => {

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { isoDate } from "./formats.js";
 
 export interface ProblemFieldError {
   path: string;
@@ -60,8 +61,22 @@ export const problemSchema = z
     title: z.string(),
     status: z.number().int(),
     detail: z.string(),
-    instance: z.string().optional(),
-    errors: z.array(z.object({ path: z.string(), message: z.string(), index: z.number().int().optional() })).optional(),
+    instance: z.string().describe("The request's path"),
+    errors: z
+      .array(z.object({ path: z.string(), message: z.string(), index: z.number().int().optional() }))
+      .optional()
+      .describe("400: each bad field (or item of a batch, by index) and why"),
+    // Extension members (RFC 9457 §3.2) some answers carry.
+    invalid_count: z.number().int().optional().describe("400 of a batch: how many of its items are invalid (errors lists the first 100)"),
+    accepted_media_types: z.array(z.string()).optional().describe("415: the Content-Types the route takes"),
+    references: z.array(z.string()).optional().describe("409 of a fact's deletion: what still uses the fact"),
+    processed_through: isoDate.nullable().optional().describe("409 of a date beyond a fact's watermark: the watermark (null: never processed)"),
+    fact: z.string().optional().describe("409 of an as_of beyond a fact's watermark: which fact"),
+    materialization_status: z.string().optional().describe("409 of a list that has not succeeded: its status"),
+    campaign_status: z.string().optional().describe("409 of a campaign that is assigning, failed or ready: its status"),
+    launched: z.boolean().optional().describe("409 of a change to a launched campaign's assignment fields"),
+    locked_reason: z.string().optional().describe("409 of a change to a launched campaign: why it launched"),
+    fields: z.array(z.string()).optional().describe("409 of a change to a launched campaign: the fields that can no longer change"),
   })
   .catchall(z.unknown())
   .meta({ id: "Problem", description: "RFC 9457 problem details" });

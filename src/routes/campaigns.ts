@@ -33,6 +33,10 @@ const outcomeBatchResult = batchResult
   })
   .meta({ id: "CampaignOutcomeBatchResult" });
 const idempotencyHeader = z.object({ "idempotency-key": z.string().optional() }).passthrough();
+// The 409 of a campaign whose assignment job is running says when to ask again.
+const retryWhileAssigning = {
+  "Retry-After": { description: "When the campaign is being assigned: seconds to wait before asking again", schema: { type: "integer" as const } },
+};
 
 const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
   // What a create or a retry answers (202): the campaign as it is now, and where to follow it.
@@ -95,7 +99,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         body: updateCampaignSchema,
         response: { 200: campaignSchema, 202: campaignSchema, ...errors },
-        "x-response-headers": { 202: { Location: LOCATION_HEADER } },
+        "x-response-headers": { 202: { Location: LOCATION_HEADER }, 409: retryWhileAssigning },
       },
     },
     async (req, reply) => {
@@ -118,7 +122,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         headers: idempotencyHeader,
         response: { 202: campaignSchema, ...errors, 422: problemSchema },
-        "x-response-headers": { 202: { Location: LOCATION_HEADER } },
+        "x-response-headers": { 202: { Location: LOCATION_HEADER }, 409: retryWhileAssigning },
       },
     },
     async (req, reply) =>
@@ -166,6 +170,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
             "the campaign's assignments",
           ),
         },
+        "x-response-headers": { 409: retryWhileAssigning },
       },
     },
     async (req, reply) => {
@@ -190,6 +195,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         headers: idempotencyHeader,
         body: z.object({ sends: z.array(sendSchema).max(MAX_BATCH) }).strict(),
         response: { 200: batchResult, ...errors, 413: problemSchema, 422: problemSchema },
+        "x-response-headers": { 409: retryWhileAssigning },
       },
       validatorCompiler: bodyValidatedInHandler,
     },
@@ -210,6 +216,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         headers: idempotencyHeader,
         body: z.object({ outcomes: z.array(outcomeSchema).max(MAX_BATCH) }).strict(),
         response: { 200: outcomeBatchResult, ...errors, 413: problemSchema, 422: problemSchema },
+        "x-response-headers": { 409: retryWhileAssigning },
       },
       validatorCompiler: bodyValidatedInHandler,
     },
@@ -228,6 +235,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         querystring: z.strictObject({ refresh: z.enum(["true", "false"]).optional().describe("Recompute now instead of returning the stored results") }),
         response: { 200: campaignResultSchema, ...errors },
+        "x-response-headers": { 409: retryWhileAssigning },
       },
     },
     async (req) => getCampaignResults(app.ctx, req.params.id, { refresh: req.query.refresh === "true" }),
