@@ -103,6 +103,25 @@ describe("OpenAPI", () => {
     for (const url of ["/health", "/openapi.json"]) expect((await env.app.inject({ method: "GET", url })).statusCode, url).toBe(200);
   });
 
+  it("holds only component schemas some operation uses (a generated client gets no unused types)", async () => {
+    const doc = await served();
+    const reached = new Set<string>();
+    const walk = (value: unknown): void => {
+      if (Array.isArray(value)) return value.forEach(walk);
+      if (value === null || typeof value !== "object") return;
+      for (const [key, inner] of Object.entries(value)) {
+        const name = key === "$ref" && typeof inner === "string" ? inner.replace("#/components/schemas/", "") : null;
+        if (name !== null && !reached.has(name)) {
+          reached.add(name);
+          walk(doc.components.schemas[name]);
+        } else if (name === null) walk(inner);
+      }
+    };
+    walk(doc.paths);
+    expect(Object.keys(doc.components.schemas).filter((name) => !reached.has(name))).toEqual([]);
+    expect([...reached].filter((name) => !(name in doc.components.schemas))).toEqual([]);
+  });
+
   it("documents the ingestion limits, NDJSON and the Idempotency-Key header", async () => {
     const op = (await served()).paths["/v1/facts/{name}/events"]!.post! as Operation & { description?: string; requestBody?: { content: Record<string, unknown> } };
     expect(op.responses["202"]).toBeTruthy();

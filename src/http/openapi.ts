@@ -90,9 +90,37 @@ interface OperationDoc {
   "x-request-body-optional"?: boolean;
 }
 
-/** fastify-type-provider-zod's components, plus the response headers and optional bodies routes stated. */
+const SCHEMA_REF = "#/components/schemas/";
+
+/**
+ * Drops the component schemas no operation reaches: every schema with an id becomes a component twice
+ * (its input and its output form, `FactInput` and `Fact`), used or not, and a generated client would
+ * carry each unused one as a type of its own.
+ */
+function pruneUnreferencedSchemas(document: { paths?: unknown; components?: { schemas?: Record<string, unknown> } }): void {
+  const schemas = document.components?.schemas;
+  if (!schemas) return;
+  const reached = new Set<string>();
+  const walk = (value: unknown): void => {
+    if (Array.isArray(value)) return value.forEach(walk);
+    if (value === null || typeof value !== "object") return;
+    for (const [key, inner] of Object.entries(value)) {
+      if (key === "$ref" && typeof inner === "string" && inner.startsWith(SCHEMA_REF)) {
+        const name = inner.slice(SCHEMA_REF.length);
+        if (!reached.has(name)) {
+          reached.add(name);
+          walk(schemas[name]);
+        }
+      } else walk(inner);
+    }
+  };
+  walk(document.paths);
+  for (const name of Object.keys(schemas)) if (!reached.has(name)) delete schemas[name];
+}
+
+/** fastify-type-provider-zod's components (those the operations use), plus the response headers and optional bodies routes stated. */
 export const openapiTransformObject: SwaggerTransformObject = (input) => {
-  const document = jsonSchemaTransformObject(input) as { paths?: Record<string, Record<string, OperationDoc>> };
+  const document = jsonSchemaTransformObject(input) as { paths?: Record<string, Record<string, OperationDoc>>; components?: { schemas?: Record<string, unknown> } };
   for (const pathItem of Object.values(document.paths ?? {}))
     for (const operation of Object.values(pathItem)) {
       for (const [code, headers] of Object.entries(operation["x-response-headers"] ?? {})) {
@@ -104,6 +132,7 @@ export const openapiTransformObject: SwaggerTransformObject = (input) => {
       if (operation["x-request-body-optional"] && operation.requestBody) operation.requestBody.required = false;
       delete operation["x-request-body-optional"];
     }
+  pruneUnreferencedSchemas(document);
   return document as ReturnType<SwaggerTransformObject>;
 };
 
