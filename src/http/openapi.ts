@@ -62,11 +62,14 @@ export const openapiTransform: SwaggerTransform = (input) => {
   if (!schema || schema.hide) return jsonSchemaTransform(input as Parameters<typeof jsonSchemaTransform>[0]);
   const bodyContent = contentOf(schema.body);
   const convert = (part: FastifySchema) => jsonSchemaTransform({ ...input, schema: part } as Parameters<typeof jsonSchemaTransform>[0]).schema as Record<string, unknown>;
-  // A media type's JSON schema, with the schema of one line when it is NDJSON.
+  // A zod schema as JSON Schema, with references to the input (body) or output (response) components.
+  const jsonOf = (zod: z.ZodType, where: "body" | "response") =>
+    (where === "body" ? convert({ body: zod }).body : (convert({ response: { 200: zod } }).response as Record<string, unknown>)[200]) as Record<string, unknown>;
+  // A media type's schema, with the schema of one line when it is NDJSON.
   const media = (zod: z.ZodType, where: "body" | "response") => {
-    const json = where === "body" ? convert({ body: zod }).body : (convert({ response: { 200: zod } }).response as Record<string, unknown>)[200];
+    const json = jsonOf(zod, where);
     const item = ndjsonItems.get(zod);
-    if (item) (json as Record<string, unknown>)["x-item-schema"] = where === "body" ? convert({ body: item }).body : (convert({ response: { 200: item } }).response as Record<string, unknown>)[200];
+    if (item) json["x-item-schema"] = jsonOf(item, where);
     return { schema: json };
   };
 
