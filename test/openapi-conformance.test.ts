@@ -335,6 +335,18 @@ describe("the scenario holds to openapi/openapi.json", () => {
     const conflicting = await call("POST", `/v1/campaigns/${campaignId}/outcomes`, 200, { json: { outcomes: [outcome(99)] } });
     expect(conflicting.json().conflicting).toBe(1);
     expectFieldErrors(await call("POST", `/v1/campaigns/${campaignId}/outcomes`, 400, { json: { outcomes: [{ ...outcome(1), user_id: "not-in-the-list" }] } }));
+    // One by one: listed, read with its history, corrected, retracted.
+    const outcomes = `/v1/campaigns/${campaignId}/outcomes`;
+    await call("GET", `${outcomes}?limit=1`, 200);
+    await call("GET", `${outcomes}?status=bogus`, 400);
+    const { outcome_id: _id, ...corrected } = outcome(10);
+    await call("PUT", `${outcomes}/order-1`, 200, { json: corrected, headers: { "idempotency-key": "conformance-correct" } });
+    expectFieldErrors(await call("PUT", `${outcomes}/order-1`, 400, { json: { ...corrected, value: 1e300 } }));
+    await call("PUT", `${outcomes}/never-recorded`, 404, { json: corrected });
+    await call("GET", `${outcomes}/order-1`, 200);
+    await call("GET", `${outcomes}/never-recorded`, 404);
+    await call("DELETE", `${outcomes}/order-2`, 200);
+    await call("PUT", `${outcomes}/order-2`, 409, { json: corrected });
     await call("GET", `/v1/campaigns/${campaignId}/results`, 200);
     await call("GET", `/v1/campaigns/${campaignId}/results?refresh=true`, 200);
     await call("GET", `/v1/campaigns/${MISSING}/results`, 404);
