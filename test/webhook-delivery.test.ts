@@ -175,7 +175,10 @@ describe("webhook deliveries", () => {
       await processThrough(env, "deleted_hook_fact", "2026-03-02");
       // The first attempt failed; the delivery waits for its retry (about 1 s later).
       await expect.poll(() => rx.received.length, { timeout: 20_000 }).toBe(1);
-      const [pending] = await env.ctx.db.prisma.webhookDelivery.findMany({ where: { webhookId: hook.id } });
+      // The receiver sees the attempt before the worker has recorded its answer: wait for the record.
+      const attempted = () => env.ctx.db.prisma.webhookDelivery.findMany({ where: { webhookId: hook.id, attempts: 1 } });
+      await expect.poll(async () => (await attempted()).length, { timeout: 20_000 }).toBe(1);
+      const [pending] = await attempted();
       expect(pending).toMatchObject({ status: "pending", attempts: 1 });
       expect((await api(env).delete(`/v1/webhooks/${hook.id}`)).statusCode).toBe(204);
       expect(await env.ctx.db.prisma.webhookDelivery.findUnique({ where: { id: pending!.id } })).toMatchObject({ status: "failed", attempts: 1, error: "not sent: the webhook was deleted" });
