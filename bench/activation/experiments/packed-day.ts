@@ -1,8 +1,8 @@
 /**
  * Experiment (not used by the service): the write path of one more day with each grain's latest islands
- * packed 1,024 users to a row, and the islands a day closes appended as one row per grain and day,
- * (one row per grain, day and chunk of users) instead of one row per island. It measures what that layout would cost a day, to decide whether the
- * layer's storage is worth rewriting for it (README, "Where one more day stands").
+ * packed 1,024 users to a row, and the islands a day closes appended as one row per grain, day and chunk
+ * of users, instead of one row per island. It measures what that layout would cost a day, to decide
+ * whether the layer's storage is worth rewriting for it (README, "The next layout measured").
  *
  * On a copy of a kept bench database (`npm run bench -- activation --no-baselines --no-flat --keep`,
  * then `CREATE DATABASE aa_packed TEMPLATE aa_bench_activation`):
