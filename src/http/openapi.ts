@@ -88,12 +88,23 @@ export const openapiTransform: SwaggerTransform = (input) => {
 
 interface OperationDoc {
   requestBody?: { required?: boolean };
-  responses?: Record<string, { headers?: Record<string, HeaderDoc> }>;
+  responses?: Record<string, { description?: string; headers?: Record<string, HeaderDoc> }>;
   "x-response-headers"?: ResponseHeaders;
   "x-request-body-optional"?: boolean;
 }
 
 const SCHEMA_REF = "#/components/schemas/";
+
+/**
+ * What a success answer means, for the answers whose schema has no description of its own (@fastify/swagger
+ * writes "Default Response", which a generated client's documentation would repeat on every call).
+ */
+const SUCCESS_DESCRIPTIONS: Record<string, string> = {
+  "200": "OK",
+  "201": "Created: the new resource, its URL in Location",
+  "202": "Accepted: the work is queued; the record to follow is in the body, its URL in Location",
+  "204": "No Content: done",
+};
 
 /**
  * Drops the component schemas no operation reaches: every schema with an id becomes a component twice
@@ -132,6 +143,8 @@ export const openapiTransformObject: SwaggerTransformObject = (input) => {
         response.headers = { ...response.headers, ...headers };
       }
       delete operation["x-response-headers"];
+      for (const [code, response] of Object.entries(operation.responses ?? {}))
+        if (response.description === "Default Response" && SUCCESS_DESCRIPTIONS[code]) response.description = SUCCESS_DESCRIPTIONS[code];
       if (operation["x-request-body-optional"] && operation.requestBody) operation.requestBody.required = false;
       delete operation["x-request-body-optional"];
     }

@@ -11,7 +11,7 @@ const healthRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get(
     "/ready",
-    { schema: { tags: ["health"], summary: "PostgreSQL and Redis are reachable", response: { 200: readySchema, 503: readySchema } } },
+    { schema: { tags: ["health"], summary: "PostgreSQL and Redis are reachable", response: { 200: readySchema, 503: readySchema.describe("Unavailable: PostgreSQL or Redis cannot be reached (each named)") } } },
     async (_req, reply) => {
       const [postgres, redis] = await Promise.all([
         app.db.pool
