@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FACT_LIFECYCLE_LOCK_NS, holdFact } from "../src/facts/lifecycle-lock.js";
+import { DELETION_WAIT_MS, FACT_LIFECYCLE_LOCK_NS, holdFact } from "../src/facts/lifecycle-lock.js";
 import { bulkLoadFile } from "../src/facts/bulk-load.js";
 import { ingestEventBatch } from "../src/activation/postgres/ingest.js";
 import { executeCampaignAssignment } from "../src/campaigns/assigning.js";
@@ -192,6 +192,31 @@ describe("ingestion and a fact's deletion", () => {
       open.release();
     }
     expect(await activityRows(id)).toBe(2);
+  });
+
+  it("a deletion that writers keep waiting past DELETION_WAIT_MS answers 409 with Retry-After and deletes nothing", async () => {
+    await createFact(env, "del_kept_waiting");
+    const id = await factId("del_kept_waiting");
+    expect((await api(env).post("/v1/facts/del_kept_waiting/events", { events: EVENTS })).statusCode).toBe(202);
+    const open = await env.ctx.db.pool.connect();
+    try {
+      // A bulk load holds the fact from its start to its commit, for minutes.
+      await open.query("BEGIN");
+      await holdFact(open, { id, name: "del_kept_waiting" });
+      const t0 = performance.now();
+      const del = await api(env).delete("/v1/facts/del_kept_waiting");
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(DELETION_WAIT_MS - 50);
+      const problem = expectProblem(del, 409);
+      expect(problem.detail).toContain("is being written to");
+      expect(del.headers["retry-after"]).toBe(String(DELETION_WAIT_MS / 1000));
+    } finally {
+      await open.query("ROLLBACK").catch(() => {});
+      open.release();
+    }
+    expect(await activityRows(id)).toBe(2);
+    // Once the writer is done, the deletion goes through.
+    expect((await api(env).delete("/v1/facts/del_kept_waiting")).statusCode).toBe(204);
+    expect(await activityRows(id)).toBe(0);
   });
 
   describe("the bulk loader", () => {

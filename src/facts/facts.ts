@@ -149,7 +149,7 @@ export async function deleteFact(ctx: AppContext, name: string): Promise<void> {
   await withTransaction(ctx.db.pool, async (c) => {
     // Once the lock is ours, no ingestion, run request or new reference of the fact is under way: those
     // that committed before are deleted with it or named in the 409, later ones will find the fact gone.
-    await lockFactForDeletion(c, f.id);
+    await lockFactForDeletion(c, f);
     if (!(await c.query(`SELECT id FROM fact WHERE id = $1`, [f.id])).rowCount) throw noFactNamed(name);
     const refs = await factReferences(c, f.id);
     if (refs.length) throw conflict(`'${name}' is still referenced: ${refs.join("; ")}.`, { references: refs });

@@ -1,6 +1,6 @@
 import type pg from "pg";
 import type { PrismaTransaction } from "../db/client.js";
-import { notFound } from "../http/problem.js";
+import { conflict, notFound } from "../http/problem.js";
 
 /**
  * A fact's lifecycle lock: a transaction-level advisory lock, second key the fact id. The fact's
@@ -26,10 +26,35 @@ type Transaction = pg.ClientBase | PrismaTransaction;
 const HOLD = `SELECT pg_advisory_xact_lock_shared($1::int, id) FROM unnest($2::int[]) AS id`;
 const EXISTING = `SELECT id FROM fact WHERE id = ANY($1::int[])`;
 
-/** The deletion's side: returns once no transaction holds the fact, and keeps new ones waiting until this one ends. */
-export async function lockFactForDeletion(client: pg.ClientBase, factId: number): Promise<void> {
-  await client.query(`SELECT pg_advisory_xact_lock($1::int, $2::int)`, [FACT_LIFECYCLE_LOCK_NS, factId]);
+/**
+ * How long a deletion waits for the fact's writers. Batches, run requests and audience or campaign
+ * changes hold it for well under a second; a bulk load holds it for minutes, and a deletion waiting that
+ * long would hang its HTTP request and, meanwhile, keep every new writer of the fact waiting behind it.
+ */
+export const DELETION_WAIT_MS = 5_000;
+
+/**
+ * The deletion's side: returns once no transaction holds the fact, and keeps new ones waiting until this
+ * one ends; a 409 with Retry-After when writers still hold it after DELETION_WAIT_MS.
+ */
+export async function lockFactForDeletion(client: pg.ClientBase, fact: { id: number; name: string }): Promise<void> {
+  await client.query(`SET LOCAL lock_timeout = ${DELETION_WAIT_MS | 0}`);
+  try {
+    await client.query(`SELECT pg_advisory_xact_lock($1::int, $2::int)`, [FACT_LIFECYCLE_LOCK_NS, fact.id]);
+  } catch (err) {
+    if ((err as { code?: string }).code === LOCK_NOT_AVAILABLE)
+      throw conflict(
+        `'${fact.name}' is being written to (an event batch, a bulk load, a run request or a change of an audience or campaign that uses it) ` +
+          `and was still after ${DELETION_WAIT_MS / 1000} s: nothing was deleted; try again once it is done.`,
+        { headers: { "retry-after": String(Math.ceil(DELETION_WAIT_MS / 1000)) } },
+      );
+    throw err;
+  }
+  // The wait was for the writers only: what the deletion does next waits as any statement does.
+  await client.query(`SET LOCAL lock_timeout = DEFAULT`);
 }
+
+const LOCK_NOT_AVAILABLE = "55P03";
 
 /**
  * Keeps the facts from being deleted until the caller's transaction ends, and answers which of them

@@ -4,6 +4,7 @@ import { createFact, createFactSchema, deleteFact, factNameSchema, factSchema, g
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
 import { LOCATION_HEADER } from "../http/openapi.js";
 import { problemSchema } from "../http/problem.js";
+import { DELETION_WAIT_MS } from "../facts/lifecycle-lock.js";
 
 export const factParams = z.object({ name: factNameSchema });
 const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
@@ -60,7 +61,20 @@ const factRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.delete(
     "/facts/:name",
-    { schema: { tags: ["facts"], summary: "Delete a fact and its data (409 while a run, an audience or a campaign's goal uses it)", params: factParams, response: { 204: z.null(), ...errors } } },
+    {
+      schema: {
+        tags: ["facts"],
+        summary: "Delete a fact and its data (409 while a run, an audience or a campaign's goal uses it)",
+        description:
+          "Waits for writers of the fact (an event batch, a bulk load, a run request, an audience or campaign change) to finish; " +
+          `when they still write after ${DELETION_WAIT_MS / 1000} s (a bulk load), 409 with Retry-After and nothing is deleted.`,
+        params: factParams,
+        response: { 204: z.null(), ...errors },
+        "x-response-headers": {
+          409: { "Retry-After": { description: "When writers held the fact: seconds to wait before asking again", schema: { type: "integer" as const } } },
+        },
+      },
+    },
     async (req, reply) => {
       await deleteFact(ctx(), req.params.name);
       return reply.code(204).send(null);
