@@ -18,6 +18,29 @@ export const TRANSITION_SEGMENTS = [
 ] as const;
 export const GROWTH_STATES = ["new", "current", "reactivated", "resurrected", "at_risk_wau", "at_risk_mau", "dormant"] as const;
 
+/**
+ * The Activation Status columns every answer that carries a user's status has (a status row, a list's
+ * member, a preview's sample), as a zod shape; `period` is the schema of a period's first day.
+ */
+export function statusColumnsShape(period: z.ZodType<string>) {
+  return {
+    user_id: z.string(),
+    state: z.enum(STATES),
+    previous_state: z.enum(STATES).nullable(),
+    transition_segment: z.enum(TRANSITION_SEGMENTS),
+    is_active: z.boolean(),
+    first_active_period: period,
+    last_active_period: period,
+    inactivity_periods: z.number().int(),
+    consecutive_active_periods: z.number().int(),
+    last_streak_periods: z.number().int(),
+    return_interval_periods: z.number().int().nullable(),
+    last_active_state: z.enum(ACTIVE_STATES),
+    active_periods_total: z.number().int(),
+    tenure_periods: z.number().int(),
+  };
+}
+
 const day = (d: Date | null) => (d ? d.toISOString().slice(0, 10) : null);
 
 /** The watermark's period; 409 when the fact was never processed or `date` lies beyond it. */

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { isoDate, isoInstant } from "../http/formats.js";
-import { ACTIVE_STATES, GROWTH_STATES, STATES, TRANSITION_SEGMENTS } from "../activation/layer-queries.js";
+import { GROWTH_STATES, statusColumnsShape } from "../activation/layer-queries.js";
 import type { AppContext } from "../context.js";
 import type { PrismaClientOrTransaction } from "../db/client.js";
 import type { Materialization } from "../generated/prisma/client.js";
@@ -34,23 +34,7 @@ export type MaterializationView = z.infer<typeof materializationSchema>;
 
 /** A member of a list (or of a preview's sample) with its status columns as of the list's date. */
 export const audienceMemberSchema = z
-  .object({
-    user_id: z.string(),
-    state: z.enum(STATES),
-    previous_state: z.enum(STATES).nullable(),
-    transition_segment: z.enum(TRANSITION_SEGMENTS),
-    is_active: z.boolean(),
-    first_active_period: isoDate,
-    last_active_period: isoDate,
-    inactivity_periods: z.number().int(),
-    consecutive_active_periods: z.number().int(),
-    last_streak_periods: z.number().int(),
-    return_interval_periods: z.number().int().nullable(),
-    last_active_state: z.enum(ACTIVE_STATES),
-    active_periods_total: z.number().int(),
-    tenure_periods: z.number().int(),
-    growth_state: z.enum(GROWTH_STATES).nullable(),
-  })
+  .object({ ...statusColumnsShape(isoDate), growth_state: z.enum(GROWTH_STATES).nullable() })
   .meta({ id: "AudienceMember" });
 
 const day = (d: Date) => d.toISOString().slice(0, 10);

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { isoDate, isoInstant } from "../http/formats.js";
 import {
-  ACTIVE_STATES, GROWTH_STATES, STATES, TRANSITION_SEGMENTS, activationOfPeriod, metricsRowSchema, contributionOf, coreActionsOf, exportActivation,
+  ACTIVE_STATES, GROWTH_STATES, STATES, TRANSITION_SEGMENTS, activationOfPeriod, statusColumnsShape, metricsRowSchema, contributionOf, coreActionsOf, exportActivation,
   exportFirstLast, exportStatus, firstLastOfDate, metricsOf, statusOfPeriod, userStatusTimeline,
 } from "../activation/layer-queries.js";
 import { GRAINS } from "../activation/periods.js";
@@ -19,25 +19,9 @@ const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404
 const streamNote = " Send `Accept: text/csv` or `Accept: application/x-ndjson` to stream every row instead of a page.";
 
 const period = isoDate.describe("First day of the period");
+const { user_id, ...statusColumns } = statusColumnsShape(period);
 const statusRow = z
-  .object({
-    user_id: z.string(),
-    period,
-    state: z.enum(STATES),
-    previous_state: z.enum(STATES).nullable(),
-    transition_segment: z.enum(TRANSITION_SEGMENTS),
-    is_active: z.boolean(),
-    first_active_period: period,
-    last_active_period: period,
-    inactivity_periods: z.number().int(),
-    consecutive_active_periods: z.number().int(),
-    last_streak_periods: z.number().int(),
-    return_interval_periods: z.number().int().nullable(),
-    last_active_state: z.enum(ACTIVE_STATES),
-    active_periods_total: z.number().int(),
-    tenure_periods: z.number().int(),
-    growth_state: z.enum(GROWTH_STATES).optional().describe("Day grain only"),
-  })
+  .object({ user_id, period, ...statusColumns, growth_state: z.enum(GROWTH_STATES).optional().describe("Day grain only") })
   .meta({ id: "StatusRow" });
 const activationRow = z
   .object({ user_id: z.string(), period, state: z.enum(ACTIVE_STATES), return_interval_periods: z.number().int().nullable() })
