@@ -214,17 +214,23 @@ describe("PATCH /v1/facts/{name}", () => {
 });
 
 describe("DELETE /v1/facts/{name}", () => {
-  it("waits for an ingestion that holds the fact's activity rows, then deletes (no deadlock: ingestion takes the fact's row last)", async () => {
+  it("waits for a writer that holds the fact's activity rows, then deletes (no deadlock: writers take the fact's row last)", async () => {
     await createFact(env, "doomed_busy");
     await ingest(env, "doomed_busy", [{ user_id: "b1", occurred_at: "2026-01-01T10:00:00Z" }]);
     const factId = (await env.ctx.db.prisma.fact.findUniqueOrThrow({ where: { name: "doomed_busy" } })).id;
-    // What an ingestion batch does, held open: its activity rows first, the fact's row last.
+    // A writer of activity rows that takes no lifecycle lock (ingestion takes one; this checks the row
+    // locks alone do not deadlock): its activity rows first, the fact's row last, held open.
     const ingestion = await env.ctx.db.pool.connect();
     try {
       await ingestion.query("BEGIN");
       await ingestion.query(`UPDATE activity_day SET last_at = last_at WHERE fact_id = $1`, [factId]);
       const deleting = api(env).delete("/v1/facts/doomed_busy");
-      await new Promise((r) => setTimeout(r, 300));
+      // Until the deletion waits for those rows.
+      const deletionWaits = async () =>
+        (await env.ctx.db.pool.query(
+          `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM activity_day%'`,
+        )).rowCount;
+      await expect.poll(deletionWaits, { timeout: 10_000, interval: 10 }).toBe(1);
       await ingestion.query(`UPDATE fact SET latest_date = latest_date WHERE id = $1`, [factId]);
       await ingestion.query("COMMIT");
       const res = await deleting;
