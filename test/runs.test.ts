@@ -511,7 +511,10 @@ describe("failed runs leave earlier results intact", () => {
       const { run } = await requestRun(env.ctx, record, "2026-03-09");
       running = executeRun(env.ctx, run.id);
       const deadline = Date.now() + 20_000;
-      const held = async () => (await pool.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 77001 AND NOT granted`)).rowCount! > 0;
+      const held = async () => (await pool.query(
+        `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 77001 AND NOT granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, // another run of the suite may wait on 77001 too
+      )).rowCount! > 0;
       while (!(await held())) {
         if (Date.now() > deadline) throw new Error("the run never reached its week grain");
         await new Promise((r) => setTimeout(r, 20));
