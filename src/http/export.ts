@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { Readable } from "node:stream";
+import { pipeline, type Readable } from "node:stream";
+import { SpreadsheetSafeCsv } from "./spreadsheet-safe-csv.js";
 import { z } from "zod";
 import type { ExportFormat } from "../activation/postgres/copy-out.js";
 import { ndjsonOf } from "./openapi.js";
@@ -63,9 +64,11 @@ export function pageOrExport(page: z.ZodType, row: z.ZodType, rows: string) {
   };
 }
 
-export function sendExport(reply: FastifyReply, format: ExportFormat, stream: Readable, filename: string) {
+/** Streams an export; `spreadsheetSafe` (the route's spreadsheet_safe parameter) neutralises formula-looking CSV fields. */
+export function sendExport(reply: FastifyReply, format: ExportFormat, stream: Readable, filename: string, options: { spreadsheetSafe?: string } = {}) {
+  const body = format === "csv" && options.spreadsheetSafe === "true" ? pipeline(stream, new SpreadsheetSafeCsv(), () => {}) : stream;
   return reply
     .header("content-type", format === "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson")
     .header("content-disposition", `attachment; filename="${filename}.${format === "csv" ? "csv" : "ndjson"}"`)
-    .send(stream);
+    .send(body);
 }

@@ -12,6 +12,7 @@ import { exportFormatOf, pageOrExport, sendExport } from "../http/export.js";
 import { idempotent, idempotentCreate } from "../http/idempotency.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
 import { LOCATION_HEADER } from "../http/openapi.js";
+import { spreadsheetSafeQuery } from "../http/spreadsheet-safe-csv.js";
 import { problemSchema } from "../http/problem.js";
 import { bodyValidatedInHandler } from "../http/validation.js";
 
@@ -156,7 +157,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
           "Paged by user; send `Accept: text/csv` or `Accept: application/x-ndjson` to stream every row. Control members come with action `hold_out`: " +
           "they are on record as held out (they would have been sent), and results count every assigned user in its arm.",
         params: idParams,
-        querystring: pageQuerySchema.extend({ group: z.enum(["treatment", "control", "global_control"]).optional().describe("Only one arm") }),
+        querystring: pageQuerySchema.extend({ group: z.enum(["treatment", "control", "global_control"]).optional().describe("Only one arm"), ...spreadsheetSafeQuery }),
         response: {
           ...errors,
           ...pageOrExport(
@@ -176,7 +177,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
     async (req, reply) => {
       const format = exportFormatOf(req);
       if (format)
-        return sendExport(reply, format, await assignmentsExport(app.ctx, req.params.id, req.query.group, format), `assignments-${req.params.id}${req.query.group ? `-${req.query.group}` : ""}`);
+        return sendExport(reply, format, await assignmentsExport(app.ctx, req.params.id, req.query.group, format), `assignments-${req.params.id}${req.query.group ? `-${req.query.group}` : ""}`, { spreadsheetSafe: req.query.spreadsheet_safe });
       return assignmentsPage(app.ctx, req.params.id, req.query);
     },
   );

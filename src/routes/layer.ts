@@ -10,6 +10,7 @@ import { userIdString } from "../facts/event-validation.js";
 import { getFactRecord } from "../facts/facts.js";
 import { exportFormatOf, pageOrExport, sendExport } from "../http/export.js";
 import { pageQuerySchema } from "../http/pagination.js";
+import { spreadsheetSafeQuery } from "../http/spreadsheet-safe-csv.js";
 import { problemSchema } from "../http/problem.js";
 import { factParams } from "./facts.js";
 
@@ -63,14 +64,14 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "The FirstLast snapshot of a date",
         description: "Each user's first and last active date and instants as of `date`." + streamNote,
         params: factParams,
-        querystring: pageQuerySchema.extend({ date, user_id: userIdString.optional() }),
+        querystring: pageQuerySchema.extend({ date, user_id: userIdString.optional(), ...spreadsheetSafeQuery }),
         response: { ...errors, ...pageOrExport(pageOf(firstLastRow, { date: isoDate }), firstLastRow, "the users' FirstLast rows") },
       },
     },
     async (req, reply) => {
       const f = await fact(req.params.name);
       const format = exportFormatOf(req);
-      if (format) return sendExport(reply, format, await exportFirstLast(app.ctx, f, req.query, format), `${f.name}-first-last-${req.query.date}`);
+      if (format) return sendExport(reply, format, await exportFirstLast(app.ctx, f, req.query, format), `${f.name}-first-last-${req.query.date}`, { spreadsheetSafe: req.query.spreadsheet_safe });
       return firstLastOfDate(app.ctx, f, req.query);
     },
   );
@@ -83,14 +84,14 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "Active users of a period: new, retained or reactivated, with the return interval",
         description: streamNote.trim(),
         params: factParams,
-        querystring: pageQuerySchema.extend({ grain, period: date, state: z.enum(ACTIVE_STATES).optional() }),
+        querystring: pageQuerySchema.extend({ grain, period: date, state: z.enum(ACTIVE_STATES).optional(), ...spreadsheetSafeQuery }),
         response: { ...errors, ...pageOrExport(pageOf(activationRow, { period, period_complete: z.boolean() }), activationRow, "the period's active users") },
       },
     },
     async (req, reply) => {
       const f = await fact(req.params.name);
       const format = exportFormatOf(req);
-      if (format) return sendExport(reply, format, await exportActivation(app.ctx, f, req.query, format), `${f.name}-activation-${req.query.grain}-${req.query.period}`);
+      if (format) return sendExport(reply, format, await exportActivation(app.ctx, f, req.query, format), `${f.name}-activation-${req.query.grain}-${req.query.period}`, { spreadsheetSafe: req.query.spreadsheet_safe });
       return activationOfPeriod(app.ctx, f, req.query);
     },
   );
@@ -108,6 +109,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
           period: date,
           state: z.enum(STATES).optional(),
           transition_segment: z.enum(TRANSITION_SEGMENTS).optional(),
+          ...spreadsheetSafeQuery,
         }),
         response: { ...errors, ...pageOrExport(pageOf(statusRow, { period, period_complete: z.boolean() }), statusRow, "the users' status rows") },
       },
@@ -115,7 +117,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
     async (req, reply) => {
       const f = await fact(req.params.name);
       const format = exportFormatOf(req);
-      if (format) return sendExport(reply, format, await exportStatus(app.ctx, f, req.query, format), `${f.name}-status-${req.query.grain}-${req.query.period}`);
+      if (format) return sendExport(reply, format, await exportStatus(app.ctx, f, req.query, format), `${f.name}-status-${req.query.grain}-${req.query.period}`, { spreadsheetSafe: req.query.spreadsheet_safe });
       return statusOfPeriod(app.ctx, f, req.query);
     },
   );

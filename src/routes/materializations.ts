@@ -7,6 +7,7 @@ import {
 } from "../audiences/materializations.js";
 import { exportFormatOf, pageOrExport, sendExport } from "../http/export.js";
 import { pageQuerySchema } from "../http/pagination.js";
+import { spreadsheetSafeQuery } from "../http/spreadsheet-safe-csv.js";
 import { problemSchema } from "../http/problem.js";
 
 const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
@@ -39,7 +40,7 @@ const materializationRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "The frozen members with their status columns at as_of",
         description: streamNote.trim(),
         params: idParams,
-        querystring: pageQuerySchema,
+        querystring: pageQuerySchema.extend(spreadsheetSafeQuery),
         response: {
           ...errors,
           ...pageOrExport(
@@ -52,7 +53,7 @@ const materializationRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (req, reply) => {
       const format = exportFormatOf(req);
-      if (format) return sendExport(reply, format, await membersExport(app.ctx, req.params.id, format), `members-${req.params.id}`);
+      if (format) return sendExport(reply, format, await membersExport(app.ctx, req.params.id, format), `members-${req.params.id}`, { spreadsheetSafe: req.query.spreadsheet_safe });
       return membersPage(app.ctx, req.params.id, req.query);
     },
   );
@@ -65,7 +66,7 @@ const materializationRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "Who entered and who exited since another materialization of the same audience",
         description: "Counts of entered, exited and stayed members, and the users of one kind, paged." + streamNote,
         params: idParams,
-        querystring: pageQuerySchema.extend({ since: z.string().uuid(), kind: z.enum(["entered", "exited"]).default("entered") }),
+        querystring: pageQuerySchema.extend({ since: z.string().uuid(), kind: z.enum(["entered", "exited"]).default("entered"), ...spreadsheetSafeQuery }),
         response: {
           ...errors,
           ...pageOrExport(
@@ -86,7 +87,7 @@ const materializationRoutes: FastifyPluginAsyncZod = async (app) => {
     async (req, reply) => {
       const format = exportFormatOf(req);
       if (format)
-        return sendExport(reply, format, await changesExport(app.ctx, req.params.id, req.query.since, req.query.kind, format), `${req.query.kind}-${req.params.id}`);
+        return sendExport(reply, format, await changesExport(app.ctx, req.params.id, req.query.since, req.query.kind, format), `${req.query.kind}-${req.params.id}`, { spreadsheetSafe: req.query.spreadsheet_safe });
       return changesPage(app.ctx, req.params.id, req.query);
     },
   );

@@ -64,9 +64,12 @@ export function newIdempotencyKey(): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Streams an export (Accept: text/csv) with the key and hands it to the browser as a file download. */
+/**
+ * Streams an export (Accept: text/csv) with the key and hands it to the browser as a file download. A
+ * person opens it in a spreadsheet, so ids that look like formulas are neutralised (spreadsheet_safe).
+ */
 export async function download(url: string, filename: string): Promise<number> {
-  const res = await request("GET", url, { accept: "text/csv" });
+  const res = await request("GET", `${url}${url.includes("?") ? "&" : "?"}spreadsheet_safe=true`, { accept: "text/csv" });
   const blob = await res.blob();
   const href = URL.createObjectURL(blob);
   const a = document.createElement("a");
