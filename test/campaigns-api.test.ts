@@ -364,6 +364,49 @@ describe("assigning is a job", () => {
     await expect.poll(async () => (await eventsOf(c.id as string)).at(-1)).toEqual({ event: "campaign.assignment_failed", status: "ready", error: after.assignment_error });
   });
 
+  it("a batch being stored when a PATCH reassigns is stored against the assignments that stand, and the PATCH then finds the campaign launched", async () => {
+    const c = await createCampaign({ launch_date: LATER, holdout_percent: 10, salt: "batch-race" });
+    const pool = env.ctx.db.pool;
+    // A treated user whom a 50% holdout would hold out (read from the table: a pull would launch it).
+    const user = (await pool.query<{ user_key: number; user_id: string }>(
+      `SELECT a.user_key, u.external_id AS user_id FROM campaign_assignment a JOIN app_user u ON u.user_key = a.user_key
+       WHERE a.campaign_id = $1 AND a.arm = 'treatment' AND a.bucket < 5000 ORDER BY a.user_key LIMIT 1`,
+      [c.id],
+    )).rows[0]!;
+    const send = { user_id: user.user_id, channel: "push", status: "sent", sent_at: "2026-04-17T09:00:00Z" };
+    const lockWaiters = async () =>
+      (await pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0].n as number;
+    // The same send, inserted and not committed: the batch, past its checks, waits for it on its insert.
+    const hold = await pool.connect();
+    let patched: { statusCode: number; body: string } | null = null;
+    let recorded: Promise<{ statusCode: number; body: string }>, patching: Promise<{ statusCode: number; body: string }>;
+    try {
+      await hold.query("BEGIN");
+      await hold.query(`INSERT INTO campaign_send (campaign_id, user_key, channel, status, sent_at) VALUES ($1, $2, 'push', 'sent', $3)`, [c.id, user.user_key, send.sent_at]);
+      recorded = api(env).post(`/v1/campaigns/${c.id}/sends`, { sends: [send] });
+      await expect.poll(lockWaiters).toBe(1);
+      patching = api(env).patch(`/v1/campaigns/${c.id}`, { holdout_percent: 50 });
+      void patching.then((r) => (patched = r));
+      // The PATCH either waits for the batch's transaction, or is answered and its job reassigns meanwhile.
+      await expect.poll(async () => patched !== null || (await lockWaiters()) === 2).toBe(true);
+      if (patched) await waitForCampaign(env, c.id as string);
+    } finally {
+      await hold.query("ROLLBACK");
+      hold.release();
+    }
+    const [r, p] = await Promise.all([recorded, patching]);
+    expect(r.statusCode, r.body).toBe(200);
+    expect(p.statusCode, p.body).toBe(409);
+    const after = await waitForCampaign(env, c.id as string);
+    expect(after).toMatchObject({ status: "ready", holdout_percent: 10, launched: true, locked_reason: "sends_recorded" });
+    const heldOutSends = await pool.query(
+      `SELECT count(*)::int AS n FROM campaign_send s JOIN campaign_assignment a ON a.campaign_id = s.campaign_id AND a.user_key = s.user_key
+       WHERE s.campaign_id = $1 AND a.arm <> 'treatment'`,
+      [c.id],
+    );
+    expect(heldOutSends.rows[0].n).toBe(0);
+  });
+
   it("a new campaign whose list is deleted before the job runs is failed, with no assignments and a clear 409", async () => {
     const other = await anotherList();
     const id = await withWorkersStopped(async () => {

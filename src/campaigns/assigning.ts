@@ -51,7 +51,7 @@ export async function queueAssignment(ctx: AppContext, campaignId: string, versi
 }
 
 /** A 409 for what needs the assignments while there are none to use (being computed, or failed). */
-export function requireAssigned(c: Campaign, what: string) {
+export function requireAssigned(c: Pick<Campaign, "id" | "status" | "assignedAt" | "assignmentError">, what: string) {
   if (c.status === "assigning")
     throw conflict(
       `Campaign ${c.id} is being assigned (its list is being split into arms${c.assignedAt ? " again" : ""}): ${what} once its status is ready.`,
@@ -65,6 +65,23 @@ export function requireAssigned(c: Campaign, what: string) {
         campaign_status: c.status,
       },
     );
+}
+
+/**
+ * requireAssigned under the campaign's row lock, first in a transaction that writes what is checked
+ * against its assignments: a PATCH that would reassign them waits for the transaction (and then finds
+ * the campaign launched), or has committed before it (409 here). Checked outside a lock, a batch could
+ * pass the check, a reassignment commit meanwhile, and the batch be stored against assignments that
+ * no longer stand (a send to a user now held out).
+ */
+export async function lockAssigned(tx: pg.ClientBase, id: string, what: string): Promise<void> {
+  const r = await tx.query<{ status: string; assigned_at: Date | null; assignment_error: string | null }>(
+    `SELECT status, assigned_at, assignment_error FROM campaign WHERE id = $1 FOR UPDATE`,
+    [id],
+  );
+  const row = r.rows[0];
+  if (!row) throw notFound(`No campaign ${id}.`);
+  requireAssigned({ id, status: row.status, assignedAt: row.assigned_at, assignmentError: row.assignment_error }, what);
 }
 
 /**

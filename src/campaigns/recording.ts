@@ -5,7 +5,7 @@ import type { AppContext } from "../context.js";
 import { badRequest, ProblemError, type ProblemFieldError } from "../http/problem.js";
 import { checkUserId, MAX_FUTURE_MS, MIN_OCCURRED_AT_MS, parseInstant, userIdString } from "../facts/event-validation.js";
 import type { BatchOutcome, CampaignArm } from "../activation/postgres/campaigns.js";
-import { requireAssigned } from "./assigning.js";
+import { lockAssigned, requireAssigned } from "./assigning.js";
 import { getCampaignRecord, lockCampaign, queueResultsRecomputation, type LockReason } from "./campaigns.js";
 
 /**
@@ -161,12 +161,16 @@ export interface BatchResult {
 }
 
 type RecordResponse = (client: pg.ClientBase, response: { status: number; body: unknown }) => Promise<void>;
-type StoreBatch<T> = (items: T[], after: (tx: pg.PoolClient, inserted: number, conflicting?: BatchOutcome["conflicting"]) => Promise<void>) => Promise<BatchOutcome>;
+type StoreBatch<T> = (
+  items: T[],
+  hooks: { before: (tx: pg.PoolClient) => Promise<void>; after: (tx: pg.PoolClient, inserted: number, conflicting?: BatchOutcome["conflicting"]) => Promise<void> },
+) => Promise<BatchOutcome>;
 
 /**
  * What every batch goes through: the body's items checked (400 naming each bad one), the campaign
- * assigned (409 otherwise), the items stored with the campaign launched and its data version bumped in
- * the same transaction (with the request's Idempotency-Key record), a batch naming users who may not be
+ * assigned (409 otherwise; checked again under its row lock first in the batch's transaction, see
+ * lockAssigned), the items stored with the campaign launched and its data version bumped in the same
+ * transaction (with the request's Idempotency-Key record), a batch naming users who may not be
  * recorded rejected whole, and the results queued for recomputation.
  */
 async function recordBatch<T>(
@@ -176,9 +180,11 @@ async function recordBatch<T>(
 ): Promise<BatchResult> {
   const items = batchItems(body, kind.key);
   const valid = validateItems(items, kind.key, kind.check);
-  requireAssigned(await getCampaignRecord(ctx, id), `record ${kind.key}`);
+  const what = `record ${kind.key}`;
+  requireAssigned(await getCampaignRecord(ctx, id), what);
   let response: BatchResult | null = null;
-  const outcome = await store(valid, async (tx, inserted, conflicting) => {
+  const before = (tx: pg.PoolClient) => lockAssigned(tx, id, what);
+  const after = async (tx: pg.PoolClient, inserted: number, conflicting?: BatchOutcome["conflicting"]) => {
     await lockCampaign(tx, id, kind.lock);
     if (inserted > 0) await tx.query(`UPDATE campaign SET data_version = data_version + 1 WHERE id = $1`, [id]);
     const differing = conflicting?.count ?? 0;
@@ -194,7 +200,8 @@ async function recordBatch<T>(
       }));
     }
     await record?.(tx, { status: 200, body: response });
-  });
+  };
+  const outcome = await store(valid, { before, after });
   if (outcome.rejectedCount > 0) throw rejection(kind.key, items.length, outcome.rejected, outcome.rejectedCount, kind.refused);
   if (outcome.inserted > 0) await queueResultsRecomputation(ctx, [id], 1000);
   return response!;
@@ -206,8 +213,8 @@ async function recordBatch<T>(
  * status): a repeated send changes nothing.
  */
 export function recordSends(ctx: AppContext, id: string, body: unknown, record?: RecordResponse): Promise<BatchResult> {
-  return recordBatch(ctx, id, body, record, { key: "sends", check: checkSend, lock: "sends_recorded", refused: (arm) => ARM_REASON[arm ?? "none"]! }, (sends, after) =>
-    ctx.engine.recordSends(id, sends, after),
+  return recordBatch(ctx, id, body, record, { key: "sends", check: checkSend, lock: "sends_recorded", refused: (arm) => ARM_REASON[arm ?? "none"]! }, (sends, hooks) =>
+    ctx.engine.recordSends(id, sends, hooks),
   );
 }
 
@@ -216,7 +223,7 @@ export function recordOutcomes(ctx: AppContext, id: string, body: unknown, recor
   return recordBatch(
     ctx, id, body, record,
     { key: "outcomes", check: checkOutcome, lock: "outcomes_recorded", refused: () => "the user is not assigned in this campaign" },
-    (outcomes, after) => ctx.engine.recordOutcomes(id, outcomes, after),
+    (outcomes, hooks) => ctx.engine.recordOutcomes(id, outcomes, hooks),
   );
 }
 

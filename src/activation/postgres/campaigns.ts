@@ -205,12 +205,21 @@ export async function rejectedUsers(c: pg.ClientBase, campaignId: string, userId
   return { rows: r.rows.map((x) => ({ index: x.idx, user_id: x.user_id, arm: x.arm })), count: r.rows[0]?.total ?? 0 };
 }
 
+/** What a batch's caller does in its transaction: `before` first (lock and check the campaign), `after` once the batch is stored. */
+export interface BatchHooks<After> {
+  before?: (tx: pg.PoolClient) => Promise<void>;
+  after?: After;
+}
+
 /**
  * Records sends of a batch, idempotent per (user, channel, status): all of them, or none when any
- * user is not in the treatment arm. `after` runs inside the transaction when the batch is stored.
+ * user is not in the treatment arm.
  */
-export async function recordSends(pool: pg.Pool, campaignId: string, sends: SendInput[], after?: (tx: pg.PoolClient, inserted: number) => Promise<void>): Promise<BatchOutcome> {
+export async function recordSends(
+  pool: pg.Pool, campaignId: string, sends: SendInput[], hooks: BatchHooks<(tx: pg.PoolClient, inserted: number) => Promise<void>> = {},
+): Promise<BatchOutcome> {
   return withTransaction(pool, async (c) => {
+    await hooks.before?.(c);
     const bad = await rejectedUsers(c, campaignId, sends.map((s) => s.userId), ["treatment"]);
     if (bad.count > 0) return { rejected: bad.rows, rejectedCount: bad.count, inserted: 0 };
     const r = await c.query(
@@ -222,7 +231,7 @@ export async function recordSends(pool: pg.Pool, campaignId: string, sends: Send
       [campaignId, sends.map((s) => s.userId), sends.map((s) => s.channel), sends.map((s) => s.status), sends.map((s) => s.sentAt)],
     );
     const inserted = r.rowCount ?? 0;
-    await after?.(c, inserted);
+    await hooks.after?.(c, inserted);
     return { rejected: [], rejectedCount: 0, inserted };
   });
 }
@@ -232,9 +241,11 @@ export async function recordSends(pool: pg.Pool, campaignId: string, sends: Send
  * corrected since; a retracted id is never recorded again): all, or none when a user is not assigned.
  */
 export async function recordOutcomes(
-  pool: pg.Pool, campaignId: string, outcomes: OutcomeInput[], after?: (tx: pg.PoolClient, inserted: number, conflicting?: BatchOutcome["conflicting"]) => Promise<void>,
+  pool: pg.Pool, campaignId: string, outcomes: OutcomeInput[],
+  hooks: BatchHooks<(tx: pg.PoolClient, inserted: number, conflicting?: BatchOutcome["conflicting"]) => Promise<void>> = {},
 ): Promise<BatchOutcome> {
   return withTransaction(pool, async (c) => {
+    await hooks.before?.(c);
     const bad = await rejectedUsers(c, campaignId, outcomes.map((o) => o.userId), ["treatment", "control", "global_control"]);
     if (bad.count > 0) return { rejected: bad.rows, rejectedCount: bad.count, inserted: 0 };
     // The batch as columns: $1 the campaign, $2–$6 outcome_id, user_id, name, occurred_at, value.
@@ -269,7 +280,7 @@ export async function recordOutcomes(
       items,
     );
     const conflicting = { items: differing.rows.map((x) => ({ index: x.idx, retracted: x.retracted })), count: differing.rows[0]?.total ?? 0 };
-    await after?.(c, inserted, conflicting);
+    await hooks.after?.(c, inserted, conflicting);
     return { rejected: [], rejectedCount: 0, inserted, conflicting };
   });
 }

@@ -164,12 +164,12 @@ export class PostgresLayerEngine implements LayerEngine {
     return campaigns.assignmentExport(this.pool, campaignId, arm, format);
   }
 
-  recordSends(campaignId: string, sends: campaigns.SendInput[], after?: (tx: pg.PoolClient, inserted: number) => Promise<void>) {
-    return campaigns.recordSends(this.pool, campaignId, sends, after);
+  recordSends(campaignId: string, sends: campaigns.SendInput[], hooks?: Parameters<typeof campaigns.recordSends>[3]) {
+    return campaigns.recordSends(this.pool, campaignId, sends, hooks);
   }
 
-  recordOutcomes(campaignId: string, outcomes: campaigns.OutcomeInput[], after?: (tx: pg.PoolClient, inserted: number, conflicting?: campaigns.BatchOutcome["conflicting"]) => Promise<void>) {
-    return campaigns.recordOutcomes(this.pool, campaignId, outcomes, after);
+  recordOutcomes(campaignId: string, outcomes: campaigns.OutcomeInput[], hooks?: Parameters<typeof campaigns.recordOutcomes>[3]) {
+    return campaigns.recordOutcomes(this.pool, campaignId, outcomes, hooks);
   }
 
   campaignOutcome(campaignId: string, outcomeId: string) {
