@@ -201,6 +201,59 @@ describe("listing outcomes", () => {
   });
 });
 
+describe("changes that wait for one another", () => {
+  /** Until a session other than `holder` waits on a lock (the request, behind the held row). */
+  async function waitForBlocked(holder: { processID?: number }) {
+    await expect.poll(async () =>
+      (await env.ctx.db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> $1`, [holder.processID])).rows[0].n,
+    ).toBe(1);
+  }
+
+  it("are dated in the order they were made: a correction that waited behind another is dated after it, and so is a retraction", async () => {
+    const first = purchase("o-queued", c.treated[2]!, 30);
+    await record(first);
+    for (const [change, send] of [
+      ["correction", () => api(env).put(url("o-queued"), { ...first, value: 20 })],
+      ["retraction", () => api(env).delete(url("o-queued"))],
+    ] as const) {
+      // The request's transaction begins, then waits for the row, which another change (made here, after
+      // the request began) holds and corrects first.
+      const holder = await env.ctx.db.pool.connect();
+      let answer;
+      try {
+        await holder.query("BEGIN");
+        await holder.query(`SELECT 1 FROM campaign_outcome WHERE campaign_id = $1 AND outcome_id = 'o-queued' FOR UPDATE`, [c.id]);
+        answer = send();
+        await waitForBlocked(holder as unknown as { processID: number });
+        await holder.query(
+          `INSERT INTO campaign_outcome_revision (campaign_id, outcome_id, revision, user_key, name, occurred_at, value, recorded_at, replaced_at)
+           SELECT campaign_id, outcome_id, revision, user_key, name, occurred_at, value, COALESCE(corrected_at, created_at), clock_timestamp()
+           FROM campaign_outcome WHERE campaign_id = $1 AND outcome_id = 'o-queued'`,
+          [c.id],
+        );
+        await holder.query(
+          `UPDATE campaign_outcome SET value = value + 1, revision = revision + 1, corrected_at = clock_timestamp() WHERE campaign_id = $1 AND outcome_id = 'o-queued'`,
+          [c.id],
+        );
+        await holder.query("COMMIT");
+      } finally {
+        holder.release();
+      }
+      const res = await answer;
+      expect(res.statusCode, `${change}: ${res.body}`).toBe(200);
+      const read = (await api(env).get(url("o-queued"))).json();
+      const [latest, before] = read.history;
+      expect(Date.parse(latest.replaced_at), change).toBeGreaterThanOrEqual(Date.parse(latest.recorded_at));
+      if (change === "correction") {
+        expect(read.corrected_at).toBe(latest.replaced_at);
+        expect(Date.parse(read.corrected_at)).toBeGreaterThan(Date.parse(before.replaced_at));
+      } else {
+        expect(Date.parse(read.retracted_at)).toBeGreaterThan(Date.parse(read.corrected_at));
+      }
+    }
+  });
+});
+
 describe("while the campaign is being assigned", () => {
   it("its outcomes answer 409 with Retry-After", async () => {
     await workers.close();

@@ -106,21 +106,25 @@ export async function changeOutcome(
       [campaignId, outcomeId],
     );
     if (!locked.rows[0]) return { status: "missing" };
+    // The change's instant, read once the row is ours (not now(), the transaction's start): a change that
+    // began earlier but waited for the row behind another one is dated after it, so corrected_at, the
+    // history's replaced_at and retracted_at follow the order the changes were made in.
+    const at = (await c.query<{ at: Date }>(`SELECT clock_timestamp() AS at`)).rows[0]!.at;
     const current = async () => (await getOutcome(c, campaignId, outcomeId))!;
     let result: Extract<OutcomeChangeResult, { row: OutcomeRow }>;
     if (change.kind === "retract") {
       if (!locked.rows[0].retracted)
-        await c.query(`UPDATE campaign_outcome SET retracted_at = now() WHERE campaign_id = $1 AND outcome_id = $2`, [campaignId, outcomeId]);
+        await c.query(`UPDATE campaign_outcome SET retracted_at = $3 WHERE campaign_id = $1 AND outcome_id = $2`, [campaignId, outcomeId, at]);
       result = { status: locked.rows[0].retracted ? "unchanged" : "changed", row: await current() };
     } else {
       if (locked.rows[0].retracted) return { status: "retracted", row: await current() };
       const o = change.outcome;
       if ((await rejectedUsers(c, campaignId, [o.userId], ["treatment", "control", "global_control"])).count > 0) return { status: "user_not_assigned" };
-      // $1 the campaign, $2 the outcome, $3–$6 user_id, name, occurred_at, value: compared as recordOutcomes compares a batch's items.
-      const values = [campaignId, outcomeId, o.userId, o.name, o.occurredAt, o.value];
+      // $1 the campaign, $2 the outcome, $3–$6 user_id, name, occurred_at, value (compared as recordOutcomes compares a batch's items), $7 the change's instant.
+      const values = [campaignId, outcomeId, o.userId, o.name, o.occurredAt, o.value, at];
       const replaced = await c.query(
         `INSERT INTO campaign_outcome_revision (campaign_id, outcome_id, revision, user_key, name, occurred_at, value, recorded_at, replaced_at)
-         SELECT o.campaign_id, o.outcome_id, o.revision, o.user_key, o.name, o.occurred_at, o.value, COALESCE(o.corrected_at, o.created_at), now()
+         SELECT o.campaign_id, o.outcome_id, o.revision, o.user_key, o.name, o.occurred_at, o.value, COALESCE(o.corrected_at, o.created_at), $7::timestamptz
          FROM campaign_outcome o JOIN app_user u ON u.external_id = $3
          WHERE o.campaign_id = $1 AND o.outcome_id = $2
            AND (o.user_key, o.name, o.occurred_at, o.value) IS DISTINCT FROM (u.user_key, $4::text, $5::timestamptz, $6::float8)`,
@@ -128,7 +132,7 @@ export async function changeOutcome(
       );
       if (replaced.rowCount)
         await c.query(
-          `UPDATE campaign_outcome o SET user_key = u.user_key, name = $4, occurred_at = $5, value = $6, revision = o.revision + 1, corrected_at = now()
+          `UPDATE campaign_outcome o SET user_key = u.user_key, name = $4, occurred_at = $5, value = $6, revision = o.revision + 1, corrected_at = $7
            FROM app_user u WHERE u.external_id = $3 AND o.campaign_id = $1 AND o.outcome_id = $2`,
           values,
         );
