@@ -209,6 +209,37 @@ describe("changes that wait for one another", () => {
     ).toBe(1);
   }
 
+  it("a correction takes the campaign before the outcome, as a batch does: it waits for a batch holding the campaign without holding the outcome meanwhile", async () => {
+    const first = purchase("o-batch", c.treated[3]!, 30);
+    await record(first);
+    const pool = env.ctx.db.pool;
+    // The campaign's row held as a batch holds it while it stores its outcomes (this one naming o-batch).
+    const holder = await pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query(`SELECT 1 FROM campaign WHERE id = $1 FOR UPDATE`, [c.id]);
+      const corrected = api(env).put(url("o-batch"), { ...first, value: 25 });
+      await waitForBlocked(holder as unknown as { processID: number });
+      // The batch's insert of o-batch would wait for a correction holding (and changing) the outcome,
+      // which would wait for the batch's campaign row: a deadlock. The outcome must be free.
+      const other = await pool.connect();
+      try {
+        await other.query("BEGIN");
+        await expect(other.query(`SELECT 1 FROM campaign_outcome WHERE campaign_id = $1 AND outcome_id = 'o-batch' FOR UPDATE NOWAIT`, [c.id])).resolves.toMatchObject({ rowCount: 1 });
+      } finally {
+        await other.query("ROLLBACK");
+        other.release();
+      }
+      await holder.query("COMMIT");
+      const res = await corrected;
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.json()).toMatchObject({ value: 25, revision: 2 });
+    } finally {
+      await holder.query("ROLLBACK").catch(() => {});
+      holder.release();
+    }
+  });
+
   it("are dated in the order they were made: a correction that waited behind another is dated after it, and so is a retraction", async () => {
     const first = purchase("o-queued", c.treated[2]!, 30);
     await record(first);

@@ -5,7 +5,7 @@ import { badRequest, conflict, notFound } from "../http/problem.js";
 import { cursorText, decodeCursor, pageQuerySchema, toPage, type PageQuery } from "../http/pagination.js";
 import { userIdString } from "../facts/event-validation.js";
 import { OUTCOME_STATUSES, type OutcomeChange, type OutcomeRevisionRow, type OutcomeRow, type OutcomeStatus } from "../activation/postgres/campaign-outcomes.js";
-import { requireAssigned } from "./assigning.js";
+import { lockAssigned, requireAssigned } from "./assigning.js";
 import { getCampaignRecord, queueResultsRecomputation } from "./campaigns.js";
 import { checkOutcome, checkText, MAX_OUTCOME_VALUE } from "./recording.js";
 
@@ -164,12 +164,18 @@ function correctionOf(body: unknown, outcomeId: string): OutcomeChange {
  * Idempotency-Key in the change's transaction.
  */
 async function changeOutcome(ctx: AppContext, id: string, outcomeId: string, change: OutcomeChange, record?: RecordResponse): Promise<OutcomeView> {
-  await assignedCampaign(ctx, id, change.kind === "retract" ? "retract an outcome" : "correct an outcome");
+  const what = change.kind === "retract" ? "retract an outcome" : "correct an outcome";
+  await assignedCampaign(ctx, id, what);
   let view: OutcomeView | null = null;
-  const result = await ctx.engine.changeCampaignOutcome(id, outcomeId, change, async (tx, r) => {
-    if (r.status === "changed") await tx.query(`UPDATE campaign SET data_version = data_version + 1 WHERE id = $1`, [id]);
-    view = outcomeView(r.row);
-    await record?.(tx, { status: 200, body: view });
+  const result = await ctx.engine.changeCampaignOutcome(id, outcomeId, change, {
+    // The campaign's row first, as a batch of outcomes takes it: a batch naming this outcome_id waits
+    // for this change, or this change for the batch, never each for the other.
+    before: (tx) => lockAssigned(tx, id, what),
+    after: async (tx, r) => {
+      if (r.status === "changed") await tx.query(`UPDATE campaign SET data_version = data_version + 1 WHERE id = $1`, [id]);
+      view = outcomeView(r.row);
+      await record?.(tx, { status: 200, body: view });
+    },
   });
   if (result.status === "missing") throw missing(id, outcomeId);
   if (result.status === "retracted")

@@ -93,14 +93,20 @@ export type OutcomeChangeResult =
   | { status: "changed"; row: OutcomeRow };
 
 /**
- * Corrects or retracts one outcome under its row lock. `after` runs last in the transaction when the
- * change is applied or found already made (status changed or unchanged); refusals write nothing.
+ * Corrects or retracts one outcome under its row lock. `before` runs first in the transaction (the
+ * caller locks the campaign there: before the outcome, as a batch of outcomes does, or the two would
+ * deadlock). `after` runs last when the change is applied or found already made (status changed or
+ * unchanged); refusals write nothing.
  */
 export async function changeOutcome(
   pool: pg.Pool, campaignId: string, outcomeId: string, change: OutcomeChange,
-  after: (tx: pg.PoolClient, result: Extract<OutcomeChangeResult, { row: OutcomeRow }>) => Promise<void>,
+  hooks: {
+    before?: (tx: pg.PoolClient) => Promise<void>;
+    after: (tx: pg.PoolClient, result: Extract<OutcomeChangeResult, { row: OutcomeRow }>) => Promise<void>;
+  },
 ): Promise<OutcomeChangeResult> {
   return withTransaction(pool, async (c) => {
+    await hooks.before?.(c);
     const locked = await c.query<{ retracted: boolean }>(
       `SELECT retracted_at IS NOT NULL AS retracted FROM campaign_outcome WHERE campaign_id = $1 AND outcome_id = $2 FOR UPDATE`,
       [campaignId, outcomeId],
@@ -138,7 +144,7 @@ export async function changeOutcome(
         );
       result = { status: replaced.rowCount ? "changed" : "unchanged", row: await current() };
     }
-    await after(c, result);
+    await hooks.after(c, result);
     return result;
   });
 }

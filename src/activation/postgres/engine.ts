@@ -187,9 +187,9 @@ export class PostgresLayerEngine implements LayerEngine {
   /** Corrects or retracts one outcome (src/activation/postgres/campaign-outcomes.ts). */
   changeCampaignOutcome(
     campaignId: string, outcomeId: string, change: campaignOutcomes.OutcomeChange,
-    after: Parameters<typeof campaignOutcomes.changeOutcome>[4],
+    hooks: Parameters<typeof campaignOutcomes.changeOutcome>[4],
   ) {
-    return campaignOutcomes.changeOutcome(this.pool, campaignId, outcomeId, change, after);
+    return campaignOutcomes.changeOutcome(this.pool, campaignId, outcomeId, change, hooks);
   }
 
   /** Folds the goal fact's processed activity into the members' window and covariate days (from a day number, or all). */
