@@ -407,6 +407,36 @@ describe("assigning is a job", () => {
     expect(heldOutSends.rows[0].n).toBe(0);
   });
 
+  it("batches of one campaign are stored side by side: one waiting on its insert does not hold up another", async () => {
+    const c = await createCampaign({ launch_date: LATER, holdout_percent: 10, salt: "side-by-side" });
+    const pool = env.ctx.db.pool;
+    const [first, second] = (await pool.query<{ user_key: number; user_id: string }>(
+      `SELECT a.user_key, u.external_id AS user_id FROM campaign_assignment a JOIN app_user u ON u.user_key = a.user_key
+       WHERE a.campaign_id = $1 AND a.arm = 'treatment' ORDER BY a.user_key LIMIT 2`,
+      [c.id],
+    )).rows;
+    const send = (user: string) => ({ user_id: user, channel: "push", status: "sent", sent_at: "2026-04-17T09:00:00Z" });
+    const hold = await pool.connect();
+    let waiting: Promise<{ statusCode: number; body: string }> | undefined;
+    try {
+      // The first batch's send, inserted and not committed here: the batch waits for it on its insert.
+      await hold.query("BEGIN");
+      await hold.query(`INSERT INTO campaign_send (campaign_id, user_key, channel, status, sent_at) VALUES ($1, $2, 'push', 'sent', $3)`, [c.id, first!.user_key, "2026-04-17T09:00:00Z"]);
+      waiting = api(env).post(`/v1/campaigns/${c.id}/sends`, { sends: [send(first!.user_id)] });
+      await expect.poll(async () => (await pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0].n).toBe(1);
+      let other: { statusCode: number; body: string } | null = null;
+      void api(env).post(`/v1/campaigns/${c.id}/sends`, { sends: [send(second!.user_id)] }).then((r) => (other = r));
+      await expect.poll(() => other !== null, { timeout: 5_000 }).toBe(true);
+      expect(other!.statusCode, other!.body).toBe(200);
+    } finally {
+      await hold.query("ROLLBACK");
+      hold.release();
+    }
+    const res = await waiting!;
+    expect(res.statusCode, res.body).toBe(200);
+    expect((await pool.query(`SELECT count(*)::int AS n FROM campaign_send WHERE campaign_id = $1`, [c.id])).rows[0].n).toBe(2);
+  });
+
   it("a new campaign whose list is deleted before the job runs is failed, with no assignments and a clear 409", async () => {
     const other = await anotherList();
     const id = await withWorkersStopped(async () => {

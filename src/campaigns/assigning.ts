@@ -73,10 +73,14 @@ export function requireAssigned(c: Pick<Campaign, "id" | "status" | "assignedAt"
  * the campaign launched), or has committed before it (409 here). Checked outside a lock, a batch could
  * pass the check, a reassignment commit meanwhile, and the batch be stored against assignments that
  * no longer stand (a send to a user now held out).
+ *
+ * FOR KEY SHARE: it keeps out what takes the row FOR UPDATE (a PATCH, the assignment job, a deletion)
+ * but not other batches, nor their UPDATE of the campaign's data version and launch (FOR NO KEY
+ * UPDATE), so batches of one campaign are stored side by side and meet only at that UPDATE.
  */
 export async function lockAssigned(tx: pg.ClientBase, id: string, what: string): Promise<void> {
   const r = await tx.query<{ status: string; assigned_at: Date | null; assignment_error: string | null }>(
-    `SELECT status, assigned_at, assignment_error FROM campaign WHERE id = $1 FOR UPDATE`,
+    `SELECT status, assigned_at, assignment_error FROM campaign WHERE id = $1 FOR KEY SHARE`,
     [id],
   );
   const row = r.rows[0];
