@@ -240,6 +240,39 @@ describe("changes that wait for one another", () => {
     }
   });
 
+  it("a read shows the history of the revision it answers, even when a correction commits between its reads", async () => {
+    const first = purchase("o-read", c.treated[4]!, 30);
+    await record(first);
+    const pool = env.ctx.db.pool;
+    // The read gets the outcome, then waits for the history table, which a correction (made here) holds.
+    const holder = await pool.connect();
+    let read;
+    try {
+      await holder.query("BEGIN");
+      await holder.query("LOCK TABLE campaign_outcome_revision IN ACCESS EXCLUSIVE MODE");
+      read = api(env).get(url("o-read"));
+      await waitForBlocked(holder as unknown as { processID: number });
+      await holder.query(
+        `INSERT INTO campaign_outcome_revision (campaign_id, outcome_id, revision, user_key, name, occurred_at, value, recorded_at, replaced_at)
+         SELECT campaign_id, outcome_id, revision, user_key, name, occurred_at, value, created_at, clock_timestamp()
+         FROM campaign_outcome WHERE campaign_id = $1 AND outcome_id = 'o-read'`,
+        [c.id],
+      );
+      await holder.query(
+        `UPDATE campaign_outcome SET value = 20, revision = 2, corrected_at = clock_timestamp() WHERE campaign_id = $1 AND outcome_id = 'o-read'`,
+        [c.id],
+      );
+      await holder.query("COMMIT");
+    } finally {
+      holder.release();
+    }
+    const res = await read;
+    expect(res.statusCode, res.body).toBe(200);
+    // As it was when read: revision 1, nothing replaced yet (not revision 1 both current and replaced).
+    expect(res.json()).toMatchObject({ revision: 1, value: 30, status: "recorded", history: [] });
+    expect((await api(env).get(url("o-read"))).json()).toMatchObject({ revision: 2, value: 20, history: [{ revision: 1, value: 30 }] });
+  });
+
   it("are dated in the order they were made: a correction that waited behind another is dated after it, and so is a retraction", async () => {
     const first = purchase("o-queued", c.treated[2]!, 30);
     await record(first);

@@ -138,7 +138,7 @@ export async function getOutcome(ctx: AppContext, id: string, outcomeId: string)
   await assignedCampaign(ctx, id, "read its outcomes");
   const row = await ctx.engine.campaignOutcome(id, outcomeId);
   if (!row) throw missing(id, outcomeId);
-  return { ...outcomeView(row), history: (await ctx.engine.campaignOutcomeRevisions(id, outcomeId, MAX_HISTORY)).map(revisionView) };
+  return { ...outcomeView(row), history: (await ctx.engine.campaignOutcomeRevisions(id, outcomeId, row.revision, MAX_HISTORY)).map(revisionView) };
 }
 
 type RecordResponse = (client: pg.ClientBase, response: { status: number; body: unknown }) => Promise<void>;

@@ -67,15 +67,19 @@ export async function outcomePage(pool: pg.Pool, campaignId: string, q: OutcomeP
   return r.rows;
 }
 
-/** The revisions corrections replaced, newest first (at most `limit`). */
-export async function outcomeRevisions(pool: pg.Pool, campaignId: string, outcomeId: string, limit: number): Promise<OutcomeRevisionRow[]> {
+/**
+ * The revisions corrections replaced before `revision` (the outcome's, as read), newest first (at most
+ * `limit`): a correction committed since that read is left out, not shown as having replaced the
+ * revision the read answers as current.
+ */
+export async function outcomeRevisions(pool: pg.Pool, campaignId: string, outcomeId: string, revision: number, limit: number): Promise<OutcomeRevisionRow[]> {
   const r = await pool.query<OutcomeRevisionRow>(
     `SELECT r.revision, u.external_id AS user_id, r.name, r.occurred_at, r.value, r.recorded_at, r.replaced_at
      FROM campaign_outcome_revision r JOIN app_user u ON u.user_key = r.user_key
-     WHERE r.campaign_id = $1 AND r.outcome_id = $2
+     WHERE r.campaign_id = $1 AND r.outcome_id = $2 AND r.revision < $3
      ORDER BY r.revision DESC
-     LIMIT $3`,
-    [campaignId, outcomeId, limit],
+     LIMIT $4`,
+    [campaignId, outcomeId, revision, limit],
   );
   return r.rows;
 }

@@ -180,8 +180,8 @@ export class PostgresLayerEngine implements LayerEngine {
     return campaignOutcomes.outcomePage(this.pool, campaignId, q);
   }
 
-  campaignOutcomeRevisions(campaignId: string, outcomeId: string, limit: number) {
-    return campaignOutcomes.outcomeRevisions(this.pool, campaignId, outcomeId, limit);
+  campaignOutcomeRevisions(campaignId: string, outcomeId: string, revision: number, limit: number) {
+    return campaignOutcomes.outcomeRevisions(this.pool, campaignId, outcomeId, revision, limit);
   }
 
   /** Corrects or retracts one outcome (src/activation/postgres/campaign-outcomes.ts). */
