@@ -437,6 +437,39 @@ describe("assigning is a job", () => {
     expect((await pool.query(`SELECT count(*)::int AS n FROM campaign_send WHERE campaign_id = $1`, [c.id])).rows[0].n).toBe(2);
   });
 
+  it("a batch being stored when the campaign is deleted leaves nothing behind", async () => {
+    const c = await createCampaign({ launch_date: LATER, holdout_percent: 10, salt: "deleted-under-batch" });
+    const pool = env.ctx.db.pool;
+    const user = (await pool.query<{ user_key: number; user_id: string }>(
+      `SELECT a.user_key, u.external_id AS user_id FROM campaign_assignment a JOIN app_user u ON u.user_key = a.user_key
+       WHERE a.campaign_id = $1 AND a.arm = 'treatment' ORDER BY a.user_key LIMIT 1`,
+      [c.id],
+    )).rows[0]!;
+    const lockWaiters = async () =>
+      (await pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0].n as number;
+    const hold = await pool.connect();
+    let recorded: Promise<{ statusCode: number }> | undefined, deleting: Promise<{ statusCode: number }> | undefined;
+    try {
+      // The batch's send, inserted and not committed here: the batch, past its checks, waits for it.
+      await hold.query("BEGIN");
+      await hold.query(`INSERT INTO campaign_send (campaign_id, user_key, channel, status, sent_at) VALUES ($1, $2, 'push', 'sent', $3)`, [c.id, user.user_key, "2026-04-17T09:00:00Z"]);
+      recorded = api(env).post(`/v1/campaigns/${c.id}/sends`, { sends: [{ user_id: user.user_id, channel: "push", status: "sent", sent_at: "2026-04-17T09:00:00Z" }] });
+      await expect.poll(lockWaiters).toBe(1);
+      let deleted = false;
+      deleting = api(env).delete(`/v1/campaigns/${c.id}`);
+      void deleting.then(() => (deleted = true));
+      // The deletion either waits for the batch, or is done before the batch commits.
+      await expect.poll(async () => deleted || (await lockWaiters()) === 2).toBe(true);
+    } finally {
+      await hold.query("ROLLBACK");
+      hold.release();
+    }
+    await recorded;
+    expect((await deleting!).statusCode).toBe(204);
+    const left = await pool.query(`SELECT (SELECT count(*) FROM campaign_send WHERE campaign_id = $1)::int + (SELECT count(*) FROM campaign_assignment WHERE campaign_id = $1)::int AS n`, [c.id]);
+    expect(left.rows[0].n).toBe(0);
+  });
+
   it("a new campaign whose list is deleted before the job runs is failed, with no assignments and a clear 409", async () => {
     const other = await anotherList();
     const id = await withWorkersStopped(async () => {
