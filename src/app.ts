@@ -17,7 +17,7 @@ import audienceRoutes from "./routes/audiences.js";
 import materializationRoutes from "./routes/materializations.js";
 import { answerUnmatchedRequests } from "./http/route-methods.js";
 import { documentCommonAnswers, openapiTransform, openapiTransformObject } from "./http/openapi.js";
-import { refuseUndeclaredQueryParameters } from "./http/validation.js";
+import { emptyBodyIsNoBody, refuseUndeclaredQueryParameters } from "./http/validation.js";
 import webhookRoutes from "./routes/webhooks.js";
 import campaignRoutes from "./routes/campaigns.js";
 import campaignOutcomeRoutes from "./routes/campaign-outcomes.js";
@@ -75,6 +75,7 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
   app.setErrorHandler(problemErrorHandler);
   answerUnmatchedRequests(app);
   refuseUndeclaredQueryParameters(app);
+  emptyBodyIsNoBody(app);
   documentCommonAnswers(app);
 
   await app.register(contextPlugin, { context });

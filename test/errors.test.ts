@@ -108,6 +108,21 @@ describe("problem+json everywhere", () => {
     expect(await env.ctx.db.prisma.fact.count({ where: { name: "x" } })).toBe(0);
   });
 
+  it("an empty body sent with Content-Type: application/json is no body (clients that send the header on every request)", async () => {
+    await createFact(env, "empty_body_delete");
+    const json = { ...env.auth(), "content-type": "application/json" };
+    // A DELETE, with Content-Length: 0 and without any length.
+    const del = await env.app.inject({ method: "DELETE", url: "/v1/facts/empty_body_delete", headers: json, payload: "" });
+    expect(del.statusCode, del.body).toBe(204);
+    // A POST whose body is optional takes its defaults; one whose body is required names it.
+    await createFact(env, "empty_body_run");
+    await ingest(env, "empty_body_run", [{ user_id: "u1", occurred_at: "2026-01-01T10:00:00Z" }]);
+    const run = await env.app.inject({ method: "POST", url: "/v1/facts/empty_body_run/runs", headers: json, payload: "" });
+    expect(run.statusCode, run.body).toBe(202);
+    const fact = await env.app.inject({ method: "POST", url: "/v1/facts", headers: json, payload: "" });
+    expect(expectProblem(fact, 400).detail).toMatch(/body/i);
+  });
+
   it("415 for an unsupported content type", async () => {
     const res = await env.app.inject({ method: "POST", url: "/v1/facts", headers: { ...env.auth(), "content-type": "application/xml" }, payload: "<fact/>" });
     expectProblem(res, 415);

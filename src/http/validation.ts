@@ -31,3 +31,17 @@ export async function noBodyMeansNoOptions(req: FastifyRequest) {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const bodyValidatedInHandler = (route: any) =>
   route.httpPart === "body" ? (data: unknown) => ({ value: data }) : validatorCompiler(route);
+
+/**
+ * An empty body is no body, whatever its Content-Type says: many HTTP clients send
+ * `Content-Type: application/json` on every request, a DELETE or a POST without a body included, and
+ * Fastify's JSON parser would refuse the empty string ("Body cannot be empty"). The header is dropped
+ * before parsing, so the route sees no body: optional bodies take their defaults, required ones get
+ * the route's own 400.
+ */
+export function emptyBodyIsNoBody(app: FastifyInstance): void {
+  app.addHook("onRequest", async (req) => {
+    const { "content-length": length, "transfer-encoding": chunked } = req.headers;
+    if (req.headers["content-type"] !== undefined && (length === "0" || (length === undefined && chunked === undefined))) delete req.headers["content-type"];
+  });
+}
