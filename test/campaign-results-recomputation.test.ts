@@ -13,6 +13,7 @@ import { executeRun } from "../src/activation/runs.js";
 import { executeCampaignResults } from "../src/campaigns/results.js";
 import { queueResultsRecomputation } from "../src/campaigns/campaigns.js";
 import { reviveUnfinishedJobs } from "../src/jobs/recovery.js";
+import { whileTableLocked } from "./helpers/locks.js";
 
 let env: TestEnv;
 let workers: RunningWorkers;
@@ -37,17 +38,7 @@ const stored = (id: string) => storedResults(env, id);
 const settled = (id: string) => settledResults(env, id);
 
 /** Runs `work` while every write of stored results waits (the recomputation has computed everything by then). */
-async function holdingResultWrites<T>(work: () => Promise<T>): Promise<T> {
-  const hold = await pool.connect();
-  try {
-    await hold.query("BEGIN");
-    await hold.query("LOCK TABLE campaign_result IN SHARE MODE");
-    return await work();
-  } finally {
-    await hold.query("ROLLBACK").catch(() => {});
-    hold.release();
-  }
-}
+const holdingResultWrites = <T>(work: () => Promise<T>) => whileTableLocked(pool, "campaign_result", work);
 const writerWaiting = async () =>
   (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'campaign_result'::regclass AND NOT granted`)).rows[0]!.n;
 

@@ -11,6 +11,7 @@ import { dateToDay, dayToDate } from "../src/activation/periods.js";
 import { localDate } from "../src/facts/timezones.js";
 import { executeCampaignResults } from "../src/campaigns/results.js";
 import { compareGroups, EMPTY_SUMS, type GroupSums } from "../src/campaigns/statistics.js";
+import { whileTableLocked } from "./helpers/locks.js";
 
 const FIXTURE = "seoul-70d";
 const meta = fixtureMeta(FIXTURE);
@@ -265,17 +266,7 @@ describe("assigning is a job", () => {
   const assignedRows = async (id: string) =>
     (await env.ctx.db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM campaign_assignment WHERE campaign_id = $1`, [id])).rows[0]!.n;
   /** Holds the assignment jobs back: their writes to campaign_assignment wait for this transaction. */
-  async function holdAssignments<T>(work: () => Promise<T>): Promise<T> {
-    const hold = await env.ctx.db.pool.connect();
-    try {
-      await hold.query("BEGIN");
-      await hold.query("LOCK TABLE campaign_assignment IN SHARE MODE");
-      return await work();
-    } finally {
-      await hold.query("ROLLBACK").catch(() => {});
-      hold.release();
-    }
-  }
+  const holdAssignments = <T,>(work: () => Promise<T>) => whileTableLocked(env.ctx.db.pool, "campaign_assignment", work);
   // Where the assignment job's webhook events go (nobody listens: the deliveries' payloads are read).
   beforeAll(async () => {
     const hook = await api(env).post("/v1/webhooks", { url: "http://127.0.0.1:9/campaigns", events: ["campaign.assigned", "campaign.assignment_failed"], secret: "campaign-events-0123456789" });
