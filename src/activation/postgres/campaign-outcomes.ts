@@ -118,8 +118,16 @@ export async function changeOutcome(
     if (!locked.rows[0]) return { status: "missing" };
     // The change's instant, read once the row is ours (not now(), the transaction's start): a change that
     // began earlier but waited for the row behind another one is dated after it, so corrected_at, the
-    // history's replaced_at and retracted_at follow the order the changes were made in.
-    const at = (await c.query<{ at: Date }>(`SELECT clock_timestamp() AS at`)).rows[0]!.at;
+    // history's replaced_at and retracted_at follow the order the changes were made in. At least a
+    // millisecond after the outcome's last change: the instants are kept to the millisecond, and two
+    // changes made within one would otherwise read as simultaneous.
+    const at = (
+      await c.query<{ at: Date }>(
+        `SELECT GREATEST(clock_timestamp(), GREATEST(created_at, corrected_at, retracted_at) + interval '1 millisecond') AS at
+         FROM campaign_outcome WHERE campaign_id = $1 AND outcome_id = $2`,
+        [campaignId, outcomeId],
+      )
+    ).rows[0]!.at;
     const current = async () => (await getOutcome(c, campaignId, outcomeId))!;
     let result: Extract<OutcomeChangeResult, { row: OutcomeRow }>;
     if (change.kind === "retract") {
