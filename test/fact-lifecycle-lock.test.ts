@@ -3,7 +3,7 @@
 // Interleavings are made deterministic by holding the fact's lifecycle lock from the test (as a
 // deletion does) and releasing it once the contenders wait in the order wanted: PostgreSQL grants
 // queued lock requests in their order.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
@@ -221,6 +221,7 @@ describe("ingestion and a fact's deletion", () => {
 
   describe("the bulk loader", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "aa-lifecycle-"));
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
     const csv = (name: string) => {
       const p = path.join(dir, `${name}.csv`);
       writeFileSync(p, `user_id,occurred_at\n${EVENTS.map((e) => `${e.user_id},${e.occurred_at}`).join("\n")}\n`);
