@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { buildApp } from "../src/app.js";
 import { createContext } from "../src/bootstrap.js";
 import { api, createFact, ingest } from "./helpers/api.js";
@@ -177,7 +177,7 @@ describe("failures inside the service show no internals", () => {
 
   it("503 with Retry-After when PostgreSQL cannot be reached", async () => {
     // A real pool pointed at a port where nothing listens: every connection is refused.
-    const config = loadConfig({ DATABASE_URL: "postgresql://postgres@127.0.0.1:1/nowhere", REDIS_URL, REDIS_PREFIX: `aa-test-unreachable-${process.pid}`, LOG_LEVEL: "silent" });
+    const config = loadConfig({ DATABASE_URL: "postgresql://postgres@127.0.0.1:1/nowhere", REDIS_URL, REDIS_PREFIX: `aa-test-${inject("runId")}-unreachable-${process.pid}`, LOG_LEVEL: "silent" });
     const ctx = createContext(config);
     const app = await buildApp(ctx);
     try {

@@ -1,5 +1,5 @@
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { buildApp, type App } from "../src/app.js";
 import { createContext } from "../src/bootstrap.js";
 import { loadConfig } from "../src/config.js";
@@ -33,7 +33,7 @@ beforeAll(async () => {
   const config = loadConfig({
     DATABASE_URL: url,
     REDIS_URL,
-    REDIS_PREFIX: `aa-test-pgfault-${process.pid}-${Date.now().toString(36)}`,
+    REDIS_PREFIX: `aa-test-${inject("runId")}-pgfault-${process.pid}-${Date.now().toString(36)}`,
     LOG_LEVEL: "silent",
     WORKERS: "1",
     JOB_LOCK_MS: "1500",

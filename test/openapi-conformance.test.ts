@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { buildApp } from "../src/app.js";
 import { createContext } from "../src/bootstrap.js";
 import { loadConfig } from "../src/config.js";
@@ -391,7 +391,7 @@ describe("the scenario holds to openapi/openapi.json", () => {
 
   it("a backing service away: 503 with Retry-After, and /ready says which", async () => {
     const ctx = createContext(
-      loadConfig({ DATABASE_URL: "postgresql://postgres@127.0.0.1:1/unreachable", REDIS_URL, REDIS_PREFIX: `conformance-${process.pid}`, LOG_LEVEL: "silent" }),
+      loadConfig({ DATABASE_URL: "postgresql://postgres@127.0.0.1:1/unreachable", REDIS_URL, REDIS_PREFIX: `aa-test-${inject("runId")}-conformance-${process.pid}`, LOG_LEVEL: "silent" }),
     );
     const app = await buildApp(ctx);
     try {
