@@ -340,3 +340,28 @@ describe("while the campaign is being assigned", () => {
     }
   });
 });
+
+describe("changes based on a revision read earlier", () => {
+  it("honours If-Match: a change based on a revision read before another change is refused (412) and changes nothing", async () => {
+    const first = purchase("o-etag", c.treated[3]!, 50);
+    await record(first);
+    const read = await api(env).get(url("o-etag"));
+    expect(read.headers.etag).toBe('"1"');
+    // Two CRM workers read revision 1; the first corrects it, the second's correction and retraction are refused.
+    expect((await api(env).put(url("o-etag"), { ...first, value: 45 }, { "if-match": '"1"' })).statusCode).toBe(200);
+    const stale = await api(env).put(url("o-etag"), { ...first, value: 40 }, { "if-match": '"1"' });
+    expect(stale.statusCode, stale.body).toBe(412);
+    expect(stale.json()).toMatchObject({ status: 412, revision: 2 });
+    expect(stale.headers.etag).toBe('"2"');
+    expect((await api(env).delete(url("o-etag"), { "if-match": '"1"' })).statusCode).toBe(412);
+    const now = (await api(env).get(url("o-etag"))).json();
+    expect(now).toMatchObject({ value: 45, revision: 2, status: "corrected" });
+    // The current ETag, a weak one, or * go through; a malformed one is a 400 naming the header.
+    expect((await api(env).put(url("o-etag"), { ...first, value: 44 }, { "if-match": 'W/"2"' })).statusCode).toBe(200);
+    expect((await api(env).put(url("o-etag"), { ...first, value: 43 }, { "if-match": "*" })).statusCode).toBe(200);
+    const bad = await api(env).put(url("o-etag"), { ...first, value: 42 }, { "if-match": "2" });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().errors).toEqual([{ path: "If-Match", message: 'expected "<revision>" or *' }]);
+    expect((await api(env).put(url("o-etag"), { ...first, value: 41 }, { "if-match": '"4"' })).statusCode).toBe(200);
+  });
+});

@@ -341,6 +341,7 @@ describe("the scenario holds to openapi/openapi.json", () => {
     await call("GET", `${outcomes}?status=bogus`, 400);
     const { outcome_id: _id, ...corrected } = outcome(10);
     await call("PUT", `${outcomes}/order-1`, 200, { json: corrected, headers: { "idempotency-key": "conformance-correct" } });
+    await call("PUT", `${outcomes}/order-1`, 412, { json: { ...corrected, value: 11 }, headers: { "if-match": '"1"' } });
     expectFieldErrors(await call("PUT", `${outcomes}/order-1`, 400, { json: { ...corrected, value: 1e300 } }));
     await call("PUT", `${outcomes}/never-recorded`, 404, { json: corrected });
     await call("GET", `${outcomes}/order-1`, 200);

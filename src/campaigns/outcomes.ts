@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { z } from "zod";
 import type { AppContext } from "../context.js";
-import { badRequest, conflict, notFound } from "../http/problem.js";
+import { badRequest, conflict, notFound, ProblemError } from "../http/problem.js";
 import { cursorText, decodeCursor, pageQuerySchema, toPage, type PageQuery } from "../http/pagination.js";
 import { userIdString } from "../facts/event-validation.js";
 import { OUTCOME_STATUSES, type OutcomeChange, type OutcomeRevisionRow, type OutcomeRow, type OutcomeStatus } from "../activation/postgres/campaign-outcomes.js";
@@ -163,6 +163,20 @@ function correctionOf(body: unknown, outcomeId: string): OutcomeChange {
  * otherwise), the outcome recorded (404). Answers the outcome as it now is, recorded with the request's
  * Idempotency-Key in the change's transaction.
  */
+/**
+ * The revision an If-Match header names: the outcome's ETag as a read gives it (`"3"`), `*` (any
+ * revision: no check) or absent (no check). Anything else is a 400 naming the header.
+ */
+export function revisionOfIfMatch(header: string | undefined): number | undefined {
+  if (header === undefined || header.trim() === "*") return undefined;
+  const m = /^\s*(?:W\/)?"(\d{1,9})"\s*$/.exec(header);
+  if (!m) throw badRequest(`If-Match: expected the outcome's ETag ("<revision>", as GET answers it) or *; got ${header}.`, [{ path: "If-Match", message: "expected \"<revision>\" or *" }]);
+  return Number(m[1]);
+}
+
+/** The ETag of an outcome's current revision (If-Match takes it back). */
+export const outcomeEtag = (revision: number) => `"${revision}"`;
+
 async function changeOutcome(ctx: AppContext, id: string, outcomeId: string, change: OutcomeChange, record?: RecordResponse): Promise<OutcomeView> {
   const what = change.kind === "retract" ? "retract an outcome" : "correct an outcome";
   await assignedCampaign(ctx, id, what);
@@ -178,6 +192,13 @@ async function changeOutcome(ctx: AppContext, id: string, outcomeId: string, cha
     },
   });
   if (result.status === "missing") throw missing(id, outcomeId);
+  if (result.status === "revision_mismatch")
+    throw new ProblemError(
+      412,
+      `Outcome '${outcomeId}' of campaign ${id} is at revision ${result.row.revision}, not the one If-Match names: it changed since it was read; ` +
+        "nothing was changed. Read it again and decide.",
+      { revision: result.row.revision, headers: { etag: outcomeEtag(result.row.revision) } },
+    );
   if (result.status === "retracted")
     throw conflict(
       `Outcome '${outcomeId}' of campaign ${id} was retracted at ${result.row.retracted_at!.toISOString()}; a retraction is final. ` +
@@ -195,10 +216,12 @@ async function changeOutcome(ctx: AppContext, id: string, outcomeId: string, cha
   return view!;
 }
 
-export function correctOutcome(ctx: AppContext, id: string, outcomeId: string, body: unknown, record?: RecordResponse): Promise<OutcomeView> {
-  return changeOutcome(ctx, id, outcomeId, correctionOf(body, outcomeId), record);
+export function correctOutcome(
+  ctx: AppContext, id: string, outcomeId: string, body: unknown, ifMatch: string | undefined, record?: RecordResponse,
+): Promise<OutcomeView> {
+  return changeOutcome(ctx, id, outcomeId, { ...correctionOf(body, outcomeId), ifRevision: revisionOfIfMatch(ifMatch) }, record);
 }
 
-export function retractOutcome(ctx: AppContext, id: string, outcomeId: string, record?: RecordResponse): Promise<OutcomeView> {
-  return changeOutcome(ctx, id, outcomeId, { kind: "retract" }, record);
+export function retractOutcome(ctx: AppContext, id: string, outcomeId: string, ifMatch: string | undefined, record?: RecordResponse): Promise<OutcomeView> {
+  return changeOutcome(ctx, id, outcomeId, { kind: "retract", ifRevision: revisionOfIfMatch(ifMatch) }, record);
 }

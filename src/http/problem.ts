@@ -77,6 +77,8 @@ export const problemSchema = z
     launched: z.boolean().optional().describe("409 of a change to a launched campaign's assignment fields"),
     locked_reason: z.string().optional().describe("409 of a change to a launched campaign: why it launched"),
     fields: z.array(z.string()).optional().describe("409 of a change to a launched campaign: the fields that can no longer change"),
+    outcome_status: z.string().optional().describe("409 of a change to a retracted outcome: its status"),
+    revision: z.number().int().optional().describe("412 of an outcome's change whose If-Match names another revision: the current one"),
   })
   .catchall(z.unknown())
   .meta({ id: "Problem", description: "RFC 9457 problem details" });

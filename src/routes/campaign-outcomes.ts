@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import {
-  correctOutcome, getOutcome, listOutcomes, outcomeCorrectionSchema, outcomeDetailSchema, outcomeListQuerySchema, outcomeParams,
+  correctOutcome, getOutcome, outcomeEtag, listOutcomes, outcomeCorrectionSchema, outcomeDetailSchema, outcomeListQuerySchema, outcomeParams,
   outcomeRecordSchema, retractOutcome,
 } from "../campaigns/outcomes.js";
 import { idempotent } from "../http/idempotency.js";
@@ -12,7 +12,13 @@ import { bodyValidatedInHandler } from "../http/validation.js";
 /** A campaign's recorded outcomes, one by one: read, corrected, retracted (src/campaigns/outcomes.ts). */
 
 const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
-const idempotencyHeader = z.object({ "idempotency-key": z.string().optional() }).passthrough();
+const changeHeaders = z
+  .object({
+    "idempotency-key": z.string().optional(),
+    "if-match": z.string().optional().describe('The ETag of the revision the change is based on ("3", as GET answers it): 412 when the outcome has changed since'),
+  })
+  .passthrough();
+const ETAG = { ETag: { description: "The outcome's current revision, for If-Match", required: true, schema: { type: "string" as const } } };
 const ASSIGNING = "While the campaign is being assigned, 409 with `Retry-After`.";
 
 const campaignOutcomeRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -40,9 +46,13 @@ const campaignOutcomeRoutes: FastifyPluginAsyncZod = async (app) => {
         description: ASSIGNING,
         params: outcomeParams,
         response: { 200: outcomeDetailSchema, ...errors },
+        "x-response-headers": { 200: ETAG },
       },
     },
-    async (req) => getOutcome(app.ctx, req.params.id, req.params.outcome_id),
+    async (req, reply) => {
+      const outcome = await getOutcome(app.ctx, req.params.id, req.params.outcome_id);
+      return reply.header("etag", outcomeEtag(outcome.revision)).send(outcome);
+    },
   );
 
   app.put(
@@ -58,16 +68,16 @@ const campaignOutcomeRoutes: FastifyPluginAsyncZod = async (app) => {
           "their recomputation; the same values again change nothing. 404 for an outcome never recorded (record it with POST …/outcomes), " +
           `409 for a retracted one (a retraction is final). Honors \`Idempotency-Key\`. ${ASSIGNING}`,
         params: outcomeParams,
-        headers: idempotencyHeader,
+        headers: changeHeaders,
         body: outcomeCorrectionSchema,
-        response: { 200: outcomeRecordSchema, ...errors, 422: problemSchema },
+        response: { 200: outcomeRecordSchema, ...errors, 412: problemSchema, 422: problemSchema },
       },
       validatorCompiler: bodyValidatedInHandler,
     },
     async (req, reply) =>
       idempotent(app.db.pool, req, reply, async (record) => ({
         status: 200,
-        body: await correctOutcome(app.ctx, req.params.id, req.params.outcome_id, req.body, record),
+        body: await correctOutcome(app.ctx, req.params.id, req.params.outcome_id, req.body, req.headers["if-match"], record),
       })),
   );
 
@@ -83,14 +93,14 @@ const campaignOutcomeRoutes: FastifyPluginAsyncZod = async (app) => {
           "is recorded under a new id). Answers the retracted outcome; retracting it again changes nothing and answers the same. Makes the stored " +
           `results stale and queues their recomputation. Honors \`Idempotency-Key\`. ${ASSIGNING}`,
         params: outcomeParams,
-        headers: idempotencyHeader,
-        response: { 200: outcomeRecordSchema, ...errors, 422: problemSchema },
+        headers: changeHeaders,
+        response: { 200: outcomeRecordSchema, ...errors, 412: problemSchema, 422: problemSchema },
       },
     },
     async (req, reply) =>
       idempotent(app.db.pool, req, reply, async (record) => ({
         status: 200,
-        body: await retractOutcome(app.ctx, req.params.id, req.params.outcome_id, record),
+        body: await retractOutcome(app.ctx, req.params.id, req.params.outcome_id, req.headers["if-match"], record),
       })),
   );
 };

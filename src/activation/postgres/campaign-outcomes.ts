@@ -84,10 +84,13 @@ export async function outcomeRevisions(pool: pg.Pool, campaignId: string, outcom
   return r.rows;
 }
 
-export type OutcomeChange = { kind: "correct"; outcome: Omit<OutcomeInput, "outcomeId"> } | { kind: "retract" };
+/** `ifRevision`: apply only while the outcome is at this revision (the request's If-Match). */
+export type OutcomeChange = ({ kind: "correct"; outcome: Omit<OutcomeInput, "outcomeId"> } | { kind: "retract" }) & { ifRevision?: number };
 
 export type OutcomeChangeResult =
   | { status: "missing" }
+  /** The outcome is at another revision than the request's If-Match: nothing written. */
+  | { status: "revision_mismatch"; row: OutcomeRow }
   /** A correction of a retracted outcome: refused (a retraction is final). */
   | { status: "retracted"; row: OutcomeRow }
   /** A correction naming a user who is not assigned in the campaign: refused. */
@@ -111,11 +114,13 @@ export async function changeOutcome(
 ): Promise<OutcomeChangeResult> {
   return withTransaction(pool, async (c) => {
     await hooks.before?.(c);
-    const locked = await c.query<{ retracted: boolean }>(
-      `SELECT retracted_at IS NOT NULL AS retracted FROM campaign_outcome WHERE campaign_id = $1 AND outcome_id = $2 FOR UPDATE`,
+    const locked = await c.query<{ retracted: boolean; revision: number }>(
+      `SELECT retracted_at IS NOT NULL AS retracted, revision FROM campaign_outcome WHERE campaign_id = $1 AND outcome_id = $2 FOR UPDATE`,
       [campaignId, outcomeId],
     );
     if (!locked.rows[0]) return { status: "missing" };
+    if (change.ifRevision !== undefined && locked.rows[0].revision !== change.ifRevision)
+      return { status: "revision_mismatch", row: (await getOutcome(c, campaignId, outcomeId))! };
     // The change's instant, read once the row is ours (not now(), the transaction's start): a change that
     // began earlier but waited for the row behind another one is dated after it, so corrected_at, the
     // history's replaced_at and retracted_at follow the order the changes were made in. At least a
