@@ -1,7 +1,11 @@
 import { createHash } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type pg from "pg";
+import { z } from "zod";
 import { ProblemError } from "./problem.js";
+
+/** The request headers of a route that honours Idempotency-Key (other headers pass). */
+export const idempotencyKeyHeaders = z.object({ "idempotency-key": z.string().optional() }).passthrough();
 
 export interface StoredResponse {
   status: number;

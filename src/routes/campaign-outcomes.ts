@@ -4,7 +4,7 @@ import {
   correctOutcome, getOutcome, outcomeEtag, listOutcomes, outcomeCorrectionSchema, outcomeDetailSchema, outcomeListQuerySchema, outcomeParams,
   outcomeRecordSchema, retractOutcome,
 } from "../campaigns/outcomes.js";
-import { idempotent } from "../http/idempotency.js";
+import { idempotencyKeyHeaders, idempotent } from "../http/idempotency.js";
 import { pageSchema } from "../http/pagination.js";
 import { problemSchema } from "../http/problem.js";
 import { bodyValidatedInHandler } from "../http/validation.js";
@@ -12,12 +12,9 @@ import { bodyValidatedInHandler } from "../http/validation.js";
 /** A campaign's recorded outcomes, one by one: read, corrected, retracted (src/campaigns/outcomes.ts). */
 
 const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
-const changeHeaders = z
-  .object({
-    "idempotency-key": z.string().optional(),
-    "if-match": z.string().optional().describe('The ETag of the revision the change is based on ("3", as GET answers it): 412 when the outcome has changed since'),
-  })
-  .passthrough();
+const changeHeaders = idempotencyKeyHeaders.extend({
+  "if-match": z.string().optional().describe('The ETag of the revision the change is based on ("3", as GET answers it): 412 when the outcome has changed since'),
+});
 const ETAG = { ETag: { description: "The outcome's current revision, for If-Match", required: true, schema: { type: "string" as const } } };
 const ASSIGNING = "While the campaign is being assigned, 409 with `Retry-After`.";
 

@@ -9,7 +9,7 @@ import { campaignResultSchema, getCampaignResults } from "../campaigns/results.j
 import { retryCampaignAssignment } from "../campaigns/assigning.js";
 import { controlGroupBodySchema, controlGroupSchema, getControlGroup, putControlGroup } from "../campaigns/control-group.js";
 import { exportFormatOf, pageOrExport, sendExport } from "../http/export.js";
-import { idempotent, idempotentCreate } from "../http/idempotency.js";
+import { idempotencyKeyHeaders, idempotent, idempotentCreate } from "../http/idempotency.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
 import { LOCATION_HEADER } from "../http/openapi.js";
 import { spreadsheetSafeQuery } from "../http/spreadsheet-safe-csv.js";
@@ -33,7 +33,6 @@ const outcomeBatchResult = batchResult
       .describe("The conflicting items (first 100), by index and path"),
   })
   .meta({ id: "CampaignOutcomeBatchResult" });
-const idempotencyHeader = z.object({ "idempotency-key": z.string().optional() }).passthrough();
 // The 409 of a campaign whose assignment job is running says when to ask again.
 const retryWhileAssigning = {
   "Retry-After": { description: "When the campaign is being assigned: seconds to wait before asking again", schema: { type: "integer" as const } },
@@ -58,7 +57,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
           "until status is `ready` (or `failed`, with assignment_error). Until then its assignments, sends, outcomes and results answer 409. " +
           "With an `Idempotency-Key`, a retried request creates nothing more and answers with the campaign the first one created (`idempotent-replayed: true`).",
         body: createCampaignSchema,
-        headers: idempotencyHeader,
+        headers: idempotencyKeyHeaders,
         response: { 202: campaignSchema, ...errors, 422: problemSchema },
         "x-response-headers": { 202: { Location: LOCATION_HEADER } },
       },
@@ -121,7 +120,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
           "fields as they are, and answers 202 with the campaign `assigning`. 409 when the campaign is assigning or ready (a ready campaign is " +
           "reassigned by a PATCH of an assignment field). Honors `Idempotency-Key`: a replay answers 202 with the campaign as it is now.",
         params: idParams,
-        headers: idempotencyHeader,
+        headers: idempotencyKeyHeaders,
         response: { 202: campaignSchema, ...errors, 422: problemSchema },
         "x-response-headers": { 202: { Location: LOCATION_HEADER }, 409: retryWhileAssigning },
       },
@@ -193,7 +192,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
           "The batch is stored whole or not at all: a bad item, or a user in control, in the global control group or not in the list, rejects it with 400 " +
           "naming each (index, path, reason; first 100). Honors `Idempotency-Key`.",
         params: idParams,
-        headers: idempotencyHeader,
+        headers: idempotencyKeyHeaders,
         body: z.object({ sends: z.array(sendSchema).max(MAX_BATCH) }).strict(),
         response: { 200: batchResult, ...errors, 413: problemSchema, 422: problemSchema },
         "x-response-headers": { 409: retryWhileAssigning },
@@ -214,7 +213,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
           "Outcomes of users of any arm are welcome; a user not assigned in the campaign rejects the batch with 400 naming each. Honors `Idempotency-Key`. " +
           "An outcome is corrected with PUT and retracted with DELETE at `/v1/campaigns/{id}/outcomes/{outcome_id}`, never by recording it again.",
         params: idParams,
-        headers: idempotencyHeader,
+        headers: idempotencyKeyHeaders,
         body: z.object({ outcomes: z.array(outcomeSchema).max(MAX_BATCH) }).strict(),
         response: { 200: outcomeBatchResult, ...errors, 413: problemSchema, 422: problemSchema },
         "x-response-headers": { 409: retryWhileAssigning },

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { isoDate } from "../http/formats.js";
 import { getFactRecord } from "../facts/facts.js";
 import { userIdString, validateBatch } from "../facts/event-validation.js";
-import { idempotent } from "../http/idempotency.js";
+import { idempotencyKeyHeaders, idempotent } from "../http/idempotency.js";
 import { ndjsonOf } from "../http/openapi.js";
 import { ProblemError, problemSchema } from "../http/problem.js";
 import { factParams } from "./facts.js";
@@ -76,7 +76,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
           "included (`line[i]` is line i + 1 of the file). Any other Content-Type, `text/plain` included, is a 415. " +
           "Honors `Idempotency-Key`.",
         params: factParams,
-        headers: z.object({ "idempotency-key": z.string().optional() }).passthrough(),
+        headers: idempotencyKeyHeaders,
         body: {
           content: {
             "application/json": { schema: z.object({ events: z.array(eventSchema).max(MAX_EVENTS_PER_REQUEST) }).strict() },

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { getRun, listRuns, requestRun, runSchema } from "../activation/runs.js";
 import { getFactRecord } from "../facts/facts.js";
-import { findStoredResponse, idempotencyKeyOf, replay, storeResponse } from "../http/idempotency.js";
+import { findStoredResponse, idempotencyKeyHeaders, idempotencyKeyOf, replay, storeResponse } from "../http/idempotency.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
 import { LOCATION_HEADER } from "../http/openapi.js";
 import { problemSchema } from "../http/problem.js";
@@ -24,7 +24,7 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
           "instead of starting another. `through` may not be later than the last date an event can have (today in the fact's timezone, plus the " +
           "day events may run ahead): 400. Honors `Idempotency-Key`.",
         params: factParams,
-        headers: z.object({ "idempotency-key": z.string().optional() }).passthrough(),
+        headers: idempotencyKeyHeaders,
         body: z.object({ through: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date YYYY-MM-DD").optional() }).strict().default({}),
         response: { 200: runSchema, 202: runSchema, ...errors, 422: problemSchema },
         "x-response-headers": { 200: { Location: LOCATION_HEADER }, 202: { Location: LOCATION_HEADER } },
