@@ -16,7 +16,7 @@
 import pg from "pg";
 import "../../../src/db/client.js";
 import { GRAINS, dateToDay, periodOfDay } from "../../../src/activation/periods.js";
-import { dateOfX, insertActivity } from "../generate.js";
+import { ensureDayActivity, readDayActives } from "./day-input.js";
 import { copyBinary, copyOutBinary, int2, int4, int4ArrayBinary, readInt4Array } from "./binary-copy.js";
 
 const SLOTS = 1024; // users per packed row: user_key >> 10 is the row, user_key & 1023 the slot
@@ -63,18 +63,13 @@ if (cmd === "setup") {
   const size = (await pool.query(`SELECT pg_size_pretty(pg_total_relation_size('packed_latest')) AS s`)).rows[0].s;
   log(`setup: packed_latest ${size}`, t0);
 } else if (cmd === "day") {
-  const x = Number(arg ?? 1);
-  const date = dateOfX(x);
-  const present = (await pool.query(`SELECT 1 FROM activity_day WHERE fact_id = $1 AND activity_date = $2 LIMIT 1`, [factId, date])).rowCount;
-  if (!present) console.log(`inserted ${await insertActivity(pool, factId, x, x)} activity rows of ${date}`);
+  const date = await ensureDayActivity(pool, factId, Number(arg ?? 1));
   await pool.query(`CHECKPOINT`);
   const c = await pool.connect();
   const t0 = t();
   await c.query("BEGIN");
   let t1 = t();
-  const actives = readInt4Array(
-    (await c.query(`SELECT array_send(COALESCE(array_agg(user_key ORDER BY user_key), '{}')) AS a FROM activity_day WHERE fact_id = $1 AND activity_date = $2`, [factId, date])).rows[0].a,
-  );
+  const actives = await readDayActives(c, factId, date);
   log(`read ${actives.length} active users`, t1);
   const day = dateToDay(date);
   for (const [g, grain] of GRAINS.entries()) {
