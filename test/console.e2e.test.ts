@@ -9,6 +9,7 @@ import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 import { allPages, api, failCampaignAssignment, ingest, processThrough, waitForCampaign } from "./helpers/api.js";
+import { whileTableLocked } from "./helpers/locks.js";
 import { demoPopulation, eventsForDay, prng } from "../src/cli/demo-data.js";
 import { dateToDay, dayToDate } from "../src/activation/periods.js";
 import { localDate } from "../src/facts/timezones.js";
@@ -529,25 +530,19 @@ describe("console in Chromium", () => {
 
   it("follows a campaign's assignment job: the list is being split, then the split and the download", async () => {
     const list = (await api(env).get(`/v1/campaigns/${campaignId}`)).json().materialization_id as string;
-    // The job's writes wait for this transaction: the page must show the campaign as being assigned.
-    const hold = await env.ctx.db.pool.connect();
-    let id: string;
-    try {
-      await hold.query("BEGIN");
-      await hold.query("LOCK TABLE campaign_assignment IN SHARE MODE");
+    // The job's writes wait until this is done: the page must show the campaign as being assigned.
+    const id = await whileTableLocked(env.ctx.db.pool, "campaign_assignment", async () => {
       const c = await api(env).post("/v1/campaigns", { name: "Followed", materialization_id: list, holdout_percent: 10, goal: { fact: "app_opened", window_periods: 7, metric: "returned" } });
       expect(c.statusCode, c.body).toBe(202);
-      id = c.json().id;
-      await page.goto(`${base}/campaigns/${id}`);
+      const created = c.json().id as string;
+      await page.goto(`${base}/campaigns/${created}`);
       await page.getByTestId("assigning").waitFor();
       expect(await page.getByRole("button", { name: "Download treatment list (CSV)" }).count()).toBe(0);
       await shot("campaign-assigning");
-    } finally {
-      await hold.query("ROLLBACK").catch(() => {});
-      hold.release();
-    }
+      return created;
+    });
     // The page asks again on its own and shows the split once the job is done.
-    const ready = await waitForCampaign(env, id!);
+    const ready = await waitForCampaign(env, id);
     await page.getByText(`10%: ${(ready.counts as { treatment: number }).treatment.toLocaleString("en-US")} treatment`).waitFor();
     expect(await page.getByTestId("assigning").count()).toBe(0);
     await page.getByRole("button", { name: "Download treatment list (CSV)" }).waitFor();
