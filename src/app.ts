@@ -22,8 +22,20 @@ import webhookRoutes from "./routes/webhooks.js";
 import campaignRoutes from "./routes/campaigns.js";
 import campaignOutcomeRoutes from "./routes/campaign-outcomes.js";
 import consoleRoutes from "./routes/console.js";
+import { MAX_USER_ID_LENGTH } from "./facts/event-validation.js";
+import { MAX_OUTCOME_ID_LENGTH } from "./campaigns/recording.js";
 
 export const API_VERSION = "0.1.0";
+
+/**
+ * The longest path parameter the router passes on; a longer one is answered 414 (frameworkErrorHandler)
+ * before any route runs. find-my-way measures the parameter decoded, as a JavaScript string: in UTF-16
+ * code units, not in characters nor in the bytes of its percent-encoding. The longest legal parameters
+ * are ids counted in characters (code points), each at most two units: a user id of 256 emoji is 512
+ * units (3,072 bytes percent-encoded) and must be found. Nothing longer is a legal parameter of any route
+ * (uuids, fact and service names are shorter still).
+ */
+export const MAX_PATH_PARAMETER_LENGTH = 2 * Math.max(MAX_USER_ID_LENGTH, MAX_OUTCOME_ID_LENGTH);
 
 export function openapiDocument() {
   return {
@@ -53,8 +65,7 @@ export async function buildApp(context: AppContext, options: FastifyServerOption
       ...(logStream ? { stream: logStream } : {}),
     },
     bodyLimit: 1024 * 1024,
-    // Ids and cursors only; a longer path parameter is abuse, not data.
-    routerOptions: { maxParamLength: 600 },
+    routerOptions: { maxParamLength: MAX_PATH_PARAMETER_LENGTH },
     frameworkErrors: frameworkErrorHandler,
     // request.ip (the address failed authentications are counted by) from X-Forwarded-For only behind
     // the proxies TRUST_PROXY names; otherwise a client could pick its own address.

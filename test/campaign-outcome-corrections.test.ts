@@ -365,3 +365,18 @@ describe("changes based on a revision read earlier", () => {
     expect((await api(env).put(url("o-etag"), { ...first, value: 41 }, { "if-match": '"4"' })).statusCode).toBe(200);
   });
 });
+
+describe("the longest outcome_id", () => {
+  it("200 four-byte characters (2,400 bytes percent-encoded) is read, corrected and retracted at its URL; one more is a 400 naming it", async () => {
+    const longest = "🧾".repeat(200);
+    await record(purchase(longest, c.treated[0]!, 1));
+    const found = await api(env).get(url(longest));
+    expect(found.statusCode, found.body.slice(0, 300)).toBe(200);
+    expect(found.json()).toMatchObject({ outcome_id: longest, value: 1 });
+    expect((await api(env).put(url(longest), purchase(longest, c.treated[0]!, 2))).json()).toMatchObject({ outcome_id: longest, value: 2, revision: 2 });
+    expect((await api(env).delete(url(longest))).json()).toMatchObject({ outcome_id: longest, status: "retracted" });
+    const tooLong = await api(env).get(url("🧾".repeat(201)));
+    expect(tooLong.statusCode).toBe(400);
+    expect(tooLong.json().errors).toEqual([{ path: "outcome_id", message: "outcome_id must be 1–200 characters" }]);
+  });
+});

@@ -542,8 +542,9 @@ describe("SQL-looking and exotic text is stored and returned literally, and neve
       expect(res.json().errors[0].path).toBe("events[1].user_id");
     }
     expect((await storedUserIds(fact)).has("fine")).toBe(false);
-    // A lookup by an id no event may have is a 400 too, counted the same way.
-    for (const url of [`/v1/facts/${fact}/users/${encodeURIComponent("😀".repeat(257))}/status?grain=day`, `/v1/facts/${fact}/first-last?date=2026-03-02&user_id=${encodeURIComponent("😀".repeat(257))}`]) {
+    // A lookup by an id no event may have is a 400 too, counted the same way. (In the path, 257 emoji
+    // are longer than any legal parameter, which the router answers itself: 414, below.)
+    for (const url of [`/v1/facts/${fact}/users/${"u".repeat(257)}/status?grain=day`, `/v1/facts/${fact}/first-last?date=2026-03-02&user_id=${encodeURIComponent("😀".repeat(257))}`]) {
       const res = await api(env).get(url);
       expectHandled(res, "an over-long id");
       expect(res.json().errors).toEqual([{ path: "user_id", message: "user_id is longer than 256 characters" }]);
@@ -557,6 +558,34 @@ describe("SQL-looking and exotic text is stored and returned literally, and neve
     const badUrl = await api(env).get(`/v1/facts/${fact}/users/%ED%A0%80/status?grain=day`);
     expectHandled(badUrl, "bad percent-encoding");
     expect(badUrl.statusCode).toBe(400);
+  });
+
+  it("the longest legal user id, 256 four-byte characters (3,072 bytes percent-encoded), is found by its URL; a longer path parameter is a 414 problem", async () => {
+    const fact = "lit_long_users";
+    await createFact(env, fact);
+    // Emoji and other characters outside the BMP: four bytes of UTF-8 (twelve encoded), two UTF-16 units each.
+    const longest = ["😀".repeat(256), "𝒜🎉𠀀🙂".repeat(64)];
+    for (const id of longest) expect(encodeURIComponent(id)).toHaveLength(3072);
+    await ingest(env, fact, longest.flatMap((user_id) => [{ user_id, occurred_at: "2026-03-01T10:00:00Z" }, { user_id, occurred_at: "2026-03-03T10:00:00Z" }]));
+    await processThrough(env, fact, "2026-03-03");
+    for (const id of longest) {
+      const res = await api(env).get(`/v1/facts/${fact}/users/${encodeURIComponent(id)}/status?grain=day&from=2026-03-01&to=2026-03-03`);
+      expect(res.statusCode, res.body.slice(0, 300)).toBe(200);
+      expect(res.json().user_id).toBe(id);
+      expect(res.json().data.map((r: { state: string }) => r.state)).toEqual(["new", "inactive", "reactivated"]);
+    }
+    // One character more, in any path parameter, is longer than any legal one: the router's 414, as problem+json.
+    for (const url of [
+      `/v1/facts/${fact}/users/${encodeURIComponent("😀".repeat(257))}/status?grain=day`,
+      `/v1/facts/${fact}/users/${"u".repeat(513)}/status?grain=day`,
+      `/v1/campaigns/00000000-0000-4000-8000-000000000000/outcomes/${encodeURIComponent("😀".repeat(257))}`,
+      `/v1/facts/${"f".repeat(513)}`,
+    ]) {
+      const res = await api(env).get(url);
+      expectHandled(res, url.slice(0, 80));
+      expect(res.statusCode, res.body.slice(0, 300)).toBe(414);
+      expect(res.json()).toMatchObject({ status: 414, title: "URI Too Long", detail: expect.stringMatching(/path parameter is longer/) });
+    }
   });
 
   it("campaign names", async () => {

@@ -224,6 +224,8 @@ describe("the scenario holds to openapi/openapi.json", () => {
     await streams(`/v1/facts/${FACT}/status?grain=day&period=${THROUGH}`);
     await streams(`/v1/facts/${FACT}/status?grain=month&period=2026-10-01`);
     await call("GET", `/v1/facts/${FACT}/users/nobody/status?grain=day`, [200, 404]);
+    // A path parameter longer than any legal id: the router's 414.
+    await call("GET", `/v1/facts/${FACT}/users/${encodeURIComponent("😀".repeat(257))}/status?grain=day`, 414);
     await call("GET", `/v1/facts/${FACT}/metrics?grain=day&to=${inDays(1)}`, 409);
     await call("GET", `/v1/facts/${FACT}/metrics?grain=day&from=${THROUGH}&to=2026-10-01`, 400);
     await call("GET", `/v1/facts/${FACT}/metrics/contribution?grain=week&base=2026-10-19&compare=2026-10-26`, 200);

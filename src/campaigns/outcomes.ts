@@ -7,7 +7,7 @@ import { userIdString } from "../facts/event-validation.js";
 import { OUTCOME_STATUSES, type OutcomeChange, type OutcomeRevisionRow, type OutcomeRow, type OutcomeStatus } from "../activation/postgres/campaign-outcomes.js";
 import { lockAssigned, requireAssigned } from "./assigning.js";
 import { getCampaignRecord, queueResultsRecomputation } from "./campaigns.js";
-import { checkOutcome, checkText, MAX_OUTCOME_VALUE } from "./recording.js";
+import { checkOutcome, checkText, MAX_OUTCOME_ID_LENGTH, MAX_OUTCOME_VALUE } from "./recording.js";
 
 /**
  * Reading, correcting and retracting the outcomes a CRM recorded (POST …/outcomes, ./recording.ts).
@@ -35,10 +35,10 @@ const MAX_HISTORY = 100;
 const outcomeIdParam = z
   .string()
   .superRefine((raw, ctx) => {
-    const c = checkText(raw, "outcome_id", 200);
+    const c = checkText(raw, "outcome_id", MAX_OUTCOME_ID_LENGTH);
     if (!c.ok) ctx.addIssue({ code: "custom", message: c.message });
   })
-  .meta({ minLength: 1, maxLength: 200 });
+  .meta({ minLength: 1, maxLength: MAX_OUTCOME_ID_LENGTH });
 export const outcomeParams = z.object({ id: z.string().uuid(), outcome_id: outcomeIdParam });
 
 const outcomeFields = {

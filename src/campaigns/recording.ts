@@ -16,6 +16,8 @@ import { getCampaignRecord, lockCampaign, queueResultsRecomputation, type LockRe
 
 export const SEND_STATUSES = ["sent", "delivered", "failed", "opened", "clicked"] as const;
 export const MAX_BATCH = 10_000;
+/** The longest outcome_id, in characters (code points), as user ids are counted. */
+export const MAX_OUTCOME_ID_LENGTH = 200;
 /**
  * The largest outcome value either way: results sum values and their squares over every member, which
  * must stay finite (a quadrillion allows revenue in micro-units of any currency).
@@ -38,7 +40,7 @@ export const outcomeSchema = z
     outcome_id: z
       .string()
       .min(1)
-      .max(200)
+      .max(MAX_OUTCOME_ID_LENGTH)
       .describe(
         "The CRM's id of this conversion: recording it again changes nothing (with other values, or once it is retracted, the answer lists it under conflicts); " +
           "correct or retract it at /v1/campaigns/{id}/outcomes/{outcome_id}",
@@ -101,7 +103,7 @@ export function checkOutcome(raw: unknown): ItemCheck<{ outcomeId: string; userI
   const o = raw as Record<string, unknown>;
   const keys = checkKeys(o, ["outcome_id", "user_id", "occurred_at", "name", "value"]);
   if (!keys.ok) return keys;
-  const oid = checkText(o.outcome_id, "outcome_id", 200);
+  const oid = checkText(o.outcome_id, "outcome_id", MAX_OUTCOME_ID_LENGTH);
   if (!oid.ok) return oid;
   const user = checkUserId(o.user_id);
   if (!user.ok) return { ok: false, field: "user_id", message: user.message };

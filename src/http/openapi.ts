@@ -156,8 +156,9 @@ const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
 
 /**
  * Documents on every /v1 route the answers that do not come from its handler: 500 and 503 (any route;
- * 503 with Retry-After when PostgreSQL or Redis is away), and for methods with a body 413 (over the
- * body limit) and 415 (a Content-Type the route does not parse). Register before the routes.
+ * 503 with Retry-After when PostgreSQL or Redis is away), for methods with a body 413 (over the body
+ * limit) and 415 (a Content-Type the route does not parse), and for routes with path parameters 414 (a
+ * parameter longer than the router takes, see MAX_PATH_PARAMETER_LENGTH). Register before the routes.
  */
 export function documentCommonAnswers(app: FastifyInstance): void {
   app.addHook("onRoute", (route) => {
@@ -165,7 +166,14 @@ export function documentCommonAnswers(app: FastifyInstance): void {
     if (!schema || schema.hide || !(route.url === "/v1" || route.url.startsWith("/v1/"))) return;
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     const withBody = methods.some((m) => BODY_METHODS.has(m));
-    schema.response = { ...(withBody ? { 413: problemSchema, 415: problemSchema } : {}), ...schema.response, 500: problemSchema, 503: problemSchema };
+    const withPathParameters = route.url.includes("/:");
+    schema.response = {
+      ...(withBody ? { 413: problemSchema, 415: problemSchema } : {}),
+      ...(withPathParameters ? { 414: problemSchema } : {}),
+      ...schema.response,
+      500: problemSchema,
+      503: problemSchema,
+    };
     documentProblemResponses(schema.response);
     documentResponseHeaders(schema, [503], { "Retry-After": RETRY_AFTER_HEADER });
   });
