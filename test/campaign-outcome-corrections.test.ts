@@ -3,7 +3,7 @@
 // do a newly recorded outcome, the replaced revisions stay readable, and a retraction is final.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
-import { allPages, api } from "./helpers/api.js";
+import { allPages, api, waitForCampaign } from "./helpers/api.js";
 import { settledResults, smallCampaign, storedResults, treatmentValueMean, type SmallCampaign } from "./helpers/small-campaign.js";
 import type { RunningWorkers } from "../src/jobs/workers.js";
 
@@ -378,5 +378,46 @@ describe("the longest outcome_id", () => {
     const tooLong = await api(env).get(url("🧾".repeat(201)));
     expect(tooLong.statusCode).toBe(400);
     expect(tooLong.json().errors).toEqual([{ path: "outcome_id", message: "outcome_id must be 1–200 characters" }]);
+  });
+});
+
+describe("after the campaign is deleted", () => {
+  it("a replayed Idempotency-Key of a correction, a retraction or a batch answers the campaign's 404, as the request without a key does", async () => {
+    const created = await api(env).post("/v1/campaigns", { name: "oc deleted later", materialization_id: c.listId, holdout_percent: 50, goal: { fact: c.fact, window_periods: 7, metric: "returned" } });
+    expect(created.statusCode, created.body).toBe(202);
+    const id = created.json().id as string;
+    expect(await waitForCampaign(env, id)).toMatchObject({ status: "ready" });
+    const treated = (await allPages(env, `/v1/campaigns/${id}/assignments?group=treatment`)).map((r) => r.user_id as string);
+    const user = treated[0]!;
+    const batchUrl = (kind: string) => `/v1/campaigns/${id}/${kind}`;
+    const keyed = (key: string) => ({ "idempotency-key": `deleted-later-${key}` });
+    const sends = { sends: [{ user_id: user, sent_at: at(7), channel: "push", status: "sent" }] };
+    const outcomes = { outcomes: [purchase("o-gone-1", user, 5), purchase("o-gone-2", user, 6)] };
+    const correction = purchase("o-gone-1", user, 4);
+    // Each request once, with its key: answered and stored.
+    expect((await api(env).post(batchUrl("outcomes"), outcomes)).statusCode).toBe(200);
+    const requests = [
+      () => api(env).put(url("o-gone-1", id), correction, keyed("correct")),
+      () => api(env).delete(url("o-gone-2", id), keyed("retract")),
+      () => api(env).post(batchUrl("sends"), sends, keyed("sends")),
+      () => api(env).post(batchUrl("outcomes"), outcomes, keyed("outcomes")),
+    ];
+    for (const send of requests) expect((await send()).statusCode).toBe(200);
+    // While the campaign exists, a replay answers the stored response.
+    const replayed = await requests[0]!();
+    expect(replayed.headers["idempotent-replayed"]).toBe("true");
+    expect(replayed.json()).toMatchObject({ outcome_id: "o-gone-1", value: 4 });
+
+    expect((await api(env).delete(`/v1/campaigns/${id}`)).statusCode).toBe(204);
+    for (const send of requests) {
+      const res = await send();
+      expect(res.statusCode, res.body).toBe(404);
+      expect(res.headers["content-type"]).toContain("application/problem+json");
+      expect(res.headers["idempotent-replayed"]).toBeUndefined();
+      expect(res.json().detail).toBe(`No campaign ${id}.`);
+    }
+    // The same requests without a key answer the same.
+    expect((await api(env).put(url("o-gone-1", id), correction)).json().detail).toBe(`No campaign ${id}.`);
+    expect((await api(env).post(batchUrl("sends"), sends)).json().detail).toBe(`No campaign ${id}.`);
   });
 });

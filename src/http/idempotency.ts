@@ -70,17 +70,27 @@ export function replay(reply: FastifyReply, stored: StoredResponse) {
  * Runs a write at most once per key. `work` gets a `record` callback to call inside its own
  * transaction; when two requests race with one key, the loser's transaction fails on the primary key
  * and it answers with the winner's stored response.
+ *
+ * `stillThere`, for a write to something that can be deleted later (a campaign's sends and outcomes),
+ * runs before a stored response is replayed and throws that thing's 404 once it is gone: a retry then
+ * answers as the same request without a key would, and as idempotentCreate's replays do, rather than
+ * a success about something that no longer exists. The stored response itself is never rewritten.
  */
 export async function idempotent(
   pool: pg.Pool,
   request: FastifyRequest,
   reply: FastifyReply,
   work: (record: ((client: pg.ClientBase, response: StoredResponse) => Promise<void>) | undefined) => Promise<StoredResponse>,
+  stillThere?: () => Promise<unknown>,
 ) {
   const key = idempotencyKeyOf(request);
+  const replayStored = async (stored: StoredResponse) => {
+    await stillThere?.();
+    return replay(reply, stored);
+  };
   if (key) {
     const stored = await findStoredResponse(pool, request, key);
-    if (stored) return replay(reply, stored);
+    if (stored) return replayStored(stored);
   }
   try {
     const response = await work(key ? (client, res) => storeResponse(client, request, key, res) : undefined);
@@ -88,7 +98,7 @@ export async function idempotent(
   } catch (err) {
     if (key && isKeyTaken(err)) {
       const stored = await findStoredResponse(pool, request, key);
-      if (stored) return replay(reply, stored);
+      if (stored) return replayStored(stored);
     }
     throw err;
   }

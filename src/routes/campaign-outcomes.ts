@@ -4,6 +4,7 @@ import {
   correctOutcome, getOutcome, outcomeEtag, listOutcomes, outcomeCorrectionSchema, outcomeDetailSchema, outcomeListQuerySchema, outcomeParams,
   outcomeRecordSchema, retractOutcome,
 } from "../campaigns/outcomes.js";
+import { getCampaignRecord } from "../campaigns/campaigns.js";
 import { idempotencyKeyHeaders, idempotent } from "../http/idempotency.js";
 import { pageSchema } from "../http/pagination.js";
 import { problemSchema } from "../http/problem.js";
@@ -72,10 +73,14 @@ const campaignOutcomeRoutes: FastifyPluginAsyncZod = async (app) => {
       validatorCompiler: bodyValidatedInHandler,
     },
     async (req, reply) =>
-      idempotent(app.db.pool, req, reply, async (record) => ({
-        status: 200,
-        body: await correctOutcome(app.ctx, req.params.id, req.params.outcome_id, req.body, req.headers["if-match"], record),
-      })),
+      idempotent(
+        app.db.pool, req, reply,
+        async (record) => ({
+          status: 200,
+          body: await correctOutcome(app.ctx, req.params.id, req.params.outcome_id, req.body, req.headers["if-match"], record),
+        }),
+        () => getCampaignRecord(app.ctx, req.params.id),
+      ),
   );
 
   app.delete(
@@ -95,10 +100,14 @@ const campaignOutcomeRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (req, reply) =>
-      idempotent(app.db.pool, req, reply, async (record) => ({
-        status: 200,
-        body: await retractOutcome(app.ctx, req.params.id, req.params.outcome_id, req.headers["if-match"], record),
-      })),
+      idempotent(
+        app.db.pool, req, reply,
+        async (record) => ({
+          status: 200,
+          body: await retractOutcome(app.ctx, req.params.id, req.params.outcome_id, req.headers["if-match"], record),
+        }),
+        () => getCampaignRecord(app.ctx, req.params.id),
+      ),
   );
 };
 export default campaignOutcomeRoutes;

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import {
   assignmentRowSchema, assignmentsExport, assignmentsPage, campaignSchema, createCampaign, createCampaignSchema, deleteCampaign, getCampaign,
-  listCampaigns, updateCampaign, updateCampaignSchema,
+  getCampaignRecord, listCampaigns, updateCampaign, updateCampaignSchema,
 } from "../campaigns/campaigns.js";
 import { MAX_BATCH, outcomeSchema, recordOutcomes, recordSends, sendSchema } from "../campaigns/recording.js";
 import { campaignResultSchema, getCampaignResults } from "../campaigns/results.js";
@@ -199,7 +199,8 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
       },
       validatorCompiler: bodyValidatedInHandler,
     },
-    async (req, reply) => idempotent(app.db.pool, req, reply, async (record) => ({ status: 200, body: await recordSends(app.ctx, req.params.id, req.body, record) })),
+    async (req, reply) =>
+      idempotent(app.db.pool, req, reply, async (record) => ({ status: 200, body: await recordSends(app.ctx, req.params.id, req.body, record) }), () => getCampaignRecord(app.ctx, req.params.id)),
   );
 
   app.post(
@@ -220,7 +221,8 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
       },
       validatorCompiler: bodyValidatedInHandler,
     },
-    async (req, reply) => idempotent(app.db.pool, req, reply, async (record) => ({ status: 200, body: await recordOutcomes(app.ctx, req.params.id, req.body, record) })),
+    async (req, reply) =>
+      idempotent(app.db.pool, req, reply, async (record) => ({ status: 200, body: await recordOutcomes(app.ctx, req.params.id, req.body, record) }), () => getCampaignRecord(app.ctx, req.params.id)),
   );
 
   app.get(
