@@ -117,6 +117,32 @@ describe("after a processing run of the goal fact", () => {
     expect(after.result!.goal.groups.treatment.mean).toBeCloseTo((5 * WINDOW_DAYS) / c.treated.length, 12);
   });
 
+  it("the sweep asks for the campaigns whose stored results are behind and for no other: out once their results are stored, back with new data", async () => {
+    const c = await smallCampaign(env, "rr_sweep");
+    const before = await settled(c.id);
+    await withWorkersStopped(async () => {
+      await env.ctx.queues.campaigns.obliterate({ force: true });
+      // Every campaign of this file has its results stored: nothing to ask for, even with Redis emptied.
+      expect(await reviveUnfinishedJobs(env.ctx)).toBe(0);
+      const a = await api(env).post(`/v1/campaigns/${c.id}/outcomes`, { outcomes: [outcome("o-1", c.treated[0]!, 3, c)] });
+      expect(a.statusCode, a.body).toBe(200);
+      await env.ctx.queues.campaigns.obliterate({ force: true });
+      expect(await reviveUnfinishedJobs(env.ctx)).toBe(1);
+      // Its results stored (as a job would store them): out of the sweep again.
+      await env.ctx.queues.campaigns.obliterate({ force: true });
+      expect(await executeCampaignResults(env.ctx, c.id)).toEqual({ data_version: before.current + 1 });
+      expect(await reviveUnfinishedJobs(env.ctx)).toBe(0);
+      // The campaign's copy of the stored version lost (written after the results, it may lag): the
+      // campaign only looks behind, and the recomputation the sweep asks for writes it again.
+      await pool.query(`UPDATE campaign SET results_version = NULL WHERE id = $1`, [c.id]);
+      expect(await reviveUnfinishedJobs(env.ctx)).toBe(1);
+      await env.ctx.queues.campaigns.obliterate({ force: true });
+      await executeCampaignResults(env.ctx, c.id);
+      expect(await reviveUnfinishedJobs(env.ctx)).toBe(0);
+    });
+    expect((await settled(c.id)).computed).toBe(before.current + 1);
+  });
+
   it("a recomputation that failed on its last attempt is not retried by every sweep; newer data asks again", async () => {
     const c = await smallCampaign(env, "rr_failed");
     const before = await settled(c.id);

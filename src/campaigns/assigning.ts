@@ -172,7 +172,7 @@ export async function executeCampaignAssignment(
           await tx.query(
             `UPDATE campaign SET materialization_id = $2, audience_id = $3, as_of = $4, grain = $5, holdout_percent = $6, salt = $7, launch_date = $8,
                     treatment_count = $9, control_count = $10, global_control_count = $11, metrics_through = $12,
-                    metrics_pending_from = NULL, metrics_full_refresh = false, data_version = data_version + 1,
+                    metrics_pending_from = NULL, metrics_full_refresh = false, data_version = data_version + 1, results_version = NULL,
                     status = 'ready', pending_assignment = NULL, assignment_error = NULL, assigned_at = now(), updated_at = now()
              WHERE id = $1`,
             [

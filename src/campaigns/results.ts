@@ -293,7 +293,7 @@ export async function computeAndStoreResults(ctx: AppContext, campaignId: string
     }
     const result = await computeCampaignResults(ctx, current);
     const duration = Math.round(performance.now() - t0);
-    await ctx.db.pool.query(
+    const stored = await ctx.db.pool.query(
       `INSERT INTO campaign_result (campaign_id, result, data_version, computed_at, duration_ms)
        SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM campaign WHERE id = $1)
        ON CONFLICT (campaign_id) DO UPDATE SET result = EXCLUDED.result, data_version = EXCLUDED.data_version, computed_at = EXCLUDED.computed_at,
@@ -301,6 +301,12 @@ export async function computeAndStoreResults(ctx: AppContext, campaignId: string
        WHERE campaign_result.data_version <= EXCLUDED.data_version`,
       [campaignId, JSON.stringify(result), c.dataVersion, computedAt, duration],
     );
+    // The stored version, on the campaign for the recovery sweep's index. Written once the results are
+    // committed, in a statement of its own: it never holds the results' row while waiting for the
+    // campaign's (an assignment takes them the other way round), and should it be lost, the campaign
+    // only looks behind, and the recomputation the sweep then asks for writes it again.
+    if (stored.rowCount)
+      await ctx.db.pool.query(`UPDATE campaign SET results_version = GREATEST(results_version, $2) WHERE id = $1`, [campaignId, c.dataVersion]);
     return { ...result, computed_at: computedAt.toISOString(), duration_ms: duration, data_version: c.dataVersion, stale: false, recomputation_error: null };
   } catch (err) {
     await ctx.db.pool

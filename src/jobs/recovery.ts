@@ -51,14 +51,15 @@ export async function reviveResultsJob(ctx: AppContext, campaignId: string): Pro
 
 /**
  * The campaigns whose stored results are behind their data version (none stored yet included), but not
- * a version whose recomputation failed on its last attempt. Campaigns are few (one per CRM send-out),
- * so they are read whole.
+ * a version whose recomputation failed on its last attempt. The condition is the partial index's
+ * (campaign_results_behind_idx, migration 20261128004000), written the same way so that the planner
+ * uses it: a sweep reads the campaigns behind, not every campaign.
  */
 async function campaignsWithResultsBehind(ctx: AppContext): Promise<string[]> {
   const rows = await ctx.db.prisma.$queryRaw<Array<{ id: string }>>`
-    SELECT c.id::text AS id FROM campaign c LEFT JOIN campaign_result r ON r.campaign_id = c.id
-    WHERE c.status = 'ready' AND c.data_version > COALESCE(r.data_version, -1) AND c.data_version > COALESCE(c.results_failed_version, -1)
-    ORDER BY c.created_at`;
+    SELECT id::text AS id FROM campaign
+    WHERE status = 'ready' AND data_version > COALESCE(results_version, -1) AND data_version > COALESCE(results_failed_version, -1)
+    ORDER BY created_at`;
   return rows.map((r) => r.id);
 }
 
