@@ -351,7 +351,7 @@ describe("changes based on a revision read earlier", () => {
     expect((await api(env).put(url("o-etag"), { ...first, value: 45 }, { "if-match": '"1"' })).statusCode).toBe(200);
     const stale = await api(env).put(url("o-etag"), { ...first, value: 40 }, { "if-match": '"1"' });
     expect(stale.statusCode, stale.body).toBe(412);
-    expect(stale.json()).toMatchObject({ status: 412, revision: 2 });
+    expect(stale.json()).toMatchObject({ status: 412, title: "Precondition Failed", revision: 2 });
     expect(stale.headers.etag).toBe('"2"');
     expect((await api(env).delete(url("o-etag"), { "if-match": '"1"' })).statusCode).toBe(412);
     const now = (await api(env).get(url("o-etag"))).json();

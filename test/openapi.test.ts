@@ -92,6 +92,8 @@ describe("OpenAPI", () => {
         const problem = res.content?.["application/problem+json"]?.schema as { $ref?: string } | undefined;
         if (problem?.$ref !== "#/components/schemas/Problem") problems.push(`${where}: ${code} is not documented as application/problem+json Problem`);
         if (res.content?.["application/json"]) problems.push(`${where}: ${code} documented as application/json`);
+        // The description starts with the answer's title (problem.ts TITLES): "Error" is the fallback of a status without one.
+        if (!res.description || res.description === "Error") problems.push(`${where}: ${code} has no title`);
       }
     }
     expect(problems).toEqual([]);
