@@ -7,7 +7,7 @@ import { contextPlugin, type AppContext } from "./context.js";
 import authPlugin from "./http/auth.js";
 import rateLimitPlugin from "./http/rate-limit.js";
 import { problemErrorHandler } from "./http/problem.js";
-import untrustedInputPlugin, { frameworkErrorHandler } from "./http/untrusted-input.js";
+import untrustedInputPlugin, { frameworkErrorHandler, MAX_PATH_PARAMETER_LENGTH } from "./http/untrusted-input.js";
 import healthRoutes from "./routes/health.js";
 import factRoutes from "./routes/facts.js";
 import eventRoutes from "./routes/events.js";

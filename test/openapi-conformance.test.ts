@@ -2,7 +2,8 @@
 // openapi/openapi.json through the app, with the main error answers, and every answer is held to the
 // document (status declared, content type declared, body valid against the declared schema, NDJSON
 // lines against the declared item schema, required headers present). An operation the scenario does
-// not exercise fails the test, so a new route comes with its coverage here.
+// not exercise fails the test, so a new route comes with its coverage here; so does a 404 or 409 an
+// operation declares and the scenario never got (a declaration no code path answers, or a gap here).
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -131,6 +132,11 @@ describe("the scenario holds to openapi/openapi.json", () => {
     await call("GET", "/v1/facts/no_such_fact", 404);
     await call("PATCH", `/v1/facts/${FACT}`, 200, { json: { description: "Opens of the app" } });
     expectFieldErrors(await call("PATCH", `/v1/facts/${FACT}`, 400, { json: { timezone: 7 } }));
+    await call("PATCH", "/v1/facts/no_such_fact", 404, { json: { description: "Nothing" } });
+    await call("GET", `/v1/facts/${"f".repeat(601)}`, 414);
+    // A DELETE's body is parsed like any other: over the limit, or of a type no parser takes.
+    await call("DELETE", `/v1/facts/${OTHER_FACT}`, 415, { raw: "please", contentType: "text/plain" });
+    await call("DELETE", `/v1/facts/${OTHER_FACT}`, 413, { json: { reason: "x".repeat(1024 * 1024) } });
 
     // Outside the document's operations: a known path with another method, an unknown path.
     for (const [method, url, status] of [["PUT", "/v1/facts", 405], ["GET", "/v1/nothing-here", 404]] as const) {
@@ -170,6 +176,7 @@ describe("the scenario holds to openapi/openapi.json", () => {
     expectFieldErrors(await call("POST", `/v1/facts/${FACT}/events`, 400, { raw: '{"user_id":"a","occurred_at":"2026-10-01T00:00:00Z"}\nnot json\n', contentType: "application/x-ndjson" }));
     await call("POST", `/v1/facts/${FACT}/events`, 415, { raw: "user,at", contentType: "text/csv" });
     await call("POST", "/v1/facts/no_such_fact/events", 404, { json: json });
+    await call("PATCH", `/v1/facts/${FACT}`, 409, { json: { timezone: "Asia/Seoul" } });
     const tooMany = { events: Array.from({ length: 10_001 }, (_, i) => ({ user_id: i, occurred_at: "2026-10-01T00:00:00Z" })) };
     await call("POST", `/v1/facts/${FACT}/events`, 413, { json: tooMany });
   });
@@ -193,6 +200,7 @@ describe("the scenario holds to openapi/openapi.json", () => {
     await call("POST", `/v1/facts/${FACT}/runs`, 422, { json: { through: "2026-10-27" }, headers: { "idempotency-key": "conformance-run" } });
     await waitFor(`/v1/runs/${again.json().id}`, finished);
     await call("GET", `/v1/facts/${FACT}/runs?limit=5`, 200);
+    await call("GET", "/v1/facts/no_such_fact/runs", 404);
     await call("GET", `/v1/runs/${MISSING}`, 404);
   });
 
@@ -232,6 +240,17 @@ describe("the scenario holds to openapi/openapi.json", () => {
     await call("GET", `/v1/facts/${FACT}/metrics/contribution?grain=day&base=2026-10-27&compare=${THROUGH}`, 200);
     expectFieldErrors(await call("GET", `/v1/facts/${FACT}/metrics/contribution?grain=day&base=2026-10-27`, 400));
     await call("GET", `/v1/services/${SERVICE}/core-actions?grain=day&from=2026-10-20&to=${inDays(400)}`, 200);
+    await call("GET", "/v1/services/no_such_service/core-actions", 404);
+    // An unknown fact is a 404; one never processed (OTHER_FACT) has nothing to read yet, a 409.
+    for (const fact of ["no_such_fact", OTHER_FACT]) {
+      const status = fact === OTHER_FACT ? 409 : 404;
+      await call("GET", `/v1/facts/${fact}/first-last?date=${THROUGH}`, status);
+      await call("GET", `/v1/facts/${fact}/activation?period=${THROUGH}`, status);
+      await call("GET", `/v1/facts/${fact}/status?period=${THROUGH}`, status);
+      await call("GET", `/v1/facts/${fact}/users/user-1/status`, status);
+      await call("GET", `/v1/facts/${fact}/metrics`, status);
+      await call("GET", `/v1/facts/${fact}/metrics/contribution?base=2026-10-27&compare=${THROUGH}`, status);
+    }
   });
 
   it("audiences, versions, preview and materializations with their members and changes", async () => {
@@ -258,6 +277,11 @@ describe("the scenario holds to openapi/openapi.json", () => {
     await call("PATCH", `/v1/audiences/${audienceId}`, 200, { json: { filter: { field: "inactivity_periods", op: "between", value: [0, 1] }, refresh: "on_new_data" } });
     await call("PATCH", `/v1/audiences/${audienceId}`, 200, { json: { refresh: null } });
     await call("GET", `/v1/audiences/${audienceId}/versions`, 200);
+    await call("PATCH", `/v1/audiences/${MISSING}`, 404, { json: { description: "Nobody's" } });
+    await call("GET", `/v1/audiences/${MISSING}/versions`, 404);
+    await call("GET", `/v1/audiences/${MISSING}/materializations`, 404);
+    await call("POST", "/v1/audiences/preview", 409, { json: { definition: { ...definition, fact: OTHER_FACT, filter: { field: "inactivity_periods", op: "gte", value: 0 } } } });
+    await call("POST", `/v1/audiences/${audienceId}/materializations`, 409, { json: { as_of: inDays(1) } });
 
     const list = await call("POST", `/v1/audiences/${audienceId}/materializations`, 202);
     listId = list.json().id;
@@ -283,6 +307,8 @@ describe("the scenario holds to openapi/openapi.json", () => {
       await call("GET", changes, 200, { headers: { accept: "application/x-ndjson" } });
     }
     expectFieldErrors(await call("GET", `/v1/materializations/${listId}/changes`, 400));
+    await call("GET", `/v1/materializations/${MISSING}/members`, 404);
+    await call("GET", `/v1/materializations/${MISSING}/changes?since=${listId}`, 404);
   });
 
   it("the global control group", async () => {
@@ -353,6 +379,14 @@ describe("the scenario holds to openapi/openapi.json", () => {
     await call("GET", `/v1/campaigns/${campaignId}/results`, 200);
     await call("GET", `/v1/campaigns/${campaignId}/results?refresh=true`, 200);
     await call("GET", `/v1/campaigns/${MISSING}/results`, 404);
+    const missing = `/v1/campaigns/${MISSING}`;
+    await call("PATCH", missing, 404, { json: { name: "Nobody's" } });
+    await call("GET", `${missing}/assignments`, 404);
+    await call("POST", `${missing}/sends`, 404, { json: { sends: sends.sends.slice(0, 1) } });
+    await call("POST", `${missing}/outcomes`, 404, { json: { outcomes: [outcome(1)] } });
+    await call("GET", `${missing}/outcomes`, 404);
+    await call("DELETE", `${missing}/outcomes/order-1`, 404);
+    await call("POST", `${missing}/retry-assignment`, 404);
     await call("POST", `/v1/campaigns/${campaignId}/retry-assignment`, 409);
 
     // A campaign whose list is deleted before its job runs fails; trying it again answers 202.
@@ -360,18 +394,37 @@ describe("the scenario holds to openapi/openapi.json", () => {
     await waitFor(`/v1/materializations/${doomed.json().id}`, finished);
     await workers.close();
     let failedId = "";
+    const orphaned = { json: { ...body, name: "Orphaned", materialization_id: doomed.json().id }, headers: { "idempotency-key": "conformance-orphaned" } };
+    let queuedListId = "";
     try {
-      failedId = (await call("POST", "/v1/campaigns", 202, { json: { ...body, name: "Orphaned", materialization_id: doomed.json().id } })).json().id;
+      failedId = (await call("POST", "/v1/campaigns", 202, orphaned)).json().id;
       await call("DELETE", `/v1/materializations/${doomed.json().id}`, 204);
+      // A list no worker has computed yet: no members, no changes, no campaign, not deleted.
+      queuedListId = (await call("POST", `/v1/audiences/${audienceId}/materializations`, 202)).json().id;
+      await call("GET", `/v1/materializations/${queuedListId}/members`, 409);
+      await call("GET", `/v1/materializations/${queuedListId}/changes?since=${listId}`, 409);
+      await call("DELETE", `/v1/materializations/${queuedListId}`, 409);
+      await call("POST", "/v1/campaigns", 409, { json: { ...body, name: "Too early", materialization_id: queuedListId } });
     } finally {
       workers = env.startWorkers();
     }
+    await waitFor(`/v1/materializations/${queuedListId}`, finished);
     expect((await waitFor(`/v1/campaigns/${failedId}`, (c) => c.status !== "assigning")).status).toBe("failed");
-    await call("GET", `/v1/campaigns/${failedId}/assignments`, 409);
+    // Without assignments, nothing can be recorded or read against them.
+    const failed = `/v1/campaigns/${failedId}`;
+    await call("GET", `${failed}/assignments`, 409);
+    await call("POST", `${failed}/sends`, 409, { json: sends });
+    await call("POST", `${failed}/outcomes`, 409, { json: { outcomes: [outcome(1)] } });
+    await call("GET", `${failed}/outcomes`, 409);
+    await call("GET", `${failed}/outcomes/order-1`, 409);
+    await call("DELETE", `${failed}/outcomes/order-1`, 409);
+    await call("GET", `${failed}/results`, 409);
     const retried = await call("POST", `/v1/campaigns/${failedId}/retry-assignment`, 202, { headers: { "idempotency-key": "conformance-retry" } });
     expect(retried.headers.location).toBe(`/v1/campaigns/${failedId}`);
     await waitFor(`/v1/campaigns/${failedId}`, (c) => c.status !== "assigning");
     await call("DELETE", `/v1/campaigns/${failedId}`, 204);
+    // The key's campaign is gone: a replay answers what it is now.
+    await call("POST", "/v1/campaigns", 404, orphaned);
   });
 
   it("webhook deliveries, and deletions with their conflicts", async () => {
@@ -415,6 +468,10 @@ describe("the scenario holds to openapi/openapi.json", () => {
 
   it("every operation of the document was exercised", () => {
     expect(contract.unexercised()).toEqual([]);
+  });
+
+  it("every 404 and 409 the document declares was answered", () => {
+    expect(contract.unanswered([404, 409])).toEqual([]);
   });
 });
 
@@ -462,5 +519,15 @@ describe("the contract check itself", () => {
     contract.check({ method: "GET", url: "/health", response: answer(200, json, '{"status":"ok"}') });
     expect(contract.unexercised()).toContain("GET /v1/facts");
     expect(contract.unexercised()).not.toContain("GET /health");
+  });
+
+  it("lists the declared answers a scenario never got", () => {
+    const contract = fresh();
+    expect(contract.unanswered([404])).toContain("GET /v1/facts/{name} 404");
+    const problem = { type: "about:blank", title: "Not Found", status: 404, detail: "No fact named 'f'.", instance: "/v1/facts/f" };
+    contract.check({ method: "GET", url: "/v1/facts/f", response: answer(404, { "content-type": "application/problem+json" }, JSON.stringify(problem)) });
+    expect(contract.unanswered([404])).not.toContain("GET /v1/facts/{name} 404");
+    // Only declared answers are listed: a list has no resource to miss.
+    expect(contract.unanswered([404]).some((a) => a.startsWith("GET /v1/facts "))).toBe(false);
   });
 });

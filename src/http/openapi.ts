@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifySchema } from "fastify";
 import { jsonSchemaTransform, jsonSchemaTransformObject } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { documentProblemResponses, problemSchema } from "./problem.js";
+import { MAX_PATH_PARAMETER_LENGTH } from "./untrusted-input.js";
 
 /**
  * What the OpenAPI document says beyond the routes' zod schemas, which @fastify/swagger cannot say
@@ -152,13 +153,19 @@ export const openapiTransformObject: SwaggerTransformObject = (input) => {
   return document as ReturnType<SwaggerTransformObject>;
 };
 
-const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
+/**
+ * The methods Fastify parses a body of, whether the route declares one or not: a DELETE with a body is
+ * parsed too, so it can be over the body limit (413) or of a type no parser takes (415).
+ */
+const BODY_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
 /**
- * Documents on every /v1 route the answers that do not come from its handler: 500 and 503 (any route;
- * 503 with Retry-After when PostgreSQL or Redis is away), for methods with a body 413 (over the body
- * limit) and 415 (a Content-Type the route does not parse), and for routes with path parameters 414 (a
- * parameter longer than the router takes, see MAX_PATH_PARAMETER_LENGTH). Register before the routes.
+ * Documents on every /v1 route the answers that do not come from its handler: 400 (any route: a query
+ * parameter it does not declare, text that cannot be stored in the path or query, a URL that is not
+ * well-formed), 500 and 503 (any route; 503 with Retry-After when PostgreSQL or Redis is away), 414 on
+ * routes with a path parameter (one over MAX_PATH_PARAMETER_LENGTH), and for methods with a body 413 (over
+ * the body limit) and 415 (a Content-Type the route does not parse). A route declares the answers of its
+ * own code path (problemAnswers). Register before the routes.
  */
 export function documentCommonAnswers(app: FastifyInstance): void {
   app.addHook("onRoute", (route) => {
@@ -166,15 +173,18 @@ export function documentCommonAnswers(app: FastifyInstance): void {
     if (!schema || schema.hide || !(route.url === "/v1" || route.url.startsWith("/v1/"))) return;
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     const withBody = methods.some((m) => BODY_METHODS.has(m));
-    const withPathParameters = route.url.includes("/:");
+    const withPathParameter = route.url.includes("/:");
     schema.response = {
+      400: problemSchema,
       ...(withBody ? { 413: problemSchema, 415: problemSchema } : {}),
-      ...(withPathParameters ? { 414: problemSchema } : {}),
+      ...(withPathParameter ? { 414: problemSchema } : {}),
       ...schema.response,
       500: problemSchema,
       503: problemSchema,
     };
     documentProblemResponses(schema.response);
+    if (withPathParameter)
+      (schema.response[414] as { description: string }).description = `URI Too Long: a path parameter is longer than ${MAX_PATH_PARAMETER_LENGTH} characters`;
     documentResponseHeaders(schema, [503], { "Retry-After": RETRY_AFTER_HEADER });
   });
 }

@@ -85,6 +85,16 @@ export const problemSchema = z
   .meta({ id: "Problem", description: "RFC 9457 problem details" });
 
 /**
+ * The problem answers of `codes` for a route's response map (`...problemAnswers(404, 409)`): the statuses
+ * its own code path can answer. Those every /v1 route can give (400, 401, 403, 429, 500, 503, and 413,
+ * 414 and 415 where they apply) are added to every route by documentCommonAnswers (./openapi.ts) and the
+ * auth and rate-limit plugins.
+ */
+export function problemAnswers<const C extends number>(...codes: C[]): Record<C, typeof problemSchema> {
+  return Object.fromEntries(codes.map((code) => [code, problemSchema])) as Record<C, typeof problemSchema>;
+}
+
+/**
  * Documents problem answers as what they are on the wire, `application/problem+json`, instead of the
  * `application/json` a bare response schema would be published as. Mutates a route's response map.
  */

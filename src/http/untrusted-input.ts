@@ -2,6 +2,9 @@ import fp from "fastify-plugin";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { formatPath, ProblemError, sendProblem, type ProblemFieldError } from "./problem.js";
 
+/** Ids and cursors only: a longer path parameter is abuse, not data (a 414, see frameworkErrorHandler). */
+export const MAX_PATH_PARAMETER_LENGTH = 600;
+
 /** No request of this API is deeper than ~15 levels (an audience filter at its depth limit); 32 leaves room. */
 export const MAX_JSON_DEPTH = 32;
 const MAX_REPORTED = 100;

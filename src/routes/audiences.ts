@@ -11,10 +11,9 @@ import { audienceMemberSchema, listMaterializations, materializationSchema, requ
 import { GROWTH_STATES, STATES } from "../activation/layer-queries.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
 import { LOCATION_HEADER } from "../http/openapi.js";
-import { ProblemError, problemSchema } from "../http/problem.js";
+import { ProblemError, problemAnswers } from "../http/problem.js";
 import { bodyValidatedInHandler, noBodyMeansNoOptions } from "../http/validation.js";
 
-const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
 const date = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date YYYY-MM-DD");
 const idParams = z.object({ id: z.string().uuid() });
 
@@ -46,7 +45,7 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ["audiences"],
         summary: "Count an audience now: exact count, breakdown by state and growth state, a sample",
         body: z.object({ definition: definitionDoc, as_of: date.optional() }).strict(),
-        response: { 200: previewResult, ...errors },
+        response: { 200: previewResult, ...problemAnswers(409) },
       },
       validatorCompiler: documentedOnly,
       // A preview reads only; a read key may build audiences interactively.
@@ -70,7 +69,7 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ["audiences"],
         summary: "Save an audience (version 1)",
         body: definitionDoc.extend({ refresh: refreshSchema }),
-        response: { 201: audienceSchema, ...errors },
+        response: { 201: audienceSchema },
         "x-response-headers": { 201: { Location: LOCATION_HEADER } },
       },
       validatorCompiler: documentedOnly,
@@ -88,7 +87,7 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ["audiences"],
         summary: "List audiences, newest first",
         querystring: pageQuerySchema.extend({ fact: z.string().optional().describe("Only audiences reading this fact") }),
-        response: { 200: pageSchema(audienceSchema), ...errors },
+        response: { 200: pageSchema(audienceSchema) },
       },
     },
     async (req) => listAudiences(app.ctx, req.query),
@@ -96,7 +95,7 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get(
     "/audiences/:id",
-    { schema: { tags: ["audiences"], summary: "An audience and its current version", params: idParams, response: { 200: audienceSchema, ...errors } } },
+    { schema: { tags: ["audiences"], summary: "An audience and its current version", params: idParams, response: { 200: audienceSchema, ...problemAnswers(404) } } },
     async (req) => audienceView(await getAudienceRecord(app.ctx, req.params.id)),
   );
 
@@ -108,7 +107,7 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "Change an audience: any change of the definition makes a new version",
         params: idParams,
         body: definitionDoc.partial().extend({ refresh: refreshSchema }),
-        response: { 200: audienceSchema, ...errors },
+        response: { 200: audienceSchema, ...problemAnswers(404) },
       },
       validatorCompiler: documentedOnly,
     },
@@ -122,7 +121,7 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ["audiences"],
         summary: "Delete an audience (its finished materializations stay readable until deleted)",
         params: idParams,
-        response: { 204: z.null(), ...errors },
+        response: { 204: z.null(), ...problemAnswers(404) },
       },
     },
     async (req, reply) => {
@@ -139,7 +138,7 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "Every version of an audience's definition, newest first",
         params: idParams,
         querystring: pageQuerySchema,
-        response: { 200: pageSchema(versionSchema), ...errors },
+        response: { 200: pageSchema(versionSchema), ...problemAnswers(404) },
       },
     },
     async (req) => listVersions(app.ctx, req.params.id, req.query),
@@ -154,7 +153,7 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
         description: "`as_of` defaults to the watermark of the audience's fact (its processed_through) at request time, also when the POST has no body.",
         params: idParams,
         body: z.object({ as_of: date.optional() }).strict().default({}),
-        response: { 202: materializationSchema, ...errors },
+        response: { 202: materializationSchema, ...problemAnswers(404, 409) },
         "x-response-headers": { 202: { Location: LOCATION_HEADER } },
       },
       // No body: as of the default date.
@@ -174,7 +173,7 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "An audience's materializations, newest first",
         params: idParams,
         querystring: pageQuerySchema,
-        response: { 200: pageSchema(materializationSchema), ...errors },
+        response: { 200: pageSchema(materializationSchema), ...problemAnswers(404) },
       },
     },
     async (req) => listMaterializations(app.ctx, req.params.id, req.query),

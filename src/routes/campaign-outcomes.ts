@@ -7,12 +7,11 @@ import {
 import { getCampaignRecord } from "../campaigns/campaigns.js";
 import { idempotencyKeyHeaders, idempotent } from "../http/idempotency.js";
 import { pageSchema } from "../http/pagination.js";
-import { problemSchema } from "../http/problem.js";
+import { problemAnswers } from "../http/problem.js";
 import { bodyValidatedInHandler } from "../http/validation.js";
 
 /** A campaign's recorded outcomes, one by one: read, corrected, retracted (src/campaigns/outcomes.ts). */
 
-const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
 const changeHeaders = idempotencyKeyHeaders.extend({
   "if-match": z.string().optional().describe('The ETag of the revision the change is based on ("3", as GET answers it): 412 when the outcome has changed since'),
 });
@@ -29,7 +28,7 @@ const campaignOutcomeRoutes: FastifyPluginAsyncZod = async (app) => {
         description: `Retracted outcomes are listed too (status \`retracted\`; the results no longer count them). ${ASSIGNING}`,
         params: z.object({ id: z.string().uuid() }),
         querystring: outcomeListQuerySchema,
-        response: { 200: pageSchema(outcomeRecordSchema), ...errors },
+        response: { 200: pageSchema(outcomeRecordSchema), ...problemAnswers(404, 409) },
       },
     },
     async (req) => listOutcomes(app.ctx, req.params.id, req.query),
@@ -43,7 +42,7 @@ const campaignOutcomeRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "One recorded outcome, with the revisions corrections replaced",
         description: ASSIGNING,
         params: outcomeParams,
-        response: { 200: outcomeDetailSchema, ...errors },
+        response: { 200: outcomeDetailSchema, ...problemAnswers(404, 409) },
         "x-response-headers": { 200: ETAG },
       },
     },
@@ -68,7 +67,9 @@ const campaignOutcomeRoutes: FastifyPluginAsyncZod = async (app) => {
         params: outcomeParams,
         headers: changeHeaders,
         body: outcomeCorrectionSchema,
-        response: { 200: outcomeRecordSchema, ...errors, 412: problemSchema, 422: problemSchema },
+        response: { 200: outcomeRecordSchema, ...problemAnswers(404, 409, 412, 422) },
+        // A 412 names the current revision in its ETag too.
+        "x-response-headers": { 412: ETAG },
       },
       validatorCompiler: bodyValidatedInHandler,
     },
@@ -96,7 +97,9 @@ const campaignOutcomeRoutes: FastifyPluginAsyncZod = async (app) => {
           `results stale and queues their recomputation. Honors \`Idempotency-Key\`. ${ASSIGNING}`,
         params: outcomeParams,
         headers: changeHeaders,
-        response: { 200: outcomeRecordSchema, ...errors, 412: problemSchema, 422: problemSchema },
+        response: { 200: outcomeRecordSchema, ...problemAnswers(404, 409, 412, 422) },
+        // A 412 names the current revision in its ETag too.
+        "x-response-headers": { 412: ETAG },
       },
     },
     async (req, reply) =>

@@ -13,10 +13,9 @@ import { idempotencyKeyHeaders, idempotent, idempotentCreate } from "../http/ide
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
 import { LOCATION_HEADER } from "../http/openapi.js";
 import { spreadsheetSafeQuery } from "../http/spreadsheet-safe-csv.js";
-import { problemSchema } from "../http/problem.js";
+import { problemAnswers } from "../http/problem.js";
 import { bodyValidatedInHandler } from "../http/validation.js";
 
-const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
 const idParams = z.object({ id: z.string().uuid() });
 const BATCH_BODY_BYTES = 5 * 1024 * 1024;
 const batchResult = z
@@ -58,7 +57,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
           "With an `Idempotency-Key`, a retried request creates nothing more and answers with the campaign the first one created (`idempotent-replayed: true`).",
         body: createCampaignSchema,
         headers: idempotencyKeyHeaders,
-        response: { 202: campaignSchema, ...errors, 422: problemSchema },
+        response: { 202: campaignSchema, ...problemAnswers(404, 409, 422) },
         "x-response-headers": { 202: { Location: LOCATION_HEADER } },
       },
     },
@@ -75,13 +74,13 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get(
     "/campaigns",
-    { schema: { tags: ["campaigns"], summary: "List campaigns, newest first", querystring: pageQuerySchema, response: { 200: pageSchema(campaignSchema), ...errors } } },
+    { schema: { tags: ["campaigns"], summary: "List campaigns, newest first", querystring: pageQuerySchema, response: { 200: pageSchema(campaignSchema) } } },
     async (req) => listCampaigns(app.ctx, req.query),
   );
 
   app.get(
     "/campaigns/:id",
-    { schema: { tags: ["campaigns"], summary: "A campaign: goal, split, counts, window and whether it has launched", params: idParams, response: { 200: campaignSchema, ...errors } } },
+    { schema: { tags: ["campaigns"], summary: "A campaign: goal, split, counts, window and whether it has launched", params: idParams, response: { 200: campaignSchema, ...problemAnswers(404) } } },
     async (req) => getCampaign(app.ctx, req.params.id),
   );
 
@@ -98,7 +97,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
           "with the reason in assignment_error. While a campaign is assigning, changes answer 409.",
         params: idParams,
         body: updateCampaignSchema,
-        response: { 200: campaignSchema, 202: campaignSchema, ...errors },
+        response: { 200: campaignSchema, 202: campaignSchema, ...problemAnswers(404, 409) },
         "x-response-headers": { 202: { Location: LOCATION_HEADER }, 409: retryWhileAssigning },
       },
     },
@@ -121,7 +120,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
           "reassigned by a PATCH of an assignment field). Honors `Idempotency-Key`: a replay answers 202 with the campaign as it is now.",
         params: idParams,
         headers: idempotencyKeyHeaders,
-        response: { 202: campaignSchema, ...errors, 422: problemSchema },
+        response: { 202: campaignSchema, ...problemAnswers(404, 409, 422) },
         "x-response-headers": { 202: { Location: LOCATION_HEADER }, 409: retryWhileAssigning },
       },
     },
@@ -139,7 +138,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.delete(
     "/campaigns/:id",
-    { schema: { tags: ["campaigns"], summary: "Delete a campaign with its assignments, sends, outcomes and results", params: idParams, response: { 204: z.null(), ...errors } } },
+    { schema: { tags: ["campaigns"], summary: "Delete a campaign with its assignments, sends, outcomes and results", params: idParams, response: { 204: z.null(), ...problemAnswers(404) } } },
     async (req, reply) => {
       await deleteCampaign(app.ctx, req.params.id);
       return reply.code(204).send(null);
@@ -158,7 +157,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         querystring: pageQuerySchema.extend({ group: z.enum(["treatment", "control", "global_control"]).optional().describe("Only one arm"), ...spreadsheetSafeQuery }),
         response: {
-          ...errors,
+          ...problemAnswers(404, 409),
           ...pageOrExport(
             z.object({
               campaign_id: z.string().uuid(),
@@ -194,7 +193,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         headers: idempotencyKeyHeaders,
         body: z.object({ sends: z.array(sendSchema).max(MAX_BATCH) }).strict(),
-        response: { 200: batchResult, ...errors, 413: problemSchema, 422: problemSchema },
+        response: { 200: batchResult, ...problemAnswers(404, 409, 422) },
         "x-response-headers": { 409: retryWhileAssigning },
       },
       validatorCompiler: bodyValidatedInHandler,
@@ -216,7 +215,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         headers: idempotencyKeyHeaders,
         body: z.object({ outcomes: z.array(outcomeSchema).max(MAX_BATCH) }).strict(),
-        response: { 200: outcomeBatchResult, ...errors, 413: problemSchema, 422: problemSchema },
+        response: { 200: outcomeBatchResult, ...problemAnswers(404, 409, 422) },
         "x-response-headers": { 409: retryWhileAssigning },
       },
       validatorCompiler: bodyValidatedInHandler,
@@ -236,7 +235,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
           "(computed now the first time, or with `refresh=true`).",
         params: idParams,
         querystring: z.strictObject({ refresh: z.enum(["true", "false"]).optional().describe("Recompute now instead of returning the stored results") }),
-        response: { 200: campaignResultSchema, ...errors },
+        response: { 200: campaignResultSchema, ...problemAnswers(404, 409) },
         "x-response-headers": { 409: retryWhileAssigning },
       },
     },
@@ -245,7 +244,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get(
     "/control-group",
-    { schema: { tags: ["campaigns"], summary: "The global control group held out of every new campaign", response: { 200: controlGroupSchema, ...errors } } },
+    { schema: { tags: ["campaigns"], summary: "The global control group held out of every new campaign", response: { 200: controlGroupSchema } } },
     async () => getControlGroup(app.ctx),
   );
 
@@ -258,7 +257,7 @@ const campaignRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "Set the global control group (percent 0 turns it off); existing campaigns keep their assignments",
         description: "Members are users whose bucket under the group's own salt is below percent × 100 (the campaign hash with another salt).",
         body: controlGroupBodySchema,
-        response: { 200: controlGroupSchema, ...errors },
+        response: { 200: controlGroupSchema },
       },
     },
     async (req) => putControlGroup(app.ctx, req.body),

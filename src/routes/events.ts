@@ -6,7 +6,7 @@ import { getFactRecord } from "../facts/facts.js";
 import { userIdString, validateBatch } from "../facts/event-validation.js";
 import { idempotencyKeyHeaders, idempotent } from "../http/idempotency.js";
 import { ndjsonOf } from "../http/openapi.js";
-import { ProblemError, problemSchema } from "../http/problem.js";
+import { ProblemError, problemAnswers } from "../http/problem.js";
 import { factParams } from "./facts.js";
 
 export const MAX_EVENTS_PER_REQUEST = 10_000;
@@ -83,7 +83,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
             [NDJSON_MEDIA_TYPE]: { schema: ndjsonOf(eventSchema, `Up to ${MAX_EVENTS_PER_REQUEST} events; blank lines are skipped (and counted).`) },
           },
         },
-        response: { 202: ingestResultSchema, 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 413: problemSchema, 415: problemSchema, 422: problemSchema },
+        response: { 202: ingestResultSchema, ...problemAnswers(404, 422) },
       },
       // The body schemas document the API; events are validated below so every bad one is reported by index.
       validatorCompiler: bodyValidatedInHandler,

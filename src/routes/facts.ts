@@ -3,11 +3,10 @@ import { z } from "zod";
 import { createFact, createFactSchema, deleteFact, factNameSchema, factSchema, getFact, listFacts, updateFact, updateFactSchema } from "../facts/facts.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
 import { LOCATION_HEADER } from "../http/openapi.js";
-import { problemSchema } from "../http/problem.js";
+import { problemAnswers } from "../http/problem.js";
 import { DELETION_WAIT_MS } from "../facts/lifecycle-lock.js";
 
 export const factParams = z.object({ name: factNameSchema });
-const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
 
 const factRoutes: FastifyPluginAsyncZod = async (app) => {
   const ctx = () => app.ctx;
@@ -19,7 +18,7 @@ const factRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ["facts"],
         summary: "Define a fact (a core action)",
         body: createFactSchema,
-        response: { 201: factSchema, ...errors },
+        response: { 201: factSchema, ...problemAnswers(409) },
         "x-response-headers": { 201: { Location: LOCATION_HEADER } },
       },
     },
@@ -33,7 +32,7 @@ const factRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ["facts"],
         summary: "List facts",
         querystring: pageQuerySchema.extend({ service: z.string().max(100).optional() }),
-        response: { 200: pageSchema(factSchema), ...errors },
+        response: { 200: pageSchema(factSchema) },
       },
     },
     async (req) => listFacts(ctx(), req.query),
@@ -41,7 +40,7 @@ const factRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get(
     "/facts/:name",
-    { schema: { tags: ["facts"], summary: "A fact, with its watermark and activity range", params: factParams, response: { 200: factSchema, ...errors } } },
+    { schema: { tags: ["facts"], summary: "A fact, with its watermark and activity range", params: factParams, response: { 200: factSchema, ...problemAnswers(404) } } },
     async (req) => getFact(ctx(), req.params.name),
   );
 
@@ -53,7 +52,7 @@ const factRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "Change a fact's description, service or (before any event) timezone",
         params: factParams,
         body: updateFactSchema,
-        response: { 200: factSchema, ...errors },
+        response: { 200: factSchema, ...problemAnswers(404, 409) },
       },
     },
     async (req) => updateFact(ctx(), req.params.name, req.body),
@@ -69,7 +68,7 @@ const factRoutes: FastifyPluginAsyncZod = async (app) => {
           "Waits for writers of the fact (an event batch, a bulk load, a run request, an audience or campaign change) to finish; " +
           `when they still write after ${DELETION_WAIT_MS / 1000} s (a bulk load), 409 with Retry-After and nothing is deleted.`,
         params: factParams,
-        response: { 204: z.null(), ...errors },
+        response: { 204: z.null(), ...problemAnswers(404, 409) },
         "x-response-headers": {
           409: { "Retry-After": { description: "When writers held the fact: seconds to wait before asking again", schema: { type: "integer" as const } } },
         },

@@ -11,12 +11,13 @@ import { getFactRecord } from "../facts/facts.js";
 import { exportFormatOf, pageOrExport, sendExport } from "../http/export.js";
 import { pageQuerySchema } from "../http/pagination.js";
 import { spreadsheetSafeQuery } from "../http/spreadsheet-safe-csv.js";
-import { problemSchema } from "../http/problem.js";
+import { problemAnswers } from "../http/problem.js";
 import { factParams } from "./facts.js";
 
 const date = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date YYYY-MM-DD");
 const grain = z.enum(GRAINS).default("day").describe("day, week (ISO, named by its Monday) or month");
-const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
+// 404: no such fact; 409: a fact not processed yet, or a date beyond its watermark (processedPeriod).
+const factLayerAnswers = problemAnswers(404, 409);
 const streamNote = " Send `Accept: text/csv` or `Accept: application/x-ndjson` to stream every row instead of a page.";
 
 const period = isoDate.describe("First day of the period");
@@ -65,7 +66,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
         description: "Each user's first and last active date and instants as of `date`." + streamNote,
         params: factParams,
         querystring: pageQuerySchema.extend({ date, user_id: userIdString.optional(), ...spreadsheetSafeQuery }),
-        response: { ...errors, ...pageOrExport(pageOf(firstLastRow, { date: isoDate }), firstLastRow, "the users' FirstLast rows") },
+        response: { ...factLayerAnswers, ...pageOrExport(pageOf(firstLastRow, { date: isoDate }), firstLastRow, "the users' FirstLast rows") },
       },
     },
     async (req, reply) => {
@@ -85,7 +86,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
         description: streamNote.trim(),
         params: factParams,
         querystring: pageQuerySchema.extend({ grain, period: date, state: z.enum(ACTIVE_STATES).optional(), ...spreadsheetSafeQuery }),
-        response: { ...errors, ...pageOrExport(pageOf(activationRow, { period, period_complete: z.boolean() }), activationRow, "the period's active users") },
+        response: { ...factLayerAnswers, ...pageOrExport(pageOf(activationRow, { period, period_complete: z.boolean() }), activationRow, "the period's active users") },
       },
     },
     async (req, reply) => {
@@ -111,7 +112,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
           transition_segment: z.enum(TRANSITION_SEGMENTS).optional(),
           ...spreadsheetSafeQuery,
         }),
-        response: { ...errors, ...pageOrExport(pageOf(statusRow, { period, period_complete: z.boolean() }), statusRow, "the users' status rows") },
+        response: { ...factLayerAnswers, ...pageOrExport(pageOf(statusRow, { period, period_complete: z.boolean() }), statusRow, "the users' status rows") },
       },
     },
     async (req, reply) => {
@@ -131,7 +132,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
         description: "user_id is URL-encoded (ids may contain `:`, `@`, `/` or spaces).",
         params: factParams.extend({ user_id: userIdString }),
         querystring: z.strictObject({ grain, from: date.optional(), to: date.optional() }),
-        response: { 200: z.object({ user_id: z.string(), fact: z.string(), grain: z.enum(GRAINS), data: z.array(statusRow) }), ...errors },
+        response: { 200: z.object({ user_id: z.string(), fact: z.string(), grain: z.enum(GRAINS), data: z.array(statusRow) }), ...factLayerAnswers },
       },
     },
     async (req) => userStatusTimeline(app.ctx, await fact(req.params.name), req.params.user_id, req.query),
@@ -145,7 +146,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "Every count of the spec, one row per period",
         params: factParams,
         querystring: z.strictObject({ grain, from: date.optional(), to: date.optional() }),
-        response: { 200: z.object({ fact: z.string(), grain: z.enum(GRAINS), processed_through: isoDate, data: z.array(metricsRowSchema) }), ...errors },
+        response: { 200: z.object({ fact: z.string(), grain: z.enum(GRAINS), processed_through: isoDate, data: z.array(metricsRowSchema) }), ...factLayerAnswers },
       },
     },
     async (req) => metricsOf(app.ctx, await fact(req.params.name), req.query),
@@ -160,7 +161,7 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
         description: "The change in active users decomposed by state and by transition segment, with each part's share of the change.",
         params: factParams,
         querystring: z.strictObject({ grain, base: date, compare: date }),
-        response: { 200: contribution, ...errors },
+        response: { 200: contribution, ...factLayerAnswers },
       },
     },
     async (req) => contributionOf(app.ctx, await fact(req.params.name), req.query),
@@ -184,7 +185,8 @@ const layerRoutes: FastifyPluginAsyncZod = async (app) => {
             grain: z.enum(GRAINS),
             facts: z.array(z.object({ fact: z.string(), processed_through: isoDate.nullable(), data: z.array(metricsRowSchema) })),
           }),
-          ...errors,
+          // 404: no fact belongs to the service; a fact's watermark is no 409 here (see the description).
+          ...problemAnswers(404),
         },
       },
     },

@@ -8,9 +8,8 @@ import {
 import { exportFormatOf, pageOrExport, sendExport } from "../http/export.js";
 import { pageQuerySchema } from "../http/pagination.js";
 import { spreadsheetSafeQuery } from "../http/spreadsheet-safe-csv.js";
-import { problemSchema } from "../http/problem.js";
+import { problemAnswers } from "../http/problem.js";
 
-const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
 const idParams = z.object({ id: z.string().uuid() });
 const streamNote = " Send `Accept: text/csv` or `Accept: application/x-ndjson` to stream every row instead of a page.";
 
@@ -19,13 +18,13 @@ const changedMember = z.object({ user_id: z.string() }).meta({ id: "AudienceChan
 const materializationRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     "/materializations/:id",
-    { schema: { tags: ["materializations"], summary: "A materialization: status, progress, member count, as_of, version", params: idParams, response: { 200: materializationSchema, ...errors } } },
+    { schema: { tags: ["materializations"], summary: "A materialization: status, progress, member count, as_of, version", params: idParams, response: { 200: materializationSchema, ...problemAnswers(404) } } },
     async (req) => materializationView(await getMaterializationRecord(app.ctx, req.params.id)),
   );
 
   app.delete(
     "/materializations/:id",
-    { schema: { tags: ["materializations"], summary: "Delete a finished materialization and its members", params: idParams, response: { 204: z.null(), ...errors } } },
+    { schema: { tags: ["materializations"], summary: "Delete a finished materialization and its members", params: idParams, response: { 204: z.null(), ...problemAnswers(404, 409) } } },
     async (req, reply) => {
       await deleteMaterialization(app.ctx, req.params.id);
       return reply.code(204).send(null);
@@ -42,7 +41,7 @@ const materializationRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         querystring: pageQuerySchema.extend(spreadsheetSafeQuery),
         response: {
-          ...errors,
+          ...problemAnswers(404, 409),
           ...pageOrExport(
             z.object({ data: z.array(audienceMemberSchema), next_cursor: z.string().nullable(), as_of: isoDate, member_count: z.number().int().nullable() }),
             audienceMemberSchema,
@@ -68,7 +67,7 @@ const materializationRoutes: FastifyPluginAsyncZod = async (app) => {
         params: idParams,
         querystring: pageQuerySchema.extend({ since: z.string().uuid(), kind: z.enum(["entered", "exited"]).default("entered"), ...spreadsheetSafeQuery }),
         response: {
-          ...errors,
+          ...problemAnswers(404, 409),
           ...pageOrExport(
             z.object({
               since: z.string().uuid(),

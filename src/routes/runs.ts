@@ -5,11 +5,9 @@ import { getFactRecord } from "../facts/facts.js";
 import { findStoredResponse, idempotencyKeyHeaders, idempotencyKeyOf, replay, storeResponse } from "../http/idempotency.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
 import { LOCATION_HEADER } from "../http/openapi.js";
-import { problemSchema } from "../http/problem.js";
+import { problemAnswers } from "../http/problem.js";
 import { noBodyMeansNoOptions } from "../http/validation.js";
 import { factParams } from "./facts.js";
-
-const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema, 409: problemSchema };
 
 const runRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
@@ -26,7 +24,7 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
         params: factParams,
         headers: idempotencyKeyHeaders,
         body: z.object({ through: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date YYYY-MM-DD").optional() }).strict().default({}),
-        response: { 200: runSchema, 202: runSchema, ...errors, 422: problemSchema },
+        response: { 200: runSchema, 202: runSchema, ...problemAnswers(404, 409, 422) },
         "x-response-headers": { 200: { Location: LOCATION_HEADER }, 202: { Location: LOCATION_HEADER } },
       },
       // No body: the default `through` above.
@@ -50,7 +48,7 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get(
     "/runs/:id",
-    { schema: { tags: ["processing"], summary: "A processing run", params: z.object({ id: z.string().uuid() }), response: { 200: runSchema, ...errors } } },
+    { schema: { tags: ["processing"], summary: "A processing run", params: z.object({ id: z.string().uuid() }), response: { 200: runSchema, ...problemAnswers(404) } } },
     async (req) => getRun(app.ctx, req.params.id),
   );
 
@@ -62,7 +60,7 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "A fact's processing runs, newest first",
         params: factParams,
         querystring: pageQuerySchema,
-        response: { 200: pageSchema(runSchema), ...errors },
+        response: { 200: pageSchema(runSchema), ...problemAnswers(404) },
       },
     },
     async (req) => listRuns(app.ctx, await getFactRecord(app.ctx, req.params.name), req.query),

@@ -3,9 +3,8 @@ import { z } from "zod";
 import { createWebhook, createWebhookSchema, deleteWebhook, deliverySchema, getWebhook, listDeliveries, listWebhooks, webhookSchema } from "../audiences/webhooks.js";
 import { pageQuerySchema, pageSchema } from "../http/pagination.js";
 import { LOCATION_HEADER } from "../http/openapi.js";
-import { problemSchema } from "../http/problem.js";
+import { problemAnswers } from "../http/problem.js";
 
-const errors = { 400: problemSchema, 401: problemSchema, 403: problemSchema, 404: problemSchema };
 const idParams = z.object({ id: z.string().uuid() });
 // Webhooks send data out of the service: only admin keys manage them.
 const admin = { scope: "admin" as const };
@@ -22,7 +21,7 @@ const webhookRoutes: FastifyPluginAsyncZod = async (app) => {
           "Each delivery is a POST of JSON signed in the `x-aa-signature` header as `t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" with the secret>`; " +
           "failed deliveries are retried with exponential backoff and logged.",
         body: createWebhookSchema,
-        response: { 201: webhookSchema, ...errors },
+        response: { 201: webhookSchema },
         "x-response-headers": { 201: { Location: LOCATION_HEADER } },
       },
     },
@@ -35,18 +34,18 @@ const webhookRoutes: FastifyPluginAsyncZod = async (app) => {
     "/webhooks",
     {
       config: admin,
-      schema: { tags: ["webhooks"], summary: "List webhooks, oldest first", querystring: pageQuerySchema, response: { 200: pageSchema(webhookSchema), ...errors } },
+      schema: { tags: ["webhooks"], summary: "List webhooks, oldest first", querystring: pageQuerySchema, response: { 200: pageSchema(webhookSchema) } },
     },
     async (req) => listWebhooks(app.ctx, req.query),
   );
   app.get(
     "/webhooks/:id",
-    { config: admin, schema: { tags: ["webhooks"], summary: "A webhook", params: idParams, response: { 200: webhookSchema, ...errors } } },
+    { config: admin, schema: { tags: ["webhooks"], summary: "A webhook", params: idParams, response: { 200: webhookSchema, ...problemAnswers(404) } } },
     async (req) => getWebhook(app.ctx, req.params.id),
   );
   app.delete(
     "/webhooks/:id",
-    { config: admin, schema: { tags: ["webhooks"], summary: "Unsubscribe", params: idParams, response: { 204: z.null(), ...errors } } },
+    { config: admin, schema: { tags: ["webhooks"], summary: "Unsubscribe", params: idParams, response: { 204: z.null(), ...problemAnswers(404) } } },
     async (req, reply) => {
       await deleteWebhook(app.ctx, req.params.id);
       return reply.code(204).send(null);
@@ -61,7 +60,7 @@ const webhookRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "Delivery log, newest first",
         params: idParams,
         querystring: pageQuerySchema,
-        response: { 200: pageSchema(deliverySchema), ...errors },
+        response: { 200: pageSchema(deliverySchema), ...problemAnswers(404) },
       },
     },
     async (req) => listDeliveries(app.ctx, req.params.id, req.query),

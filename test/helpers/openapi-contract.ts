@@ -59,6 +59,8 @@ export class OpenApiContract {
   private readonly validators = new Map<string, ValidateFunction>();
   private readonly templates: Array<{ path: string; pattern: RegExp; literalSegments: number }>;
   readonly exercised = new Set<string>();
+  /** Each status an operation answered, as "METHOD /path STATUS". */
+  readonly answered = new Set<string>();
   readonly problems: string[] = [];
 
   constructor(private readonly doc: OpenApiDocument) {
@@ -81,6 +83,16 @@ export class OpenApiContract {
 
   unexercised(): string[] {
     return this.operations().filter((o) => !this.exercised.has(o));
+  }
+
+  /** The answers of `statuses` operations declare and no exchange gave, as "METHOD /path STATUS". */
+  unanswered(statuses: number[]): string[] {
+    const out: string[] = [];
+    for (const [path, item] of Object.entries(this.doc.paths))
+      for (const [m, op] of Object.entries(item))
+        if (METHODS.includes(m))
+          for (const code of statuses) if (op.responses[String(code)] && !this.answered.has(`${m.toUpperCase()} ${path} ${code}`)) out.push(`${m.toUpperCase()} ${path} ${code}`);
+    return out.sort();
   }
 
   /** The document's path template a request path falls under (literal segments win over parameters), or null. */
@@ -151,6 +163,7 @@ export class OpenApiContract {
     }
 
     const code = String(response.statusCode);
+    this.answered.add(`${opName} ${code}`);
     const codeKey = [code, `${code[0]}XX`, "default"].find((k) => op.responses[k] !== undefined);
     if (!codeKey) {
       found.push(`${where}: status ${code} is not declared (declared: ${Object.keys(op.responses).join(", ")})`);
