@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateOpenApi, OPENAPI_FILE, renderOpenApi } from "../scripts/write-openapi.js";
+import { RUN_TRIGGERS } from "../src/activation/runs.js";
+import { MATERIALIZATION_TRIGGERS } from "../src/audiences/materializations.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 
 let env: TestEnv;
@@ -122,6 +124,15 @@ describe("OpenAPI", () => {
     walk(doc.paths);
     expect(Object.keys(doc.components.schemas).filter((name) => !reached.has(name))).toEqual([]);
     expect([...reached].filter((name) => !(name in doc.components.schemas))).toEqual([]);
+  });
+
+  it("declares what can trigger a run or a materialization, each value the code writes", async () => {
+    const schemas = (await served()).components.schemas as Record<string, { properties: Record<string, { type?: string; enum?: string[] }> }>;
+    expect(schemas.ProcessingRun!.properties.trigger!.enum).toEqual([...RUN_TRIGGERS]);
+    expect(schemas.Materialization!.properties.trigger!.enum).toEqual([...MATERIALIZATION_TRIGGERS]);
+    // requestRun, requestMaterialization and recordMaterializations take these types: a new trigger is a compile error until it is added.
+    expect(RUN_TRIGGERS).toEqual(expect.arrayContaining(["api", "schedule", "cli", "demo"]));
+    expect(MATERIALIZATION_TRIGGERS).toEqual(expect.arrayContaining(["api", "schedule", "on_new_data", "demo"]));
   });
 
   it("documents the ingestion limits, NDJSON and the Idempotency-Key header", async () => {

@@ -16,12 +16,21 @@ import { markCampaignsChangedByRun } from "../campaigns/results.js";
 import { queueResultsRecomputation } from "../campaigns/campaigns.js";
 import { reviveRunJob } from "../jobs/recovery.js";
 
+/**
+ * What asks for a run: POST /v1/facts/{name}/runs, the daily schedule (every fact through yesterday,
+ * processAllFactsThroughYesterday), the CLI's `process`, the demo and the benchmarks.
+ */
+export const RUN_TRIGGERS = ["api", "schedule", "cli", "demo", "bench"] as const;
+export type RunTrigger = (typeof RUN_TRIGGERS)[number];
+
 export const runSchema = z
   .object({
     id: z.string().uuid(),
     fact: z.string(),
     status: z.enum(["queued", "running", "succeeded", "failed"]),
-    trigger: z.string(),
+    trigger: z
+      .enum(RUN_TRIGGERS)
+      .describe("What asked for the run: api (POST /v1/facts/{name}/runs), schedule (the daily run of every fact through yesterday), cli (`npm run cli -- process`), demo (`npm run demo`), bench (`npm run bench`)"),
     from: isoDate.nullable().describe("First date recomputed (earliest changed date or the day after the previous watermark)"),
     through: isoDate,
     progress: z.number(),
@@ -46,7 +55,7 @@ export function runView(r: ProcessingRun, factName: string): RunView {
     id: r.id,
     fact: factName,
     status: r.status as RunView["status"],
-    trigger: r.trigger,
+    trigger: r.trigger as RunTrigger,
     from: day(r.fromDate),
     through: day(r.throughDate)!,
     progress: r.progress,
@@ -73,7 +82,7 @@ export const RUN_REQUEST_LOCK_NS = 4_273;
  * same fact and date is joined rather than duplicated; different runs of one fact queue behind each
  * other (the engine serialises them).
  */
-export async function requestRun(ctx: AppContext, fact: Fact, through: string | undefined, trigger = "api"): Promise<{ run: RunView; joined: boolean }> {
+export async function requestRun(ctx: AppContext, fact: Fact, through: string | undefined, trigger: RunTrigger = "api"): Promise<{ run: RunView; joined: boolean }> {
   const latest = fact.latestDate ? day(fact.latestDate)! : null;
   // Without events there is nothing to process, whatever the date asked for (and no watermark to set).
   if (!latest) throw conflict(`'${fact.name}' has no events yet: there is nothing to process.`);

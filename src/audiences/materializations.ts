@@ -13,6 +13,14 @@ import { getAudienceRecord } from "./audiences.js";
 import { resolveAudience } from "./resolve.js";
 import { emitEvent } from "./webhooks.js";
 
+/**
+ * What asks for a materialization: POST /v1/audiences/{id}/materializations, an audience's cron refresh,
+ * an audience refreshed on new data after a run of its fact (planRefreshesOnNewData), the demo and the
+ * benchmarks.
+ */
+export const MATERIALIZATION_TRIGGERS = ["api", "schedule", "on_new_data", "demo", "bench"] as const;
+export type MaterializationTrigger = (typeof MATERIALIZATION_TRIGGERS)[number];
+
 export const materializationSchema = z
   .object({
     id: z.string().uuid(),
@@ -20,7 +28,9 @@ export const materializationSchema = z
     version: z.number().int(),
     as_of: isoDate,
     status: z.enum(["queued", "running", "succeeded", "failed"]),
-    trigger: z.string(),
+    trigger: z
+      .enum(MATERIALIZATION_TRIGGERS)
+      .describe("What asked for the list: api (POST /v1/audiences/{id}/materializations), schedule (the audience's cron refresh), on_new_data (the audience's refresh after a run of its fact), demo (`npm run demo`), bench (`npm run bench`)"),
     progress: z.number(),
     member_count: z.number().int().nullable(),
     error: z.string().nullable(),
@@ -46,7 +56,7 @@ export function materializationView(m: Materialization): MaterializationView {
     version: m.version,
     as_of: day(m.asOf),
     status: m.status as MaterializationView["status"],
-    trigger: m.trigger,
+    trigger: m.trigger as MaterializationTrigger,
     progress: m.progress,
     member_count: m.memberCount,
     error: m.error,
@@ -61,7 +71,7 @@ export function materializationView(m: Materialization): MaterializationView {
  * Records a materialisation of the audience's current version as of a date (default: the fact's
  * watermark now, fixed at request time) and queues the job that computes it.
  */
-export async function requestMaterialization(ctx: AppContext, audienceId: string, asOf: string | undefined, trigger = "api"): Promise<MaterializationView> {
+export async function requestMaterialization(ctx: AppContext, audienceId: string, asOf: string | undefined, trigger: MaterializationTrigger = "api"): Promise<MaterializationView> {
   const audience = await getAudienceRecord(ctx, audienceId);
   const definition = audience.definition as unknown as AudienceDefinition;
   // Resolving now checks the facts are processed through as_of and fixes the default date.
@@ -219,7 +229,7 @@ export async function planRefreshesOnNewData(ctx: AppContext, factId: number): P
 }
 
 /** Records planned materializations on `db` (a transaction, with what set them off); returns their ids for queueMaterializations. */
-export async function recordMaterializations(db: PrismaClientOrTransaction, plans: MaterializationPlan[], trigger: string): Promise<string[]> {
+export async function recordMaterializations(db: PrismaClientOrTransaction, plans: MaterializationPlan[], trigger: MaterializationTrigger): Promise<string[]> {
   const ids: string[] = [];
   for (const p of plans) {
     const id = randomUUID();
