@@ -22,20 +22,8 @@ import webhookRoutes from "./routes/webhooks.js";
 import campaignRoutes from "./routes/campaigns.js";
 import campaignOutcomeRoutes from "./routes/campaign-outcomes.js";
 import consoleRoutes from "./routes/console.js";
-import { MAX_USER_ID_LENGTH } from "./facts/event-validation.js";
-import { MAX_OUTCOME_ID_LENGTH } from "./campaigns/recording.js";
 
 export const API_VERSION = "0.1.0";
-
-/**
- * The longest path parameter the router passes on; a longer one is answered 414 (frameworkErrorHandler)
- * before any route runs. find-my-way measures the parameter decoded, as a JavaScript string: in UTF-16
- * code units, not in characters nor in the bytes of its percent-encoding. The longest legal parameters
- * are ids counted in characters (code points), each at most two units: a user id of 256 emoji is 512
- * units (3,072 bytes percent-encoded) and must be found. Nothing longer is a legal parameter of any route
- * (uuids, fact and service names are shorter still).
- */
-export const MAX_PATH_PARAMETER_LENGTH = 2 * Math.max(MAX_USER_ID_LENGTH, MAX_OUTCOME_ID_LENGTH);
 
 export function openapiDocument() {
   return {

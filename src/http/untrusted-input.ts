@@ -1,9 +1,18 @@
 import fp from "fastify-plugin";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { formatPath, ProblemError, sendProblem, type ProblemFieldError } from "./problem.js";
+import { MAX_USER_ID_LENGTH } from "../facts/event-validation.js";
+import { MAX_OUTCOME_ID_LENGTH } from "../campaigns/recording.js";
 
-/** Ids and cursors only: a longer path parameter is abuse, not data (a 414, see frameworkErrorHandler). */
-export const MAX_PATH_PARAMETER_LENGTH = 600;
+/**
+ * The longest path parameter the router passes on; a longer one is answered 414 (frameworkErrorHandler)
+ * before any route runs. find-my-way measures the parameter decoded, as a JavaScript string: in UTF-16
+ * code units, not in characters nor in the bytes of its percent-encoding. The longest legal parameters
+ * are ids counted in characters (code points), each at most two units: a user id of 256 emoji is 512
+ * units (3,072 bytes percent-encoded) and must be found. Nothing longer is a legal parameter of any route
+ * (uuids, fact and service names are shorter still).
+ */
+export const MAX_PATH_PARAMETER_LENGTH = 2 * Math.max(MAX_USER_ID_LENGTH, MAX_OUTCOME_ID_LENGTH);
 
 /** No request of this API is deeper than ~15 levels (an audience filter at its depth limit); 32 leaves room. */
 export const MAX_JSON_DEPTH = 32;
