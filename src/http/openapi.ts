@@ -184,7 +184,7 @@ export function documentCommonAnswers(app: FastifyInstance): void {
     };
     documentProblemResponses(schema.response);
     if (withPathParameter)
-      (schema.response[414] as { description: string }).description = `URI Too Long: a path parameter is longer than ${MAX_PATH_PARAMETER_LENGTH} characters`;
+      (schema.response[414] as { description: string }).description = `URI Too Long: a path parameter is longer than any legal one (over ${MAX_PATH_PARAMETER_LENGTH} UTF-16 code units once decoded)`;
     documentResponseHeaders(schema, [503], { "Retry-After": RETRY_AFTER_HEADER });
   });
 }
