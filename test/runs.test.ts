@@ -128,6 +128,25 @@ describe("requesting runs", () => {
     expect((await factView("r_join")).processed_through).toBe("2026-03-12");
   });
 
+  it("an Idempotency-Key replays the first answer while the fact exists, and answers the fact's 404 once it is deleted", async () => {
+    await createFact(env, "r_replay");
+    await ingest(env, "r_replay", daily("rp", ["2026-03-02", "2026-03-03"]));
+    const headers = { "idempotency-key": "run-replay-0001" };
+    const first = await api(env).post("/v1/facts/r_replay/runs", { through: "2026-03-03" }, headers);
+    expect(first.statusCode, first.body).toBe(202);
+    const again = await api(env).post("/v1/facts/r_replay/runs", { through: "2026-03-03" }, headers);
+    expect(again.statusCode, again.body).toBe(202);
+    expect(again.headers["idempotent-replayed"]).toBe("true");
+    expect(again.json().id).toBe(first.json().id);
+    expect(again.headers.location).toBe(`/v1/runs/${first.json().id}`);
+    await withWorkers(() => waitFor(first.json().id, finished, "finished"));
+    expect((await api(env).delete("/v1/facts/r_replay")).statusCode).toBe(204);
+    const afterDeletion = await api(env).post("/v1/facts/r_replay/runs", { through: "2026-03-03" }, headers);
+    expect(afterDeletion.statusCode, afterDeletion.body).toBe(404);
+    expect(afterDeletion.headers["content-type"]).toMatch(/application\/problem\+json/);
+    expect(afterDeletion.headers["idempotent-replayed"]).toBeUndefined();
+  });
+
   it("progresses queued → running → succeeded, with from, through, timings and duration", async () => {
     await createFact(env, "r_progress");
     await ingest(env, "r_progress", daily("p", ["2026-03-01", "2026-03-02", "2026-03-04"]));

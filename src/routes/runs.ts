@@ -34,8 +34,13 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
       const key = idempotencyKeyOf(req);
       if (key) {
         const stored = await findStoredResponse(app.db.pool, req, key);
-        // The run's URL, as the first answer gave it.
-        if (stored) return replay(reply.header("location", `/v1/runs/${(stored.body as { id: string }).id}`), stored);
+        if (stored) {
+          // Once the fact is deleted (its runs with it), a retry answers its 404, as the same request
+          // without a key does, not a run that no longer exists.
+          await getFactRecord(app.ctx, req.params.name);
+          // The run's URL, as the first answer gave it.
+          return replay(reply.header("location", `/v1/runs/${(stored.body as { id: string }).id}`), stored);
+        }
       }
       const fact = await getFactRecord(app.ctx, req.params.name);
       const { run, joined } = await requestRun(app.ctx, fact, req.body?.through);
