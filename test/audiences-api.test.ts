@@ -7,6 +7,7 @@ import { createTestEnv, type TestEnv } from "./helpers/context.js";
 import { allPages, api, createFact, ingest, processThrough } from "./helpers/api.js";
 import { fixtureMeta, readFixtureCsv } from "./helpers/fixtures.js";
 import { syncRefreshSchedules } from "../src/audiences/refresh.js";
+import { whileTableLocked } from "./helpers/locks.js";
 
 const FIXTURE = "la-dst-60d";
 const meta = fixtureMeta(FIXTURE);
@@ -227,6 +228,27 @@ describe("audiences, versions and materializations", () => {
     expect(members.json().data.length).toBe(Math.min(100, m.member_count));
     expect((await api(env).delete(`/v1/materializations/${m.id}`)).statusCode).toBe(204);
     expect((await api(env).get(`/v1/materializations/${m.id}/members`)).statusCode).toBe(404);
+  });
+
+  it("two deletions of one list at once: one answers 204, the other the list's 404, never a 500", async () => {
+    const a = (await api(env).post("/v1/audiences", { ...lapsed, name: "deleted twice" })).json();
+    const m = await materialize(a.id);
+    const pool = env.ctx.db.pool;
+    const waiting = async () =>
+      (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'audience_member'::regclass AND NOT granted`)).rows[0]!.n;
+    // Both deletions found the list and wait on its members' table; then both go on.
+    const deletions = await whileTableLocked(pool, "audience_member", async () => {
+      const both = [api(env).delete(`/v1/materializations/${m.id}`), api(env).delete(`/v1/materializations/${m.id}`)];
+      for (let i = 0; (await waiting()) < 2; i++) {
+        if (i > 500) throw new Error("the deletions never waited on audience_member");
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      return both;
+    });
+    const answers = await Promise.all(deletions);
+    expect(answers.map((r) => r.statusCode).sort(), answers.map((r) => r.body).join(" | ")).toEqual([204, 404]);
+    expect(answers.find((r) => r.statusCode === 404)!.json()).toMatchObject({ status: 404, detail: `No materialization ${m.id}.` });
+    await api(env).delete(`/v1/audiences/${a.id}`);
   });
 
   it("refuses to delete a fact an audience reads", async () => {

@@ -198,7 +198,9 @@ export async function deleteMaterialization(ctx: AppContext, id: string) {
   const m = await getMaterializationRecord(ctx, id);
   if (m.status === "queued" || m.status === "running") throw conflict(`Materialization ${id} is ${m.status}; delete it once it has finished.`);
   await ctx.engine.deleteMembers(id);
-  await ctx.db.prisma.materialization.delete({ where: { id } });
+  // Another deletion of the same list may have got here first: that one answers 204, this one the 404.
+  const { count } = await ctx.db.prisma.materialization.deleteMany({ where: { id } });
+  if (count === 0) throw notFound(`No materialization ${id}.`);
 }
 
 /** A materialization to record: an audience version as of a resolved date. */
