@@ -34,6 +34,23 @@ const trustProxySchema = z
     return entries.join(",");
   });
 
+/**
+ * Networks webhooks may reach although they are private or reserved (loopback, RFC 1918, link-local,
+ * cloud metadata, …): none unless listed, as a comma-separated list of addresses and CIDR ranges.
+ */
+const webhookAllowNetworksSchema = z
+  .string()
+  .default("")
+  .transform((v, ctx): string[] => {
+    const entries = v.split(",").map((e) => e.trim()).filter(Boolean);
+    const bad = entries.find((e) => !isAddressOrRange(e));
+    if (bad !== undefined) {
+      ctx.addIssue({ code: "custom", message: `'${bad}' is not an address or CIDR range (expected a comma-separated list such as 10.20.0.0/16,fd00::/8)` });
+      return z.NEVER;
+    }
+    return entries;
+  });
+
 const configSchema = z.object({
   DATABASE_URL: z
     .string()
@@ -80,6 +97,8 @@ const configSchema = z.object({
   TRUST_PROXY: trustProxySchema,
   /** How long a webhook receiver has to answer one delivery attempt before it counts as failed (and is retried). */
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
+  /** Private or reserved networks webhooks may reach all the same (an in-cluster receiver); by default none. */
+  WEBHOOK_ALLOW_NETWORKS: webhookAllowNetworksSchema,
 });
 
 export type Config = z.infer<typeof configSchema>;

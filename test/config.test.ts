@@ -47,6 +47,8 @@ describe("loadConfig", () => {
     [{ TRUST_PROXY: "1" }, "TRUST_PROXY"],
     [{ TRUST_PROXY: "10.0.0.0/33" }, "TRUST_PROXY"],
     [{ TRUST_PROXY: "10.0.0.1, proxy.internal" }, "TRUST_PROXY"],
+    [{ WEBHOOK_ALLOW_NETWORKS: "10.0.0.0/8,crm.internal" }, "WEBHOOK_ALLOW_NETWORKS"],
+    [{ WEBHOOK_ALLOW_NETWORKS: "true" }, "WEBHOOK_ALLOW_NETWORKS"],
   ])("names the bad variable: %o", (env, variable) => {
     const message = configError(env);
     expect(message).toMatch(/^Invalid configuration/);
@@ -62,6 +64,12 @@ describe("loadConfig", () => {
     expect(loadConfig({ TRUST_PROXY: "false" }).TRUST_PROXY).toBe(false);
     expect(loadConfig({ TRUST_PROXY: " 10.0.0.0/8, 192.168.1.7 ,::1,fd00::/8" }).TRUST_PROXY).toBe("10.0.0.0/8,192.168.1.7,::1,fd00::/8");
     expect(configError({ TRUST_PROXY: "proxy.internal" })).toMatch(/TRUST_PROXY: 'proxy.internal' is not an address or CIDR range/);
+  });
+
+  it("WEBHOOK_ALLOW_NETWORKS: none by default; a list of addresses and ranges, IPv4 and IPv6", () => {
+    expect(loadConfig({}).WEBHOOK_ALLOW_NETWORKS).toEqual([]);
+    expect(loadConfig({ WEBHOOK_ALLOW_NETWORKS: " 10.20.0.0/16, 192.168.1.7 ,fd00::/8" }).WEBHOOK_ALLOW_NETWORKS).toEqual(["10.20.0.0/16", "192.168.1.7", "fd00::/8"]);
+    expect(configError({ WEBHOOK_ALLOW_NETWORKS: "10.0.0.0/33" })).toMatch(/WEBHOOK_ALLOW_NETWORKS: '10.0.0.0\/33' is not an address or CIDR range/);
   });
 
   it("PROCESS_CRON: parsed as the scheduler will parse it, at most once a minute", () => {

@@ -1,12 +1,16 @@
 import { createHmac, randomUUID } from "node:crypto";
+import http from "node:http";
+import https from "node:https";
+import { isIP } from "node:net";
 import { z } from "zod";
 import { isoInstant } from "../http/formats.js";
 import type { AppContext } from "../context.js";
 import type { PrismaClientOrTransaction } from "../db/client.js";
 import type { Webhook, WebhookDelivery } from "../generated/prisma/client.js";
 import { Prisma } from "../generated/prisma/client.js";
-import { notFound } from "../http/problem.js";
+import { badRequest, notFound } from "../http/problem.js";
 import { afterCreatedAtId, createdAtIdCursor, decodeCursor, toPage, type PageQuery } from "../http/pagination.js";
+import { ForbiddenAddressError, forbiddenAddressReason, guardedLookup, hostOf, webhookUrlProblem } from "./webhook-addresses.js";
 
 export const WEBHOOK_EVENTS = [
   "materialization.succeeded", "materialization.failed", "run.succeeded", "run.failed", "campaign.assigned", "campaign.assignment_failed",
@@ -54,6 +58,8 @@ const deliveryView = (d: WebhookDelivery) => ({
 });
 
 export async function createWebhook(ctx: AppContext, input: z.infer<typeof createWebhookSchema>) {
+  const problem = webhookUrlProblem(input.url, ctx.config.WEBHOOK_ALLOW_NETWORKS);
+  if (problem) throw badRequest(`Invalid body: url: ${problem}.`, [{ path: "url", message: problem }]);
   const w = await ctx.db.prisma.webhook.create({ data: { id: randomUUID(), url: input.url, events: [...new Set(input.events)], secret: input.secret } });
   return view(w);
 }
@@ -150,24 +156,16 @@ export async function attemptDelivery(ctx: AppContext, deliveryId: string, final
   let code: number | null = null;
   let error: string | null = null;
   try {
-    const res = await fetch(d.webhook.url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        "user-agent": "activation-audiences-webhooks",
-        "webhook-id": d.id,
-        "webhook-event": d.event,
-        "x-aa-signature": signPayload(d.webhook.secret, body, ts),
-      },
-      body,
-      signal: AbortSignal.timeout(timeoutMs),
-      redirect: "manual",
-    });
-    code = res.status;
-    await res.body?.cancel().catch(() => {});
-    if (res.status < 200 || res.status >= 300) error = `receiver answered ${res.status}`;
+    code = await postJson(d.webhook.url, body, {
+      "user-agent": "activation-audiences-webhooks",
+      "webhook-id": d.id,
+      "webhook-event": d.event,
+      "x-aa-signature": signPayload(d.webhook.secret, body, ts),
+    }, timeoutMs, ctx.config.WEBHOOK_ALLOW_NETWORKS);
+    if (code < 200 || code >= 300) error = `receiver answered ${code}`;
   } catch (err) {
-    error = (err as Error).name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : `request failed: ${(err as Error).message}`;
+    if (err instanceof ForbiddenAddressError) error = `not sent: ${err.message}`;
+    else error = (err as Error).name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : `request failed: ${(err as Error).message}`;
   }
   await ctx.db.prisma.webhookDelivery.update({
     where: { id: deliveryId },
@@ -181,4 +179,40 @@ export async function attemptDelivery(ctx: AppContext, deliveryId: string, final
     },
   });
   if (error !== null) throw new Error(error);
+}
+
+/**
+ * POSTs a delivery and answers the receiver's status code (a redirect is not followed: it is the
+ * receiver's answer). The connection only goes to addresses WEBHOOK_ALLOW_NETWORKS permits: an address
+ * in the URL is checked as it is, a name on the very addresses it resolves to for this connection.
+ */
+function postJson(rawUrl: string, body: string, headers: Record<string, string>, timeoutMs: number, allowed: readonly string[]): Promise<number> {
+  const url = new URL(rawUrl);
+  const host = hostOf(url);
+  if (isIP(host)) {
+    const why = forbiddenAddressReason(host, allowed);
+    if (why) return Promise.reject(new ForbiddenAddressError(why));
+  }
+  const transport = url.protocol === "https:" ? https : http;
+  const signal = AbortSignal.timeout(timeoutMs);
+  return new Promise<number>((resolve, reject) => {
+    const req = transport.request(
+      url,
+      {
+        method: "POST",
+        headers: { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+        lookup: guardedLookup(allowed),
+        // A connection of its own per attempt: nothing is reused from a connection checked earlier.
+        agent: false,
+        signal,
+      },
+      (res) => {
+        resolve(res.statusCode ?? 0);
+        // The answer's body is not read: the status is what counts.
+        res.destroy();
+      },
+    );
+    req.on("error", (err) => reject(signal.aborted ? Object.assign(new Error("timeout"), { name: "TimeoutError" }) : err));
+    req.end(body);
+  });
 }

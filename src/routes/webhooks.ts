@@ -19,7 +19,9 @@ const webhookRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "Subscribe a URL to events",
         description:
           "Each delivery is a POST of JSON signed in the `x-aa-signature` header as `t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" with the secret>`; " +
-          "failed deliveries are retried with exponential backoff and logged.",
+          "failed deliveries are retried with exponential backoff and logged. " +
+          "The URL must reach a public address: one that is loopback, private, link-local (cloud metadata) or reserved is a 400 unless WEBHOOK_ALLOW_NETWORKS lists it, " +
+          "and a name is checked on the addresses it resolves to at each delivery (a delivery to a refused address fails without being sent). Redirects are not followed.",
         body: createWebhookSchema,
         response: { 201: webhookSchema },
         "x-response-headers": { 201: { Location: LOCATION_HEADER } },

@@ -29,10 +29,13 @@ export async function createTestEnv(overrides: Record<string, string> = {}): Pro
   const worker = process.env.VITEST_POOL_ID ?? "0";
   const name = `aa_test_${runId}_${worker}_${process.pid}_${counter++}`;
   const url = await cloneTemplate(name, templateName(runId));
+  // The tests' webhook receivers listen on loopback, which webhooks may not reach unless allowed;
+  // test/webhook-ssrf.test.ts allows nothing.
+  const settings = { WEBHOOK_ALLOW_NETWORKS: "127.0.0.0/8,::1", ...overrides };
   const config = loadConfig({ DATABASE_URL: url, REDIS_URL, REDIS_PREFIX: `aa-test-${runId}-${name}`, LOG_LEVEL: "silent", WORKERS: "1",
     // The suite makes many requests with one key, and many with bad keys from one address;
     // test/rate-limit.test.ts and test/auth-failures.test.ts set low limits of their own.
-    RATE_LIMIT_MAX: "1000000", AUTH_FAILURE_LIMIT: "1000000", ...overrides });
+    RATE_LIMIT_MAX: "1000000", AUTH_FAILURE_LIMIT: "1000000", ...settings });
   const ctx = createContext(config);
   const app = await buildApp(ctx);
   const mk = async (scopes: ("read" | "write" | "admin")[]) => (await createApiKey(ctx.db.prisma, { name: scopes.join("+"), scopes })).key;
@@ -43,7 +46,7 @@ export async function createTestEnv(overrides: Record<string, string> = {}): Pro
     ctx,
     keys,
     auth: (key = keys.admin) => ({ authorization: `Bearer ${key}` }),
-    childEnv: { DATABASE_URL: url, REDIS_URL, REDIS_PREFIX: config.REDIS_PREFIX, LOG_LEVEL: "silent", ...overrides },
+    childEnv: { DATABASE_URL: url, REDIS_URL, REDIS_PREFIX: config.REDIS_PREFIX, LOG_LEVEL: "silent", ...settings },
     startWorkers() {
       const w = startWorkers(ctx, { info() {}, error() {} });
       running.push(w);
