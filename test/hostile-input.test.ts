@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FIELD_NAMES, OPS } from "../src/audiences/definition.js";
 import { GROWTH_STATES, STATES, TRANSITION_SEGMENTS } from "../src/activation/layer-queries.js";
 import { MAX_JSON_DEPTH } from "../src/http/untrusted-input.js";
+import { compileAudienceQuery } from "../src/activation/postgres/audience-sql.js";
 import { allPages, api, createFact, ingest, processThrough, waitForCampaign, waitForRecord } from "./helpers/api.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 
@@ -628,6 +629,28 @@ describe("SQL-looking and exotic text is stored and returned literally, and neve
     const count = await env.ctx.db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM app_user`);
     expect(Number(count.rows[0]!.n)).toBeGreaterThan(40);
     expect((await api(env).get(`/v1/facts/${FACT}`)).statusCode).toBe(200);
+  });
+
+  it("a field named after what every JavaScript object has (toString, constructor, __proto__) is an unknown field: a 400 naming it, nothing saved, the audience list intact", async () => {
+    const before = (await api(env).get("/v1/audiences")).json().data.length;
+    for (const field of ["toString", "constructor", "__proto__", "hasOwnProperty", "valueOf", "__defineGetter__"]) {
+      for (const filter of [{ field, op: "is_null" }, { field, op: "eq", value: 1 }, { not: { field, op: "in", value: ["x"] } }]) {
+        const preview = await api(env).post("/v1/audiences/preview", { definition: { name: "x", fact: FACT, filter } });
+        expectHandled(preview, field);
+        expect(preview.statusCode, preview.body).toBe(400);
+        expect(preview.json().errors[0].path).toMatch(/^definition\.filter(\.not)?\.field$/);
+        const created = await api(env).post("/v1/audiences", { name: `field ${field}`, fact: FACT, filter });
+        expect(created.statusCode, created.body).toBe(400);
+        expect(created.json().errors[0].path).toMatch(/^filter(\.not)?\.field$/);
+      }
+    }
+    const list = await api(env).get("/v1/audiences");
+    expect(list.statusCode, list.body).toBe(200);
+    expect(list.json().data).toHaveLength(before);
+    // And the compiler writes no such name into SQL, whatever reaches it (a definition stored before).
+    expect(() => compileAudienceQuery({ factId: 1, grain: 0, period: 1, latest: true, filter: { field: "toString" as never, op: "is_null", values: [], factId: null } })).toThrow(
+      "the audience compiler has no status field 'toString'",
+    );
   });
 });
 

@@ -148,7 +148,9 @@ function checkCondition(raw: Record<string, unknown>, path: string, errs: Errors
     if (!["field", "op", "value", "within_periods", "fact"].includes(k)) errs.add(`${path}.${k}`, `unknown key '${k}'`);
   }
   const field = raw.field;
-  if (typeof field !== "string" || !(field in FIELDS)) {
+  // Own fields only: `in` would take toString or constructor (every object has them) for a field, and
+  // the compiler would write that name into the SQL.
+  if (typeof field !== "string" || !Object.hasOwn(FIELDS, field)) {
     errs.add(`${path}.field`, `unknown field${typeof field === "string" ? ` '${field}'` : ""} (one of ${FIELD_NAMES.join(", ")})`);
     return undefined;
   }

@@ -204,6 +204,8 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
     if ("all" in n) return `(${n.all.map(compileNode).join(" AND ")})`;
     if ("any" in n) return `(${n.any.map(compileNode).join(" OR ")})`;
     if ("not" in n) return `(NOT ${compileNode(n.not)})`;
+    // The field becomes a column name: only the status columns, whatever reached the compiler.
+    if (!Object.hasOwn(main, n.field)) throw new Error(`the audience compiler has no status field '${String(n.field)}'`);
     if (n.within) return withinTest(n);
     const own = n.factId === null;
     const col = own ? `s.${n.field}` : `s.${aliasFor(n.factId!)}_${n.field}`;
@@ -211,9 +213,9 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
     return valueTest(col, n, !own || NULLABLE_STATUS_FIELDS.has(n.field) || (n.field === "growth_state" && g !== 0));
   };
 
-  const where = compileNode(q.filter);
   const main = statusColumnExprs("i", P, g);
   if (g !== 0) main.growth_state = "NULL::text";
+  const where = compileNode(q.filter);
   const mainCols = MEMBER_STATUS_FIELDS.map((f) => `${main[f]} AS ${f}`).join(",\n      ");
   const sql = `SELECT s.user_key, ${MEMBER_STATUS_FIELDS.map((f) => `s.${f}`).join(", ")} FROM (
     SELECT i.user_key,
