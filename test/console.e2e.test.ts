@@ -13,6 +13,7 @@ import { whileTableLocked } from "./helpers/locks.js";
 import { demoPopulation, eventsForDay, prng } from "../src/cli/demo-data.js";
 import { dateToDay, dayToDate } from "../src/activation/periods.js";
 import { localDate } from "../src/facts/timezones.js";
+import { CONSOLE_SECURITY_HEADERS } from "../src/routes/console.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = path.resolve(import.meta.dirname, "artifacts");
@@ -128,6 +129,10 @@ beforeAll(async () => {
   page = context.pages()[0] ?? (await context.newPage());
   // Errors in the page fail the test that caused them, with the browser's message.
   context.on("weberror", (e) => pageErrors.push(e.error().message));
+  // So does anything the console's Content-Security-Policy blocks (Chromium reports it on the console).
+  page.on("console", (m) => {
+    if (m.type() === "error" && /Content Security Policy/i.test(m.text())) pageErrors.push(m.text());
+  });
   page.setDefaultTimeout(20_000);
 }, 240_000);
 
@@ -156,6 +161,19 @@ describe("serving", () => {
     expect((await fetch(`${base}/health`)).status).toBe(200);
     expect((await fetch(`${base}/docs`, { redirect: "manual" })).status).toBeLessThan(400);
     expect((await fetch(`${base}/nothing-here`)).status).toBe(404);
+  });
+
+  it("its pages and assets carry a Content-Security-Policy that allows only its own origin and no framing; the API's answers do not", async () => {
+    for (const p of ["/", "/sign-in", "/dashboard", `/campaigns/${campaignId}`]) {
+      const res = await fetch(`${base}${p}`);
+      expect(res.headers.get("content-security-policy"), p).toBe(CONSOLE_SECURITY_HEADERS["content-security-policy"]);
+      expect(res.headers.get("x-frame-options"), p).toBe("DENY");
+      expect(res.headers.get("x-content-type-options"), p).toBe("nosniff");
+    }
+    const body = await (await fetch(`${base}/`)).text();
+    const asset = await fetch(`${base}${/src="(\/assets\/[^"]+\.js)"/.exec(body)![1]!}`);
+    expect(asset.headers.get("x-content-type-options")).toBe("nosniff");
+    expect((await fetch(`${base}/health`)).headers.get("content-security-policy")).toBeNull();
   });
 });
 

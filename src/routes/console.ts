@@ -15,8 +15,24 @@ const PAGES = ["/", "/sign-in", "/dashboard", "/audiences", "/audiences/*", "/ma
  * with the user's key like any client; nothing here needs or checks a key. Unknown /v1 routes keep
  * their problem+json 404 because only the console's pages fall back to index.html.
  */
+/**
+ * The console keeps an API key in the tab: its pages may run only the console's own script (an injected
+ * one could read the key), talk only to this origin, and not be framed by another site (clickjacking
+ * a signed-in marketer into a deletion).
+ */
+export const CONSOLE_SECURITY_HEADERS = {
+  "content-security-policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  "x-frame-options": "DENY",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+};
+
 const consoleRoutes: FastifyPluginAsync<{ dir?: string }> = async (app, opts) => {
   const dir = opts.dir ?? CONSOLE_DIR;
+  // This plugin's own routes only (it is not wrapped in fastify-plugin): the API and /docs keep theirs.
+  app.addHook("onSend", async (_req, reply) => {
+    reply.headers(CONSOLE_SECURITY_HEADERS);
+  });
   if (!existsSync(path.join(dir, "index.html"))) {
     // The API works without the console; say how to get it rather than failing to start.
     for (const url of PAGES)
