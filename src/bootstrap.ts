@@ -23,6 +23,14 @@ export function createContext(config: Config): AppContext & { close(): Promise<v
   };
 }
 
+/** A URL as it may be printed: without the user and password it may carry. */
+function withoutCredentials(raw: string): string {
+  const url = new URL(raw);
+  url.username = "";
+  url.password = "";
+  return url.toString();
+}
+
 /** A clear message when PostgreSQL or Redis does not answer, with the commands that start them. */
 export async function checkServices(config: Config): Promise<string | null> {
   const problems: string[] = [];
@@ -45,7 +53,7 @@ export async function checkServices(config: Config): Promise<string | null> {
     await Promise.race([redis.ping(), new Promise((_, rej) => setTimeout(() => rej(new Error("timeout")), 3000))]);
   } catch (err) {
     problems.push(
-      `Redis does not answer at ${config.REDIS_URL} (${(err as Error).message}). Start it with:\n` +
+      `Redis does not answer at ${withoutCredentials(config.REDIS_URL)} (${(err as Error).message}). Start it with:\n` +
         '  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log',
     );
   } finally {

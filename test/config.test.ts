@@ -3,6 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config.js";
+import { checkServices } from "../src/bootstrap.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -88,6 +89,17 @@ describe("loadConfig", () => {
     const message = configError({ PORT: "abc", DATABASE_URL: "mysql://x", LOG_LEVEL: "loud" });
     for (const v of ["PORT", "DATABASE_URL", "LOG_LEVEL"]) expect(message).toMatch(new RegExp(`^\\s+${v}: `, "m"));
   });
+});
+
+describe("the message when PostgreSQL or Redis does not answer", () => {
+  it("names where, without the passwords in their URLs", async () => {
+    const message = await checkServices(
+      loadConfig({ DATABASE_URL: "postgresql://postgres:pg-password-1234@127.0.0.1:1/never", REDIS_URL: "redis://default:redis-password-1234@127.0.0.1:1/0" }),
+    );
+    expect(message).toMatch(/PostgreSQL does not answer at 127\.0\.0\.1:1 /);
+    expect(message).toMatch(/Redis does not answer at redis:\/\/127\.0\.0\.1:1\/0 /);
+    expect(message).not.toMatch(/password-1234/);
+  }, 20_000);
 });
 
 describe("the server at boot", () => {
