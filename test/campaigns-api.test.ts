@@ -1014,6 +1014,10 @@ describe("a window that ends today", () => {
     // Today's returners count already.
     expect(first.goal.groups.treatment.n * first.goal.groups.treatment.mean + first.goal.groups.control.n * first.goal.groups.control.mean).toBeCloseTo(8, 9);
     expect(first.stale).toBe(false);
+    // No recomputation left to run (the assignment's may still be queued behind the read's): one that ran
+    // after the line below would store the results afresh and leave nothing stale to see.
+    const queues = env.ctx.queues;
+    await expect.poll(() => queues.campaigns.getDeduplicationJobId(queues.campaignResultsDeduplicationId(c.json().id)), { timeout: 20_000 }).toBeFalsy();
     // As if computed yesterday: a day has ended since, so the incomplete window is recomputed.
     await env.ctx.db.pool.query(`UPDATE campaign_result SET computed_at = computed_at - interval '1 day' WHERE campaign_id = $1`, [c.json().id]);
     expect((await api(env).get(`/v1/campaigns/${c.json().id}/results`)).json().stale).toBe(true);
