@@ -159,8 +159,8 @@ async function main() {
     else hi = mid - 1;
   }
   const big = await createAudience(ctx, { name: "big", fact: "app_opened", grain: "day", filter: { field: "active_periods_total", op: "gte", value: chosen.n } });
-  const m1 = await requestMaterialization(ctx, big.id, dateOfX(-7), "bench");
-  const m2 = await requestMaterialization(ctx, big.id, T, "bench");
+  const m1 = (await requestMaterialization(ctx, big.id, dateOfX(-7), "bench")).materialization;
+  const m2 = (await requestMaterialization(ctx, big.id, T, "bench")).materialization;
   const [done1, tMat1] = await timeIt(() => executeMaterialization(ctx, m1.id));
   const [done2, tMat2] = await timeIt(() => executeMaterialization(ctx, m2.id));
   results.materialize_members = done2.member_count ?? 0;

@@ -158,7 +158,7 @@ figures.layer = { users: USERS, days_before_launch: LAUNCH_X, activity_rows_befo
 const asOf = dateOf(LAUNCH_X - 1);
 const [list, tList] = await timed(`fact-wide list as of ${asOf}`, async () => {
   const a = await createAudience(ctx, { name: "Everyone", fact: "app_opened", grain: "day", filter: { field: "inactivity_periods", op: "gte", value: 0 } });
-  const m = await requestMaterialization(ctx, a.id, asOf, "bench");
+  const m = (await requestMaterialization(ctx, a.id, asOf, "bench")).materialization;
   return executeMaterialization(ctx, m.id);
 });
 log(`list ${list.id}: ${fmtInt(list.member_count ?? 0)} members`);

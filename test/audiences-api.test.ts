@@ -8,6 +8,7 @@ import { allPages, api, createFact, ingest, processThrough } from "./helpers/api
 import { fixtureMeta, readFixtureCsv } from "./helpers/fixtures.js";
 import { syncRefreshSchedules } from "../src/audiences/refresh.js";
 import { whileTableLocked } from "./helpers/locks.js";
+import { dateToDay, dayToDate } from "../src/activation/periods.js";
 
 const FIXTURE = "la-dst-60d";
 const meta = fixtureMeta(FIXTURE);
@@ -260,17 +261,49 @@ describe("audiences, versions and materializations", () => {
   });
 
   it("runs two materializations at once, both right", async () => {
+    // Two versions of one audience, the same filter: two lists (an identical request would join the first).
     const a = (await api(env).post("/v1/audiences", { ...lapsed, name: "twins" })).json();
-    const [r1, r2] = await Promise.all([
-      api(env).post(`/v1/audiences/${a.id}/materializations`, {}),
-      api(env).post(`/v1/audiences/${a.id}/materializations`, {}),
-    ]);
+    const r1 = await api(env).post(`/v1/audiences/${a.id}/materializations`, {});
+    expect((await api(env).patch(`/v1/audiences/${a.id}`, { name: "twins, renamed" })).statusCode).toBe(200);
+    const r2 = await api(env).post(`/v1/audiences/${a.id}/materializations`, {});
+    expect([r1.statusCode, r2.statusCode]).toEqual([202, 202]);
     const [m1, m2] = await Promise.all([waitFor(r1.json().id), waitFor(r2.json().id)]);
+    expect([m1.version, m2.version]).toEqual([1, 2]);
     expect(m1.member_count).toBe(m2.member_count);
     const u1 = (await allPages(env, `/v1/materializations/${m1.id}/members`)).map((r) => r.user_id).sort();
     const u2 = (await allPages(env, `/v1/materializations/${m2.id}/members`)).map((r) => r.user_id).sort();
     expect(u1).toEqual(u2);
     expect(u1.length).toBe(m1.member_count);
+  });
+
+  it("a request for a list identical to one queued or running joins it (200, same list); once it has finished, the next request makes another", async () => {
+    const a = (await api(env).post("/v1/audiences", { ...lapsed, name: "clicked twice" })).json();
+    const post = (body: object) => api(env).post(`/v1/audiences/${a.id}/materializations`, body);
+    await workers.close();
+    let first: Record<string, unknown>;
+    try {
+      // Together: one queues the list, the other joins it.
+      const together = await Promise.all([post({}), post({ as_of: meta.through }), post({})]);
+      expect(together.map((r) => r.statusCode).sort(), together.map((r) => r.body).join(" | ")).toEqual([200, 200, 202]);
+      first = together.find((r) => r.statusCode === 202)!.json();
+      for (const r of together) {
+        expect(r.json().id).toBe(first.id);
+        expect(r.headers.location).toBe(`/v1/materializations/${first.id}`);
+      }
+      // Another date is another list.
+      const other = await post({ as_of: dayToDate(dateToDay(meta.through) - 1) });
+      expect(other.statusCode).toBe(202);
+      expect(other.json().id).not.toBe(first.id);
+      const listed = (await api(env).get(`/v1/audiences/${a.id}/materializations`)).json().data as Array<{ id: string }>;
+      expect(listed.length).toBe(2);
+    } finally {
+      workers = env.startWorkers();
+    }
+    expect((await waitFor(first.id as string)).status).toBe("succeeded");
+    const after = await post({});
+    expect(after.statusCode).toBe(202);
+    expect(after.json().id).not.toBe(first.id);
+    await waitFor(after.json().id);
   });
 });
 

@@ -71,21 +71,51 @@ export function materializationView(m: Materialization): MaterializationView {
  * Records a materialisation of the audience's current version as of a date (default: the fact's
  * watermark now, fixed at request time) and queues the job that computes it.
  */
-export async function requestMaterialization(ctx: AppContext, audienceId: string, asOf: string | undefined, trigger: MaterializationTrigger = "api"): Promise<MaterializationView> {
+/** Namespace of the advisory lock that makes the requests for one audience's lists one at a time. */
+export const MATERIALIZATION_REQUEST_LOCK_NS = 4_274;
+
+export interface MaterializationRequest {
+  materialization: MaterializationView;
+  /** An identical list (same audience version and date) was queued or running: this request joined it. */
+  joined: boolean;
+}
+
+/**
+ * Asks for a frozen list of the audience's current version as of `asOf` (default: its facts' watermark).
+ * While an identical list is queued or running, the request joins it instead of queueing another: it
+ * would hold the same members, and a retried request or a second click (or a cron firing while the
+ * last one still runs) would otherwise build and store it twice. Requests for one audience take its
+ * advisory lock in turn, so two that arrive together make one list.
+ */
+export async function requestMaterialization(
+  ctx: AppContext, audienceId: string, asOf: string | undefined, trigger: MaterializationTrigger = "api",
+): Promise<MaterializationRequest> {
   const audience = await getAudienceRecord(ctx, audienceId);
   const definition = audience.definition as unknown as AudienceDefinition;
   // Resolving now checks the facts are processed through as_of and fixes the default date.
   const resolved = await resolveAudience(ctx, definition, asOf, "definition");
-  const m = await ctx.db.prisma.materialization.create({
-    data: { id: randomUUID(), audienceId, version: audience.version, asOf: new Date(`${resolved.asOf}T00:00:00Z`), status: "queued", trigger },
+  const asOfDate = new Date(`${resolved.asOf}T00:00:00Z`);
+  const { m, joined } = await ctx.db.prisma.$transaction(async (tx) => {
+    await tx.$executeRaw`SELECT pg_advisory_xact_lock(${MATERIALIZATION_REQUEST_LOCK_NS}::int, hashtext(${audienceId}::text))`;
+    const waiting = await tx.materialization.findFirst({
+      where: { audienceId, version: audience.version, asOf: asOfDate, status: { in: ["queued", "running"] } },
+      orderBy: { createdAt: "asc" },
+    });
+    if (waiting) return { m: waiting, joined: true };
+    const created = await tx.materialization.create({
+      data: { id: randomUUID(), audienceId, version: audience.version, asOf: asOfDate, status: "queued", trigger },
+    });
+    return { m: created, joined: false };
   });
   try {
+    // Joined: queued again under its job id, which adds nothing while its job exists and revives one Redis lost.
     await ctx.queues.enqueueMaterialization({ materializationId: m.id });
   } catch (err) {
-    await ctx.db.prisma.materialization.update({ where: { id: m.id }, data: { status: "failed", error: "job queue unavailable", finishedAt: new Date() } });
+    if (!joined)
+      await ctx.db.prisma.materialization.update({ where: { id: m.id }, data: { status: "failed", error: "job queue unavailable", finishedAt: new Date() } });
     throw err;
   }
-  return materializationView(m);
+  return { materialization: materializationView(m), joined };
 }
 
 /** The job's work. Idempotent: a finished one is left alone; a retried one recomputes in one transaction. */

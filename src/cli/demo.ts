@@ -113,8 +113,8 @@ export async function runDemo(ctx: AppContext): Promise<void> {
     const p = await previewDefinition(ctx, def, undefined);
     const a = await createAudience(ctx, def);
     saved.set(def.name, a.id);
-    const mat = await requestMaterialization(ctx, a.id, undefined, "demo");
-    const done = await executeMaterialization(ctx, mat.id);
+    const { materialization } = await requestMaterialization(ctx, a.id, undefined, "demo");
+    const done = await executeMaterialization(ctx, materialization.id);
     console.log(`  ${def.name.padEnd(48)} ${n(p.count).padStart(6)} users (preview ${p.took_ms} ms), list ${done.id} with ${n(done.member_count ?? 0)} members`);
   }
 
@@ -160,7 +160,7 @@ const WINDOW_DAYS = 14;
  */
 async function campaignStep(ctx: AppContext, audienceId: string, lastDay: number) {
   const launchDay = lastDay - WINDOW_DAYS + 1;
-  const list = await executeMaterialization(ctx, (await requestMaterialization(ctx, audienceId, dayToDate(launchDay - 1), "demo")).id);
+  const list = await executeMaterialization(ctx, (await requestMaterialization(ctx, audienceId, dayToDate(launchDay - 1), "demo")).materialization.id);
   const created = await createCampaign(ctx, {
     name: "Win back long streakers",
     materialization_id: list.id,

@@ -77,8 +77,8 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
         }
         if (job.name === JOB_NAMES.refreshAudience) {
           const { audienceId } = audienceRefreshPayload.parse(job.data);
-          const m = await requestMaterialization(ctx, audienceId, undefined, "schedule");
-          return { materialization: m.id };
+          const { materialization } = await requestMaterialization(ctx, audienceId, undefined, "schedule");
+          return { materialization: materialization.id };
         }
         throw new Error(`unknown scheduled job ${job.name}`);
       },

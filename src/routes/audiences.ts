@@ -150,18 +150,20 @@ const audienceRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         tags: ["materializations"],
         summary: "Freeze the audience's members as of a date (a queued job)",
-        description: "`as_of` defaults to the watermark of the audience's fact (its processed_through) at request time, also when the POST has no body.",
+        description:
+          "`as_of` defaults to the watermark of the audience's fact (its processed_through) at request time, also when the POST has no body. " +
+          "While an identical list (the audience's current version, the same `as_of`) is queued or running, the request joins it (200) instead of queueing another (202).",
         params: idParams,
         body: z.object({ as_of: date.optional() }).strict().default({}),
-        response: { 202: materializationSchema, ...problemAnswers(404, 409) },
-        "x-response-headers": { 202: { Location: LOCATION_HEADER } },
+        response: { 200: materializationSchema, 202: materializationSchema, ...problemAnswers(404, 409) },
+        "x-response-headers": { 200: { Location: LOCATION_HEADER }, 202: { Location: LOCATION_HEADER } },
       },
       // No body: as of the default date.
       preValidation: noBodyMeansNoOptions,
     },
     async (req, reply) => {
-      const m = await requestMaterialization(app.ctx, req.params.id, req.body?.as_of);
-      return reply.code(202).header("location", `/v1/materializations/${m.id}`).send(m);
+      const { materialization: m, joined } = await requestMaterialization(app.ctx, req.params.id, req.body?.as_of);
+      return reply.code(joined ? 200 : 202).header("location", `/v1/materializations/${m.id}`).send(m);
     },
   );
 
