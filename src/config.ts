@@ -85,6 +85,11 @@ const configSchema = z.object({
    * outcome of a last attempt could not be recorded) and revive those jobs; also done on every (re)connection.
    */
   JOB_RECOVERY_INTERVAL_MS: z.coerce.number().int().min(200).max(86_400_000).default(60_000),
+  /**
+   * How long a request's Idempotency-Key is remembered: a retry within it replays the first answer, one after
+   * it is a new request. Workers delete older records as they sweep (JOB_RECOVERY_INTERVAL_MS).
+   */
+  IDEMPOTENCY_KEY_RETENTION_HOURS: z.coerce.number().int().min(1).max(8760).default(168),
   /** Requests one API key may make per window, counted in Redis across every API process; 0 turns the limit off. */
   RATE_LIMIT_MAX: z.coerce.number().int().min(0).max(1_000_000_000).default(6000),
   RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).max(86_400_000).default(60_000),

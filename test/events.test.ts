@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseEventChunks } from "../src/facts/bulk-load.js";
+import { deleteExpiredIdempotencyRecords } from "../src/http/idempotency.js";
 import { api, createFact } from "./helpers/api.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 
@@ -378,5 +379,42 @@ describe("Idempotency-Key", () => {
   it("refuses a malformed key", async () => {
     const body = expectProblem(await post("idem_fact", batch, { "idempotency-key": "x".repeat(256) }), 400);
     expect(body.errors[0]!.path).toBe("Idempotency-Key");
+  });
+
+  it("a key is remembered for IDEMPOTENCY_KEY_RETENTION_HOURS: after it, the same request is new and the key free; workers delete what has expired", async () => {
+    await createFact(env, "idem_expiry");
+    const pool = env.ctx.db.pool;
+    const hours = env.ctx.config.IDEMPOTENCY_KEY_RETENTION_HOURS;
+    const age = (key: string, by: string) => pool.query(`UPDATE idempotency_record SET created_at = created_at - $2::interval WHERE key = $1`, [key, by]);
+    const activity = async () => Number((await pool.query(`SELECT count(*) AS n FROM activity_day WHERE fact_id = (SELECT id FROM fact WHERE name = 'idem_expiry')`)).rows[0].n);
+    const one = { events: [ok("exp_1", "2026-01-20T10:00:00Z")] };
+    expect((await post("idem_expiry", one, { "idempotency-key": "expiring" })).statusCode).toBe(202);
+    // Just inside the retention: a replay.
+    await age("expiring", `${hours} hours -1 minute`);
+    const replay = await post("idem_expiry", one, { "idempotency-key": "expiring" });
+    expect(replay.headers["idempotent-replayed"]).toBe("true");
+    // Past it: the same request runs again (its effect, a new record), and another request may take the key.
+    await age("expiring", "2 minutes");
+    await pool.query(`DELETE FROM activity_day WHERE fact_id = (SELECT id FROM fact WHERE name = 'idem_expiry')`);
+    const again = await post("idem_expiry", one, { "idempotency-key": "expiring" });
+    expect(again.statusCode, again.body).toBe(202);
+    expect(again.headers["idempotent-replayed"]).toBeUndefined();
+    expect(await activity()).toBe(1);
+    await age("expiring", `${hours} hours 1 minute`);
+    const other = await post("idem_expiry", { events: [ok("exp_2", "2026-01-21T10:00:00Z")] }, { "idempotency-key": "expiring" });
+    expect(other.statusCode, other.body).toBe(202);
+    expect(other.headers["idempotent-replayed"]).toBeUndefined();
+    expect(await activity()).toBe(2);
+    // And that new record is a live one: its replay.
+    expect((await post("idem_expiry", { events: [ok("exp_2", "2026-01-21T10:00:00Z")] }, { "idempotency-key": "expiring" })).headers["idempotent-replayed"]).toBe("true");
+    // The sweep deletes expired records only.
+    await post("idem_expiry", one, { "idempotency-key": "stale-1" });
+    await post("idem_expiry", one, { "idempotency-key": "stale-2" });
+    await age("stale-1", `${hours} hours 1 second`);
+    await age("stale-2", `${hours + 100} hours`);
+    const before = await records();
+    expect(await deleteExpiredIdempotencyRecords(pool, hours)).toBe(2);
+    expect(await records()).toBe(before - 2);
+    expect((await pool.query(`SELECT key FROM idempotency_record WHERE key IN ('expiring', 'stale-1', 'stale-2')`)).rows.map((r) => r.key)).toEqual(["expiring"]);
   });
 });

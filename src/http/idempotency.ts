@@ -37,11 +37,15 @@ export function requestFingerprint(request: FastifyRequest): string {
   return createHash("sha256").update(`${request.method} ${request.routeOptions.url} ${JSON.stringify(request.params)}\n${body}`).digest("hex");
 }
 
+/** Hours a key is remembered (IDEMPOTENCY_KEY_RETENTION_HOURS); a record older than that is as if gone. */
+const retentionHours = (request: FastifyRequest) => request.server.config.IDEMPOTENCY_KEY_RETENTION_HOURS;
+
 /** A response stored earlier under this key, or null. A different request under the same key is a 422. */
 export async function findStoredResponse(pool: pg.Pool, request: FastifyRequest, key: string): Promise<StoredResponse | null> {
   const r = await pool.query<{ request_hash: string; status_code: number; response_body: unknown }>(
-    `SELECT request_hash, status_code, response_body FROM idempotency_record WHERE api_key_id = $1 AND key = $2`,
-    [request.apiKey!.id, key],
+    `SELECT request_hash, status_code, response_body FROM idempotency_record
+     WHERE api_key_id = $1 AND key = $2 AND created_at > now() - make_interval(hours => $3)`,
+    [request.apiKey!.id, key, retentionHours(request)],
   );
   const row = r.rows[0];
   if (!row) return null;
@@ -50,12 +54,35 @@ export async function findStoredResponse(pool: pg.Pool, request: FastifyRequest,
   return { status: row.status_code, body: row.response_body };
 }
 
-/** Stores the response in the caller's transaction, so the effect and the record commit together. */
+/**
+ * Stores the response in the caller's transaction, so the effect and the record commit together. A record
+ * of the key past its retention (not swept yet) is replaced; a live one, a request with the same key that
+ * committed first, fails this one as the primary key would (isKeyTaken), so its effect rolls back.
+ */
 export async function storeResponse(client: pg.ClientBase | pg.Pool, request: FastifyRequest, key: string, response: StoredResponse): Promise<void> {
-  await client.query(
-    `INSERT INTO idempotency_record (api_key_id, key, route, request_hash, status_code, response_body) VALUES ($1, $2, $3, $4, $5, $6)`,
-    [request.apiKey!.id, key, `${request.method} ${request.routeOptions.url}`, requestFingerprint(request), response.status, JSON.stringify(response.body)],
+  const stored = await client.query(
+    `INSERT INTO idempotency_record (api_key_id, key, route, request_hash, status_code, response_body) VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (api_key_id, key) DO UPDATE
+       SET route = EXCLUDED.route, request_hash = EXCLUDED.request_hash, status_code = EXCLUDED.status_code,
+           response_body = EXCLUDED.response_body, created_at = now()
+       WHERE idempotency_record.created_at <= now() - make_interval(hours => $7)`,
+    [request.apiKey!.id, key, `${request.method} ${request.routeOptions.url}`, requestFingerprint(request), response.status, JSON.stringify(response.body), retentionHours(request)],
   );
+  if (stored.rowCount === 0) throw Object.assign(new Error("Idempotency-Key taken"), { code: "23505", constraint: "idempotency_record_pkey" });
+}
+
+/** Deletes the records past their retention, a batch at a time (the created_at index finds them); answers how many. */
+export async function deleteExpiredIdempotencyRecords(pool: pg.Pool, retentionHours: number): Promise<number> {
+  let deleted = 0;
+  for (;;) {
+    const r = await pool.query(
+      `DELETE FROM idempotency_record WHERE ctid IN (
+         SELECT ctid FROM idempotency_record WHERE created_at <= now() - make_interval(hours => $1) LIMIT 10000)`,
+      [retentionHours],
+    );
+    deleted += r.rowCount ?? 0;
+    if ((r.rowCount ?? 0) < 10_000) return deleted;
+  }
 }
 
 /** The insert of an idempotency record failed because a request with the same key got there first. */

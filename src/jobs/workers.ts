@@ -7,6 +7,7 @@ import { executeCampaignResults } from "../campaigns/results.js";
 import { executeCampaignAssignment } from "../campaigns/assigning.js";
 import { createRedis } from "./redis.js";
 import { reviveUnfinishedJobs } from "./recovery.js";
+import { deleteExpiredIdempotencyRecords } from "../http/idempotency.js";
 import {
   JOB_NAMES, QUEUE_NAMES, audienceRefreshPayload, campaignAssignmentPayload, campaignResultsPayload, materializationPayload, processRunPayload,
   scheduledProcessingPayload, webhookDeliveryPayload,
@@ -120,7 +121,14 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
     }
   };
   connection.on("ready", () => void reviveJobs(5));
-  const sweep = setInterval(() => void reviveJobs(1), ctx.config.JOB_RECOVERY_INTERVAL_MS);
+  const expireIdempotencyRecords = () =>
+    deleteExpiredIdempotencyRecords(ctx.db.pool, ctx.config.IDEMPOTENCY_KEY_RETENTION_HOURS)
+      .then((n) => n > 0 && log.info({ records: n }, "expired Idempotency-Key records deleted"))
+      .catch((err: Error) => log.error({ err: err.message }, "could not delete expired Idempotency-Key records"));
+  const sweep = setInterval(() => {
+    void reviveJobs(1);
+    void expireIdempotencyRecords();
+  }, ctx.config.JOB_RECOVERY_INTERVAL_MS);
   sweep.unref();
   return {
     async close() {
