@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { attemptDelivery, recordEvent } from "../src/audiences/webhooks.js";
+import { attemptDelivery, FinalDeliveryError, queueDeliveries, recordEvent } from "../src/audiences/webhooks.js";
 import { api } from "./helpers/api.js";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 
@@ -114,6 +114,34 @@ describe("delivering", () => {
       }
     } finally {
       await service.close();
+    }
+  });
+
+  it("a refused address written in the URL fails the delivery for good at its first attempt; a name's refusal is retried (DNS may answer otherwise later)", async () => {
+    for (const [url, status] of [["http://10.1.2.3:9/", "failed"], ["http://localhost:9/", "pending"]] as const) {
+      const webhook = await env.ctx.db.prisma.webhook.create({ data: { id: randomUUID(), url, events: ["run.failed"], secret } });
+      const [deliveryId] = await recordEvent(env.ctx.db.prisma, "run.failed", { url });
+      // Not the last attempt: only a refusal that cannot change ends the delivery now.
+      const attempt = attemptDelivery(env.ctx, deliveryId!, false, 2000);
+      await expect(attempt, url).rejects.toThrow(/not sent: /);
+      await expect(attempt.catch((e: unknown) => e instanceof FinalDeliveryError), url).resolves.toBe(status === "failed");
+      const d = await env.ctx.db.prisma.webhookDelivery.findUniqueOrThrow({ where: { id: deliveryId! } });
+      expect(d, url).toMatchObject({ status, attempts: 1, responseCode: null });
+      await env.ctx.db.prisma.webhook.update({ where: { id: webhook.id }, data: { disabledAt: new Date() } });
+    }
+    // Through the workers: the job of the refused literal address fails at once, with no retry waiting.
+    const webhook = await env.ctx.db.prisma.webhook.create({ data: { id: randomUUID(), url: "http://10.1.2.3:9/", events: ["run.failed"], secret } });
+    const workers = env.startWorkers();
+    try {
+      const [deliveryId] = await recordEvent(env.ctx.db.prisma, "run.failed", {});
+      await queueDeliveries(env.ctx, [deliveryId!]);
+      const queues = env.ctx.queues;
+      await expect.poll(async () => (await queues.webhooks.getJob(queues.webhookDeliveryJobId(deliveryId!)))?.getState(), { timeout: 10_000 }).toBe("failed");
+      expect((await queues.webhooks.getJob(queues.webhookDeliveryJobId(deliveryId!)))!.attemptsMade).toBe(1);
+      expect(await env.ctx.db.prisma.webhookDelivery.findUniqueOrThrow({ where: { id: deliveryId! } })).toMatchObject({ status: "failed", attempts: 1 });
+    } finally {
+      await workers.close();
+      await env.ctx.db.prisma.webhook.update({ where: { id: webhook.id }, data: { disabledAt: new Date() } });
     }
   });
 

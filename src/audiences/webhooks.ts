@@ -142,6 +142,9 @@ export async function queueDeliveries(ctx: AppContext, ids: string[]): Promise<v
   for (const id of ids) await ctx.queues.enqueueWebhookDelivery({ deliveryId: id });
 }
 
+/** A delivery failure no later attempt can change (the job is not retried). */
+export class FinalDeliveryError extends Error {}
+
 /** One attempt; throws (so the job retries with backoff) unless the receiver answered 2xx. */
 export async function attemptDelivery(ctx: AppContext, deliveryId: string, finalAttempt: boolean, timeoutMs = 10_000) {
   const d = await ctx.db.prisma.webhookDelivery.findUnique({ where: { id: deliveryId }, include: { webhook: true } });
@@ -155,6 +158,9 @@ export async function attemptDelivery(ctx: AppContext, deliveryId: string, final
   const ts = Math.floor(Date.now() / 1000);
   let code: number | null = null;
   let error: string | null = null;
+  // A refusal of an address written in the URL is the same at every attempt: final at once. A name's
+  // may change with what DNS answers, so that one is retried like any failure.
+  let final = finalAttempt;
   try {
     code = await postJson(d.webhook.url, body, {
       "user-agent": "activation-audiences-webhooks",
@@ -164,7 +170,10 @@ export async function attemptDelivery(ctx: AppContext, deliveryId: string, final
     }, timeoutMs, ctx.config.WEBHOOK_ALLOW_NETWORKS);
     if (code < 200 || code >= 300) error = `receiver answered ${code}`;
   } catch (err) {
-    if (err instanceof ForbiddenAddressError) error = `not sent: ${err.message}`;
+    if (err instanceof ForbiddenAddressError) {
+      error = `not sent: ${err.message}`;
+      if (isIP(hostOf(new URL(d.webhook.url)))) final = true;
+    }
     else error = (err as Error).name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : `request failed: ${(err as Error).message}`;
   }
   await ctx.db.prisma.webhookDelivery.update({
@@ -174,11 +183,11 @@ export async function attemptDelivery(ctx: AppContext, deliveryId: string, final
       lastAttemptAt: new Date(),
       responseCode: code,
       error,
-      status: error === null ? "delivered" : finalAttempt ? "failed" : "pending",
+      status: error === null ? "delivered" : final ? "failed" : "pending",
       deliveredAt: error === null ? new Date() : null,
     },
   });
-  if (error !== null) throw new Error(error);
+  if (error !== null) throw final && !finalAttempt ? new FinalDeliveryError(error) : new Error(error);
 }
 
 /**

@@ -1,8 +1,8 @@
-import { Worker, type Job } from "bullmq";
+import { UnrecoverableError, Worker, type Job } from "bullmq";
 import type { AppContext } from "../context.js";
 import { executeRun, processAllFactsThroughYesterday } from "../activation/runs.js";
 import { executeMaterialization, requestMaterialization } from "../audiences/materializations.js";
-import { attemptDelivery } from "../audiences/webhooks.js";
+import { attemptDelivery, FinalDeliveryError } from "../audiences/webhooks.js";
 import { executeCampaignResults } from "../campaigns/results.js";
 import { executeCampaignAssignment } from "../campaigns/assigning.js";
 import { createRedis } from "./redis.js";
@@ -52,7 +52,11 @@ export function startWorkers(ctx: AppContext, log: { info(o: object, m?: string)
       QUEUE_NAMES.webhooks,
       async (job: Job) => {
         const { deliveryId } = webhookDeliveryPayload.parse(job.data);
-        await attemptDelivery(ctx, deliveryId, isFinalAttempt(job), ctx.config.WEBHOOK_TIMEOUT_MS);
+        try {
+          await attemptDelivery(ctx, deliveryId, isFinalAttempt(job), ctx.config.WEBHOOK_TIMEOUT_MS);
+        } catch (err) {
+          throw err instanceof FinalDeliveryError ? new UnrecoverableError(err.message) : err;
+        }
       },
       { connection, prefix, concurrency: 4 * scale, ...lock },
     ),
