@@ -35,7 +35,7 @@ export interface Materialization {
   version: number;
   as_of: string;
   status: "queued" | "running" | "succeeded" | "failed";
-  trigger: string;
+  trigger: "api" | "schedule" | "on_new_data" | "demo" | "bench";
   progress: number;
   member_count: number | null;
   error: string | null;
