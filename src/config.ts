@@ -51,15 +51,25 @@ const webhookAllowNetworksSchema = z
     return entries;
   });
 
+/**
+ * Whether a connection URL parses. The clients' own parsers throw TypeError: Invalid URL with the whole
+ * URL, password included, which Node then prints: checked here first, and the message never repeats the
+ * value (a password with an unencoded `/`, `#` or `@` is the usual cause).
+ */
+const parsesAsUrl = (v: string) => URL.canParse(v);
+const UNPARSEABLE_URL = "is not a valid URL (percent-encode any /, #, ?, @ or : in the user name or password)";
+
 const configSchema = z.object({
   DATABASE_URL: z
     .string()
     .default("postgresql://postgres@127.0.0.1:5432/activation_audiences")
-    .refine((v) => /^postgres(ql)?:\/\//.test(v), "must be a postgresql:// URL"),
+    .refine((v) => /^postgres(ql)?:\/\//.test(v), "must be a postgresql:// URL")
+    .refine(parsesAsUrl, UNPARSEABLE_URL),
   REDIS_URL: z
     .string()
     .default("redis://127.0.0.1:6379")
-    .refine((v) => /^rediss?:\/\//.test(v), "must be a redis:// URL"),
+    .refine((v) => /^rediss?:\/\//.test(v), "must be a redis:// URL")
+    .refine(parsesAsUrl, UNPARSEABLE_URL),
   /** Prefix of every BullMQ key, so several deployments (or test runs) can share one Redis. */
   REDIS_PREFIX: z.string().min(1).default("aa"),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),

@@ -85,6 +85,16 @@ describe("loadConfig", () => {
     expect(configError({ LOG_LEVEL: "loud" })).toMatch(/LOG_LEVEL: .*(info|debug|fatal)/);
   });
 
+  it("a connection URL that does not parse is named without its value (a password with a raw / or #)", () => {
+    const message = configError({
+      DATABASE_URL: "postgresql://postgres:pa/ss#word-1234@db.internal:5432/x",
+      REDIS_URL: "redis://default:re#dis/word-1234@cache.internal:6379",
+    });
+    expect(message).toMatch(/^\s+DATABASE_URL: is not a valid URL/m);
+    expect(message).toMatch(/^\s+REDIS_URL: is not a valid URL/m);
+    expect(message).not.toMatch(/word-1234|internal/);
+  });
+
   it("reports every bad variable at once", () => {
     const message = configError({ PORT: "abc", DATABASE_URL: "mysql://x", LOG_LEVEL: "loud" });
     for (const v of ["PORT", "DATABASE_URL", "LOG_LEVEL"]) expect(message).toMatch(new RegExp(`^\\s+${v}: `, "m"));
