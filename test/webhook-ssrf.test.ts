@@ -60,6 +60,8 @@ describe("registering a webhook", () => {
       "http://169.254.169.254/latest/meta-data/",
       "http://[fe80::1]/hook",
       "http://[fd00::1]/hook",
+      "http://[3fff::1]/hook", // documentation (RFC 9637)
+      "http://[5f00::1]/hook", // SRv6 (RFC 9602)
       "http://10.0.0.5:8080/hook",
       "http://172.16.3.4/hook",
       "http://192.168.1.1/hook",

@@ -30,6 +30,8 @@ const SPECIAL_PURPOSE: ReadonlyArray<[string, number, "ipv4" | "ipv6"]> = [
   ["2001::", 23, "ipv6"], // IETF protocol assignments (Teredo among them)
   ["2001:db8::", 32, "ipv6"], // documentation
   ["2002::", 16, "ipv6"], // 6to4: could wrap any IPv4 address
+  ["3fff::", 20, "ipv6"], // documentation (RFC 9637)
+  ["5f00::", 16, "ipv6"], // segment routing (SRv6) SIDs (RFC 9602)
   ["fc00::", 7, "ipv6"], // unique-local
   ["fe80::", 10, "ipv6"], // link-local
   ["fec0::", 10, "ipv6"], // site-local (deprecated)
