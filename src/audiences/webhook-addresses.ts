@@ -133,7 +133,7 @@ export function guardedLookup(allowed: readonly string[], resolve: typeof dns.lo
       const list = addresses as unknown as dns.LookupAddress[];
       for (const a of list) {
         const why = forbiddenAddressReason(a.address, allowed);
-        if (why) return callback(new ForbiddenAddressError(`${hostname} resolves to ${why}`), "", 0);
+        if (why) return callback(new ForbiddenAddressError(`${hostname}: ${why}`), "", 0);
       }
       if (list.length === 0) return callback(Object.assign(new Error(`${hostname} resolves to no address`), { code: "ENOTFOUND" }), "", 0);
       if (options.all) (callback as unknown as (e: null, a: dns.LookupAddress[]) => void)(null, list);
