@@ -18,11 +18,10 @@ const part1 = readFixtureCsv(FIXTURE, "events_part1.csv").map((r) => ({ user_id:
 const part2 = readFixtureCsv(FIXTURE, "events_part2.csv").map((r) => ({ user_id: r.user_id!, occurred_at: r.occurred_at! }));
 
 let env: TestEnv;
-let workers: ReturnType<TestEnv["startWorkers"]>;
 beforeAll(async () => {
   // Short job locks so a killed worker's job is picked up again within seconds.
   env = await createTestEnv({ JOB_LOCK_MS: "2000", JOB_STALLED_CHECK_MS: "500" });
-  workers = env.startWorkers();
+  env.startWorkers();
   await createFact(env, FACT, meta.fact_timezone);
   await ingest(env, FACT, events);
   await processThrough(env, FACT, meta.through);
@@ -279,27 +278,24 @@ describe("audiences, versions and materializations", () => {
   it("a request for a list identical to one queued or running joins it (200, same list); once it has finished, the next request makes another", async () => {
     const a = (await api(env).post("/v1/audiences", { ...lapsed, name: "clicked twice" })).json();
     const post = (body: object) => api(env).post(`/v1/audiences/${a.id}/materializations`, body);
-    await workers.close();
-    let first: Record<string, unknown>;
-    try {
+    const first = await env.withWorkersStopped(async () => {
       // Together: one queues the list, the other joins it.
       const together = await Promise.all([post({}), post({ as_of: meta.through }), post({})]);
       expect(together.map((r) => r.statusCode).sort(), together.map((r) => r.body).join(" | ")).toEqual([200, 200, 202]);
-      first = together.find((r) => r.statusCode === 202)!.json();
+      const queued = together.find((r) => r.statusCode === 202)!.json() as { id: string };
       for (const r of together) {
-        expect(r.json().id).toBe(first.id);
-        expect(r.headers.location).toBe(`/v1/materializations/${first.id}`);
+        expect(r.json().id).toBe(queued.id);
+        expect(r.headers.location).toBe(`/v1/materializations/${queued.id}`);
       }
       // Another date is another list.
       const other = await post({ as_of: dayToDate(dateToDay(meta.through) - 1) });
       expect(other.statusCode).toBe(202);
-      expect(other.json().id).not.toBe(first.id);
+      expect(other.json().id).not.toBe(queued.id);
       const listed = (await api(env).get(`/v1/audiences/${a.id}/materializations`)).json().data as Array<{ id: string }>;
       expect(listed.length).toBe(2);
-    } finally {
-      workers = env.startWorkers();
-    }
-    expect((await waitFor(first.id as string)).status).toBe("succeeded");
+      return queued;
+    });
+    expect((await waitFor(first.id)).status).toBe("succeeded");
     const after = await post({});
     expect(after.statusCode).toBe(202);
     expect(after.json().id).not.toBe(first.id);
@@ -465,7 +461,7 @@ describe("a worker killed in the middle of a materialization", () => {
     await blocker.query("BEGIN");
     await blocker.query("LOCK TABLE audience_member IN SHARE ROW EXCLUSIVE MODE");
     // Only the child worker may take the job: stop the in-process ones meanwhile.
-    await workers.close();
+    await env.stopWorkers();
     const child = spawn(process.execPath, ["--import", "tsx", "src/worker.ts"], {
       env: { ...process.env, ...env.childEnv, WORKERS: "1" },
       stdio: "ignore",
@@ -483,7 +479,7 @@ describe("a worker killed in the middle of a materialization", () => {
       await new Promise((r) => child.once("exit", r));
       await blocker.query("ROLLBACK");
       // A new worker finds the stalled job once the dead worker's lock expires, and redoes it.
-      workers = env.startWorkers();
+      env.startWorkers();
       const done = await waitFor(id);
       expect(done.status).toBe("succeeded");
       expect(done.member_count).toBe(reference.member_count);
@@ -501,8 +497,7 @@ describe("a list that has not finished", () => {
   it("answers 409 for its members and changes, with the HTTP status in `status` and the list's in `materialization_status`", async () => {
     const a = (await api(env).post("/v1/audiences", { ...lapsed, name: "unfinished" })).json();
     const earlier = await materialize(a.id);
-    await workers.close();
-    try {
+    await env.withWorkersStopped(async () => {
       const res = await api(env).post(`/v1/audiences/${a.id}/materializations`, {});
       expect(res.statusCode, res.body).toBe(202);
       for (const url of [`/v1/materializations/${res.json().id}/members`, `/v1/materializations/${res.json().id}/changes?since=${earlier.id}`]) {
@@ -511,8 +506,6 @@ describe("a list that has not finished", () => {
         expect(r.headers["content-type"]).toContain("application/problem+json");
         expect(r.json()).toMatchObject({ status: 409, title: "Conflict", materialization_status: "queued" });
       }
-    } finally {
-      workers = env.startWorkers();
-    }
+    });
   });
 });

@@ -5,14 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 import { allPages, api, waitForCampaign } from "./helpers/api.js";
 import { settledResults, smallCampaign, storedResults, treatmentValueMean, type SmallCampaign } from "./helpers/small-campaign.js";
-import type { RunningWorkers } from "../src/jobs/workers.js";
 
 let env: TestEnv;
-let workers: RunningWorkers;
 let c: SmallCampaign;
 beforeAll(async () => {
   env = await createTestEnv();
-  workers = env.startWorkers();
+  env.startWorkers();
   c = await smallCampaign(env, "oc");
 });
 afterAll(async () => env?.close());
@@ -320,8 +318,7 @@ describe("changes that wait for one another", () => {
 
 describe("while the campaign is being assigned", () => {
   it("its outcomes answer 409 with Retry-After", async () => {
-    await workers.close();
-    try {
+    await env.withWorkersStopped(async () => {
       const res = await api(env).post("/v1/campaigns", { name: "assigning", materialization_id: c.listId, goal: { fact: c.fact, window_periods: 7, metric: "returned" } });
       expect(res.statusCode, res.body).toBe(202);
       const id = res.json().id as string;
@@ -335,9 +332,7 @@ describe("while the campaign is being assigned", () => {
         expect(r.headers["retry-after"]).toBe("2");
         expect(r.json()).toMatchObject({ campaign_status: "assigning" });
       }
-    } finally {
-      workers = env.startWorkers();
-    }
+    });
   });
 });
 

@@ -8,7 +8,6 @@ import type pg from "pg";
 import { createTestEnv, type TestEnv } from "./helpers/context.js";
 import { api } from "./helpers/api.js";
 import { settledResults, smallCampaign, storedResults, treatmentValueMean, windowActivity, WINDOW_DAYS, type SmallCampaign } from "./helpers/small-campaign.js";
-import type { RunningWorkers } from "../src/jobs/workers.js";
 import { executeRun } from "../src/activation/runs.js";
 import { executeCampaignResults } from "../src/campaigns/results.js";
 import { queueResultsRecomputation } from "../src/campaigns/campaigns.js";
@@ -16,12 +15,11 @@ import { reviveUnfinishedJobs } from "../src/jobs/recovery.js";
 import { whileTableLocked } from "./helpers/locks.js";
 
 let env: TestEnv;
-let workers: RunningWorkers;
 let pool: pg.Pool;
 beforeAll(async () => {
   env = await createTestEnv();
   pool = env.ctx.db.pool;
-  workers = env.startWorkers();
+  env.startWorkers();
   // Every write of stored results, in order: how many recomputations stored something, and for which data version.
   await pool.query(`
     CREATE TABLE results_written (n serial PRIMARY KEY, campaign_id uuid, data_version int);
@@ -42,14 +40,6 @@ const holdingResultWrites = <T>(work: () => Promise<T>) => whileTableLocked(pool
 const writerWaiting = async () =>
   (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'campaign_result'::regclass AND NOT granted`)).rows[0]!.n;
 
-async function withWorkersStopped<T>(work: () => Promise<T>): Promise<T> {
-  await workers.close();
-  try {
-    return await work();
-  } finally {
-    workers = env.startWorkers();
-  }
-}
 
 const outcome = (id: string, user: string, value: number, c: SmallCampaign) => ({
   outcome_id: id, user_id: user, occurred_at: `${c.windowEnd}T08:00:00Z`, name: "purchase", value,
@@ -98,7 +88,7 @@ describe("after a processing run of the goal fact", () => {
     const before = await settled(c.id);
     expect(before.result!.window).toMatchObject({ days_observed: 0, complete: false });
     await windowActivity(env, c, c.treated.slice(0, 5), WINDOW_DAYS);
-    await withWorkersStopped(async () => {
+    await env.withWorkersStopped(async () => {
       const run = await api(env).post(`/v1/facts/${c.fact}/runs`, { through: c.windowEnd });
       expect(run.statusCode, run.body).toBe(202);
       // The run ends here (as a worker would end it); its end queues the results' recomputation, which Redis then loses.
@@ -120,7 +110,7 @@ describe("after a processing run of the goal fact", () => {
   it("the sweep asks for the campaigns whose stored results are behind and for no other: out once their results are stored, back with new data", async () => {
     const c = await smallCampaign(env, "rr_sweep");
     const before = await settled(c.id);
-    await withWorkersStopped(async () => {
+    await env.withWorkersStopped(async () => {
       await env.ctx.queues.campaigns.obliterate({ force: true });
       // Every campaign of this file has its results stored: nothing to ask for, even with Redis emptied.
       expect(await reviveUnfinishedJobs(env.ctx)).toBe(0);
@@ -146,7 +136,7 @@ describe("after a processing run of the goal fact", () => {
   it("a recomputation that failed on its last attempt is not retried by every sweep; newer data asks again", async () => {
     const c = await smallCampaign(env, "rr_failed");
     const before = await settled(c.id);
-    await withWorkersStopped(async () => {
+    await env.withWorkersStopped(async () => {
       await pool.query(`
         CREATE FUNCTION refuse_results() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
         CREATE TRIGGER refuse_results BEFORE INSERT OR UPDATE ON campaign_result FOR EACH ROW EXECUTE FUNCTION refuse_results()`);

@@ -30,10 +30,9 @@ let env: TestEnv;
 let listId: string;
 let memberCount: number;
 let members: Array<Record<string, unknown>>;
-let workers: { close(): Promise<void> };
 beforeAll(async () => {
   env = await createTestEnv();
-  workers = env.startWorkers();
+  env.startWorkers();
   await createFact(env, FACT, meta.fact_timezone);
   await ingest(env, FACT, part1);
   await processThrough(env, FACT, AS_OF);
@@ -277,15 +276,6 @@ describe("assigning is a job", () => {
       .map((d) => d.payload as { event: string; data: { campaign: { id: string; status: string; assignment_error: string | null } } })
       .filter((p) => p.data.campaign?.id === campaignId)
       .map((p) => ({ event: p.event, status: p.data.campaign.status, error: p.data.campaign.assignment_error }));
-  /** Runs `work` with no worker taking jobs (they wait in Redis), then starts the workers again. */
-  async function withWorkersStopped<T>(work: () => Promise<T>): Promise<T> {
-    await workers.close();
-    try {
-      return await work();
-    } finally {
-      workers = env.startWorkers();
-    }
-  }
   /** A materialization of the same list, to be deleted under a campaign. */
   async function anotherList(): Promise<string> {
     const m = await env.ctx.db.prisma.materialization.findUniqueOrThrow({ where: { id: listId } });
@@ -341,7 +331,7 @@ describe("assigning is a job", () => {
     // Pulling would launch it: the stored rows are read instead.
     const rowsBefore = (await env.ctx.db.pool.query(`SELECT user_key, arm FROM campaign_assignment WHERE campaign_id = $1 ORDER BY user_key`, [c.id])).rows;
     const other = await anotherList();
-    await withWorkersStopped(async () => {
+    await env.withWorkersStopped(async () => {
       const patched = await api(env).patch(`/v1/campaigns/${c.id}`, { materialization_id: other, holdout_percent: 40 });
       expect(patched.statusCode, patched.body).toBe(202);
       expect(patched.json()).toMatchObject({ status: "assigning", materialization_id: listId, pending_changes: { materialization_id: other, holdout_percent: 40 } });
@@ -463,7 +453,7 @@ describe("assigning is a job", () => {
 
   it("a new campaign whose list is deleted before the job runs is failed, with no assignments and a clear 409", async () => {
     const other = await anotherList();
-    const id = await withWorkersStopped(async () => {
+    const id = await env.withWorkersStopped(async () => {
       const res = await api(env).post("/v1/campaigns", { name: "Orphaned", materialization_id: other, goal: goal() });
       expect(res.statusCode, res.body).toBe(202);
       expect((await api(env).delete(`/v1/materializations/${other}`)).statusCode).toBe(204);
@@ -481,7 +471,7 @@ describe("assigning is a job", () => {
 
   it("a failed campaign can be tried again as it is: 202, then ready; only a failed one (409 otherwise)", async () => {
     // Every attempt of the job fails (a database refusing the writes), so the new campaign is failed.
-    const id = await withWorkersStopped(async () => {
+    const id = await env.withWorkersStopped(async () => {
       const res = await api(env).post("/v1/campaigns", { name: "Failed then tried again", materialization_id: listId, goal: goal(), salt: "retried" });
       expect(res.statusCode, res.body).toBe(202);
       const created = res.json().id as string;
@@ -518,7 +508,7 @@ describe("assigning is a job", () => {
   });
 
   it("a job Redis lost is queued again by the workers' recovery sweep", async () => {
-    const id = await withWorkersStopped(async () => {
+    const id = await env.withWorkersStopped(async () => {
       const res = await api(env).post("/v1/campaigns", { name: "Lost job", materialization_id: listId, goal: goal() });
       expect(res.statusCode, res.body).toBe(202);
       const created = res.json().id as string;

@@ -30,7 +30,6 @@ let profileDir: string;
 const pageErrors: string[] = [];
 let lastDay: number;
 let campaignId: string;
-let workers: { close(): Promise<void> };
 
 const nav = (name: string) => page.getByRole("navigation", { name: "Main" }).getByRole("link", { name });
 const title = (name: string) => `${name} · activation-audiences`;
@@ -110,7 +109,7 @@ beforeAll(async () => {
     throw new Error(`The console's end-to-end tests need Chromium at ${CHROMIUM}: install Debian's package with \`apt-get install -y chromium\` (or set CHROMIUM_PATH).`);
   mkdirSync(ARTIFACTS, { recursive: true });
   env = await createTestEnv();
-  workers = env.startWorkers();
+  env.startWorkers();
   lastDay = dateToDay(localDate(TZ)) - 2;
   await loadData();
   await loadCampaign();
@@ -569,24 +568,20 @@ describe("console in Chromium", () => {
   it("a campaign whose assignment failed says why, and Try again assigns it", async () => {
     const list = (await api(env).get(`/v1/campaigns/${campaignId}`)).json().materialization_id as string;
     // The job's only run fails (a database refusing the writes), with no worker to take it first.
-    await workers.close();
-    let id: string;
-    try {
+    const id = await env.withWorkersStopped(async () => {
       const c = await api(env).post("/v1/campaigns", { name: "Failed once", materialization_id: list, holdout_percent: 20, goal: { fact: "app_opened", window_periods: 7, metric: "returned" } });
       expect(c.statusCode, c.body).toBe(202);
-      id = c.json().id;
-      await failCampaignAssignment(env, id);
-    } finally {
-      workers = env.startWorkers();
-    }
-    await page.goto(`${base}/campaigns/${id!}`);
+      await failCampaignAssignment(env, c.json().id);
+      return c.json().id as string;
+    });
+    await page.goto(`${base}/campaigns/${id}`);
     await expect.poll(() => page.getByRole("alert").first().textContent()).toMatch(/Assigning the list failed: disk full/);
     expect(await page.getByRole("button", { name: "Download treatment list (CSV)" }).count()).toBe(0);
     await shot("campaign-failed");
     await page.getByRole("button", { name: "Try again" }).click();
     // Still `failed` until the click's request lands: wait for the job's end, not for "not assigning".
-    await expect.poll(async () => (await api(env).get(`/v1/campaigns/${id!}`)).json().status, { timeout: 20_000 }).toBe("ready");
-    const ready = await waitForCampaign(env, id!);
+    await expect.poll(async () => (await api(env).get(`/v1/campaigns/${id}`)).json().status, { timeout: 20_000 }).toBe("ready");
+    const ready = await waitForCampaign(env, id);
     await page.getByText(`20%: ${(ready.counts as { treatment: number }).treatment.toLocaleString("en-US")} treatment`).waitFor();
     expect(await page.getByRole("button", { name: "Try again" }).count()).toBe(0);
     await page.getByRole("button", { name: "Download treatment list (CSV)" }).waitFor();

@@ -38,12 +38,11 @@ function scenarioEvents() {
 const EVENTS = scenarioEvents();
 
 let env: TestEnv;
-let workers: { close(): Promise<void> };
 let receiver: Server;
 let receiverUrl = "";
 beforeAll(async () => {
   env = await createTestEnv();
-  workers = env.startWorkers();
+  env.startWorkers();
   receiver = createServer((req, res) => {
     req.resume();
     req.on("end", () => res.writeHead(204).end());
@@ -392,11 +391,10 @@ describe("the scenario holds to openapi/openapi.json", () => {
     // A campaign whose list is deleted before its job runs fails; trying it again answers 202.
     const doomed = await call("POST", `/v1/audiences/${audienceId}/materializations`, 202, { json: { as_of: EARLIER } });
     await waitFor(`/v1/materializations/${doomed.json().id}`, finished);
-    await workers.close();
     let failedId = "";
     const orphaned = { json: { ...body, name: "Orphaned", materialization_id: doomed.json().id }, headers: { "idempotency-key": "conformance-orphaned" } };
     let queuedListId = "";
-    try {
+    await env.withWorkersStopped(async () => {
       failedId = (await call("POST", "/v1/campaigns", 202, orphaned)).json().id;
       await call("DELETE", `/v1/materializations/${doomed.json().id}`, 204);
       // A list no worker has computed yet: no members, no changes, no campaign, not deleted.
@@ -405,9 +403,7 @@ describe("the scenario holds to openapi/openapi.json", () => {
       await call("GET", `/v1/materializations/${queuedListId}/changes?since=${listId}`, 409);
       await call("DELETE", `/v1/materializations/${queuedListId}`, 409);
       await call("POST", "/v1/campaigns", 409, { json: { ...body, name: "Too early", materialization_id: queuedListId } });
-    } finally {
-      workers = env.startWorkers();
-    }
+    });
     await waitFor(`/v1/materializations/${queuedListId}`, finished);
     expect((await waitFor(`/v1/campaigns/${failedId}`, (c) => c.status !== "assigning")).status).toBe("failed");
     // Without assignments, nothing can be recorded or read against them.

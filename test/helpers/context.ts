@@ -15,6 +15,10 @@ export interface TestEnv {
   /** Environment for a child process (worker, CLI) on this test's database and Redis namespace. */
   childEnv: Record<string, string>;
   startWorkers(): RunningWorkers;
+  /** Stops every worker started here: their jobs wait in Redis until workers are started again. */
+  stopWorkers(): Promise<void>;
+  /** Runs `work` with the workers stopped, then starts them again. */
+  withWorkersStopped<T>(work: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -41,19 +45,32 @@ export async function createTestEnv(overrides: Record<string, string> = {}): Pro
   const mk = async (scopes: ("read" | "write" | "admin")[]) => (await createApiKey(ctx.db.prisma, { name: scopes.join("+"), scopes })).key;
   const keys = { admin: await mk(["admin"]), read: await mk(["read"]), write: await mk(["write"]), rw: await mk(["read", "write"]) };
   const running: RunningWorkers[] = [];
+  const start = () => {
+    const w = startWorkers(ctx, { info() {}, error() {} });
+    running.push(w);
+    return w;
+  };
+  const stop = async () => {
+    for (const w of running.splice(0)) await w.close();
+  };
   return {
     app,
     ctx,
     keys,
     auth: (key = keys.admin) => ({ authorization: `Bearer ${key}` }),
     childEnv: { DATABASE_URL: url, REDIS_URL, REDIS_PREFIX: config.REDIS_PREFIX, LOG_LEVEL: "silent", ...settings },
-    startWorkers() {
-      const w = startWorkers(ctx, { info() {}, error() {} });
-      running.push(w);
-      return w;
+    startWorkers: start,
+    stopWorkers: stop,
+    async withWorkersStopped(work) {
+      await stop();
+      try {
+        return await work();
+      } finally {
+        start();
+      }
     },
     async close() {
-      for (const w of running) await w.close();
+      await stop();
       await app.close();
       await ctx.queues.processing.obliterate({ force: true }).catch(() => {});
       await ctx.close();
