@@ -15,8 +15,7 @@
  */
 import pg from "pg";
 import "../../../src/db/client.js";
-import { GRAINS, dateToDay, periodOfDay } from "../../../src/activation/periods.js";
-import { ensureDayActivity, readDayActives } from "./day-input.js";
+import { runDay } from "./day-input.js";
 import { copyBinary, copyOutBinary, int2, int4, int4ArrayBinary, readInt4Array } from "./binary-copy.js";
 
 const SLOTS = 1024; // users per packed row: user_key >> 10 is the row, user_key & 1023 the slot
@@ -63,18 +62,8 @@ if (cmd === "setup") {
   const size = (await pool.query(`SELECT pg_size_pretty(pg_total_relation_size('packed_latest')) AS s`)).rows[0].s;
   log(`setup: packed_latest ${size}`, t0);
 } else if (cmd === "day") {
-  const date = await ensureDayActivity(pool, factId, Number(arg ?? 1));
-  await pool.query(`CHECKPOINT`);
-  const c = await pool.connect();
-  const t0 = t();
-  await c.query("BEGIN");
-  let t1 = t();
-  const actives = await readDayActives(c, factId, date);
-  log(`read ${actives.length} active users`, t1);
-  const day = dateToDay(date);
-  for (const [g, grain] of GRAINS.entries()) {
-    const P = periodOfDay(grain, day);
-    t1 = t();
+  await runDay(pool, factId, Number(arg ?? 1), process.argv.includes("--keep"), async (c, g, grain, P, actives) => {
+    let t1 = t();
     // Binary COPY: the arrays arrive as raw bytes, not hex text.
     const rows = await copyOutBinary(
       c,
@@ -132,12 +121,7 @@ if (cmd === "setup") {
     if (closedRows.length)
       await copyBinary(c, `COPY packed_closed (fact_id, grain, next_start, chunk, uk, ${FIELDS.join(", ")}) FROM STDIN (FORMAT binary)`, closedRows);
     log(`grain ${grain}: append ${closedCount} closed islands as ${closedRows.length} rows (one per chunk)`, t1);
-  }
-  t1 = t();
-  await c.query(process.argv.includes("--keep") ? "COMMIT" : "ROLLBACK");
-  log(process.argv.includes("--keep") ? "COMMIT" : "ROLLBACK", t1);
-  log("the day, all grains", t0);
-  c.release();
+  });
 } else {
   console.error("usage: packed-day.ts setup | day X [--keep]");
   process.exitCode = 2;
