@@ -54,10 +54,17 @@ export async function findStoredResponse(pool: pg.Pool, request: FastifyRequest,
   return { status: row.status_code, body: row.response_body };
 }
 
+/** A request with the same key committed first: the caller answers with its stored response. */
+class IdempotencyKeyTaken extends Error {
+  constructor() {
+    super("Idempotency-Key taken by a request that committed first");
+  }
+}
+
 /**
  * Stores the response in the caller's transaction, so the effect and the record commit together. A record
  * of the key past its retention (not swept yet) is replaced; a live one, a request with the same key that
- * committed first, fails this one as the primary key would (isKeyTaken), so its effect rolls back.
+ * committed first, fails this one (IdempotencyKeyTaken), so its effect rolls back.
  */
 export async function storeResponse(client: pg.ClientBase | pg.Pool, request: FastifyRequest, key: string, response: StoredResponse): Promise<void> {
   const stored = await client.query(
@@ -68,7 +75,7 @@ export async function storeResponse(client: pg.ClientBase | pg.Pool, request: Fa
        WHERE idempotency_record.created_at <= now() - make_interval(hours => $7)`,
     [request.apiKey!.id, key, `${request.method} ${request.routeOptions.url}`, requestFingerprint(request), response.status, JSON.stringify(response.body), retentionHours(request)],
   );
-  if (stored.rowCount === 0) throw Object.assign(new Error("Idempotency-Key taken"), { code: "23505", constraint: "idempotency_record_pkey" });
+  if (stored.rowCount === 0) throw new IdempotencyKeyTaken();
 }
 
 /** Deletes the records past their retention, a batch at a time (the created_at index finds them); answers how many. */
@@ -86,8 +93,7 @@ export async function deleteExpiredIdempotencyRecords(pool: pg.Pool, retentionHo
 }
 
 /** The insert of an idempotency record failed because a request with the same key got there first. */
-const isKeyTaken = (err: unknown) =>
-  (err as { code?: string }).code === "23505" && (err as { constraint?: string }).constraint === "idempotency_record_pkey";
+const isKeyTaken = (err: unknown) => err instanceof IdempotencyKeyTaken;
 
 export function replay(reply: FastifyReply, stored: StoredResponse) {
   return reply.code(stored.status).header("idempotent-replayed", "true").send(stored.body);
