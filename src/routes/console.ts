@@ -11,11 +11,6 @@ export const CONSOLE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.u
 const PAGES = ["/", "/sign-in", "/dashboard", "/audiences", "/audiences/*", "/materializations/*", "/campaigns", "/campaigns/*"];
 
 /**
- * The marketer console: static assets built from web/, served at `/`. It talks to the public /v1 API
- * with the user's key like any client; nothing here needs or checks a key. Unknown /v1 routes keep
- * their problem+json 404 because only the console's pages fall back to index.html.
- */
-/**
  * The console keeps an API key in the tab: its pages may run only the console's own script (an injected
  * one could read the key), talk only to this origin, and not be framed by another site (clickjacking
  * a signed-in marketer into a deletion).
@@ -27,6 +22,11 @@ export const CONSOLE_SECURITY_HEADERS = {
   "referrer-policy": "no-referrer",
 };
 
+/**
+ * The marketer console: static assets built from web/, served at `/`. It talks to the public /v1 API
+ * with the user's key like any client; nothing here needs or checks a key. Unknown /v1 routes keep
+ * their problem+json 404 because only the console's pages fall back to index.html.
+ */
 const consoleRoutes: FastifyPluginAsync<{ dir?: string }> = async (app, opts) => {
   const dir = opts.dir ?? CONSOLE_DIR;
   // This plugin's own routes only (it is not wrapped in fastify-plugin): the API and /docs keep theirs.
