@@ -119,7 +119,12 @@ export function webhookUrlProblem(raw: string, allowed: readonly string[]): stri
   return null;
 }
 
-export class ForbiddenAddressError extends Error {}
+export class ForbiddenAddressError extends Error {
+  /** Written in the URL (refused at every attempt alike), not what a name resolved to this time. */
+  constructor(message: string, readonly inUrl = false) {
+    super(message);
+  }
+}
 
 /**
  * The DNS lookup a webhook's connection makes: the name is resolved once, every address it resolves

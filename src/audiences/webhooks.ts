@@ -172,7 +172,7 @@ export async function attemptDelivery(ctx: AppContext, deliveryId: string, final
   } catch (err) {
     if (err instanceof ForbiddenAddressError) {
       error = `not sent: ${err.message}`;
-      if (isIP(hostOf(new URL(d.webhook.url)))) final = true;
+      if (err.inUrl) final = true;
     }
     else error = (err as Error).name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : `request failed: ${(err as Error).message}`;
   }
@@ -200,7 +200,7 @@ function postJson(rawUrl: string, body: string, headers: Record<string, string>,
   const host = hostOf(url);
   if (isIP(host)) {
     const why = forbiddenAddressReason(host, allowed);
-    if (why) return Promise.reject(new ForbiddenAddressError(why));
+    if (why) return Promise.reject(new ForbiddenAddressError(why, true));
   }
   const transport = url.protocol === "https:" ? https : http;
   const signal = AbortSignal.timeout(timeoutMs);
