@@ -448,14 +448,14 @@ describe("failed runs leave earlier results intact", () => {
     const fn = `fail_${fact}`;
     await pool.query(`CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.grain = 2 AND NEW.fact_id = ${record.id} THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$`);
-    await pool.query(`CREATE TRIGGER ${fn} BEFORE INSERT OR UPDATE ON layer_island FOR EACH ROW EXECUTE FUNCTION ${fn}()`);
+    await pool.query(`CREATE TRIGGER ${fn} BEFORE INSERT OR UPDATE ON layer_latest_pack FOR EACH ROW EXECUTE FUNCTION ${fn}()`);
     let runId: string;
     try {
       const { run } = await requestRun(env.ctx, record, "2026-04-05");
       runId = run.id;
       await expect(executeRun(env.ctx, run.id, { finalAttempt: true })).rejects.toThrow(/injected failure/);
     } finally {
-      await pool.query(`DROP TRIGGER ${fn} ON layer_island; DROP FUNCTION ${fn}()`);
+      await pool.query(`DROP TRIGGER ${fn} ON layer_latest_pack; DROP FUNCTION ${fn}()`);
     }
     return { early, more, before, statusBefore, runId };
   }
@@ -524,7 +524,7 @@ describe("failed runs leave earlier results intact", () => {
     await gate.query("SELECT pg_advisory_lock(77001)");
     await pool.query(`CREATE FUNCTION hold_week() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.grain = 1 AND NEW.fact_id = ${record.id} THEN PERFORM pg_advisory_xact_lock(77001); END IF; RETURN NEW; END $$`);
-    await pool.query(`CREATE TRIGGER hold_week BEFORE INSERT OR UPDATE ON layer_island FOR EACH ROW EXECUTE FUNCTION hold_week()`);
+    await pool.query(`CREATE TRIGGER hold_week BEFORE INSERT OR UPDATE ON layer_latest_pack FOR EACH ROW EXECUTE FUNCTION hold_week()`);
     let running: Promise<{ status: string }> | null = null;
     try {
       const { run } = await requestRun(env.ctx, record, "2026-03-09");
@@ -545,7 +545,7 @@ describe("failed runs leave earlier results intact", () => {
     } finally {
       await gate.end(); // lets a held run go even when an expectation failed
       await running?.catch(() => {});
-      await pool.query(`DROP TRIGGER hold_week ON layer_island; DROP FUNCTION hold_week()`);
+      await pool.query(`DROP TRIGGER hold_week ON layer_latest_pack; DROP FUNCTION hold_week()`);
     }
     const after = await read();
     expect(after.status).toEqual(before.status); // 03-05 itself did not change

@@ -246,7 +246,7 @@ describe("prisma/schema.prisma and the migrated database", () => {
       const changed = schemaText
         .replace(/(model Fact \{\n)/, "$1  archived Boolean @default(false)\n")
         .replace(/(\n\s+externalId\s+String)(\s)/, "$1?$2")
-        .replace(/(\n\s+grain\s+Int\s+)@db\.SmallInt(\n\s+userKey\s+Int\s+@map\("user_key"\)\n\s+startP)/, "$1$2")
+        .replace(/(\n\s+grain\s+Int\s+)@db\.SmallInt(\n\s+nextStart)/, "$1$2")
         .replace(/@@id\(\[factId, activityDate, userKey\]\)/, "@@id([factId, userKey, activityDate])");
       expect(changed).not.toBe(schemaText);
       const db = await modelFromDatabase(env.ctx.db.pool);
@@ -257,7 +257,7 @@ describe("prisma/schema.prisma and the migrated database", () => {
           "activity_day: primary key (fact_id, user_key, activity_date) in schema.prisma, (fact_id, activity_date, user_key) in the database",
           "app_user.external_id: schema.prisma says nullable, the database has NOT NULL",
           "fact.archived: in schema.prisma, missing from the database",
-          "layer_island.grain: schema.prisma says integer, the database has smallint",
+          "layer_closed_pack.grain: schema.prisma says integer, the database has smallint",
         ].sort(),
       );
     });

@@ -2,7 +2,7 @@
 import type pg from "pg";
 import { GRAINS, dateToDay, periodOfDay, type Grain } from "../../../src/activation/periods.js";
 import { dateOfX, insertActivity } from "../generate.js";
-import { readInt4Array } from "./binary-copy.js";
+import { readInt4Array } from "../../../src/activation/postgres/binary-copy.js";
 
 /** Inserts the generated activity of day x = X unless it is there already; answers its date. */
 export async function ensureDayActivity(pool: pg.Pool, factId: number, x: number): Promise<string> {

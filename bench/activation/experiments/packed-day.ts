@@ -16,7 +16,7 @@
 import pg from "pg";
 import "../../../src/db/client.js";
 import { runDay } from "./day-input.js";
-import { copyBinary, copyOutBinary, int2, int4, int4ArrayBinary, readInt4Array } from "./binary-copy.js";
+import { copyBinary, copyOutBinary, int2, int4, int4ArrayBinary, readInt4Array } from "../../../src/activation/postgres/binary-copy.js";
 
 const SLOTS = 1024; // users per packed row: user_key >> 10 is the row, user_key & 1023 the slot
 const FIELDS = ["st", "en", "pe", "ab", "fp"] as const; // start, end, previous end, active before, first

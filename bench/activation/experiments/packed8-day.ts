@@ -18,7 +18,7 @@
 import pg from "pg";
 import "../../../src/db/client.js";
 import { runDay } from "./day-input.js";
-import { copyBinary, copyOutBinary, int2, int4, int4ArrayBinary, int8ArrayBinary, readInt4Array, readInt8ArrayWords } from "./binary-copy.js";
+import { copyBinary, copyOutBinary, int2, int4, int4ArrayBinary, int8ArrayBinary, readInt4Array, readInt8ArrayWords } from "../../../src/activation/postgres/binary-copy.js";
 
 const SLOTS = 1024; // users per packed row: user_key >> 10 is the row, user_key & 1023 the slot
 // One int8 per user and grain: start | end | previous end | active before, 16 bits each (periods are days,

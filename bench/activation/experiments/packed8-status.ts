@@ -13,7 +13,7 @@ import pg from "pg";
 import "../../../src/db/client.js";
 import { statusQuery, statusColumnsFor } from "../../../src/activation/postgres/queries.js";
 import { copyQueryOut } from "../../../src/activation/postgres/copy-out.js";
-import { copyOutBinary, readInt4Array, readInt8ArrayWords } from "./binary-copy.js";
+import { copyOutBinary, readInt4Array, readInt8ArrayWords } from "../../../src/activation/postgres/binary-copy.js";
 
 const enc = (x: string) => Buffer.from(x, "latin1");
 const K = {

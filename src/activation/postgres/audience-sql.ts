@@ -97,11 +97,14 @@ const ENUM_VALUES: Record<string, readonly string[]> = {
 
 /**
  * The island of each user that governs period P. At the watermark's period that is the user's latest
- * island, the only one in the open partition (layer_island_open).
+ * island: read from islandsGoverning(true), the latest packs alone.
  */
 export function governs(alias: string, P: string, latest: boolean): string {
   return latest ? `${alias}.next_start IS NULL` : `${alias}.start_p <= ${P} AND (${alias}.next_start IS NULL OR ${alias}.next_start > ${P})`;
 }
+
+/** The view to read the islands governing P from: the latest islands alone at the watermark's period. */
+export const islandsGoverning = (latest: boolean): string => (latest ? "layer_latest_island" : "layer_island");
 
 export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: unknown[] } {
   const g = Number(q.grain) | 0;
@@ -118,17 +121,10 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
       alias = `x${others.size + 1}`;
       others.set(factId, alias);
       const fid = params.add(factId, "int");
+      // The islands governing P on that fact as one set (a hash join): a lookup per user would unpack
+      // the user's chunk once per user.
       joins.push(
-        q.latest
-          ? // The user's latest island up to P: a short backward scan of each partition's key, run only
-            // for the users the audience's own conditions leave.
-            `LEFT JOIN LATERAL (
-        SELECT x.* FROM layer_island x
-        WHERE x.fact_id = ${fid} AND x.grain = ${g} AND x.user_key = i.user_key AND x.start_p <= ${P}
-        ORDER BY x.start_p DESC LIMIT 1) ${alias} ON TRUE`
-          : // Before the watermark the islands governing P as one set (a hash join): a lookup per user
-            // would wander the closed partition's key at random.
-            `LEFT JOIN (
+        `LEFT JOIN (
         SELECT x.* FROM layer_island x
         WHERE x.fact_id = ${fid} AND x.grain = ${g} AND ${governs("x", P, false)}) ${alias} ON ${alias}.user_key = i.user_key`,
       );
@@ -187,14 +183,7 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
     const hits = wanted.flatMap((v) =>
       valueIntervals(c.field, v).map(([cond, a, b]) => `(${cond} AND GREATEST(${a}, ${w0}) <= LEAST(${b}, ${P}))`),
     );
-    if (q.latest)
-      // At most n islands start inside a window of n periods, plus the one governing its first period:
-      // the user's latest n + 1 islands up to P (a short backward scan of the key) hold them all.
-      return `EXISTS (SELECT 1 FROM (
-        SELECT * FROM layer_island y WHERE y.fact_id = ${fid} AND y.grain = ${g} AND y.user_key = s.user_key AND y.start_p <= ${P}
-        ORDER BY y.start_p DESC LIMIT ${Number(c.within) + 1}
-      ) j WHERE COALESCE(j.next_start, 1000000000) > ${w0} AND (${hits.join(" OR ")}))`;
-    // Before the watermark, the islands governing some period of the window [w0, P] as one set.
+    // The islands governing some period of the window [w0, P] as one set.
     return `s.user_key IN (SELECT j.user_key FROM layer_island j
         WHERE j.fact_id = ${fid} AND j.grain = ${g} AND j.start_p <= ${P} AND (j.next_start IS NULL OR j.next_start > ${w0})
           AND (${hits.join(" OR ")}))`;
@@ -220,7 +209,7 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
   const sql = `SELECT s.user_key, ${MEMBER_STATUS_FIELDS.map((f) => `s.${f}`).join(", ")} FROM (
     SELECT i.user_key,
       ${mainCols}${extraCols.length ? `,\n      ${extraCols.join(",\n      ")}` : ""}
-    FROM layer_island i
+    FROM ${islandsGoverning(q.latest)} i
     ${joins.join("\n    ")}
     WHERE i.fact_id = ${fact} AND i.grain = ${g} AND ${governs("i", P, q.latest)}
   ) s WHERE ${where}${q.latest ? " ORDER BY s.user_key" : ""}`;

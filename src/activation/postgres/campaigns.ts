@@ -304,6 +304,9 @@ export function inactivityBucket(periods: number): (typeof INACTIVITY_BUCKETS)[n
   return periods <= 0 ? "0" : periods <= 6 ? "1-6" : periods <= 29 ? "7-29" : "30+";
 }
 
+// An island ending at or after a period X has no next island or one starting after X: said as well, it
+// lets the layer_island view read only the closed islands' rows that can qualify (their next_start).
+
 /** Active days in [start, end] of an island: max(0, min(end_p, end) − max(start_p, start) + 1). */
 const overlap = (start: string, end: string) => `GREATEST(0, LEAST(i.end_p, ${end}) - GREATEST(i.start_p, ${start}) + 1)`;
 
@@ -317,7 +320,8 @@ function activitySql(fact: string, ws: string, we: string, cs: string, ce: strin
   const hi = (end: string) => `LEAST(${end}::int, ${t}::int)`;
   return `SELECT i.user_key, sum(${overlap(lo(ws), hi(we))})::int AS y, sum(${overlap(lo(cs), hi(ce))})::int AS x
           FROM layer_island i
-          WHERE i.fact_id = ${fact}::int AND i.grain = 0 AND i.end_p >= ${lo(cs)} AND i.start_p <= ${hi(we)}${opts.users ? ` AND i.user_key IN (${opts.users})` : ""}
+          WHERE i.fact_id = ${fact}::int AND i.grain = 0 AND i.end_p >= ${lo(cs)} AND i.start_p <= ${hi(we)}
+            AND (i.next_start IS NULL OR i.next_start > ${lo(cs)})${opts.users ? ` AND i.user_key IN (${opts.users})` : ""}
           GROUP BY i.user_key`;
 }
 
@@ -371,7 +375,8 @@ export async function refreshActivity(pool: pg.Pool, campaignId: string, r: Acti
     } else {
       // Activity only grows, so a member whose figures changed has an island reaching into [from, window end].
       const changed = `SELECT DISTINCT j.user_key FROM layer_island j
-                       WHERE j.fact_id = $2::int AND j.grain = 0 AND j.end_p >= GREATEST($8::int, $5::int) AND j.start_p <= LEAST($4::int, $7::int)`;
+                       WHERE j.fact_id = $2::int AND j.grain = 0 AND j.end_p >= GREATEST($8::int, $5::int) AND j.start_p <= LEAST($4::int, $7::int)
+                         AND (j.next_start IS NULL OR j.next_start > GREATEST($8::int, $5::int))`;
       res = await c.query(
         `WITH act AS (${activitySql("$2", "$3", "$4", "$5", "$6", "$7", { users: changed })})
          UPDATE campaign_assignment a SET window_days = act.y, covariate_days = act.x

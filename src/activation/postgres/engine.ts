@@ -5,10 +5,10 @@ import { ingestEventBatch } from "./ingest.js";
 import { bulkLoadEvents, type BulkLoadOptions, type BulkLoadSummary, type EventColumns } from "./bulk-load.js";
 import { processFact } from "./process.js";
 import { deleteCounts } from "./island-counts.js";
-import { withTransaction } from "./tx.js";
+import { withReadSnapshot, withTransaction } from "./tx.js";
 import {
-  ACTIVATION_COLUMNS, FIRST_LAST_COLUMNS, activationQuery, firstLastQuery, metricsRange, statusColumnsFor, statusQuery,
-  userTimelineQuery, type StatusFilter,
+  ACTIVATION_COLUMNS, EXPORT_PLANNER_SETTINGS, FIRST_LAST_COLUMNS, activationQuery, firstLastQuery, metricsRange, statusColumnsFor, statusQuery,
+  userTimelineQuery, type IslandPage, type StatusFilter,
 } from "./queries.js";
 import { copyQueryOut, type ExportFormat } from "./copy-out.js";
 import type { Readable } from "node:stream";
@@ -55,7 +55,8 @@ export class PostgresLayerEngine implements LayerEngine {
   async deleteFactData(factId: number, client?: pg.ClientBase): Promise<void> {
     const work = async (c: pg.ClientBase) => {
       await c.query(`DELETE FROM layer_metric WHERE fact_id = $1`, [factId]);
-      await c.query(`DELETE FROM layer_island WHERE fact_id = $1`, [factId]);
+      await c.query(`DELETE FROM layer_latest_pack WHERE fact_id = $1`, [factId]);
+      await c.query(`DELETE FROM layer_closed_pack WHERE fact_id = $1`, [factId]);
       await deleteCounts(c, factId);
       await c.query(`DELETE FROM activity_day WHERE fact_id = $1`, [factId]);
     };
@@ -64,33 +65,72 @@ export class PostgresLayerEngine implements LayerEngine {
   }
 
   async statusPage(factId: number, g: number, period: number, filter: StatusFilter, page: PageRequest, latest = false): Promise<Keyed<StatusRow>[]> {
-    const q = statusQuery(g, filter, page, latest);
-    return (await this.pool.query(q.sql, [factId, period, ...q.extraParams])).rows;
+    return this.pageByChunks(factId, g, page, async (c, p) => {
+      const q = statusQuery(g, filter, p, latest);
+      return (await c.query(q.sql, [factId, period, ...q.extraParams])).rows;
+    });
+  }
+
+  /**
+   * A page of a list over a grain's islands, read a range of chunks at a time (IslandPage): a range wide
+   * enough for a full page of densely packed users first, twice as wide each time it falls short, until
+   * the page is full or the last chunk is read. All in one snapshot, as a single query would be.
+   */
+  private async pageByChunks<T>(
+    factId: number, g: number, page: PageRequest, read: (c: pg.ClientBase, p: IslandPage) => Promise<Keyed<T>[]>,
+  ): Promise<Keyed<T>[]> {
+    return withReadSnapshot(this.pool, async (c) => {
+      const last = (await c.query<{ c: number | null }>(`SELECT max(chunk) AS c FROM layer_latest_pack WHERE fact_id = $1 AND grain = $2`, [factId, g])).rows[0]!.c;
+      const rows: Keyed<T>[] = [];
+      if (last === null) return rows;
+      let after = page.afterUserKey;
+      let lo = after === undefined ? 0 : Math.max(0, after + 1) >> 10;
+      let width = Math.ceil(page.limit / 1024) + 1;
+      while (rows.length < page.limit && lo <= last) {
+        const hi = Math.min(lo + width - 1, last);
+        const got = await read(c, { afterUserKey: after, limit: page.limit - rows.length, chunkLo: lo, chunkHi: hi });
+        rows.push(...got);
+        if (got.length) after = got[got.length - 1]!.user_key;
+        lo = hi + 1;
+        width *= 2;
+      }
+      return rows;
+    });
   }
 
   statusExport(factId: number, g: number, period: number, filter: StatusFilter, format: ExportFormat, latest = false): Promise<Readable> {
     const q = statusQuery(g, filter, undefined, latest);
-    return copyQueryOut(this.pool, q.sql, [factId, period, ...q.extraParams], statusColumnsFor(g), format);
+    return copyQueryOut(this.pool, q.sql, [factId, period, ...q.extraParams], statusColumnsFor(g), format, EXPORT_PLANNER_SETTINGS);
   }
 
   async activationPage(factId: number, g: number, period: number, state: string | undefined, page: PageRequest): Promise<Keyed<ActivationRow>[]> {
-    const q = activationQuery(g, state, page);
-    return (await this.pool.query(q.sql, [factId, period, ...q.extraParams])).rows;
+    return this.pageByChunks(factId, g, page, async (c, p) => {
+      const q = activationQuery(g, state, p);
+      return (await c.query(q.sql, [factId, period, ...q.extraParams])).rows;
+    });
   }
 
   activationExport(factId: number, g: number, period: number, state: string | undefined, format: ExportFormat): Promise<Readable> {
     const q = activationQuery(g, state);
-    return copyQueryOut(this.pool, q.sql, [factId, period, ...q.extraParams], ACTIVATION_COLUMNS, format);
+    return copyQueryOut(this.pool, q.sql, [factId, period, ...q.extraParams], ACTIVATION_COLUMNS, format, EXPORT_PLANNER_SETTINGS);
   }
 
   async firstLastPage(factId: number, day: number, userKey: number | undefined, page: PageRequest, latest = false): Promise<Keyed<FirstLastRow>[]> {
-    const q = firstLastQuery({ userKey, page, latest });
-    return (await this.pool.query(q.sql, [factId, day, ...q.extraParams])).rows;
+    if (userKey !== undefined) {
+      // One user: its chunk's packs alone, whatever the page.
+      const q = firstLastQuery({ userKey, latest });
+      const rows: Keyed<FirstLastRow>[] = (await this.pool.query(q.sql, [factId, day, ...q.extraParams])).rows;
+      return rows.filter((r) => page.afterUserKey === undefined || r.user_key > page.afterUserKey).slice(0, page.limit);
+    }
+    return this.pageByChunks(factId, 0, page, async (c, p) => {
+      const q = firstLastQuery({ page: p, latest });
+      return (await c.query(q.sql, [factId, day, ...q.extraParams])).rows;
+    });
   }
 
   firstLastExport(factId: number, day: number, userKey: number | undefined, format: ExportFormat, latest = false): Promise<Readable> {
     const q = firstLastQuery({ userKey, latest });
-    return copyQueryOut(this.pool, q.sql, [factId, day, ...q.extraParams], FIRST_LAST_COLUMNS, format);
+    return copyQueryOut(this.pool, q.sql, [factId, day, ...q.extraParams], FIRST_LAST_COLUMNS, format, userKey === undefined ? EXPORT_PLANNER_SETTINGS : undefined);
   }
 
   async userTimeline(factId: number, g: number, userKey: number, from: number, to: number): Promise<Keyed<StatusRow>[]> {

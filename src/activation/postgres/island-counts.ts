@@ -24,7 +24,7 @@ export const islandColumns = (alias = ""): IslandColumns => ({
 type Condition = (c: IslandColumns) => string;
 
 /** Counted at the island's start period; g = start - prev is the return interval. */
-export const START_COUNTS: Record<string, Condition> = {
+export const START_COUNTS = {
   c_first: (c) => `${c.prev} IS NULL`,
   c_react: (c) => `${c.prev} IS NOT NULL`,
   c_all: () => "TRUE",
@@ -39,10 +39,10 @@ export const START_COUNTS: Record<string, Condition> = {
   c_gap_le7: (c) => `${c.s} - ${c.prev} <= 7`,
   c_gap_8_30: (c) => `${c.s} - ${c.prev} BETWEEN 8 AND 30`,
   c_gap_ge31: (c) => `${c.s} - ${c.prev} >= 31`,
-};
+} satisfies Record<string, Condition>;
 
 /** Counted at the island's end period; a latest island (next null) meets every gap condition. */
-export const END_COUNTS: Record<string, Condition> = {
+export const END_COUNTS = {
   c_all: () => "TRUE",
   c_len2: (c) => `${c.e} >= ${c.s} + 1`,
   c_len3: (c) => `${c.e} >= ${c.s} + 2`,
@@ -53,7 +53,7 @@ export const END_COUNTS: Record<string, Condition> = {
   c_gap_gt30: (c) => `${c.next} IS NULL OR ${c.next} > ${c.e} + 30`,
   // Not a metric: closed islands are those counted in c_all but not here (latestClosedEnd).
   c_latest: (c) => `${c.next} IS NULL`,
-};
+} satisfies Record<string, Condition>;
 
 const KINDS = [
   { kind: "start", table: "layer_start_count", delta: "start_count_delta", key: "start_p", counts: START_COUNTS, keyOf: (c: IslandColumns) => c.s },
@@ -104,13 +104,13 @@ export async function applyCountDeltas(client: pg.ClientBase, factId: number, g:
   }
 }
 
-/** Counts a grain's islands afresh (its first build). */
-export async function rebuildCounts(client: pg.ClientBase, factId: number, g: number): Promise<void> {
+/** Counts a grain's islands afresh (its first build), from the table `islands` (columns of layer_island). */
+export async function rebuildCounts(client: pg.ClientBase, factId: number, g: number, islands: string): Promise<void> {
   for (const k of KINDS) {
     await client.query(`DELETE FROM ${k.table} WHERE fact_id = $1 AND grain = ${g | 0}`, [factId]);
     await client.query(
       `INSERT INTO ${k.table} (fact_id, grain, ${k.key}, ${Object.keys(k.counts).join(", ")})
-       SELECT $1, ${g | 0}, * FROM (${countsSql(k, `layer_island WHERE fact_id = $1 AND grain = ${g | 0}`, islandColumns(), 1)}) c`,
+       SELECT $1, ${g | 0}, * FROM (${countsSql(k, `${islands} WHERE fact_id = $1 AND grain = ${g | 0}`, islandColumns(), 1)}) c`,
       [factId],
     );
   }
@@ -140,4 +140,122 @@ export async function latestClosedEnd(client: pg.ClientBase, factId: number, g: 
     [factId],
   );
   return r.rows[0]!.m;
+}
+
+/** An island as the counts see it: start, end, previous island's end, next island's start (null: none). */
+export interface CountedIsland {
+  s: number;
+  e: number;
+  prev: number | null;
+  next: number | null;
+}
+
+type Test = (i: CountedIsland) => boolean;
+
+/**
+ * START_COUNTS and END_COUNTS as TypeScript, for the daily path, which counts the islands it changes in
+ * Node (day-packs.ts). A comparison with a null is null in SQL, which FILTER does not count: false here.
+ * test/island-count-tests.test.ts holds each to its SQL on random islands.
+ */
+export const START_COUNT_TESTS: Record<keyof typeof START_COUNTS, Test> = {
+  c_first: (i) => i.prev === null,
+  c_react: (i) => i.prev !== null,
+  c_all: () => true,
+  c_len2: (i) => i.e >= i.s + 1,
+  c_len3: (i) => i.e >= i.s + 2,
+  c_first_len2: (i) => i.prev === null && i.e >= i.s + 1,
+  c_react_len2: (i) => i.prev !== null && i.e >= i.s + 1,
+  c_gap_gt2: (i) => i.prev !== null && i.s - i.prev > 2,
+  c_gap_le6: (i) => i.prev !== null && i.s - i.prev <= 6,
+  c_gap_7_29: (i) => i.prev !== null && i.s - i.prev >= 7 && i.s - i.prev <= 29,
+  c_gap_ge30: (i) => i.prev !== null && i.s - i.prev >= 30,
+  c_gap_le7: (i) => i.prev !== null && i.s - i.prev <= 7,
+  c_gap_8_30: (i) => i.prev !== null && i.s - i.prev >= 8 && i.s - i.prev <= 30,
+  c_gap_ge31: (i) => i.prev !== null && i.s - i.prev >= 31,
+};
+
+export const END_COUNT_TESTS: Record<keyof typeof END_COUNTS, Test> = {
+  c_all: () => true,
+  c_len2: (i) => i.e >= i.s + 1,
+  c_len3: (i) => i.e >= i.s + 2,
+  c_first_single: (i) => i.prev === null && i.e === i.s,
+  c_react_single: (i) => i.prev !== null && i.e === i.s,
+  c_gap_gt2: (i) => i.next === null || i.next > i.e + 2,
+  c_gap_gt7: (i) => i.next === null || i.next > i.e + 7,
+  c_gap_gt30: (i) => i.next === null || i.next > i.e + 30,
+  c_latest: (i) => i.next === null,
+};
+
+const startColumn = Object.fromEntries(Object.keys(START_COUNTS).map((n, i) => [n, i])) as Record<keyof typeof START_COUNTS, number>;
+const endColumn = Object.fromEntries(Object.keys(END_COUNTS).map((n, i) => [n, i])) as Record<keyof typeof END_COUNTS, number>;
+
+/**
+ * A run's changes to the counts, collected in Node: per start (end) period, one delta per condition, in
+ * the delta tables' column order. The conditions are START_COUNT_TESTS and END_COUNT_TESTS written out
+ * (a daily run counts some 750,000 islands in and out); test/island-count-tests.test.ts holds them equal.
+ */
+export class CountDeltas {
+  readonly byStart = new Map<number, Int32Array>();
+  readonly byEnd = new Map<number, Int32Array>();
+
+  private row(map: Map<number, Int32Array>, p: number, width: number): Int32Array {
+    let r = map.get(p);
+    if (!r) map.set(p, (r = new Int32Array(width)));
+    return r;
+  }
+
+  /** Counts the island [s, e] in (sign 1) or out (-1); prev (next): the previous island's end (next's start), null when none. */
+  add(s: number, e: number, prev: number | null, next: number | null, sign: 1 | -1): void {
+    const len2 = e >= s + 1, len3 = e >= s + 2;
+    const a = this.row(this.byStart, s, 14);
+    a[startColumn.c_all]! += sign;
+    if (len2) a[startColumn.c_len2]! += sign;
+    if (len3) a[startColumn.c_len3]! += sign;
+    if (prev === null) {
+      a[startColumn.c_first]! += sign;
+      if (len2) a[startColumn.c_first_len2]! += sign;
+    } else {
+      const gap = s - prev;
+      a[startColumn.c_react]! += sign;
+      if (len2) a[startColumn.c_react_len2]! += sign;
+      if (gap > 2) a[startColumn.c_gap_gt2]! += sign;
+      if (gap <= 6) a[startColumn.c_gap_le6]! += sign;
+      else if (gap <= 29) a[startColumn.c_gap_7_29]! += sign;
+      else a[startColumn.c_gap_ge30]! += sign;
+      if (gap <= 7) a[startColumn.c_gap_le7]! += sign;
+      else if (gap <= 30) a[startColumn.c_gap_8_30]! += sign;
+      else a[startColumn.c_gap_ge31]! += sign;
+    }
+    const b = this.row(this.byEnd, e, 9);
+    b[endColumn.c_all]! += sign;
+    if (len2) b[endColumn.c_len2]! += sign;
+    if (len3) b[endColumn.c_len3]! += sign;
+    if (e === s) b[prev === null ? endColumn.c_first_single : endColumn.c_react_single]! += sign;
+    if (next === null) {
+      b[endColumn.c_gap_gt2]! += sign;
+      b[endColumn.c_gap_gt7]! += sign;
+      b[endColumn.c_gap_gt30]! += sign;
+      b[endColumn.c_latest]! += sign;
+    } else {
+      if (next > e + 2) b[endColumn.c_gap_gt2]! += sign;
+      if (next > e + 7) b[endColumn.c_gap_gt7]! += sign;
+      if (next > e + 30) b[endColumn.c_gap_gt30]! += sign;
+    }
+  }
+
+  /** Applies them to layer_start_count and layer_end_count (through the temp tables applyCountDeltas reads). */
+  async apply(client: pg.ClientBase, factId: number, g: number): Promise<void> {
+    await beginCountDeltas(client);
+    for (const [k, byPeriod] of [[KINDS[0], this.byStart], [KINDS[1], this.byEnd]] as const) {
+      if (byPeriod.size === 0) continue;
+      const periods = [...byPeriod.keys()];
+      const width = Object.keys(k.counts).length;
+      const columns = Array.from({ length: width }, (_, j) => periods.map((p) => byPeriod.get(p)![j]!));
+      await client.query(
+        `INSERT INTO ${k.delta} SELECT * FROM unnest(${[periods, ...columns].map((_, j) => `$${j + 1}::int[]`).join(", ")})`,
+        [periods, ...columns],
+      );
+    }
+    await applyCountDeltas(client, factId, g);
+  }
 }

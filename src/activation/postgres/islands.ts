@@ -3,6 +3,7 @@ import { GRAINS, dateToDay, periodEndDay, periodOfDay, periodStartDay } from "..
 import {
   addCountDelta, applyCountDeltas, beginCountDeltas, earliestStart, islandColumns, latestClosedEnd, latestEnd, rebuildCounts,
 } from "./island-counts.js";
+import { createWorkIslands, loadWorkIslands, packWorkIslands, workChunks, writeBackChangedIslands } from "./work-islands.js";
 
 /**
  * SQL of the period number of date expression `d` at grain g: the body of the migration's
@@ -16,33 +17,36 @@ export function periodOfDateSql(g: number, d: string): string {
 }
 
 /**
- * Merges newly seen active periods into a grain's islands (runs of consecutive active periods).
- * Activity only ever adds active periods, so a run touches just the users with activity in
- * [from, through] whose period is not already covered, and for each of them only the islands from
- * its earliest new period on. Returns the earliest new period, or null when nothing changed.
+ * Merges newly seen active periods into a grain's islands (runs of consecutive active periods), for every
+ * run but one of only the day after the watermark (day-packs.ts). Activity only ever adds active
+ * periods, so a run touches just the users with activity in [from, through] whose period is not already
+ * covered, and for each of them only the islands from its earliest new period on. The merge runs on
+ * those islands unpacked into work_island (work-islands.ts), and what it changed is packed back (a first
+ * build packs everything). Returns the earliest new period, or null when nothing changed.
  *
  * Two paths, over disjoint sets of users:
- * - appended (every run that only adds days after the watermark, and most users of a late run):
- *   all the user's new periods lie after its latest island, so only that island changes (it is
- *   extended, or gets its next_start) and the new islands are inserted after it;
+ * - appended (most users of a late run, every user of a run of new days): all the user's new periods
+ *   lie after its latest island, so only that island changes (it is extended, or gets its next_start)
+ *   and the new islands are inserted after it;
  * - general (a new period before the end of the latest island: late data): the islands from the
  *   earliest new period on are merged again with the new periods, carried values from the island
  *   before them (the "anchor").
  */
 export async function mergeNewPeriods(
-  client: pg.ClientBase,
-  factId: number,
-  grain: number,
-  from: string,
-  through: string,
-  nextDay?: NextDayRun,
+  client: pg.ClientBase, factId: number, grain: number, from: string, through: string, run?: GrainsInOneRun,
 ): Promise<number | null> {
   const g = Number(grain) | 0; // a constant of ours, inlined so the planner sees it
-  if (g !== 0 && nextDay?.dayPrevious) return appendPeriodStartedByDay(client, factId, g, through);
   // No islands yet means the first build of this grain.
   const maxEnd = await latestEnd(client, factId, g);
-  if (maxEnd === null) return buildIslands(client, factId, g, from, through);
-  if (g === 0 && nextDay && from === through && maxEnd < dateToDay(through)) return appendDayAfterWatermark(client, factId, through, nextDay);
+  if (maxEnd === null) {
+    await createWorkIslands(client);
+    const first = await buildIslands(client, factId, g, from, through);
+    await client.query("ANALYZE work_island");
+    await packWorkIslands(client, factId, g, await workChunks(client));
+    await client.query(`DROP TABLE work_island`);
+    return first;
+  }
+  if (g !== 0 && run?.dayNew) return mergePeriodsOfNewDays(client, factId, g, maxEnd);
   await client.query(
     g === 0
       ? `CREATE TEMP TABLE np ON COMMIT DROP AS
@@ -56,36 +60,89 @@ export async function mergeNewPeriods(
   await client.query("ANALYZE np");
   const range = (await client.query<{ lo: number | null; hi: number | null }>(`SELECT min(p) AS lo, max(p) AS hi FROM np`)).rows[0]!;
   if (range.lo === null) {
+    if (g === 0 && run) await keepNewDays(client, run);
     await client.query("DROP TABLE np");
     return null;
   }
-  // Only periods up to the latest island end can be covered already (none, for a run of new days).
-  // Past the end of every closed island only a latest island can cover one (a run of a new day at
-  // week or month grain): those are dropped with the same lookup of latest islands the merge needs.
-  const closedMax = range.lo <= maxEnd ? await latestClosedEnd(client, factId, g) : null;
-  if (range.lo <= maxEnd && closedMax !== null && range.lo <= closedMax) {
-    await dropCovered(client, factId, g, from, through, range.lo, Math.min(range.hi!, maxEnd));
-    await groupNewPeriodsByUser(client);
-    await readLatestIslands(client, factId, g, "au");
-  } else if (range.lo <= maxEnd) {
-    await dropCoveredByLatest(client, factId, g);
-  } else {
-    await groupNewPeriodsByUser(client);
-    // One new period per user, after every island (a run of new days at a coarser grain, say): no
-    // island can be covered or merged, so the latest islands are changed in one pass.
-    if (await onePeriodPerUser(client)) {
-      const minNew = (await client.query<{ m: number | null }>(`SELECT min(m) AS m FROM au`)).rows[0]!.m;
-      await appendOnePeriod(client, factId, g);
-      await client.query("DROP TABLE np; DROP TABLE au");
-      return minNew;
-    }
-    await readLatestIslands(client, factId, g, "au");
-  }
-  const minNew = (await client.query<{ m: number | null }>(`SELECT min(m) AS m FROM au`)).rows[0]!.m;
-  if (minNew === null) {
-    await client.query("DROP TABLE np; DROP TABLE au; DROP TABLE lat");
+  // Only periods up to the latest island end can be covered already (none, for a run of new days). A late
+  // run reads every period since its start date, nearly all of them covered: they are dropped against the
+  // packed islands first, so that only the users left are unpacked into the work table.
+  const { lo, hi } = range as { lo: number; hi: number };
+  const closedMax = lo <= maxEnd ? await latestClosedEnd(client, factId, g) : null;
+  // Past the end of every closed island only a latest island can cover one (a run of a new day at week or
+  // month grain).
+  if (lo <= maxEnd && closedMax !== null && lo <= closedMax) await dropCovered(client, factId, g, from, through, lo, Math.min(hi, maxEnd));
+  else if (lo <= maxEnd) await dropCoveredByLatest(client, factId, g);
+  if (g === 0 && run) await keepNewDays(client, run);
+  const left = (await client.query<{ lo: number | null }>(`SELECT min(p) AS lo FROM np`)).rows[0]!.lo;
+  if (left === null) {
+    await client.query("DROP TABLE np");
     return null;
   }
+  await loadWorkIslands(client, factId, g, left);
+  await mergeIntoWorkIslands(client, factId, g, lo > maxEnd);
+  await writeBackChangedIslands(client, factId, g);
+  await client.query("DROP TABLE work_island");
+  return left;
+}
+
+/** The grains of one run merged in one transaction, day first: what the day grain leaves the others. */
+export interface GrainsInOneRun {
+  /** Set once the day grain has kept its new days (the days no island covered) in day_new. */
+  dayNew: boolean;
+}
+
+/** day_new: the day grain's new (user, day) pairs, np once the covered days are dropped. */
+async function keepNewDays(client: pg.ClientBase, run: GrainsInOneRun): Promise<void> {
+  await client.query(`CREATE TEMP TABLE day_new ON COMMIT DROP AS SELECT user_key, p FROM np`);
+  await client.query("ANALYZE day_new");
+  run.dayNew = true;
+}
+
+/**
+ * Week or month grain after the day grain in the same run: activity only adds days, so a user's week
+ * (month) can be new only where one of its days is new at day grain. np is those periods of day_new,
+ * far fewer than every period of the run's window; the islands of its users are unpacked first and the
+ * periods they cover dropped there.
+ */
+async function mergePeriodsOfNewDays(client: pg.ClientBase, factId: number, g: number, maxEnd: number): Promise<number | null> {
+  await client.query(
+    `CREATE TEMP TABLE np ON COMMIT DROP AS
+     SELECT DISTINCT user_key, ${periodOfDateSql(g, "(DATE '1970-01-01' + p)")} AS p FROM day_new`,
+  );
+  await client.query("ANALYZE np");
+  const lo = (await client.query<{ lo: number | null }>(`SELECT min(p) AS lo FROM np`)).rows[0]!.lo;
+  if (lo === null) {
+    await client.query("DROP TABLE np");
+    return null;
+  }
+  // Every island that can cover a period from lo on is in the work table (it ends at lo or later).
+  await loadWorkIslands(client, factId, g, lo);
+  await client.query(`DELETE FROM np USING work_island i WHERE i.user_key = np.user_key AND np.p BETWEEN i.start_p AND i.end_p`);
+  await client.query("ANALYZE np");
+  const left = (await client.query<{ lo: number | null }>(`SELECT min(p) AS lo FROM np`)).rows[0]!.lo;
+  if (left !== null) {
+    await mergeIntoWorkIslands(client, factId, g, lo > maxEnd);
+    await writeBackChangedIslands(client, factId, g);
+  } else await client.query("DROP TABLE np; DROP TABLE work_island_before");
+  await client.query("DROP TABLE work_island");
+  return left;
+}
+
+/**
+ * The merge of np (periods no island covers) into work_island (mergeNewPeriods); drops np and the other
+ * temporary tables it made. `afterEvery`: every new period lies after every island.
+ */
+async function mergeIntoWorkIslands(client: pg.ClientBase, factId: number, g: number, afterEvery: boolean): Promise<void> {
+  await groupNewPeriodsByUser(client);
+  // One new period per user, after every island (a run of new days at a coarser grain, say): no island
+  // can be merged, so the latest islands are changed in one pass.
+  if (afterEvery && (await onePeriodPerUser(client))) {
+    await appendOnePeriod(client, factId, g);
+    await client.query("DROP TABLE np; DROP TABLE au");
+    return;
+  }
+  await readLatestIslands(client, factId, g, "au");
   await client.query("ANALYZE lat");
   await beginCountDeltas(client);
   const general = (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM lat WHERE end_p >= m`)).rows[0]!.n;
@@ -94,31 +151,6 @@ export async function mergeNewPeriods(
   await mergeAppended(client, factId, g, onePerUser);
   await applyCountDeltas(client, factId, g);
   await client.query("DROP TABLE np; DROP TABLE au; DROP TABLE lat");
-  return minNew;
-}
-
-/**
- * The day grain of a run of only the day after the watermark: activity_day holds one row per user and
- * day, so each user active that day has exactly one new period, after every island of theirs (no island
- * ends after the watermark). au is read straight from the day's rows, in key order from the primary key,
- * with none of the general path's grouping and checks. Returns the day, or null when nobody was active.
- */
-async function appendDayAfterWatermark(client: pg.ClientBase, factId: number, date: string, nextDay: NextDayRun): Promise<number | null> {
-  const day = dateToDay(date) | 0;
-  const created = await client.query(
-    `CREATE TEMP TABLE au ON COMMIT DROP AS
-     SELECT a.user_key, ${day} AS m FROM activity_day a WHERE a.fact_id = $1 AND a.activity_date = $2 ORDER BY a.user_key`,
-    [factId, date],
-  );
-  if (!created.rowCount) {
-    await client.query("DROP TABLE au");
-    return null;
-  }
-  await client.query("ANALYZE au");
-  await appendOnePeriod(client, factId, 0, true);
-  nextDay.dayPrevious = true;
-  await client.query("DROP TABLE au");
-  return day;
 }
 
 /** au: each user with new periods in np and the earliest of them (m). */
@@ -132,7 +164,7 @@ async function readLatestIslands(client: pg.ClientBase, factId: number, g: numbe
   await client.query(
     `CREATE TEMP TABLE lat ON COMMIT DROP AS
      SELECT au.user_key, au.m, i.start_p, i.end_p, i.prev_end, i.active_before, i.first_p
-     FROM ${users} au LEFT JOIN layer_island i ON i.fact_id = $1 AND i.grain = ${g} AND i.user_key = au.user_key AND i.next_start IS NULL`,
+     FROM ${users} au LEFT JOIN work_island i ON i.fact_id = $1 AND i.grain = ${g} AND i.user_key = au.user_key AND i.next_start IS NULL`,
     [factId],
   );
 }
@@ -145,38 +177,33 @@ async function onePeriodPerUser(client: pg.ClientBase): Promise<boolean> {
 
 /**
  * The new periods lie after the end of every closed island, so only a user's latest island can cover
- * one: read the latest islands of every user in np once, drop the periods they cover, and keep au and
- * lat for the users left.
+ * one: those covered are dropped from np.
  */
 async function dropCoveredByLatest(client: pg.ClientBase, factId: number, g: number): Promise<void> {
-  await client.query(`CREATE TEMP TABLE au_all ON COMMIT DROP AS SELECT user_key, min(p) AS m FROM np GROUP BY user_key`);
-  await readLatestIslands(client, factId, g, "au_all");
-  await client.query(`DELETE FROM np USING lat l WHERE l.user_key = np.user_key AND np.p BETWEEN l.start_p AND l.end_p`);
-  await groupNewPeriodsByUser(client);
   await client.query(
-    `DELETE FROM lat l WHERE NOT EXISTS (SELECT 1 FROM au WHERE au.user_key = l.user_key);
-     UPDATE lat l SET m = au.m FROM au WHERE au.user_key = l.user_key AND l.m <> au.m;
-     DROP TABLE au_all`,
+    `DELETE FROM np USING layer_latest_island l
+     WHERE l.fact_id = $1 AND l.grain = ${g | 0} AND l.user_key = np.user_key AND np.p BETWEEN l.start_p AND l.end_p`,
+    [factId],
   );
+  await client.query("ANALYZE np");
 }
 
 /**
  * au holds one new period m per user, later than the end of every island, so later than the end of
- * each user's latest island L. Each L is extended (m = its end + 1) or closed (next_start = m, which moves
- * it to the closed partition) by one UPDATE that also returns what the new islands carry from it;
+ * each user's latest island L. Each L is extended (m = its end + 1) or closed (next_start = m) by one
+ * UPDATE that also returns what the new islands carry from it;
  * the new islands are then inserted: the same result as mergeAppended, without reading L first.
  */
-async function appendOnePeriod(client: pg.ClientBase, factId: number, g: number, keepDayPrevious = false): Promise<void> {
+async function appendOnePeriod(client: pg.ClientBase, factId: number, g: number): Promise<void> {
   await client.query(
     `CREATE TEMP TABLE touched (user_key int, m int, start_p int, end_p int, prev_end int, next_start int, active_before int, first_p int) ON COMMIT DROP`,
   );
-  // Each latest island found through the user-keyed index, au in key order: cheaper than hashing
-  // au and scanning every latest island of the grain (measured: 1.46 s against 1.75 s for 255k users),
-  // and far cheaper when few users need the period (week and month grains of a day's run).
+  // Each latest island found through the user-keyed index, au in key order: far cheaper than hashing au
+  // and scanning the work table when few of its users need the period.
   await client.query("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
   await client.query(
     `WITH changed AS (
-       UPDATE layer_island i
+       UPDATE work_island i
        SET end_p = CASE WHEN au.m = i.end_p + 1 THEN au.m ELSE i.end_p END,
            next_start = CASE WHEN au.m = i.end_p + 1 THEN NULL ELSE au.m END
        FROM au
@@ -204,53 +231,17 @@ async function appendOnePeriod(client: pg.ClientBase, factId: number, g: number,
      SELECT au.user_key, au.m, NULL, 0, au.m FROM au WHERE NOT EXISTS (SELECT 1 FROM touched t WHERE t.user_key = au.user_key)`,
   );
   await client.query(
-    `INSERT INTO layer_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
+    `INSERT INTO work_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
      SELECT $1, ${g}, user_key, m, m, prev_end, NULL, active_before, first_p FROM fresh ORDER BY user_key`,
     [factId],
   );
   await addCountDelta(client, "fresh", { s: "m", e: "m", prev: "prev_end", next: "NULL" }, 1);
   await applyCountDeltas(client, factId, g);
-  if (keepDayPrevious)
-    // Each of the day's active users and their previous active day (null: the user's first).
-    await client.query(
-      `CREATE TEMP TABLE day_previous ON COMMIT DROP AS
-       SELECT user_key, ${oldEnd} AS previous_day FROM touched
-       UNION ALL SELECT user_key, NULL FROM fresh WHERE prev_end IS NULL`,
-    );
   await client.query("DROP TABLE touched; DROP TABLE fresh");
 }
 
-/** A run of only the day after the watermark, whose day grain keeps day_previous for the coarser grains. */
-export interface NextDayRun {
-  /** Set once the day grain has written day_previous in this transaction. */
-  dayPrevious: boolean;
-}
-
 /**
- * Week or month grain of a run of only the day after the watermark, after its day grain. A user active
- * that day whose previous active day lies in the same period has the period already; the others
- * (previous day before the period's start, or none) get the period after every island of theirs:
- * exactly what appendOnePeriod does, for them only. Returns the period, or null when nobody needs it.
- */
-async function appendPeriodStartedByDay(client: pg.ClientBase, factId: number, g: number, through: string): Promise<number | null> {
-  const grain = GRAINS[g]!;
-  const period = periodOfDay(grain, dateToDay(through)) | 0;
-  const periodStart = periodStartDay(grain, period) | 0;
-  const created = await client.query(
-    `CREATE TEMP TABLE au ON COMMIT DROP AS
-     SELECT user_key, ${period} AS m FROM day_previous WHERE previous_day IS NULL OR previous_day < ${periodStart} ORDER BY user_key`,
-  );
-  const any = (created.rowCount ?? 0) > 0;
-  if (any) {
-    await client.query("ANALYZE au");
-    await appendOnePeriod(client, factId, g);
-  }
-  await client.query("DROP TABLE au");
-  return any ? period : null;
-}
-
-/**
- * Removes from np the periods [lo, X] that islands cover already. A late run reads every period
+ * Removes from np the periods [lo, X] that islands cover already, read from the packs (layer_island). A late run reads every period
  * since its start date, nearly all of them covered: checking each against the islands would cost
  * the whole window. Activity only ever adds periods, and an island period inside [from, through]
  * comes from activity there, so a user whose islands cover as many of the periods that lie wholly
@@ -274,7 +265,7 @@ async function dropCovered(
        SELECT a.user_key
        FROM (SELECT user_key, count(*) AS c FROM np WHERE p BETWEEN ${whole} AND ${last} GROUP BY user_key) a
        LEFT JOIN (SELECT i.user_key, sum(LEAST(i.end_p, ${last}) - GREATEST(i.start_p, ${whole}) + 1) AS c
-                  FROM layer_island i WHERE ${isl} AND i.end_p >= ${whole} AND i.start_p <= ${last}
+                  FROM layer_island i WHERE ${isl} AND i.end_p >= ${whole} AND i.start_p <= ${last} AND (i.next_start IS NULL OR i.next_start > ${whole})
                   GROUP BY i.user_key) b ON b.user_key = a.user_key
        WHERE b.c IS NULL OR b.c < a.c`,
       [factId],
@@ -290,10 +281,11 @@ async function dropCovered(
   }
   await client.query(
     `DELETE FROM np USING layer_island i
-     WHERE ${isl} AND i.end_p >= ${lo | 0} AND i.start_p <= ${x} AND np.p <= ${x}
+     WHERE ${isl} AND i.end_p >= ${lo | 0} AND i.start_p <= ${x} AND (i.next_start IS NULL OR i.next_start > ${lo | 0}) AND np.p <= ${x}
        AND i.user_key = np.user_key AND i.start_p <= np.p AND i.end_p >= np.p`,
     [factId],
   );
+  await client.query("ANALYZE np");
 }
 
 /**
@@ -336,7 +328,7 @@ async function mergeAppended(client: pg.ClientBase, factId: number, g: number, o
   );
   // The first new island either extends L (it starts right after L's end) or becomes L's next.
   await client.query(
-    `UPDATE layer_island i
+    `UPDATE work_island i
      SET end_p = CASE WHEN f.s = f.le + 1 THEN f.e ELSE i.end_p END,
          next_start = CASE WHEN f.s = f.le + 1 THEN f.next_s ELSE f.s END
      FROM nw f
@@ -344,7 +336,7 @@ async function mergeAppended(client: pg.ClientBase, factId: number, g: number, o
     [factId],
   );
   await client.query(
-    `INSERT INTO layer_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
+    `INSERT INTO work_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
      SELECT $1, ${g}, user_key, s, e,
             CASE WHEN k = 1 THEN le ELSE prev_e END,
             next_s,
@@ -383,7 +375,7 @@ async function mergeGeneral(client: pg.ClientBase, factId: number, g: number): P
      SELECT ag.user_key, ag.m, b.start_p, b.end_p, b.active_before, b.first_p, b.rn
      FROM ag CROSS JOIN LATERAL (
        SELECT i.start_p, i.end_p, i.active_before, i.first_p, row_number() OVER (ORDER BY i.start_p DESC) AS rn
-       FROM layer_island i
+       FROM work_island i
        WHERE ${isl} AND i.user_key = ag.user_key AND i.start_p < ag.m - 1
        ORDER BY i.start_p DESC LIMIT 2) b`,
     [factId],
@@ -391,7 +383,7 @@ async function mergeGeneral(client: pg.ClientBase, factId: number, g: number): P
   await client.query(
     `CREATE TEMP TABLE old_aff ON COMMIT DROP AS
      SELECT i.user_key, i.start_p, i.end_p
-     FROM ag JOIN layer_island i ON ${isl} AND i.user_key = ag.user_key AND i.start_p >= ag.m - 1
+     FROM ag JOIN work_island i ON ${isl} AND i.user_key = ag.user_key AND i.start_p >= ag.m - 1
      UNION ALL
      SELECT user_key, start_p, end_p FROM prior WHERE rn = 1 AND end_p >= m - 1`,
     [factId],
@@ -422,15 +414,15 @@ async function mergeGeneral(client: pg.ClientBase, factId: number, g: number): P
   // Each user's islands from the anchor on are the ones this merge changes (the anchor gets a new
   // next_start, the rest are merged again): counted out now, back in once merged.
   const fromAnchor = `ag LEFT JOIN anchor an ON an.user_key = ag.user_key
-    JOIN layer_island i ON ${isl} AND i.user_key = ag.user_key AND (an.start_p IS NULL OR i.start_p >= an.start_p)`;
+    JOIN work_island i ON ${isl} AND i.user_key = ag.user_key AND (an.start_p IS NULL OR i.start_p >= an.start_p)`;
   await addCountDelta(client, fromAnchor, islandColumns("i."), -1, [factId]);
   await client.query(
-    `DELETE FROM layer_island i USING old_aff o
+    `DELETE FROM work_island i USING old_aff o
      WHERE ${isl} AND i.user_key = o.user_key AND i.start_p = o.start_p`,
     [factId],
   );
   await client.query(
-    `INSERT INTO layer_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
+    `INSERT INTO work_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
      SELECT $1, ${g}, m.user_key, m.start_p, m.end_p,
             COALESCE(lag(m.end_p) OVER w, an.end_p),
             lead(m.start_p) OVER w,
@@ -442,7 +434,7 @@ async function mergeGeneral(client: pg.ClientBase, factId: number, g: number): P
     [factId],
   );
   await client.query(
-    `UPDATE layer_island i SET next_start = f.first_start
+    `UPDATE work_island i SET next_start = f.first_start
      FROM (SELECT user_key, min(start_p) AS first_start FROM merged GROUP BY user_key) f
      JOIN anchor an ON an.user_key = f.user_key
      WHERE ${isl} AND i.user_key = an.user_key AND i.start_p = an.start_p`,
@@ -470,7 +462,7 @@ async function buildIslands(
       : `SELECT a.user_key, ${periodOfDateSql(g, "a.activity_date")} AS p
          FROM activity_day a WHERE a.fact_id = $1 AND a.activity_date BETWEEN $2 AND $3 GROUP BY 1, 2`;
   await client.query(
-    `INSERT INTO layer_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
+    `INSERT INTO work_island (fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p)
      SELECT $1, ${g}, user_key, p, end_p, prev_p, next_start, rn - 1, first_p FROM (
        SELECT user_key, p, prev_p, rn, first_p, is_start,
               CASE WHEN is_end THEN p ELSE lead(p) OVER w END AS end_p,
@@ -492,6 +484,6 @@ async function buildIslands(
      WHERE is_start`,
     [factId, from, through],
   );
-  await rebuildCounts(client, factId, g);
+  await rebuildCounts(client, factId, g, "work_island");
   return earliestStart(client, factId, g);
 }

@@ -1,7 +1,8 @@
 import type pg from "pg";
 import type { FactRef, ProcessOptions, ProcessResult } from "../engine.js";
 import { GRAINS, GRAIN_CODE, periodOfDate, dayToDate, dateToDay } from "../periods.js";
-import { mergeNewPeriods, type NextDayRun } from "./islands.js";
+import { mergeNewPeriods, type GrainsInOneRun } from "./islands.js";
+import { appendPeriodToPacks, readDayActives } from "./day-packs.js";
 import { recomputeMetrics } from "./metrics.js";
 import { withTransaction } from "./tx.js";
 
@@ -57,14 +58,22 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
     const { from, through: target } = claimed;
     await progress?.(0.02, "claimed");
 
-    // A run of the day after the watermark processes the day grain first and keeps each active user's
-    // previous active day: week and month then need only the users that day starts the period for.
-    const nextDay: NextDayRun | undefined = claimed.nextDay ? { dayPrevious: false } : undefined;
+    // A run of only the day after the watermark changes the packed islands in Node (day-packs.ts), from the
+    // day's active users, read once for the three grains; every other run merges in SQL (islands.ts).
+    let dayActives: Int32Array | null = null;
+    // Once answers exist every grain is merged in one transaction, day first: week and month then read the
+    // day grain's new days instead of every day of the run (islands.ts). A first build commits its grains
+    // apart, on connections of their own.
+    const grainsInOneRun: GrainsInOneRun | undefined = claimed.firstBuild ? undefined : { dayNew: false };
     /** One grain's islands and metrics, on the caller's transaction. */
     const processGrain = async (c: pg.PoolClient, grain: (typeof GRAINS)[number]) => {
       const g = GRAIN_CODE[grain];
       await c.query(`SET LOCAL work_mem = '${GRAIN_WORK_MEM}'`);
-      const minNew = await mergeNewPeriods(c, fact.id, g, from!, target, nextDay);
+      let minNew: number | null;
+      if (claimed!.nextDay) {
+        dayActives ??= await readDayActives(c, fact.id, target);
+        minNew = await appendPeriodToPacks(c, fact.id, g, periodOfDate(grain, target), dayActives);
+      } else minNew = await mergeNewPeriods(c, fact.id, g, from!, target, grainsInOneRun);
       const stored = await c.query<{ p: number | null }>(`SELECT max(period) AS p FROM layer_metric WHERE fact_id = $1 AND grain = ${g}`, [fact.id]);
       const maxStored = stored.rows[0]!.p;
       const candidates = [minNew, maxStored === null ? null : maxStored + 1].filter((x): x is number => x !== null);
@@ -116,7 +125,7 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
     // for status and audience queries go wrong meanwhile: refresh them now.
     if (from !== null && dateToDay(target) - dateToDay(from) >= 28) {
       t0 = performance.now();
-      await pool.query("ANALYZE layer_island");
+      await pool.query("ANALYZE layer_latest_pack, layer_closed_pack");
       timings.analyze_ms = Math.round(performance.now() - t0);
     }
     await progress?.(1, "done");

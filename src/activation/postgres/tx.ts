@@ -21,3 +21,19 @@ export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolCl
     }
   }
 }
+
+/** Runs `work`'s several reads in one snapshot (a read-only repeatable-read transaction). */
+export async function withReadSnapshot<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    const result = await work(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}

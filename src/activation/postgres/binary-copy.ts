@@ -1,6 +1,6 @@
 /**
- * Binary COPY helpers of the packed-layout experiments (packed-day.ts, packed8-day.ts, packed8-status.ts):
- * arrays in PostgreSQL's binary form (array_send), and COPY in and out of rows whose fields are bytes.
+ * Binary COPY of the packed islands (day-packs.ts) and the experiments that measured them: arrays in
+ * PostgreSQL's binary form (array_send), and COPY in and out of rows whose fields are bytes.
  */
 import type pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
@@ -47,7 +47,7 @@ export function int2(v: number): Buffer {
 }
 
 /** COPY … FROM STDIN (FORMAT binary) of rows whose fields are already in binary form. */
-export async function copyBinary(c: pg.PoolClient, sql: string, rows: Buffer[][]): Promise<void> {
+export async function copyBinary(c: pg.ClientBase, sql: string, rows: Buffer[][]): Promise<void> {
   const header = Buffer.concat([Buffer.from("PGCOPY\n\xff\r\n\0", "latin1"), int4(0), int4(0)]);
   const parts: Buffer[] = [header];
   for (const fields of rows) {
@@ -59,7 +59,7 @@ export async function copyBinary(c: pg.PoolClient, sql: string, rows: Buffer[][]
 }
 
 /** The rows of a COPY … TO STDOUT (FORMAT binary), each as its fields' bytes (no nulls expected). */
-export async function copyOutBinary(c: pg.PoolClient, sql: string): Promise<Buffer[][]> {
+export async function copyOutBinary(c: pg.ClientBase, sql: string): Promise<Buffer[][]> {
   const chunks: Buffer[] = [];
   for await (const chunk of c.query(copyTo(sql))) chunks.push(chunk as Buffer);
   const buf = Buffer.concat(chunks);
