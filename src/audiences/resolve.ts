@@ -1,6 +1,6 @@
 import type { AppContext } from "../context.js";
 import type { Fact } from "../generated/prisma/client.js";
-import { GRAIN_CODE, dateToDay, parseDate, periodOfDate, periodOfDay, periodToDate, type Grain } from "../activation/periods.js";
+import { GRAIN_CODE, dateToDay, dayToDate, parseDate, periodEndDay, periodOfDate, periodOfDay, periodToDate, type Grain } from "../activation/periods.js";
 import type { AudienceQuery, ResolvedNode, ResolvedValue } from "../activation/postgres/audience-sql.js";
 import { badRequest, conflict } from "../http/problem.js";
 import { FIELDS, type AudienceDefinition, type FilterNode, type Scalar } from "./definition.js";
@@ -67,11 +67,18 @@ export async function resolveAudience(ctx: AppContext, def: AudienceDefinition, 
     const other = n.fact && n.fact !== def.fact ? byName.get(n.fact)!.id : null;
     return { field: n.field, op: n.op, values: raw.map((v) => value(n.field, v)), within: n.within_periods, factId: other };
   };
-  // The latest-island shortcut holds only while no islands exist beyond the watermark (see isLatest).
+  // The latest-island shortcut holds only while no islands exist beyond the watermark (see isLatest),
+  // and while the other facts are processed through P's period, not beyond (their latest islands then
+  // govern P too).
+  const others = [...byName.values()].filter((f) => f.id !== main.id);
+  const periodEnd = dayToDate(periodEndDay(grain, P));
   return {
     query: {
       factId: main.id, grain: GRAIN_CODE[grain], period: P, watermark: T,
-      latest: P === periodOfDate(grain, T) && main.runningThrough === null && main.dirtyFrom === null,
+      latest: P === periodOfDate(grain, T) && main.runningThrough === null && main.dirtyFrom === null
+        && others.every((f) => day(f.processedThrough)! <= periodEnd),
+      otherFacts: others.map((f) => f.id),
+      periodEnd,
       filter: resolve(def.filter),
     },
     mainFact: main,

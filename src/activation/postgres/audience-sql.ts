@@ -21,10 +21,16 @@ export interface AudienceQuery {
   factId: number;
   grain: number;
   period: number;
-  /** P is the period of the fact's watermark: every governing island is then a latest one. */
+  /**
+   * P is the period of the fact's watermark, and every other fact the filter reads is processed through
+   * P's period, not beyond: every governing island is then a latest one.
+   */
   latest: boolean;
   /** The watermark `latest` was decided on (confirmed again in the query's own snapshot). */
   watermark?: string | null;
+  /** The other facts `latest` was decided on, and the last day of P, which none may be processed beyond. */
+  otherFacts?: number[];
+  periodEnd?: string;
   filter: ResolvedNode;
 }
 
@@ -50,7 +56,7 @@ class Params {
 
 /** Position intervals [a, b] within one island at which a within-able field takes a value (NULL: never). */
 function valueIntervals(field: FieldName, value: string): Array<[string, string, string]> {
-  // [condition, a, b]; N is the island's next start (or far away), so N - 1 is its last governed period.
+  // [condition, a, b] over island j; N is its next start (or far away), so N - 1 is its last governed period.
   const N = "COALESCE(j.next_start, 1000000000)";
   const first = "j.prev_end IS NULL", react = "j.prev_end IS NOT NULL", gap = "(j.start_p - j.prev_end)";
   const s = "j.start_p", e = "j.end_p";
@@ -95,6 +101,15 @@ const ENUM_VALUES: Record<string, readonly string[]> = {
   growth_state: ["new", "current", "reactivated", "resurrected", "at_risk_wau", "at_risk_mau", "dormant"],
 };
 
+/** The island columns the latest path carries for within tests (as <alias>_island_<column>). */
+const ISLAND_COLUMNS = ["user_key", "start_p", "end_p", "prev_end", "active_before", "first_p"] as const;
+
+/** An island's columns from its packed value x and first period f (migration 20261128100000_packed_islands). */
+function decodedIsland(x: string, f: string, userKey: string): string {
+  return `${userKey} AS user_key, ((${x} >> 48) & 65535)::int AS start_p, ((${x} >> 32) & 65535)::int AS end_p,
+    NULLIF(((${x} >> 16) & 65535)::int, 65535) AS prev_end, (${x} & 65535)::int AS active_before, ${f} AS first_p`;
+}
+
 /**
  * The island of each user that governs period P. At the watermark's period that is the user's latest
  * island: read from islandsGoverning(true), the latest packs alone.
@@ -113,6 +128,7 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
   const P = params.add(q.period, "int");
   const others = new Map<number, string>(); // fact id -> alias
   const joins: string[] = [];
+  const packJoins: string[] = []; // latest: per chunk, before its islands are unpacked
   const extraCols: string[] = [];
 
   const aliasFor = (factId: number) => {
@@ -121,13 +137,27 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
       alias = `x${others.size + 1}`;
       others.set(factId, alias);
       const fid = params.add(factId, "int");
-      // The islands governing P on that fact as one set (a hash join): a lookup per user would unpack
-      // the user's chunk once per user.
-      joins.push(
-        `LEFT JOIN (
+      if (q.latest) {
+        // The user's latest island on that fact (the one governing P: that fact is processed through P's
+        // period, not beyond, see AudienceQuery.latest), read from the same chunk's pack of that fact:
+        // its arrays fetched once per chunk, then one element per user.
+        packJoins.push(
+          `LEFT JOIN LATERAL (SELECT o.s || '{}'::bigint[] AS s, o.fp || '{}'::int[] AS fp FROM layer_latest_pack o
+        WHERE o.fact_id = ${fid} AND o.grain = ${g} AND o.chunk = p.chunk OFFSET 0) ${alias}p ON TRUE`,
+        );
+        joins.push(
+          `LEFT JOIN LATERAL (SELECT ${decodedIsland("v.x", "v.f", "i.user_key")}, NULL::int AS next_start
+        FROM (SELECT ${alias}p.s[u.o] AS x, ${alias}p.fp[u.o] AS f) v WHERE v.x <> -1) ${alias} ON TRUE`,
+        );
+        for (const col of ISLAND_COLUMNS) extraCols.push(`${alias}.${col} AS ${alias}_island_${col}`);
+      } else
+        // The islands governing P on that fact as one set (a hash join): a lookup per user would unpack
+        // the user's chunk once per user.
+        joins.push(
+          `LEFT JOIN (
         SELECT x.* FROM layer_island x
         WHERE x.fact_id = ${fid} AND x.grain = ${g} AND ${governs("x", P, false)}) ${alias} ON ${alias}.user_key = i.user_key`,
-      );
+        );
       const exprs = statusColumnExprs(alias, P, g);
       // A user without status on that fact has only nulls there.
       for (const [name, expr] of Object.entries(exprs))
@@ -183,6 +213,19 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
     const hits = wanted.flatMap((v) =>
       valueIntervals(c.field, v).map(([cond, a, b]) => `(${cond} AND GREATEST(${a}, ${w0}) <= LEAST(${b}, ${P}))`),
     );
+    if (q.latest) {
+      // The islands governing a period of the window: the user's latest island on that fact and, only
+      // when it starts inside the window, the closed islands whose next starts there, found in the rows
+      // of the user's chunk by next start.
+      const L = c.factId === null ? "i" : aliasFor(c.factId);
+      const latestIsland = ISLAND_COLUMNS.map((col) => `s.${L}_island_${col} AS ${col}`).join(", ");
+      return `(EXISTS (SELECT 1 FROM (SELECT ${latestIsland}, NULL::int AS next_start) j WHERE j.start_p IS NOT NULL AND (${hits.join(" OR ")}))
+        OR (s.${L}_island_start_p > ${w0} AND EXISTS (
+          SELECT 1 FROM layer_closed_pack c
+          CROSS JOIN LATERAL (SELECT ${decodedIsland("z.x", "z.f", "z.k")}, c.next_start FROM unnest(c.uk, c.s, c.fp) AS z(k, x, f) WHERE z.k = s.user_key) j
+          WHERE c.fact_id = ${fid} AND c.grain = ${g} AND c.chunk = s.user_key >> 10 AND c.next_start > ${w0} AND s.user_key = ANY(c.uk)
+            AND (${hits.join(" OR ")}))))`;
+    }
     // The islands governing some period of the window [w0, P] as one set.
     return `s.user_key IN (SELECT j.user_key FROM layer_island j
         WHERE j.fact_id = ${fid} AND j.grain = ${g} AND j.start_p <= ${P} AND (j.next_start IS NULL OR j.next_start > ${w0})
@@ -206,12 +249,26 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
   if (g !== 0) main.growth_state = "NULL::text";
   const where = compileNode(q.filter);
   const mainCols = MEMBER_STATUS_FIELDS.map((f) => `${main[f]} AS ${f}`).join(",\n      ");
-  const sql = `SELECT s.user_key, ${MEMBER_STATUS_FIELDS.map((f) => `s.${f}`).join(", ")} FROM (
-    SELECT i.user_key,
-      ${mainCols}${extraCols.length ? `,\n      ${extraCols.join(",\n      ")}` : ""}
-    FROM ${islandsGoverning(q.latest)} i
+  const extra = extraCols.length ? `,\n      ${extraCols.join(",\n      ")}` : "";
+  const out = `SELECT s.user_key, ${MEMBER_STATUS_FIELDS.map((f) => `s.${f}`).join(", ")} FROM`;
+  const sql = q.latest
+    ? // Every user's latest island, unpacked chunk by chunk with the other facts' packs of the chunk.
+      `${out} (
+    SELECT i.user_key, ${ISLAND_COLUMNS.map((col) => `i.${col} AS i_island_${col}`).join(", ")},
+      ${mainCols}${extra}
+    FROM layer_latest_pack p
+    ${packJoins.join("\n    ")}
+    CROSS JOIN LATERAL unnest(p.s, p.fp) WITH ORDINALITY AS u(x, f, o)
+    CROSS JOIN LATERAL (SELECT ${decodedIsland("u.x", "u.f", "(p.chunk << 10) + (u.o::int - 1)")}, NULL::int AS next_start) i
     ${joins.join("\n    ")}
-    WHERE i.fact_id = ${fact} AND i.grain = ${g} AND ${governs("i", P, q.latest)}
-  ) s WHERE ${where}${q.latest ? " ORDER BY s.user_key" : ""}`;
+    WHERE p.fact_id = ${fact} AND p.grain = ${g} AND u.x <> -1
+  ) s WHERE ${where}`
+    : `${out} (
+    SELECT i.user_key,
+      ${mainCols}${extra}
+    FROM layer_island i
+    ${joins.join("\n    ")}
+    WHERE i.fact_id = ${fact} AND i.grain = ${g} AND ${governs("i", P, false)}
+  ) s WHERE ${where}`;
   return { sql, params: params.list };
 }

@@ -44,8 +44,9 @@ async function settleQuery(c: pg.ClientBase, q: AudienceQuery): Promise<Audience
   await c.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
   if (!q.latest) return q;
   const r = await c.query<{ still: boolean }>(
-    `SELECT processed_through = $2::date AND running_through IS NULL AND dirty_from IS NULL AS still FROM fact WHERE id = $1`,
-    [q.factId, q.watermark ?? null],
+    `SELECT (SELECT processed_through = $2::date AND running_through IS NULL AND dirty_from IS NULL FROM fact WHERE id = $1)
+        AND NOT EXISTS (SELECT 1 FROM fact WHERE id = ANY($3::int[]) AND (processed_through IS NULL OR processed_through > $4::date)) AS still`,
+    [q.factId, q.watermark ?? null, q.otherFacts ?? [], q.periodEnd ?? q.watermark ?? null],
   );
   return r.rows[0]?.still === true ? q : { ...q, latest: false };
 }
