@@ -163,7 +163,7 @@ const usersSeen = islandCounts.users_with_activity = Number(
   (await pool.query(`SELECT count(*) AS n FROM layer_island WHERE fact_id = $1 AND grain = 0 AND next_start IS NULL`, [main.id])).rows[0].n,
 );
 (results.data as Record<string, unknown>).users_with_activity = usersSeen;
-await timed("VACUUM ANALYZE layer tables", () => vacuumAnalyze(pool, ["layer_latest_pack", "layer_closed_pack", "layer_metric"]));
+await timed("VACUUM ANALYZE layer tables", () => vacuumAnalyze(pool, ["layer_latest_pack", "layer_latest_first", "layer_closed_pack", "layer_metric"]));
 results.initial_build = { seconds: +(build.ms / 1000).toFixed(2), timings_ms: build.timings, islands: islandCounts, load_before: build.load_before };
 row("initial build, all grains", sec(build.ms), "≤ 180 s", FULL_SIZE ? build.ms <= 180_000 : null);
 
@@ -207,11 +207,12 @@ const storage = await (async () => {
   const size = (rel: string) => sizeBy("pg_total_relation_size", rel);
   const heap = (rel: string) => sizeBy("pg_table_size", rel);
   // The islands: the packs the layer_island view decodes.
-  const island = (await size("layer_latest_pack")) + (await size("layer_closed_pack")), metric = await size("layer_metric");
+  const packs = ["layer_latest_pack", "layer_latest_first", "layer_closed_pack"];
+  const island = (await Promise.all(packs.map(size))).reduce((a, b) => a + b, 0), metric = await size("layer_metric");
   const counts = (await size("layer_start_count")) + (await size("layer_end_count"));
   const activity = await size("activity_day");
   return {
-    layer_island_mb: mb(island), layer_island_heap_mb: mb((await heap("layer_latest_pack")) + (await heap("layer_closed_pack"))), layer_counts_mb: mb(counts), layer_metric_mb: mb(metric),
+    layer_island_mb: mb(island), layer_island_heap_mb: mb((await Promise.all(packs.map(heap))).reduce((a, b) => a + b, 0)), layer_counts_mb: mb(counts), layer_metric_mb: mb(metric),
     layer_mb: mb(island + counts + metric), activity_day_mb: mb(activity), activity_day_heap_mb: mb(await heap("activity_day")),
     ratio: (island + counts + metric) / activity,
   };
@@ -390,7 +391,7 @@ if (RUN_FLAT) {
   log(`initial build, ${SHORT_DAYS} days: ${sec(bShort.ms)}`);
   const bLong = await process_(pool, long, -1);
   log(`initial build, ${LONG_DAYS} days: ${sec(bLong.ms)}`);
-  await timed("VACUUM ANALYZE layer tables", () => vacuumAnalyze(pool, ["layer_latest_pack", "layer_closed_pack", "layer_metric"]));
+  await timed("VACUUM ANALYZE layer tables", () => vacuumAnalyze(pool, ["layer_latest_pack", "layer_latest_first", "layer_closed_pack", "layer_metric"]));
   const tShort: number[] = [], tLong: number[] = [], actives: number[] = [];
   for (let x = 0; x < 3; x++) {
     for (const [f, out] of [[short, tShort], [long, tLong]] as const) {

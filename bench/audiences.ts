@@ -86,7 +86,7 @@ async function prepare(): Promise<void> {
     const [, t] = await timeIt(() => processFact(pool, { id, name, timezone: "UTC" }, dateOfX(0)));
     log(`processed ${name} in ${(t / 1000).toFixed(1)} s`);
   }
-  await pool.query(`VACUUM ANALYZE layer_latest_pack, layer_closed_pack`);
+  await pool.query(`VACUUM ANALYZE layer_latest_pack, layer_latest_first, layer_closed_pack`);
   await pool.end();
 }
 

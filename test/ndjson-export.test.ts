@@ -71,6 +71,17 @@ describe("NDJSON written from COPY's text output", () => {
     }
   });
 
+  it("writes day numbers as the dates PostgreSQL prints for them, nulls, negatives and one digit included", async () => {
+    const pool = env.ctx.db.pool;
+    const days = [0, 7, -3, -1, 9, 20634, 65534, null];
+    const asDates = await pool.query<{ d: string | null }>(
+      `SELECT to_char(DATE '1970-01-01' + d, 'YYYY-MM-DD') AS d FROM unnest($1::int[]) WITH ORDINALITY AS t(d, o) ORDER BY o`, [days]);
+    const input = Buffer.from(days.map((d, i) => `${i}\t${d ?? "\\N"}\n`).join(""), "latin1");
+    const conv = new CopyTextToNdjson([{ name: "n", kind: "raw" }, { name: "day", kind: "day" }]);
+    const docs = (await text(Readable.from([input]).pipe(conv))).trim().split("\n").map((l) => JSON.parse(l));
+    expect(docs.map((d) => d.day)).toEqual(asDates.rows.map((r) => r.d));
+  });
+
   it("fails on a row with a column missing, and on a stream cut inside a row", async () => {
     const conv = () => new CopyTextToNdjson([{ name: "a", kind: "raw" }, { name: "b", kind: "raw" }]);
     await expect(text(Readable.from([Buffer.from("1\n")]).pipe(conv()))).rejects.toThrow(/1 of 2 columns/);

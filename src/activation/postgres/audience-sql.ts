@@ -1,5 +1,6 @@
 import type { FieldName, Op } from "../../audiences/definition.js";
 import { statusColumnExprs } from "./status-sql.js";
+import { decodedIsland } from "./pack-sql.js";
 
 /**
  * The audience compiler: a resolved filter tree (values checked, dates turned into period numbers,
@@ -104,12 +105,6 @@ const ENUM_VALUES: Record<string, readonly string[]> = {
 /** The island columns the latest path carries for within tests (as <alias>_island_<column>). */
 const ISLAND_COLUMNS = ["user_key", "start_p", "end_p", "prev_end", "active_before", "first_p"] as const;
 
-/** An island's columns from its packed value x and first period f (migration 20261128100000_packed_islands). */
-function decodedIsland(x: string, f: string, userKey: string): string {
-  return `${userKey} AS user_key, ((${x} >> 48) & 65535)::int AS start_p, ((${x} >> 32) & 65535)::int AS end_p,
-    NULLIF(((${x} >> 16) & 65535)::int, 65535) AS prev_end, (${x} & 65535)::int AS active_before, ${f} AS first_p`;
-}
-
 /**
  * The island of each user that governs period P. At the watermark's period that is the user's latest
  * island: read from islandsGoverning(true), the latest packs alone.
@@ -142,7 +137,8 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
         // period, not beyond, see AudienceQuery.latest), read from the same chunk's pack of that fact:
         // its arrays fetched once per chunk, then one element per user.
         packJoins.push(
-          `LEFT JOIN LATERAL (SELECT o.s || '{}'::bigint[] AS s, o.fp || '{}'::int[] AS fp FROM layer_latest_pack o
+          `LEFT JOIN LATERAL (SELECT o.s || '{}'::bigint[] AS s, of.fp || '{}'::int[] AS fp
+        FROM layer_latest_pack o JOIN layer_latest_first of ON of.fact_id = o.fact_id AND of.grain = o.grain AND of.chunk = o.chunk
         WHERE o.fact_id = ${fid} AND o.grain = ${g} AND o.chunk = p.chunk OFFSET 0) ${alias}p ON TRUE`,
         );
         joins.push(
@@ -256,9 +252,9 @@ export function compileAudienceQuery(q: AudienceQuery): { sql: string; params: u
       `${out} (
     SELECT i.user_key, ${ISLAND_COLUMNS.map((col) => `i.${col} AS i_island_${col}`).join(", ")},
       ${mainCols}${extra}
-    FROM layer_latest_pack p
+    FROM layer_latest_pack p JOIN layer_latest_first pf ON pf.fact_id = p.fact_id AND pf.grain = p.grain AND pf.chunk = p.chunk
     ${packJoins.join("\n    ")}
-    CROSS JOIN LATERAL unnest(p.s, p.fp) WITH ORDINALITY AS u(x, f, o)
+    CROSS JOIN LATERAL unnest(p.s, pf.fp) WITH ORDINALITY AS u(x, f, o)
     CROSS JOIN LATERAL (SELECT ${decodedIsland("u.x", "u.f", "(p.chunk << 10) + (u.o::int - 1)")}, NULL::int AS next_start) i
     ${joins.join("\n    ")}
     WHERE p.fact_id = ${fact} AND p.grain = ${g} AND u.x <> -1

@@ -60,6 +60,8 @@ export async function copyQueryOut(
   columns: readonly string[],
   format: ExportFormat,
   settings?: PlannerSettings,
+  /** NDJSON: columns the query gives as day numbers, written as dates (YYYY-MM-DD). */
+  dayColumns?: ReadonlySet<string>,
 ): Promise<Readable> {
   const inner = inlineParams(sql, params);
   if (format === "csv") {
@@ -68,7 +70,7 @@ export async function copyQueryOut(
     return streamCopy(pool, `COPY (SELECT ${select} FROM (${inner}) q) TO STDOUT WITH (FORMAT csv, HEADER true)`, settings);
   }
   // PostgreSQL prints the columns (text COPY, its cheapest output); this process writes the JSON.
-  const kinds = (await describeColumns(pool, inner, columns)).map((f) => ({ name: f.name, kind: jsonKindOf(f) }));
+  const kinds = (await describeColumns(pool, inner, columns)).map((f) => ({ name: f.name, kind: dayColumns?.has(f.name) ? ("day" as const) : jsonKindOf(f) }));
   const select = kinds.map((f) => (f.kind === "json" ? `to_json(q.${f.name}) AS ${f.name}` : `q.${f.name}`)).join(", ");
   const copied = await streamCopy(pool, `COPY (SELECT ${select} FROM (${inner}) q) TO STDOUT`, settings);
   const ndjson = new CopyTextToNdjson(kinds);

@@ -17,8 +17,9 @@ const NO_PREV = 0xffff;
 
 /** The keys of the users active on a date, ascending. */
 export async function readDayActives(client: pg.ClientBase, factId: number, date: string): Promise<Int32Array> {
+  // ARRAY(… ORDER BY) takes the key's order from the index; array_agg(… ORDER BY) would sort them again.
   const res = await client.query(
-    `SELECT array_send(COALESCE(array_agg(user_key ORDER BY user_key), '{}')) AS a FROM activity_day WHERE fact_id = $1 AND activity_date = $2`,
+    `SELECT array_send(ARRAY(SELECT user_key FROM activity_day WHERE fact_id = $1 AND activity_date = $2 ORDER BY user_key)) AS a`,
     [factId, date],
   );
   return readInt4Array(res.rows[0].a);
@@ -31,6 +32,8 @@ export async function readDayActives(client: pg.ClientBase, factId: number, date
  */
 class LatestChunk {
   changed = false;
+  /** A first period changed (a user new to the fact): layer_latest_first's row is written too. */
+  firstChanged = false;
   private constructor(readonly chunk: number, readonly s: Buffer, readonly fp: Buffer) {}
 
   /** A stored row's arrays, which must be the 1,024 slots every writer writes. */
@@ -43,7 +46,9 @@ class LatestChunk {
 
   /** A chunk no row holds yet: no island in any slot. */
   static empty(chunk: number): LatestChunk {
-    return new LatestChunk(chunk, int8ArrayBinary(new Int32Array(2 * SLOTS).fill(-1)), int4ArrayBinary(new Int32Array(SLOTS).fill(-1)));
+    const c = new LatestChunk(chunk, int8ArrayBinary(new Int32Array(2 * SLOTS).fill(-1)), int4ArrayBinary(new Int32Array(SLOTS).fill(-1)));
+    c.firstChanged = true;
+    return c;
   }
 
   /** The island's high word (start << 16 | end; -1: no island) and low word (prev_end << 16 | active_before). */
@@ -62,13 +67,16 @@ class LatestChunk {
     this.changed = true;
   }
   setFirst(slot: number, p: number): void {
+    if (this.first(slot) === p) return;
     this.fp.writeInt32BE(p, 24 + 8 * slot);
+    this.firstChanged = true;
   }
 }
 
 /**
  * Reads the grain's latest packs of the chunks `chunks` (ascending; a chunk without a row starts with no
- * island in any slot), lets `change` change each, and writes back those it marks changed.
+ * island in any slot), lets `change` change each, and writes back those it marks changed (their first
+ * periods only where one changed).
  */
 async function rewriteLatestPacks(
   client: pg.ClientBase, fid: number, gc: number, chunks: number[], change: (c: LatestChunk) => void,
@@ -76,8 +84,10 @@ async function rewriteLatestPacks(
   if (chunks.length === 0) return [];
   const rows = await copyOutBinary(
     client,
-    `COPY (SELECT chunk, s, fp FROM layer_latest_pack WHERE fact_id = ${fid} AND grain = ${gc}
-           AND chunk BETWEEN ${chunks[0]! | 0} AND ${chunks[chunks.length - 1]! | 0} ORDER BY chunk) TO STDOUT (FORMAT binary)`,
+    `COPY (SELECT p.chunk, p.s, f.fp FROM layer_latest_pack p
+           JOIN layer_latest_first f ON f.fact_id = p.fact_id AND f.grain = p.grain AND f.chunk = p.chunk
+           WHERE p.fact_id = ${fid} AND p.grain = ${gc} AND p.chunk BETWEEN ${chunks[0]! | 0} AND ${chunks[chunks.length - 1]! | 0}
+           ORDER BY p.chunk) TO STDOUT (FORMAT binary)`,
   );
   const stored = new Map<number, Buffer[]>();
   for (const r of rows) stored.set(r[0]!.readInt32BE(0), r);
@@ -90,11 +100,12 @@ async function rewriteLatestPacks(
   }
   if (changed.length === 0) return changed;
   await client.query(`DELETE FROM layer_latest_pack WHERE fact_id = $1 AND grain = ${gc} AND chunk = ANY($2::int[])`, [fid, changed.map((c) => c.chunk)]);
-  await copyBinary(
-    client,
-    `COPY layer_latest_pack (fact_id, grain, chunk, s, fp) FROM STDIN (FORMAT binary)`,
-    changed.map((c) => [int4(fid), int2(gc), int4(c.chunk), c.s, c.fp]),
-  );
+  await copyBinary(client, `COPY layer_latest_pack (fact_id, grain, chunk, s) FROM STDIN (FORMAT binary)`, changed.map((c) => [int4(fid), int2(gc), int4(c.chunk), c.s]));
+  const firsts = changed.filter((c) => c.firstChanged);
+  if (firsts.length) {
+    await client.query(`DELETE FROM layer_latest_first WHERE fact_id = $1 AND grain = ${gc} AND chunk = ANY($2::int[])`, [fid, firsts.map((c) => c.chunk)]);
+    await copyBinary(client, `COPY layer_latest_first (fact_id, grain, chunk, fp) FROM STDIN (FORMAT binary)`, firsts.map((c) => [int4(fid), int2(gc), int4(c.chunk), c.fp]));
+  }
   return changed;
 }
 

@@ -7,7 +7,7 @@ import { processFact } from "./process.js";
 import { deleteCounts } from "./island-counts.js";
 import { withReadSnapshot, withTransaction } from "./tx.js";
 import {
-  ACTIVATION_COLUMNS, EXPORT_PLANNER_SETTINGS, FIRST_LAST_COLUMNS, activationQuery, firstLastQuery, metricsRange, statusColumnsFor, statusQuery,
+  ACTIVATION_COLUMNS, EXPORT_PLANNER_SETTINGS, FIRST_LAST_COLUMNS, STATUS_DATE_COLUMNS, activationQuery, firstLastQuery, metricsRange, statusColumnsFor, statusQuery,
   userTimelineQuery, type IslandPage, type StatusFilter,
 } from "./queries.js";
 import { copyQueryOut, type ExportFormat } from "./copy-out.js";
@@ -56,6 +56,7 @@ export class PostgresLayerEngine implements LayerEngine {
     const work = async (c: pg.ClientBase) => {
       await c.query(`DELETE FROM layer_metric WHERE fact_id = $1`, [factId]);
       await c.query(`DELETE FROM layer_latest_pack WHERE fact_id = $1`, [factId]);
+      await c.query(`DELETE FROM layer_latest_first WHERE fact_id = $1`, [factId]);
       await c.query(`DELETE FROM layer_closed_pack WHERE fact_id = $1`, [factId]);
       await deleteCounts(c, factId);
       await c.query(`DELETE FROM activity_day WHERE fact_id = $1`, [factId]);
@@ -99,8 +100,8 @@ export class PostgresLayerEngine implements LayerEngine {
   }
 
   statusExport(factId: number, g: number, period: number, filter: StatusFilter, format: ExportFormat, latest = false): Promise<Readable> {
-    const q = statusQuery(g, filter, undefined, latest);
-    return copyQueryOut(this.pool, q.sql, [factId, period, ...q.extraParams], statusColumnsFor(g), format, EXPORT_PLANNER_SETTINGS);
+    const q = statusQuery(g, filter, undefined, latest, format === "ndjson");
+    return copyQueryOut(this.pool, q.sql, [factId, period, ...q.extraParams], statusColumnsFor(g), format, EXPORT_PLANNER_SETTINGS, format === "ndjson" ? STATUS_DATE_COLUMNS : undefined);
   }
 
   async activationPage(factId: number, g: number, period: number, state: string | undefined, page: PageRequest): Promise<Keyed<ActivationRow>[]> {

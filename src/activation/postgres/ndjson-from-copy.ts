@@ -13,9 +13,10 @@ import { Transform, type TransformCallback } from "node:stream";
  * - `bool`: t/f become true/false;
  * - `quoted`: in quotes as it is (dates, our own words: never anything to escape);
  * - `text`: in quotes, COPY's backslash escapes undone and JSON's applied;
- * - `json`: already a JSON value (to_json of another type): COPY's escapes undone.
+ * - `json`: already a JSON value (to_json of another type): COPY's escapes undone;
+ * - `day`: an integer number of days since 1970-01-01, written as that date in quotes ("YYYY-MM-DD").
  */
-export type JsonColumnKind = "raw" | "bool" | "quoted" | "text" | "json";
+export type JsonColumnKind = "raw" | "bool" | "quoted" | "text" | "json" | "day";
 
 const TAB = 9, LF = 10, BACKSLASH = 92, QUOTE = 34;
 const HEX = "0123456789abcdef";
@@ -70,9 +71,18 @@ export class CopyTextToNdjson extends Transform {
     }
   }
 
+  /** "YYYY-MM-DD" with its quotes, of a day number (a list holds few distinct dates: kept). */
+  private readonly dates = new Map<number, Buffer>();
+  private dateOf(day: number): Buffer {
+    let d = this.dates.get(day);
+    if (!d) this.dates.set(day, (d = Buffer.from(`"${new Date(day * 86_400_000).toISOString().slice(0, 10)}"`, "latin1")));
+    return d;
+  }
+
   /** Room for one more line of `len` input bytes (each expands to at most 6: \u00XX). */
   private reserve(len: number): void {
-    const need = len * 6 + this.keysLength + 2 * this.kinds.length + 16;
+    // Per field besides its bytes: quotes, or a date of a day number of one digit (12 bytes).
+    const need = len * 6 + this.keysLength + 12 * this.kinds.length + 16;
     if (this.out.length - this.pos >= need) return;
     this.flushOut();
     this.out = Buffer.allocUnsafe(Math.max(256 * 1024, need));
@@ -114,6 +124,18 @@ export class CopyTextToNdjson extends Transform {
           for (let c = buf[j]!; j < end && c !== TAB; c = buf[++j]!) out[p++] = c;
           out[p++] = QUOTE;
           break;
+        case "day": {
+          let neg = false, day = 0;
+          if (buf[j] === 45 /* - */) {
+            neg = true;
+            j++;
+          }
+          for (let c = buf[j]!; j < end && c !== TAB; c = buf[++j]!) day = day * 10 + (c - 48);
+          const date = this.dateOf(neg ? -day : day);
+          out.set(date, p);
+          p += date.length;
+          break;
+        }
         case "json":
           for (let c = buf[j]!; j < end && c !== TAB; c = buf[++j]!) {
             if (c === BACKSLASH && j + 1 < end) {

@@ -125,7 +125,7 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
     // for status and audience queries go wrong meanwhile: refresh them now.
     if (from !== null && dateToDay(target) - dateToDay(from) >= 28) {
       t0 = performance.now();
-      await pool.query("ANALYZE layer_latest_pack, layer_closed_pack");
+      await pool.query("ANALYZE layer_latest_pack, layer_latest_first, layer_closed_pack");
       timings.analyze_ms = Math.round(performance.now() - t0);
     }
     await progress?.(1, "done");

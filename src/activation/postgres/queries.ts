@@ -10,10 +10,28 @@ export function periodDateSql(g: number, expr: string): string {
   return `aa_period_start(2::smallint, ${expr})`;
 }
 
-const STATUS_OUT = (g: number) => `user_key, user_id, ${periodDateSql(g, "p")} AS period, state, previous_state, transition_segment,
-  is_active, ${periodDateSql(g, "first_active_period")} AS first_active_period,
-  ${periodDateSql(g, "last_active_period")} AS last_active_period, inactivity_periods, consecutive_active_periods,
+/** SQL of the first day of period `expr` at grain g, as a day number (days since 1970-01-01). */
+function periodDaySql(g: number, expr: string): string {
+  if (g === 0) return `(${expr})`;
+  if (g === 1) return `((${expr}) * 7 - 3)`;
+  return `(aa_period_start(2::smallint, ${expr}) - DATE '1970-01-01')`;
+}
+
+/** The date columns of a status row. */
+export const STATUS_DATE_COLUMNS = new Set(["period", "first_active_period", "last_active_period"]);
+
+/**
+ * The status row's output columns; with `days`, the date columns as day numbers, which the NDJSON
+ * export writes as dates itself (CopyTextToNdjson's "day" kind: PostgreSQL's date output was a tenth of
+ * the status stream's work there).
+ */
+const STATUS_OUT = (g: number, days = false) => {
+  const date = days ? periodDaySql : periodDateSql;
+  return `user_key, user_id, ${date(g, "p")} AS period, state, previous_state, transition_segment,
+  is_active, ${date(g, "first_active_period")} AS first_active_period,
+  ${date(g, "last_active_period")} AS last_active_period, inactivity_periods, consecutive_active_periods,
   last_streak_periods, return_interval_periods, last_active_state, active_periods_total, tenure_periods${g === 0 ? ", growth_state" : ""}`;
+};
 
 export interface StatusFilter {
   state?: string;
@@ -63,9 +81,9 @@ function sortedIslands(latest: boolean, where: string): string {
 }
 
 /** Planner settings of the whole-list exports (see sortedIslands). */
-export const EXPORT_PLANNER_SETTINGS = { enable_hashjoin: "off", work_mem: "256MB", max_parallel_workers_per_gather: "0" } as const;
+export const EXPORT_PLANNER_SETTINGS = { enable_hashjoin: "off", work_mem: "256MB", max_parallel_workers_per_gather: "0", jit: "off" } as const;
 
-export function statusQuery(g: number, filter: StatusFilter, page?: IslandPage, latest = false) {
+export function statusQuery(g: number, filter: StatusFilter, page?: IslandPage, latest = false, datesAsDays = false) {
   const params: unknown[] = [];
   const where: string[] = [];
   if (filter.state) where.push(`state = $${params.push(filter.state) + 2}`);
@@ -76,7 +94,7 @@ export function statusQuery(g: number, filter: StatusFilter, page?: IslandPage, 
     keyset = `AND ${pageCondition("i", page, params)}`;
     limit = `LIMIT $${params.push(page.limit) + 2}`;
   }
-  const sql = `SELECT ${STATUS_OUT(g)} FROM (
+  const sql = `SELECT ${STATUS_OUT(g, datesAsDays)} FROM (
       SELECT i.user_key, u.external_id AS user_id, $2::int AS p, ${statusColumnsSql("i", "$2::int", g)}
       FROM ${page ? islandsGoverning(latest) : sortedIslands(latest, `i.fact_id = $1 AND i.grain = ${g} AND ${governs("i", "$2::int", latest)}`)} i
       JOIN app_user u ON u.user_key = i.user_key

@@ -2,10 +2,11 @@ import type pg from "pg";
 import { setLatestIslands, type LatestIsland } from "./day-packs.js";
 
 /**
- * The islands a run other than a next day's (late data, several days, a first build) merges, as rows
- * in a temporary table: the packed islands of the chunks it touches, unpacked into work_island with the
- * columns of the layer_island view, merged there by the SQL of islands.ts, and packed back whole chunk
- * by chunk. The layout of the packs: migration 20261128100000_packed_islands.
+ * The islands a run other than a next day's (late data, several days, a first build) merges, as rows in
+ * a temporary table with the columns of the layer_island view: the islands of the users with new periods
+ * unpacked into work_island, merged there by the SQL of islands.ts, and what changed packed back (a first
+ * build builds every island there and packs them all). The layout of the packs: migration
+ * 20261128100000_packed_islands.
  */
 export const WORK_ISLAND = "work_island";
 
@@ -131,19 +132,28 @@ export async function workChunks(client: pg.ClientBase): Promise<number[]> {
 export async function packWorkIslands(client: pg.ClientBase, factId: number, g: number, chunks: number[]): Promise<void> {
   if (chunks.length === 0) return;
   const gc = g | 0;
-  await client.query(`DELETE FROM layer_latest_pack WHERE fact_id = $1 AND grain = ${gc} AND chunk = ANY($2::int[])`, [factId, chunks]);
-  await client.query(`DELETE FROM layer_closed_pack WHERE fact_id = $1 AND grain = ${gc} AND chunk = ANY($2::int[])`, [factId, chunks]);
+  for (const table of ["layer_latest_pack", "layer_latest_first", "layer_closed_pack"])
+    await client.query(`DELETE FROM ${table} WHERE fact_id = $1 AND grain = ${gc} AND chunk = ANY($2::int[])`, [factId, chunks]);
+  // Both arrays of a chunk built in one pass, kept uncompressed as the packs keep them (a compressed
+  // value would be stored as it is).
   await client.query(
-    `INSERT INTO layer_latest_pack (fact_id, grain, chunk, s, fp)
-     SELECT $1, ${gc}, c.chunk,
+    `CREATE TEMP TABLE work_latest_pack (chunk int, s bigint[], fp int[]) ON COMMIT DROP;
+     ALTER TABLE work_latest_pack ALTER s SET STORAGE EXTERNAL, ALTER fp SET STORAGE EXTERNAL`,
+  );
+  await client.query(
+    `INSERT INTO work_latest_pack
+     SELECT c.chunk,
             array_agg(COALESCE(aa_island_pack(w.start_p, w.end_p, w.prev_end, w.active_before), -1) ORDER BY sl),
             array_agg(COALESCE(w.first_p, -1) ORDER BY sl)
-     FROM unnest($2::int[]) c(chunk) CROSS JOIN generate_series(0, 1023) sl
+     FROM unnest($1::int[]) c(chunk) CROSS JOIN generate_series(0, 1023) sl
      LEFT JOIN ${WORK_ISLAND} w ON w.next_start IS NULL AND w.user_key = (c.chunk << 10) + sl
      GROUP BY c.chunk
      HAVING bool_or(w.user_key IS NOT NULL)`,
-    [factId, chunks],
+    [chunks],
   );
+  await client.query(`INSERT INTO layer_latest_pack (fact_id, grain, chunk, s) SELECT $1, ${gc}, chunk, s FROM work_latest_pack`, [factId]);
+  await client.query(`INSERT INTO layer_latest_first (fact_id, grain, chunk, fp) SELECT $1, ${gc}, chunk, fp FROM work_latest_pack`, [factId]);
+  await client.query(`DROP TABLE work_latest_pack`);
   await client.query(
     `INSERT INTO layer_closed_pack (fact_id, grain, next_start, first_key, chunk, uk, s, fp)
      SELECT $1, ${gc}, next_start, min(user_key), user_key >> 10, array_agg(user_key ORDER BY user_key),

@@ -1,0 +1,10 @@
+/**
+ * SQL over the packed islands (migration 20261128100000_packed_islands) for the read paths that do not go
+ * through the layer_island view (audiences at the watermark's period).
+ */
+
+/** An island's columns (but next_start) from its packed value x and first period f. */
+export function decodedIsland(x: string, f: string, userKey: string): string {
+  return `${userKey} AS user_key, ((${x} >> 48) & 65535)::int AS start_p, ((${x} >> 32) & 65535)::int AS end_p,
+    NULLIF(((${x} >> 16) & 65535)::int, 65535) AS prev_end, (${x} & 65535)::int AS active_before, ${f} AS first_p`;
+}
