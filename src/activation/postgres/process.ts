@@ -6,6 +6,8 @@ import { appendPeriodToPacks, readDayActives } from "./day-packs.js";
 import { recomputeMetrics } from "./metrics.js";
 import { withTransaction } from "./tx.js";
 
+// The last day a packed island can hold (16 bits a period, 65,535 meaning none).
+const MAX_PACKED_DAY = 65_534;
 // Advisory lock namespace for "a run of this fact is in progress" (second key: the fact id).
 const RUN_LOCK_NS = 4_271;
 // Grains processed at once, each on its own pooled connection (besides the run's lock connection).
@@ -56,6 +58,9 @@ export async function processFact(pool: pg.Pool, fact: FactRef, through: string,
       return { from, through: target, firstBuild: watermark === null, nextDay };
     });
     const { from, through: target } = claimed;
+    // Packed islands hold periods in 16 bits (migration 20261128100000_packed_islands); ingestion refuses
+    // events that far ahead, so only a clock gone wrong gets here.
+    if (dateToDay(target) > MAX_PACKED_DAY) throw new Error(`cannot process through ${target}: the layer holds dates up to ${dayToDate(MAX_PACKED_DAY)}`);
     await progress?.(0.02, "claimed");
 
     // A run of only the day after the watermark changes the packed islands in Node (day-packs.ts), from the
