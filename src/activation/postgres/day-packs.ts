@@ -3,8 +3,8 @@ import { CountDeltas } from "./island-counts.js";
 import { copyBinary, copyOutBinary, int2, int4, int4ArrayBinary, int8ArrayBinary, readInt4Array } from "./binary-copy.js";
 
 /**
- * A run of only the day after the watermark, in Node: each user active that day has one new period per
- * grain, after every island of theirs (no island ends after the watermark at day grain; at week and month
+ * A day after the watermark (a run of such days, a day at a time), in Node: each user active that day has
+ * one new period per grain, after every island of theirs (no island ends after the watermark at day grain; at week and month
  * grain the period may be the latest island's end already). So each grain's latest packs are read by
  * binary COPY, the active users' slots changed (an island extended, or closed and a new one started, or a
  * user's first), the changed chunk rows written back, and the islands closed appended as one row per

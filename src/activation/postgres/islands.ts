@@ -18,7 +18,7 @@ export function periodOfDateSql(g: number, d: string): string {
 
 /**
  * Merges newly seen active periods into a grain's islands (runs of consecutive active periods), for every
- * run but one of only the day after the watermark (day-packs.ts). Activity only ever adds active
+ * run but one of a few days after the watermark (day-packs.ts, a day at a time). Activity only ever adds active
  * periods, so a run touches just the users with activity in [from, through] whose period is not already
  * covered, and for each of them only the islands from its earliest new period on. The merge runs on
  * those islands unpacked into work_island (work-islands.ts), and what it changed is packed back (a first
@@ -79,7 +79,7 @@ export async function mergeNewPeriods(
     await client.query("DROP TABLE np");
     return null;
   }
-  await loadWorkIslands(client, factId, g, left);
+  await loadWorkIslands(client, factId, g, left, lo > maxEnd);
   await mergeIntoWorkIslands(client, factId, g, lo > maxEnd);
   await writeBackChangedIslands(client, factId, g);
   await client.query("DROP TABLE work_island");
@@ -117,7 +117,7 @@ async function mergePeriodsOfNewDays(client: pg.ClientBase, factId: number, g: n
     return null;
   }
   // Every island that can cover a period from lo on is in the work table (it ends at lo or later).
-  await loadWorkIslands(client, factId, g, lo);
+  await loadWorkIslands(client, factId, g, lo, lo > maxEnd);
   await client.query(`DELETE FROM np USING work_island i WHERE i.user_key = np.user_key AND np.p BETWEEN i.start_p AND i.end_p`);
   await client.query("ANALYZE np");
   const left = (await client.query<{ lo: number | null }>(`SELECT min(p) AS lo FROM np`)).rows[0]!.lo;

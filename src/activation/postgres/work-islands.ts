@@ -33,7 +33,7 @@ export async function indexWorkIslands(client: pg.ClientBase): Promise<void> {
  * the anchor carrying values into the islands after it (islands.ts, mergeGeneral). A copy is kept in
  * work_island_before, so that only what the merge changed is written back (writeBackChangedIslands).
  */
-export async function loadWorkIslands(client: pg.ClientBase, factId: number, g: number, lo: number): Promise<void> {
+export async function loadWorkIslands(client: pg.ClientBase, factId: number, g: number, lo: number, afterEvery = false): Promise<void> {
   const gc = g | 0;
   await createWorkIslands(client);
   await client.query(`CREATE TEMP TABLE work_user ON COMMIT DROP AS SELECT DISTINCT user_key FROM np`);
@@ -52,20 +52,24 @@ export async function loadWorkIslands(client: pg.ClientBase, factId: number, g: 
     [factId, chunks, lo - 1],
   );
   // Each user's island before the earliest loaded one: the closed island whose next starts there, found
-  // through its chunk's rows of that next start.
-  await client.query(
-    `CREATE TEMP TABLE work_before_first ON COMMIT DROP AS
-     SELECT DISTINCT ON (user_key) user_key, start_p, prev_end FROM ${WORK_ISLAND} ORDER BY user_key, start_p`,
-  );
-  await client.query(
-    `INSERT INTO ${WORK_ISLAND} SELECT ${COLUMNS.replace(/(\w+)/g, "i.$1")}
-     FROM work_before_first f CROSS JOIN LATERAL (
-       SELECT * FROM layer_closed_island c
-       WHERE c.fact_id = $1 AND c.grain = ${gc} AND c.chunk = f.user_key >> 10 AND c.next_start = f.start_p AND c.user_key = f.user_key) i
-     WHERE f.prev_end IS NOT NULL`,
-    [factId],
-  );
-  await client.query(`DROP TABLE work_before_first; DROP TABLE work_user`);
+  // through its chunk's rows of that next start. Not when every new period lies after every island (a run
+  // of new days): the merge then only appends, and never reads an anchor.
+  if (!afterEvery) {
+    await client.query(
+      `CREATE TEMP TABLE work_before_first ON COMMIT DROP AS
+       SELECT DISTINCT ON (user_key) user_key, start_p, prev_end FROM ${WORK_ISLAND} ORDER BY user_key, start_p`,
+    );
+    await client.query(
+      `INSERT INTO ${WORK_ISLAND} SELECT ${COLUMNS.replace(/(\w+)/g, "i.$1")}
+       FROM work_before_first f CROSS JOIN LATERAL (
+         SELECT * FROM layer_closed_island c
+         WHERE c.fact_id = $1 AND c.grain = ${gc} AND c.chunk = f.user_key >> 10 AND c.next_start = f.start_p AND c.user_key = f.user_key) i
+       WHERE f.prev_end IS NOT NULL`,
+      [factId],
+    );
+    await client.query(`DROP TABLE work_before_first`);
+  }
+  await client.query(`DROP TABLE work_user`);
   await indexWorkIslands(client);
   await client.query(`CREATE TEMP TABLE work_island_before ON COMMIT DROP AS SELECT * FROM ${WORK_ISLAND}`);
 }
