@@ -4,12 +4,13 @@ import { copyBinary, copyOutBinary, int2, int4, int4ArrayBinary, int8ArrayBinary
 
 /**
  * A day after the watermark (a run of such days, a day at a time), in Node: each user active that day has
- * one new period per grain, after every island of theirs (no island ends after the watermark at day grain; at week and month
- * grain the period may be the latest island's end already). So each grain's latest packs are read by
- * binary COPY, the active users' slots changed (an island extended, or closed and a new one started, or a
- * user's first), the changed chunk rows written back, and the islands closed appended as one row per
- * chunk (migration 20261128100000_packed_islands). The counts of the islands changed are kept in step here
- * too. The same islands and counts as merging the day in SQL (islands.ts), which the tests check.
+ * one new period per grain, after every island of theirs (no island ends after the watermark at day
+ * grain; at week and month grain the period may be the latest island's end already). So each grain's
+ * latest packs are read by binary COPY, the active users' slots changed (an island extended, or closed and
+ * a new one started, or a user's first), the changed chunk rows written back, and the islands closed
+ * appended as one row per chunk (migration 20261128100000_packed_islands). The counts of the islands
+ * changed are kept in step here too. The same islands and counts as merging the day in SQL (islands.ts),
+ * which the tests check.
  */
 
 const SLOTS = 1024; // users per chunk: chunk = user_key >> 10, slot = user_key & 1023
