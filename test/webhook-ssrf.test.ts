@@ -147,6 +147,20 @@ describe("delivering", () => {
     }
   });
 
+  it("does not attempt a delivery that has already failed for good (a job the recovery sweep revived late)", async () => {
+    const webhook = await env.ctx.db.prisma.webhook.create({ data: { id: randomUUID(), url: "http://10.1.2.3:9/", events: ["run.failed"], secret } });
+    try {
+      const [deliveryId] = await recordEvent(env.ctx.db.prisma, "run.failed", {});
+      await expect(attemptDelivery(env.ctx, deliveryId!, false, 2000)).rejects.toThrow(/not sent: /);
+      const ended = await env.ctx.db.prisma.webhookDelivery.findUniqueOrThrow({ where: { id: deliveryId! } });
+      expect(ended).toMatchObject({ status: "failed", attempts: 1 });
+      await attemptDelivery(env.ctx, deliveryId!, true, 2000);
+      expect(await env.ctx.db.prisma.webhookDelivery.findUniqueOrThrow({ where: { id: deliveryId! } })).toEqual(ended);
+    } finally {
+      await env.ctx.db.prisma.webhook.update({ where: { id: webhook.id }, data: { disabledAt: new Date() } });
+    }
+  });
+
   it("reaches a private receiver that WEBHOOK_ALLOW_NETWORKS lists, by address and by name", async () => {
     const service = await internalService();
     try {

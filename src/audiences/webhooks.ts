@@ -148,7 +148,9 @@ export class FinalDeliveryError extends Error {}
 /** One attempt; throws (so the job retries with backoff) unless the receiver answered 2xx. */
 export async function attemptDelivery(ctx: AppContext, deliveryId: string, finalAttempt: boolean, timeoutMs = 10_000) {
   const d = await ctx.db.prisma.webhookDelivery.findUnique({ where: { id: deliveryId }, include: { webhook: true } });
-  if (!d || d.status === "delivered") return;
+  // Delivered, or failed for good: ended. A job revived by the recovery sweep (which read the delivery
+  // as pending just before its last attempt failed) must not send it again.
+  if (!d || d.status !== "pending") return;
   // A deleted webhook's endpoint gets nothing more, not even the retries of what it was sent before.
   if (d.webhook.disabledAt) {
     await ctx.db.prisma.webhookDelivery.updateMany({ where: { id: deliveryId, status: "pending" }, data: { status: "failed", error: WEBHOOK_DELETED } });

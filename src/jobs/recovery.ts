@@ -14,9 +14,13 @@ const DELIVERY_RECOVERY_BATCH = 1_000;
  * - a job waiting, delayed or running: left alone.
  * Returns whether the job was revived.
  */
-export async function reviveJob(queue: Queue, jobId: string, enqueue: () => Promise<void>): Promise<boolean> {
+export async function reviveJob(
+  queue: Queue, jobId: string, enqueue: () => Promise<void>, stillUnfinished?: () => Promise<boolean>,
+): Promise<boolean> {
   const state = await queue.getJobState(jobId);
   if (state !== "unknown" && state !== "failed" && state !== "completed") return false;
+  // The record was read unfinished before the job's state: a job that ended since wrote its outcome first.
+  if (stillUnfinished && !(await stillUnfinished())) return false;
   const job = state === "unknown" ? undefined : await queue.getJob(jobId);
   if (!job) {
     await enqueue();
@@ -96,7 +100,11 @@ export async function reviveUnfinishedJobs(ctx: AppContext): Promise<number> {
         orderBy: { createdAt: "asc" },
         take: DELIVERY_RECOVERY_BATCH,
       })
-    ).map(({ id }) => () => reviveJob(queues.webhooks, queues.webhookDeliveryJobId(id), () => queues.enqueueWebhookDelivery({ deliveryId: id }))),
+    ).map(({ id }) => () =>
+      reviveJob(queues.webhooks, queues.webhookDeliveryJobId(id), () => queues.enqueueWebhookDelivery({ deliveryId: id }), async () =>
+        (await prisma.webhookDelivery.count({ where: { id, status: "pending" } })) > 0,
+      ),
+    ),
   ];
   let revived = 0;
   for (const revive of revivals) if (await revive()) revived++;
