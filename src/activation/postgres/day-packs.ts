@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { CountDeltas } from "./island-counts.js";
+import { CHUNK_BITS, CHUNK_SLOTS } from "./pack-sql.js";
 import { copyBinary, copyOutBinary, int2, int4, int4ArrayBinary, int8ArrayBinary, readInt4Array } from "./binary-copy.js";
 
 /**
@@ -13,7 +14,7 @@ import { copyBinary, copyOutBinary, int2, int4, int4ArrayBinary, int8ArrayBinary
  * which the tests check.
  */
 
-const SLOTS = 1024; // users per chunk: chunk = user_key >> 10, slot = user_key & 1023
+const SLOTS = CHUNK_SLOTS;
 const NO_PREV = 0xffff;
 
 /** The keys of the users active on a date, ascending. */
@@ -114,7 +115,7 @@ async function rewriteLatestPacks(
 function chunksOf(keys: ArrayLike<number>): number[] {
   const out: number[] = [];
   for (let i = 0; i < keys.length; i++) {
-    const c = keys[i]! >> 10;
+    const c = keys[i]! >> CHUNK_BITS;
     if (out.length === 0 || out[out.length - 1] !== c) out.push(c);
   }
   return out;
@@ -132,7 +133,7 @@ export async function appendPeriodToPacks(client: pg.ClientBase, factId: number,
   const changed = await rewriteLatestPacks(client, fid, gc, chunksOf(actives), (c) => {
     const base = c.chunk * SLOTS;
     const closedKeys: number[] = [], closedWords: number[] = [], closedFp: number[] = [];
-    for (; ai < actives.length && actives[ai]! >> 10 === c.chunk; ai++) {
+    for (; ai < actives.length && actives[ai]! >> CHUNK_BITS === c.chunk; ai++) {
       const slot = actives[ai]! - base;
       const h = c.high(slot), l = c.low(slot);
       if (h === -1) {
@@ -186,7 +187,7 @@ export interface LatestIsland {
 export async function setLatestIslands(client: pg.ClientBase, factId: number, g: number, islands: LatestIsland[]): Promise<void> {
   let i = 0;
   await rewriteLatestPacks(client, factId | 0, g | 0, chunksOf(islands.map((x) => x.user_key)), (c) => {
-    for (; i < islands.length && islands[i]!.user_key >> 10 === c.chunk; i++) {
+    for (; i < islands.length && islands[i]!.user_key >> CHUNK_BITS === c.chunk; i++) {
       const x = islands[i]!;
       const slot = x.user_key - c.chunk * SLOTS;
       c.set(slot, x.start_p, x.end_p, x.prev_end ?? NO_PREV, x.active_before);

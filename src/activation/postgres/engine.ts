@@ -11,6 +11,7 @@ import {
   userTimelineQuery, type IslandPage, type StatusFilter,
 } from "./queries.js";
 import { copyQueryOut, type ExportFormat } from "./copy-out.js";
+import { CHUNK_BITS, CHUNK_SLOTS } from "./pack-sql.js";
 import type { Readable } from "node:stream";
 import * as audiences from "./audiences.js";
 import type { AudienceQuery } from "./audience-sql.js";
@@ -55,9 +56,8 @@ export class PostgresLayerEngine implements LayerEngine {
   async deleteFactData(factId: number, client?: pg.ClientBase): Promise<void> {
     const work = async (c: pg.ClientBase) => {
       await c.query(`DELETE FROM layer_metric WHERE fact_id = $1`, [factId]);
-      await c.query(`DELETE FROM layer_latest_pack WHERE fact_id = $1`, [factId]);
-      await c.query(`DELETE FROM layer_latest_first WHERE fact_id = $1`, [factId]);
-      await c.query(`DELETE FROM layer_closed_pack WHERE fact_id = $1`, [factId]);
+      for (const packs of ["layer_latest_pack", "layer_latest_first", "layer_closed_pack"])
+        await c.query(`DELETE FROM ${packs} WHERE fact_id = $1`, [factId]);
       await deleteCounts(c, factId);
       await c.query(`DELETE FROM activity_day WHERE fact_id = $1`, [factId]);
     };
@@ -85,8 +85,8 @@ export class PostgresLayerEngine implements LayerEngine {
       const rows: Keyed<T>[] = [];
       if (last === null) return rows;
       let after = page.afterUserKey;
-      let lo = after === undefined ? 0 : Math.max(0, after + 1) >> 10;
-      let width = Math.ceil(page.limit / 1024) + 1;
+      let lo = after === undefined ? 0 : Math.max(0, after + 1) >> CHUNK_BITS;
+      let width = Math.ceil(page.limit / CHUNK_SLOTS) + 1;
       while (rows.length < page.limit && lo <= last) {
         const hi = Math.min(lo + width - 1, last);
         const got = await read(c, { afterUserKey: after, limit: page.limit - rows.length, chunkLo: lo, chunkHi: hi });

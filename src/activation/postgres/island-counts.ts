@@ -142,57 +142,14 @@ export async function latestClosedEnd(client: pg.ClientBase, factId: number, g: 
   return r.rows[0]!.m;
 }
 
-/** An island as the counts see it: start, end, previous island's end, next island's start (null: none). */
-export interface CountedIsland {
-  s: number;
-  e: number;
-  prev: number | null;
-  next: number | null;
-}
-
-type Test = (i: CountedIsland) => boolean;
-
-/**
- * START_COUNTS and END_COUNTS as TypeScript, for the daily path, which counts the islands it changes in
- * Node (day-packs.ts). A comparison with a null is null in SQL, which FILTER does not count: false here.
- * test/island-count-tests.test.ts holds each to its SQL on random islands.
- */
-export const START_COUNT_TESTS: Record<keyof typeof START_COUNTS, Test> = {
-  c_first: (i) => i.prev === null,
-  c_react: (i) => i.prev !== null,
-  c_all: () => true,
-  c_len2: (i) => i.e >= i.s + 1,
-  c_len3: (i) => i.e >= i.s + 2,
-  c_first_len2: (i) => i.prev === null && i.e >= i.s + 1,
-  c_react_len2: (i) => i.prev !== null && i.e >= i.s + 1,
-  c_gap_gt2: (i) => i.prev !== null && i.s - i.prev > 2,
-  c_gap_le6: (i) => i.prev !== null && i.s - i.prev <= 6,
-  c_gap_7_29: (i) => i.prev !== null && i.s - i.prev >= 7 && i.s - i.prev <= 29,
-  c_gap_ge30: (i) => i.prev !== null && i.s - i.prev >= 30,
-  c_gap_le7: (i) => i.prev !== null && i.s - i.prev <= 7,
-  c_gap_8_30: (i) => i.prev !== null && i.s - i.prev >= 8 && i.s - i.prev <= 30,
-  c_gap_ge31: (i) => i.prev !== null && i.s - i.prev >= 31,
-};
-
-export const END_COUNT_TESTS: Record<keyof typeof END_COUNTS, Test> = {
-  c_all: () => true,
-  c_len2: (i) => i.e >= i.s + 1,
-  c_len3: (i) => i.e >= i.s + 2,
-  c_first_single: (i) => i.prev === null && i.e === i.s,
-  c_react_single: (i) => i.prev !== null && i.e === i.s,
-  c_gap_gt2: (i) => i.next === null || i.next > i.e + 2,
-  c_gap_gt7: (i) => i.next === null || i.next > i.e + 7,
-  c_gap_gt30: (i) => i.next === null || i.next > i.e + 30,
-  c_latest: (i) => i.next === null,
-};
-
 const startColumn = Object.fromEntries(Object.keys(START_COUNTS).map((n, i) => [n, i])) as Record<keyof typeof START_COUNTS, number>;
 const endColumn = Object.fromEntries(Object.keys(END_COUNTS).map((n, i) => [n, i])) as Record<keyof typeof END_COUNTS, number>;
 
 /**
  * A run's changes to the counts, collected in Node: per start (end) period, one delta per condition, in
- * the delta tables' column order. The conditions are START_COUNT_TESTS and END_COUNT_TESTS written out
- * (a daily run counts some 750,000 islands in and out); test/island-count-tests.test.ts holds them equal.
+ * the delta tables' column order. The conditions are START_COUNTS' and END_COUNTS' written out in
+ * TypeScript (a daily run counts some 750,000 islands in and out); test/island-count-tests.test.ts holds
+ * them to the SQL on random islands. A comparison with a null is null in SQL, which FILTER does not count.
  */
 export class CountDeltas {
   readonly byStart = new Map<number, Int32Array>();

@@ -94,11 +94,12 @@ export function statusQuery(g: number, filter: StatusFilter, page?: IslandPage, 
     keyset = `AND ${pageCondition("i", page, params)}`;
     limit = `LIMIT $${params.push(page.limit) + 2}`;
   }
+  const islands = `i.fact_id = $1 AND i.grain = ${g} AND ${governs("i", "$2::int", latest)}`;
   const sql = `SELECT ${STATUS_OUT(g, datesAsDays)} FROM (
       SELECT i.user_key, u.external_id AS user_id, $2::int AS p, ${statusColumnsSql("i", "$2::int", g)}
-      FROM ${page ? islandsGoverning(latest) : sortedIslands(latest, `i.fact_id = $1 AND i.grain = ${g} AND ${governs("i", "$2::int", latest)}`)} i
+      FROM ${page ? islandsGoverning(latest) : sortedIslands(latest, islands)} i
       JOIN app_user u ON u.user_key = i.user_key
-      WHERE i.fact_id = $1 AND i.grain = ${g} AND ${governs("i", "$2::int", latest)} ${keyset}
+      WHERE ${islands} ${keyset}
     ) s ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY user_key ${limit}`;
   return { sql, extraParams: params };
 }

@@ -2,12 +2,12 @@ import type pg from "pg";
 
 const RETRYABLE = new Set(["40P01", "40001"]); // deadlock, serialization failure
 
-/** Runs `work` in a transaction on one pooled connection, retrying deadlocks a few times. */
-export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, attempts = 4): Promise<T> {
+/** Runs `work` in a transaction on one pooled connection (opened by `begin`), retrying deadlocks a few times. */
+export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, attempts = 4, begin = "BEGIN"): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     const client = await pool.connect();
     try {
-      await client.query("BEGIN");
+      await client.query(begin);
       const result = await work(client);
       await client.query("COMMIT");
       return result;
@@ -23,17 +23,6 @@ export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolCl
 }
 
 /** Runs `work`'s several reads in one snapshot (a read-only repeatable-read transaction). */
-export async function withReadSnapshot<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    const result = await work(client);
-    await client.query("COMMIT");
-    return result;
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
+export function withReadSnapshot<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  return withTransaction(pool, work, 1, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
 }

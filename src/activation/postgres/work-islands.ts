@@ -8,22 +8,20 @@ import { setLatestIslands, type LatestIsland } from "./day-packs.js";
  * build builds every island there and packs them all). The layout of the packs: migration
  * 20261128100000_packed_islands.
  */
-export const WORK_ISLAND = "work_island";
-
 const COLUMNS = "fact_id, grain, user_key, start_p, end_p, prev_end, next_start, active_before, first_p";
 
 /** An empty work_island, for a first build (buildIslands fills it). */
 export async function createWorkIslands(client: pg.ClientBase): Promise<void> {
   await client.query(
-    `CREATE TEMP TABLE ${WORK_ISLAND} (fact_id int NOT NULL, grain smallint NOT NULL, user_key int NOT NULL, start_p int NOT NULL,
+    `CREATE TEMP TABLE work_island (fact_id int NOT NULL, grain smallint NOT NULL, user_key int NOT NULL, start_p int NOT NULL,
        end_p int NOT NULL, prev_end int, next_start int, active_before int NOT NULL, first_p int NOT NULL) ON COMMIT DROP`,
   );
 }
 
 /** Keys the work table's rows the way the merge looks them up (after it is filled: cheaper than row by row). */
 export async function indexWorkIslands(client: pg.ClientBase): Promise<void> {
-  await client.query(`CREATE UNIQUE INDEX ON ${WORK_ISLAND} (user_key, start_p)`);
-  await client.query(`ANALYZE ${WORK_ISLAND}`);
+  await client.query(`CREATE UNIQUE INDEX ON work_island (user_key, start_p)`);
+  await client.query(`ANALYZE work_island`);
 }
 
 /**
@@ -41,12 +39,12 @@ export async function loadWorkIslands(client: pg.ClientBase, factId: number, g: 
   const chunks = (await client.query<{ c: number[] }>(`SELECT COALESCE(array_agg(DISTINCT user_key >> 10), '{}') AS c FROM work_user`)).rows[0]!.c;
   // Chunks and periods as parameters: the conditions then reach the packs' keys before any unpacking.
   await client.query(
-    `INSERT INTO ${WORK_ISLAND} SELECT ${COLUMNS} FROM layer_latest_island i
+    `INSERT INTO work_island SELECT ${COLUMNS} FROM layer_latest_island i
      WHERE i.fact_id = $1 AND i.grain = ${gc} AND i.chunk = ANY($2::int[]) AND i.user_key IN (SELECT user_key FROM work_user)`,
     [factId, chunks],
   );
   await client.query(
-    `INSERT INTO ${WORK_ISLAND} SELECT ${COLUMNS} FROM layer_closed_island i
+    `INSERT INTO work_island SELECT ${COLUMNS} FROM layer_closed_island i
      WHERE i.fact_id = $1 AND i.grain = ${gc} AND i.chunk = ANY($2::int[]) AND i.next_start >= $3::int
        AND i.user_key IN (SELECT user_key FROM work_user)`,
     [factId, chunks, lo - 1],
@@ -57,10 +55,10 @@ export async function loadWorkIslands(client: pg.ClientBase, factId: number, g: 
   if (!afterEvery) {
     await client.query(
       `CREATE TEMP TABLE work_before_first ON COMMIT DROP AS
-       SELECT DISTINCT ON (user_key) user_key, start_p, prev_end FROM ${WORK_ISLAND} ORDER BY user_key, start_p`,
+       SELECT DISTINCT ON (user_key) user_key, start_p, prev_end FROM work_island ORDER BY user_key, start_p`,
     );
     await client.query(
-      `INSERT INTO ${WORK_ISLAND} SELECT ${COLUMNS.replace(/(\w+)/g, "i.$1")}
+      `INSERT INTO work_island SELECT ${COLUMNS.replace(/(\w+)/g, "i.$1")}
        FROM work_before_first f CROSS JOIN LATERAL (
          SELECT * FROM layer_closed_island c
          WHERE c.fact_id = $1 AND c.grain = ${gc} AND c.chunk = f.user_key >> 10 AND c.next_start = f.start_p AND c.user_key = f.user_key) i
@@ -71,7 +69,7 @@ export async function loadWorkIslands(client: pg.ClientBase, factId: number, g: 
   }
   await client.query(`DROP TABLE work_user`);
   await indexWorkIslands(client);
-  await client.query(`CREATE TEMP TABLE work_island_before ON COMMIT DROP AS SELECT * FROM ${WORK_ISLAND}`);
+  await client.query(`CREATE TEMP TABLE work_island_before ON COMMIT DROP AS SELECT * FROM work_island`);
 }
 
 /**
@@ -83,9 +81,9 @@ export async function writeBackChangedIslands(client: pg.ClientBase, factId: num
   const gc = g | 0;
   await client.query(
     `CREATE TEMP TABLE work_removed ON COMMIT DROP AS
-     SELECT * FROM work_island_before WHERE next_start IS NOT NULL EXCEPT ALL SELECT * FROM ${WORK_ISLAND} WHERE next_start IS NOT NULL;
+     SELECT * FROM work_island_before WHERE next_start IS NOT NULL EXCEPT ALL SELECT * FROM work_island WHERE next_start IS NOT NULL;
      CREATE TEMP TABLE work_added ON COMMIT DROP AS
-     SELECT * FROM ${WORK_ISLAND} EXCEPT ALL SELECT * FROM work_island_before`,
+     SELECT * FROM work_island EXCEPT ALL SELECT * FROM work_island_before`,
   );
   const latest = await client.query<LatestIsland>(
     `SELECT user_key, start_p, end_p, prev_end, active_before, first_p FROM work_added WHERE next_start IS NULL ORDER BY user_key`,
@@ -125,7 +123,7 @@ export async function writeBackChangedIslands(client: pg.ClientBase, factId: num
 
 /** The chunks work_island's rows lie in (every chunk a first build wrote). */
 export async function workChunks(client: pg.ClientBase): Promise<number[]> {
-  const r = await client.query<{ c: number[] | null }>(`SELECT array_agg(DISTINCT user_key >> 10) AS c FROM ${WORK_ISLAND}`);
+  const r = await client.query<{ c: number[] | null }>(`SELECT array_agg(DISTINCT user_key >> 10) AS c FROM work_island`);
   return r.rows[0]!.c ?? [];
 }
 
@@ -150,7 +148,7 @@ export async function packWorkIslands(client: pg.ClientBase, factId: number, g: 
             array_agg(COALESCE(aa_island_pack(w.start_p, w.end_p, w.prev_end, w.active_before), -1) ORDER BY sl),
             array_agg(COALESCE(w.first_p, -1) ORDER BY sl)
      FROM unnest($1::int[]) c(chunk) CROSS JOIN generate_series(0, 1023) sl
-     LEFT JOIN ${WORK_ISLAND} w ON w.next_start IS NULL AND w.user_key = (c.chunk << 10) + sl
+     LEFT JOIN work_island w ON w.next_start IS NULL AND w.user_key = (c.chunk << 10) + sl
      GROUP BY c.chunk
      HAVING bool_or(w.user_key IS NOT NULL)`,
     [chunks],
@@ -163,7 +161,7 @@ export async function packWorkIslands(client: pg.ClientBase, factId: number, g: 
      SELECT $1, ${gc}, next_start, min(user_key), user_key >> 10, array_agg(user_key ORDER BY user_key),
             array_agg(aa_island_pack(start_p, end_p, prev_end, active_before) ORDER BY user_key),
             array_agg(first_p ORDER BY user_key)
-     FROM ${WORK_ISLAND} WHERE next_start IS NOT NULL
+     FROM work_island WHERE next_start IS NOT NULL
      GROUP BY next_start, user_key >> 10`,
     [factId],
   );
